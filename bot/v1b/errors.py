@@ -1,0 +1,65 @@
+"""Typed errors of the Miaohua v1b API: one class per meaning.
+
+Every error carries the endpoint it came from and a human message. None of them
+ever holds a token or a password: messages are built from codes and server text,
+and server text is scrubbed of anything that looks like a credential we sent.
+"""
+
+from __future__ import annotations
+
+
+class V1bError(Exception):
+    """Base of every error raised by the v1b client."""
+
+    transient: bool = False
+
+    def __init__(self, endpoint: str, message: str, *, code: int | None = None) -> None:
+        self.endpoint = endpoint
+        self.message = message
+        self.code = code
+        detail = f" (code {code})" if code is not None else ""
+        super().__init__(f"{endpoint}: {message}{detail}")
+
+
+class AuthError(V1bError):
+    """The account cannot log in or its token is no longer accepted (600-602)."""
+
+
+class InvalidCredentials(AuthError):
+    """Unknown user or token invalid/expired (600)."""
+
+
+class WrongPassword(AuthError):
+    """The password is wrong (601)."""
+
+
+class NotBusinessAccount(AuthError):
+    """The account exists but is not a business (tob) account (602)."""
+
+
+class AccountBusy(V1bError):
+    """Too many tasks are running on this account (603): wait and submit again."""
+
+    transient = True
+
+
+class NotEnoughPoints(V1bError):
+    """The account's points balance cannot pay for the task (604)."""
+
+
+class InvalidRequest(V1bError):
+    """The request was rejected as invalid (400), or failed local validation."""
+
+
+class ServiceError(V1bError):
+    """The service failed: 500/501, HTTP 5xx, a timeout or a body that is not JSON."""
+
+    transient = True
+
+
+class FeatureUnavailable(V1bError):
+    """The server does not offer an optional endpoint (answered 404)."""
+
+
+class TaskFailed(V1bError):
+    """The service reported a generation or training failure (non-empty error_msg)."""
