@@ -1,0 +1,71 @@
+"""Command line: `miaohua-bot run | emulator | check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, load_settings, masked_dump
+
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    from bot.emulator.cli import add_emulator_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="miaohua-bot", description="Discord bot for SenseTime Miaohua image generation."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="start the bot")
+    run.add_argument("--config", metavar="PATH", help="TOML settings file")
+    run.add_argument(
+        "--emulator",
+        action="store_true",
+        help="serve a built-in Miaohua emulator and give every guild a demo account",
+    )
+
+    check = commands.add_parser("check-config", help="print the effective settings, secrets masked")
+    check.add_argument("--config", metavar="PATH", help="TOML settings file")
+
+    emulator = commands.add_parser("emulator", help="serve a local Miaohua v1b emulator")
+    add_emulator_arguments(emulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "emulator":
+        return _run_emulator(args)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"miaohua-bot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(json.dumps(masked_dump(settings), indent=2, ensure_ascii=False))
+        return 0
+    from bot.runner import run_bot
+
+    return run_bot(settings, embedded_emulator=args.emulator or settings.miaohua.emulator)
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    from bot.emulator.cli import serve_forever
+    from bot.logs import setup_logging
+
+    setup_logging("INFO")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

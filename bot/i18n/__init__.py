@@ -1,0 +1,103 @@
+"""Message catalogs (en-US, zh-CN) and the slash-command translator.
+
+User-facing text lives in `<locale>.json`, flat `key -> template` maps using
+`str.format` fields. Command names, descriptions, options and choices are
+looked up under derived keys (see `command_key`), so cogs write plain English
+and the catalogs carry every language, English included.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+from pathlib import Path
+
+import discord
+from discord import app_commands
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCALE = "en-US"
+LOCALES = ("en-US", "zh-CN")
+_DIR = Path(__file__).parent
+
+
+@cache
+def catalog(locale: str) -> dict[str, str]:
+    """The flat message catalog of one supported locale."""
+    with (_DIR / f"{locale}.json").open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def normalize(locale: str | discord.Locale | None) -> str | None:
+    """Map a Discord locale to a supported catalog, or None when there is no match."""
+    if locale is None:
+        return None
+    value = str(locale.value if isinstance(locale, discord.Locale) else locale)
+    if value.startswith("zh"):
+        return "zh-CN"
+    if value.startswith("en"):
+        return "en-US"
+    return value if value in LOCALES else None
+
+
+def pick_locale(*candidates: str | discord.Locale | None) -> str:
+    """The first supported locale among candidates (interaction, then guild), else en-US."""
+    for candidate in candidates:
+        found = normalize(candidate)
+        if found:
+            return found
+    return DEFAULT_LOCALE
+
+
+def t(key: str, locale: str | discord.Locale | None = None, /, **params: object) -> str:
+    """Render a message in the given locale, falling back to en-US, then to the key itself."""
+    lang = normalize(locale) or DEFAULT_LOCALE
+    template = catalog(lang).get(key) or catalog(DEFAULT_LOCALE).get(key)
+    if template is None:
+        log.warning("missing message key %s", key)
+        return key
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError, ValueError):
+        log.warning("bad parameters for message key %s", key)
+        return template
+
+
+def command_key(
+    context: app_commands.TranslationContextTypes, string: app_commands.locale_str
+) -> str:
+    """Derive the catalog key of a command, option or choice string."""
+    explicit = string.extras.get("key")
+    if explicit:
+        return explicit
+    loc = context.location
+    data = context.data
+    TL = app_commands.TranslationContextLocation
+    if loc in (TL.command_name, TL.group_name):
+        return f"cmd.{data.qualified_name}.name"
+    if loc in (TL.command_description, TL.group_description):
+        return f"cmd.{data.qualified_name}.description"
+    if loc is TL.parameter_name:
+        return f"cmd.{data.command.qualified_name}.opt.{data.name}.name"
+    if loc is TL.parameter_description:
+        return f"cmd.{data.command.qualified_name}.opt.{data.name}.description"
+    if loc is TL.choice_name:
+        return f"choice.{data.value}"
+    return f"text.{string.message}"
+
+
+class CatalogTranslator(app_commands.Translator):
+    """Serves command localizations from the message catalogs."""
+
+    async def translate(
+        self,
+        string: app_commands.locale_str,
+        locale: discord.Locale,
+        context: app_commands.TranslationContextTypes,
+    ) -> str | None:
+        lang = normalize(locale)
+        if lang is None or lang == DEFAULT_LOCALE:
+            return None
+        return catalog(lang).get(command_key(context, string))
