@@ -1,0 +1,104 @@
+"""Per-guild settings: generation defaults, channel and word filters, limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosqlite import Row
+
+from bot.store.base import Repo, build, dump_list, load_list
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    """A guild's settings; None generation defaults mean "the service form's default"."""
+
+    guild_id: int
+    model: str | None = None
+    size: str | None = None
+    count: int | None = None
+    scale: int | None = None
+    negative_prompt: str = ""
+    allowed_channels: tuple[int, ...] = field(default=())
+    blocked_words: tuple[str, ...] = field(default=())
+    user_concurrency: int | None = None
+    daily_quota: int | None = None
+    language: str | None = None
+    trainer_role_id: int | None = None
+    updated_at: float | None = None
+
+
+def _plain(value: Any) -> Any:
+    return value
+
+
+# Column name -> encoder of the Python value for that column.
+_ENCODERS: dict[str, Callable[[Any], Any]] = {
+    "model": _plain,
+    "size": _plain,
+    "count": _plain,
+    "scale": _plain,
+    "negative_prompt": lambda v: v or "",
+    "allowed_channels": lambda v: dump_list(int(x) for x in v),
+    "blocked_words": lambda v: dump_list(str(x) for x in v),
+    "user_concurrency": _plain,
+    "daily_quota": _plain,
+    "language": _plain,
+    "trainer_role_id": _plain,
+}
+
+SETTING_NAMES: frozenset[str] = frozenset(_ENCODERS)
+
+_GET = "SELECT * FROM guild_settings WHERE guild_id = ?"
+
+_RESET = "DELETE FROM guild_settings WHERE guild_id = ? RETURNING guild_id"
+
+
+def _settings(row: Row) -> GuildSettings:
+    return build(
+        GuildSettings,
+        row,
+        allowed_channels=tuple(load_list(row["allowed_channels"])),
+        blocked_words=tuple(load_list(row["blocked_words"])),
+    )
+
+
+def _upsert_sql(columns: list[str]) -> str:
+    # Column names come from the _ENCODERS whitelist only; values are bound parameters.
+    names = ", ".join(["guild_id", *columns, "updated_at"])
+    marks = ", ".join("?" * (len(columns) + 2))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in [*columns, "updated_at"])
+    return (
+        f"INSERT INTO guild_settings ({names}) VALUES ({marks}) "  # noqa: S608
+        f"ON CONFLICT (guild_id) DO UPDATE SET {updates} RETURNING *"
+    )
+
+
+class SettingsRepo(Repo):
+    """Reads and writes `guild_settings`."""
+
+    async def get(self, guild_id: int) -> GuildSettings:
+        """Return the guild's settings, defaults when it never changed any."""
+        row = await self._fetch_one(_GET, (guild_id,))
+        return _settings(row) if row else GuildSettings(guild_id=guild_id)
+
+    async def update(self, guild_id: int, **changes: Any) -> GuildSettings:
+        """Change the given settings (others keep their value) and return the result."""
+        unknown = set(changes) - SETTING_NAMES
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        columns = sorted(changes)
+        values = [_ENCODERS[c](changes[c]) for c in columns]
+        row = await self._fetch_one(_upsert_sql(columns), (guild_id, *values, self._clock()))
+        assert row is not None
+        log.debug("Guild %s settings changed: %s", guild_id, ", ".join(columns))
+        return _settings(row)
+
+    async def reset(self, guild_id: int) -> bool:
+        """Drop all of the guild's settings back to defaults; True when any were set."""
+        return await self._fetch_one(_RESET, (guild_id,)) is not None

@@ -1,0 +1,86 @@
+"""The Store: one SQLite connection, its pragmas, migrations and the repositories."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiosqlite
+
+from bot.store.accounts import AccountRepo
+from bot.store.base import Clock
+from bot.store.datasets import DatasetRepo
+from bot.store.migrate import migrate
+from bot.store.models import ModelRepo
+from bot.store.settings import SettingsRepo
+from bot.store.tasks import TaskRepo
+from bot.store.trainings import TrainingRepo
+from bot.store.usage import UsageRepo
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+
+
+class Store:
+    """The bot's persistent state; open it with `await Store.open(path)`."""
+
+    def __init__(self, conn: aiosqlite.Connection, clock: Clock = time.time) -> None:
+        self.conn = conn
+        self.accounts = AccountRepo(conn, clock)
+        self.settings = SettingsRepo(conn, clock)
+        self.tasks = TaskRepo(conn, clock)
+        self.trainings = TrainingRepo(conn, clock)
+        self.datasets = DatasetRepo(conn, clock)
+        self.models = ModelRepo(conn, clock)
+        self.usage = UsageRepo(conn, clock)
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        clock: Clock = time.time,
+    ) -> Self:
+        """Open (creating if needed) the database at `path` and bring its schema up to date."""
+        if str(path) != MEMORY:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit: every statement is its own transaction; migrations BEGIN explicitly.
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            conn.row_factory = aiosqlite.Row
+            await _configure(conn, busy_timeout_ms)
+            version = await migrate(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        log.info("Opened store %s (schema version %d)", path, version)
+        return cls(conn, clock)
+
+    async def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        await self.conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def _configure(conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
+    await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    # In-memory databases cannot use WAL and answer 'memory'; that is fine.
+    await conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL is durable across application crashes in WAL mode and much faster than FULL.
+    await conn.execute("PRAGMA synchronous = NORMAL")

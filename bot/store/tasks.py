@@ -1,0 +1,315 @@
+"""Generation tasks and their guarded state machine.
+
+Every transition is a single `UPDATE ... WHERE id = ? AND state IN (...)`: a transition
+from the wrong state changes nothing and returns None, which is what makes submission,
+completion and delivery happen exactly once even with concurrent workers or restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from aiosqlite import Row
+
+from bot.store.base import Repo, build, load_list
+
+log = logging.getLogger(__name__)
+
+
+class TaskState(StrEnum):
+    """Lifecycle of a generation task."""
+
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    DONE = "done"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_TASK_STATES = (TaskState.QUEUED, TaskState.SUBMITTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One generation request as persisted; `id` is the task number shown to users."""
+
+    id: int
+    guild_id: int
+    channel_id: int
+    user_id: int
+    interaction_id: int | None
+    status_message_id: int | None
+    result_message_id: int | None
+    parent_id: int | None
+    kind: str
+    model: str
+    prompt: str
+    negative_prompt: str
+    count: int
+    scale: int
+    seed: int
+    size: str
+    init_image_url: str | None
+    state: TaskState
+    service_task_id: str | None
+    seed_used: int | None
+    wait_time: int | None
+    images: tuple[dict[str, Any], ...]
+    error: str | None
+    error_detail: str | None
+    locale: str | None
+    created_at: float
+    queued_at: float
+    submitted_at: float | None
+    done_at: float | None
+    delivered_at: float | None
+    failed_at: float | None
+    updated_at: float
+    next_poll_at: float | None
+    poll_count: int
+    attempts: int
+
+    @property
+    def active(self) -> bool:
+        """True while the task is queued or running at the service."""
+        return self.state in ACTIVE_TASK_STATES
+
+
+def _task(row: Row) -> Task:
+    return build(
+        Task,
+        row,
+        state=TaskState(row["state"]),
+        images=tuple(load_list(row["result_json"])),
+    )
+
+
+_INSERT = """
+INSERT INTO tasks (guild_id, channel_id, user_id, interaction_id, parent_id, kind, model,
+                   prompt, negative_prompt, count, scale, seed, size, init_image_url, locale,
+                   created_at, queued_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING *
+"""
+
+_GET = "SELECT * FROM tasks WHERE id = ?"
+_GET_IN_GUILD = "SELECT * FROM tasks WHERE id = ? AND guild_id = ?"
+
+_MARK_SUBMITTED = """
+UPDATE tasks
+SET state = 'submitted', service_task_id = ?, submitted_at = ?, updated_at = ?,
+    wait_time = NULL, next_poll_at = NULL, poll_count = 0
+WHERE id = ? AND state = 'queued'
+RETURNING *
+"""
+
+_RECORD_PROGRESS = """
+UPDATE tasks
+SET wait_time = ?, next_poll_at = ?, poll_count = poll_count + 1, updated_at = ?
+WHERE id = ? AND state = 'submitted'
+RETURNING *
+"""
+
+_MARK_DONE = """
+UPDATE tasks
+SET state = 'done', result_json = ?, seed_used = ?, done_at = ?, updated_at = ?,
+    wait_time = NULL, next_poll_at = NULL
+WHERE id = ? AND state = 'submitted'
+RETURNING *
+"""
+
+_MARK_DELIVERED = """
+UPDATE tasks
+SET state = 'delivered', result_message_id = ?, delivered_at = ?, updated_at = ?
+WHERE id = ? AND state = 'done'
+RETURNING *
+"""
+
+_MARK_FAILED = """
+UPDATE tasks
+SET state = 'failed', error = ?, error_detail = ?, failed_at = ?, updated_at = ?,
+    next_poll_at = NULL
+WHERE id = ? AND state IN ('queued', 'submitted', 'done')
+RETURNING *
+"""
+
+_MARK_CANCELLED = """
+UPDATE tasks
+SET state = 'cancelled', updated_at = ?, next_poll_at = NULL
+WHERE id = ? AND state IN ('queued', 'submitted')
+RETURNING *
+"""
+
+_REQUEUE = """
+UPDATE tasks
+SET state = 'queued', service_task_id = NULL, submitted_at = NULL, wait_time = NULL,
+    next_poll_at = ?, poll_count = 0, attempts = attempts + 1, updated_at = ?
+WHERE id = ? AND state IN ('queued', 'submitted')
+RETURNING *
+"""
+
+_SET_STATUS_MESSAGE = """
+UPDATE tasks SET status_message_id = ?, updated_at = ? WHERE id = ? RETURNING *
+"""
+
+_QUEUED_FOR_GUILD = "SELECT * FROM tasks WHERE guild_id = ? AND state = 'queued' ORDER BY id"
+
+_COUNT_ACTIVE = """
+SELECT COUNT(*) FROM tasks
+WHERE guild_id = ?1 AND state IN ('queued', 'submitted') AND (?2 IS NULL OR user_id = ?2)
+"""
+
+_RECENT = """
+SELECT * FROM tasks WHERE guild_id = ?1 AND (?2 IS NULL OR user_id = ?2) ORDER BY id DESC LIMIT ?3
+"""
+
+_COUNTS_BY_STATE = "SELECT state, COUNT(*) FROM tasks WHERE guild_id = ? GROUP BY state"
+
+
+class TaskRepo(Repo):
+    """Reads and writes `tasks`; each method persists immediately."""
+
+    async def create(
+        self,
+        *,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        kind: str,
+        model: str,
+        prompt: str,
+        count: int,
+        scale: int,
+        size: str,
+        negative_prompt: str = "",
+        seed: int = -1,
+        init_image_url: str | None = None,
+        interaction_id: int | None = None,
+        parent_id: int | None = None,
+        locale: str | None = None,
+    ) -> Task:
+        """Persist a new task in state 'queued' and return it with its id."""
+        now = self._clock()
+        params = (
+            guild_id,
+            channel_id,
+            user_id,
+            interaction_id,
+            parent_id,
+            kind,
+            model,
+            prompt,
+            negative_prompt,
+            count,
+            scale,
+            seed,
+            size,
+            init_image_url,
+            locale,
+            now,
+            now,
+            now,
+        )
+        row = await self._fetch_one(_INSERT, params)
+        assert row is not None
+        return _task(row)
+
+    async def get(self, task_id: int) -> Task | None:
+        """Return the task, or None."""
+        row = await self._fetch_one(_GET, (task_id,))
+        return _task(row) if row else None
+
+    async def get_in_guild(self, guild_id: int, task_id: int) -> Task | None:
+        """Return the task only if it belongs to the guild."""
+        row = await self._fetch_one(_GET_IN_GUILD, (task_id, guild_id))
+        return _task(row) if row else None
+
+    async def mark_submitted(self, task_id: int, service_task_id: str) -> Task | None:
+        """queued -> submitted, recording the service's task id."""
+        now = self._clock()
+        return await self._transition(_MARK_SUBMITTED, (str(service_task_id), now, now, task_id))
+
+    async def record_progress(
+        self, task_id: int, wait_time: int | None, next_poll_at: float | None
+    ) -> Task | None:
+        """Record a poll of a submitted task: its queue position and when to poll next."""
+        return await self._transition(
+            _RECORD_PROGRESS, (wait_time, next_poll_at, self._clock(), task_id)
+        )
+
+    async def mark_done(
+        self, task_id: int, images: Iterable[dict[str, Any]], seed_used: int | None
+    ) -> Task | None:
+        """submitted -> done, storing the result images and the seed actually used."""
+        now = self._clock()
+        result = json.dumps(list(images), ensure_ascii=False)
+        return await self._transition(_MARK_DONE, (result, seed_used, now, now, task_id))
+
+    async def mark_delivered(self, task_id: int, result_message_id: int) -> Task | None:
+        """done -> delivered, recording the message that carries the result."""
+        now = self._clock()
+        return await self._transition(_MARK_DELIVERED, (result_message_id, now, now, task_id))
+
+    async def mark_failed(self, task_id: int, error: str, detail: str = "") -> Task | None:
+        """queued/submitted/done -> failed with a reason code and a detail text."""
+        now = self._clock()
+        return await self._transition(_MARK_FAILED, (error, detail, now, now, task_id))
+
+    async def mark_cancelled(self, task_id: int) -> Task | None:
+        """queued/submitted -> cancelled."""
+        return await self._transition(_MARK_CANCELLED, (self._clock(), task_id))
+
+    async def requeue(self, task_id: int, *, not_before: float | None = None) -> Task | None:
+        """queued/submitted -> queued (e.g. after 603), counting the attempt.
+
+        `not_before` is stored in `next_poll_at` as the earliest time to submit again.
+        """
+        return await self._transition(_REQUEUE, (not_before, self._clock(), task_id))
+
+    async def set_status_message(self, task_id: int, message_id: int) -> Task | None:
+        """Remember the progress message of the task."""
+        return await self._transition(_SET_STATUS_MESSAGE, (message_id, self._clock(), task_id))
+
+    async def list_by_state(self, *states: str) -> list[Task]:
+        """Return the tasks in any of the given states, oldest first."""
+        if not states:
+            return []
+        marks = ", ".join("?" * len(states))
+        sql = f"SELECT * FROM tasks WHERE state IN ({marks}) ORDER BY id"  # noqa: S608
+        return [_task(row) for row in await self._fetch_all(sql, states)]
+
+    async def queued_for_guild(self, guild_id: int) -> list[Task]:
+        """Return the guild's queued tasks, oldest first."""
+        return [_task(row) for row in await self._fetch_all(_QUEUED_FOR_GUILD, (guild_id,))]
+
+    async def count_active(self, guild_id: int, user_id: int | None = None) -> int:
+        """Count queued and submitted tasks of the guild (or of one user in it)."""
+        row = await self._fetch_one(_COUNT_ACTIVE, (guild_id, user_id))
+        return int(row[0]) if row else 0
+
+    async def recent(
+        self, guild_id: int, user_id: int | None = None, limit: int = 10
+    ) -> list[Task]:
+        """Return the guild's (or user's) latest tasks, newest first."""
+        rows = await self._fetch_all(_RECENT, (guild_id, user_id, limit))
+        return [_task(row) for row in rows]
+
+    async def counts_by_state(self, guild_id: int) -> dict[str, int]:
+        """Return the number of the guild's tasks in every state (zeros included)."""
+        counts = {state.value: 0 for state in TaskState}
+        for state, count in await self._fetch_all(_COUNTS_BY_STATE, (guild_id,)):
+            counts[state] = int(count)
+        return counts
+
+    async def _transition(self, sql: str, params: tuple[Any, ...]) -> Task | None:
+        row = await self._fetch_one(sql, params)
+        if row is None:
+            log.debug("Task update skipped (id %s absent or in another state)", params[-1])
+            return None
+        return _task(row)

@@ -1,0 +1,40 @@
+"""Daily per-user generation counters, for quotas."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.store.base import Repo
+
+log = logging.getLogger(__name__)
+
+# One statement: concurrent increments can neither lose updates nor race on the insert.
+_INCREMENT = """
+INSERT INTO daily_usage (guild_id, user_id, day, count) VALUES (?, ?, ?, ?)
+ON CONFLICT (guild_id, user_id, day) DO UPDATE SET count = count + excluded.count
+RETURNING count
+"""
+
+_GET = "SELECT count FROM daily_usage WHERE guild_id = ? AND user_id = ? AND day = ?"
+
+_PRUNE = "DELETE FROM daily_usage WHERE day < ?"
+
+
+class UsageRepo(Repo):
+    """Reads and writes `daily_usage`; `day` is an ISO date string such as '2024-05-01'."""
+
+    async def increment(self, guild_id: int, user_id: int, day: str, n: int = 1) -> int:
+        """Add `n` to the user's count for `day` and return the new count."""
+        row = await self._fetch_one(_INCREMENT, (guild_id, user_id, day, n))
+        assert row is not None
+        return int(row[0])
+
+    async def get(self, guild_id: int, user_id: int, day: str) -> int:
+        """Return the user's count for `day` (0 when nothing was counted)."""
+        row = await self._fetch_one(_GET, (guild_id, user_id, day))
+        return int(row[0]) if row else 0
+
+    async def prune(self, before_day: str) -> int:
+        """Delete the counters of days before `before_day`; return how many were removed."""
+        async with self._conn.execute(_PRUNE, (before_day,)) as cursor:
+            return cursor.rowcount
