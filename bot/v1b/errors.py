@@ -13,10 +13,18 @@ class V1bError(Exception):
 
     transient: bool = False
 
-    def __init__(self, endpoint: str, message: str, *, code: int | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        message: str,
+        *,
+        code: int | None = None,
+        field: str | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.message = message
         self.code = code
+        self.field = field
         detail = f" (code {code})" if code is not None else ""
         super().__init__(f"{endpoint}: {message}{detail}")
 
@@ -57,9 +65,25 @@ class ServiceError(V1bError):
     transient = True
 
 
+class ConnectionFailed(ServiceError):
+    """The request never reached the server (connection refused or connect timeout)."""
+
+
 class FeatureUnavailable(V1bError):
     """The server does not offer an optional endpoint (answered 404)."""
 
 
 class TaskFailed(V1bError):
     """The service reported a generation or training failure (non-empty error_msg)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        message: str,
+        *,
+        code: int | None = None,
+        field: str | None = None,
+        result: object | None = None,
+    ) -> None:
+        super().__init__(endpoint, message, code=code, field=field)
+        self.result = result

@@ -1,0 +1,141 @@
+"""The v1b HTTP client: one shared aiohttp session, retries, and per-account sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import aiohttp
+
+from . import envelope
+from .account import AccountSession
+from .errors import ConnectionFailed, ServiceError, V1bError
+from .ratelimit import RateLimiter
+from .request import Request
+from .retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class V1bClient:
+    """Client of one v1b service; hands out an AccountSession per Miaohua account."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        requests_per_second: float = 5.0,
+        max_retries: int = 3,
+        retry_budget: float = 20.0,
+        session: aiohttp.ClientSession | None = None,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.requests_per_second = requests_per_second
+        self.retry = RetryPolicy(
+            max_retries=max_retries, budget=retry_budget, base=backoff_base, cap=backoff_cap
+        )
+        self.batch_supported: bool | None = None
+        self.train_form_path: str | None = None
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._session = session
+        self._owns_session = session is None
+        self._accounts: dict[str, AccountSession] = {}
+
+    def __repr__(self) -> str:
+        return f"<V1bClient base_url={self.base_url!r} accounts={len(self._accounts)}>"
+
+    def account(
+        self,
+        email: str,
+        password: str,
+        *,
+        token: str | None = None,
+        on_token: Callable[[str], Awaitable[None]] | None = None,
+    ) -> AccountSession:
+        """Return the session of this account, creating it on first use."""
+        acct = self._accounts.get(email)
+        if acct is None:
+            acct = AccountSession(
+                self,
+                email,
+                password,
+                token=token,
+                on_token=on_token,
+                rate_limiter=RateLimiter(self.requests_per_second),
+            )
+            self._accounts[email] = acct
+        else:
+            acct.update(password, token=token, on_token=on_token)
+        return acct
+
+    async def close(self) -> None:
+        """Close the HTTP session if this client created it."""
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> V1bClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created lazily so the client can be built outside a running event loop.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._owns_session = True
+        return self._session
+
+    async def call(self, req: Request, limiter: RateLimiter, secrets: Iterable[str]) -> Any:
+        """Send a request, retrying transient failures as the retry policy allows."""
+        secrets = tuple(secrets)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(req, limiter, secrets)
+            except V1bError as exc:
+                if not self.retry.should_retry(exc, read_only=req.read_only, attempt=attempt):
+                    raise
+                delay = self.retry.delay(attempt)
+                if loop.time() - started + delay > self.retry.budget:
+                    raise
+                log.debug("v1b %s: retry %d in %.2f s (%s)", req.endpoint, attempt + 1, delay, exc)
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _attempt(self, req: Request, limiter: RateLimiter, secrets: tuple[str, ...]) -> Any:
+        await limiter.acquire()
+        headers = {"Authorization": f"Bearer {req.token}"} if req.token else None
+        started = time.perf_counter()
+        try:
+            async with self._http().request(
+                req.method,
+                f"{self.base_url}/{req.path or req.endpoint}",
+                json=req.json,
+                data=req.form() if req.form else None,
+                params=req.params,
+                headers=headers,
+                timeout=self._timeout,
+            ) as resp:
+                status, body = resp.status, await resp.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise ConnectionFailed(req.endpoint, f"cannot connect ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise ServiceError(req.endpoint, "timed out") from None
+        except aiohttp.ClientError as exc:
+            raise ServiceError(req.endpoint, f"connection error ({type(exc).__name__})") from None
+        elapsed = (time.perf_counter() - started) * 1000
+        log.debug("v1b %s -> HTTP %d in %.0f ms", req.endpoint, status, elapsed)
+        return envelope.decode(req.endpoint, status, body, req.adapter, secrets)

@@ -1,0 +1,30 @@
+"""Description of one v1b call, independent of the attempts that send it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from pydantic import TypeAdapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One v1b call: endpoint, body and the model its payload is validated into."""
+
+    endpoint: str
+    adapter: TypeAdapter[Any]
+    method: str = "POST"
+    path: str | None = None  # URL path below the base URL when it differs from endpoint
+    json: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    form: Callable[[], aiohttp.FormData] | None = (
+        None  # rebuilt per attempt: FormData is single-use
+    )
+    token: str | None = None  # also sent as `Authorization: Bearer`
+    read_only: bool = True  # read-only calls are retried on transient errors
