@@ -69,15 +69,20 @@ class MiaohuaTree(app_commands.CommandTree):
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError, /
     ) -> None:
-        original = getattr(error, "original", error)
-        locale = interaction.client.locale_for(interaction)  # type: ignore[attr-defined]
-        message = describe_error(original, locale)
-        if message is None:
-            error_id = secrets.token_hex(4)
-            command = interaction.command.qualified_name if interaction.command else "?"
-            log.error("unexpected error %s in command %s", error_id, command, exc_info=original)
-            message = t("errors.unexpected", locale, error_id=error_id)
-        try:
-            await reply(interaction, message)
-        except discord.HTTPException:
-            log.warning("could not send the error reply for interaction %s", interaction.id)
+        await report_error(interaction, error)
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """Tell the user what went wrong, in their language; log unexpected errors with an id."""
+    original = getattr(error, "original", error)
+    locale = interaction.client.locale_for(interaction)  # type: ignore[attr-defined]
+    message = describe_error(original, locale)
+    if message is None:
+        error_id = secrets.token_hex(4)
+        where = interaction.command.qualified_name if interaction.command else interaction.type.name
+        log.error("unexpected error %s in %s", error_id, where, exc_info=original)
+        message = t("errors.unexpected", locale, error_id=error_id)
+    try:
+        await reply(interaction, message)
+    except discord.HTTPException:
+        log.warning("could not send the error reply for interaction %s", interaction.id)

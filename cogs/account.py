@@ -1,0 +1,112 @@
+"""`/account`: set, check and remove the guild's Miaohua account (Manage Guild only)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _T
+from discord.ext import commands
+
+from bot.i18n import t
+from bot.replies import defer, reply
+from bot.ui import ReportingModal
+
+log = logging.getLogger(__name__)
+
+EMAIL_MAX = 254
+PASSWORD_MAX = 128
+
+
+class AccountModal(ReportingModal):
+    """Asks for the account's email and password; both stay out of logs and messages."""
+
+    def __init__(self, bot: commands.Bot, locale: str) -> None:
+        super().__init__(title=t("account.modal.title", locale), custom_id="account:set")
+        self.bot = bot
+        self.locale = locale
+        self.email = discord.ui.TextInput(
+            label=t("account.modal.email", locale), max_length=EMAIL_MAX, custom_id="email"
+        )
+        self.password = discord.ui.TextInput(
+            label=t("account.modal.password", locale),
+            max_length=PASSWORD_MAX,
+            custom_id="password",
+        )
+        self.add_item(self.email)
+        self.add_item(self.password)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        email = self.email.value.strip()
+        if "@" not in email or " " in email:
+            await reply(interaction, t("account.bad_email", self.locale))
+            return
+        await defer(interaction)
+        assert interaction.guild_id is not None
+        await self.bot.accounts.set_account(interaction.guild_id, email, self.password.value)
+        self.bot.forms.invalidate(interaction.guild_id)
+        await reply(interaction, t("account.saved", self.locale))
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class AccountCog(
+    commands.GroupCog,
+    group_name=_T("account"),
+    group_description=_T("Manage this server's Miaohua account"),
+):
+    """The guild's Miaohua account."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if not interaction.permissions.manage_guild:
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    @app_commands.command(name=_T("set"), description=_T("Set the Miaohua account (opens a form)"))
+    async def set_account(self, interaction: discord.Interaction) -> None:
+        locale = self.bot.locale_for(interaction)
+        await interaction.response.send_modal(AccountModal(self.bot, locale))
+
+    @app_commands.command(
+        name=_T("status"), description=_T("Show the account and whether its login works")
+    )
+    async def status(self, interaction: discord.Interaction) -> None:
+        locale = self.bot.locale_for(interaction)
+        await defer(interaction)
+        assert interaction.guild_id is not None
+        status = await self.bot.accounts.status(interaction.guild_id)
+        if status is None:
+            await reply(interaction, t("account.none", locale))
+            return
+        embed = discord.Embed(title=t("account.status.title", locale))
+        embed.add_field(name=t("account.status.email", locale), value=status.email_hint)
+        last = (
+            discord.utils.format_dt(datetime.fromtimestamp(status.last_login_at, UTC), "R")
+            if status.last_login_at
+            else t("account.status.never", locale)
+        )
+        embed.add_field(name=t("account.status.last_login", locale), value=last)
+        works = "account.status.ok" if status.token_ok else "account.status.broken"
+        embed.add_field(name=t("account.status.token", locale), value=t(works, locale))
+        if status.demo:
+            embed.description = t("account.status.demo", locale)
+        await reply(interaction, embed=embed)
+
+    @app_commands.command(name=_T("remove"), description=_T("Remove the account from this server"))
+    async def remove(self, interaction: discord.Interaction) -> None:
+        locale = self.bot.locale_for(interaction)
+        assert interaction.guild_id is not None
+        removed = await self.bot.accounts.remove(interaction.guild_id)
+        self.bot.forms.invalidate(interaction.guild_id)
+        await reply(interaction, t("account.removed" if removed else "account.none", locale))
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog."""
+    await bot.add_cog(AccountCog(bot))

@@ -1,0 +1,230 @@
+"""`/settings`: the guild's generation defaults, filters and limits (Manage Guild only)."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _T
+from discord.ext import commands
+
+from bot import options
+from bot.autocomplete import model_autocomplete, size_autocomplete
+from bot.i18n import LOCALES, t
+from bot.replies import defer, reply
+from bot.store.settings import GuildSettings
+
+log = logging.getLogger(__name__)
+
+NEGATIVE_PROMPT_MAX = 1000
+BLOCKED_WORD_MAX = 100
+BLOCKED_WORDS_LIMIT = 200
+
+
+def settings_embed(s: GuildSettings, locale: str, guild: discord.Guild | None) -> discord.Embed:
+    """An embed listing every setting of the guild."""
+    unset = t("settings.unset", locale)
+    unlimited = t("settings.unlimited", locale)
+    channels = ", ".join(f"<#{c}>" for c in s.allowed_channels) or t(
+        "settings.all_channels", locale
+    )
+    fields = {
+        "settings.field.model": s.model or unset,
+        "settings.field.size": s.size or unset,
+        "settings.field.count": s.count or unset,
+        "settings.field.scale": s.scale or unset,
+        "settings.field.negative_prompt": s.negative_prompt or unset,
+        "settings.field.channels": channels,
+        "settings.field.blocked_words": ", ".join(f"`{w}`" for w in s.blocked_words) or unset,
+        "settings.field.user_concurrency": s.user_concurrency or unset,
+        "settings.field.daily_quota": unlimited if s.daily_quota == 0 else s.daily_quota or unset,
+        "settings.field.language": s.language or unset,
+        "settings.field.trainer_role": f"<@&{s.trainer_role_id}>" if s.trainer_role_id else unset,
+    }
+    embed = discord.Embed(title=t("settings.title", locale, guild=guild.name if guild else ""))
+    for key, value in fields.items():
+        embed.add_field(name=t(key, locale), value=str(value)[:1024], inline=True)
+    return embed
+
+
+def _choices(*values: str) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=_T(value), value=value) for value in values]
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class SettingsCog(
+    commands.GroupCog,
+    group_name=_T("settings"),
+    group_description=_T("Show and change this server's settings"),
+):
+    """Guild defaults, filters and limits."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if not interaction.permissions.manage_guild:
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    async def _save(self, interaction: discord.Interaction, **changes: object) -> None:
+        assert interaction.guild_id is not None
+        locale = self.bot.locale_for(interaction)
+        updated = await self.bot.store.settings.update(interaction.guild_id, **changes)
+        self.bot.guild_languages[interaction.guild_id] = updated.language
+        embed = settings_embed(updated, locale, interaction.guild)
+        await reply(interaction, t("settings.saved", locale), embed=embed)
+
+    @app_commands.command(name=_T("show"), description=_T("Show every setting of this server"))
+    async def show(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        current = await self.bot.store.settings.get(interaction.guild_id)
+        locale = self.bot.locale_for(interaction)
+        await reply(interaction, embed=settings_embed(current, locale, interaction.guild))
+
+    @app_commands.command(name=_T("defaults"), description=_T("Set default generation options"))
+    @app_commands.rename(
+        model=_T("model"),
+        size=_T("size"),
+        count=_T("count"),
+        scale=_T("scale"),
+        negative_prompt=_T("negative_prompt"),
+    )
+    @app_commands.describe(
+        model=_T("Default model"),
+        size=_T("Default image size"),
+        count=_T("Default number of images"),
+        scale=_T("Default guidance scale"),
+        negative_prompt=_T("Default negative prompt (a single dash clears it)"),
+    )
+    @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
+    async def defaults(
+        self,
+        interaction: discord.Interaction,
+        model: str | None = None,
+        size: str | None = None,
+        count: int | None = None,
+        scale: int | None = None,
+        negative_prompt: app_commands.Range[str, 1, NEGATIVE_PROMPT_MAX] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        await defer(interaction)
+        changes: dict[str, object] = {}
+        if any(v is not None for v in (model, size, count, scale)):
+            form = await self.bot.forms.generation_form(interaction.guild_id)
+            trained = [
+                m.model_name for m in await self.bot.store.models.for_guild(interaction.guild_id)
+            ]
+            if model is not None:
+                changes["model"] = options.check_model(form, trained, model)
+            if size is not None:
+                changes["size"] = options.check_size(form, size)
+            if count is not None:
+                changes["count"] = options.check_count(form, count)
+            if scale is not None:
+                changes["scale"] = options.check_scale(form, scale)
+        if negative_prompt is not None:
+            changes["negative_prompt"] = "" if negative_prompt.strip() == "-" else negative_prompt
+        await self._save(interaction, **changes)
+
+    @app_commands.command(name=_T("limits"), description=_T("Set per-user limits and language"))
+    @app_commands.rename(
+        user_concurrency=_T("user_concurrency"),
+        daily_quota=_T("daily_quota"),
+        language=_T("language"),
+        trainer_role=_T("trainer_role"),
+    )
+    @app_commands.describe(
+        user_concurrency=_T("Tasks one member may have queued or running at once"),
+        daily_quota=_T("Images one member may generate per day (0 = unlimited)"),
+        language=_T("Language of messages when a member's own language is not supported"),
+        trainer_role=_T("Role allowed to train models (besides Manage Server)"),
+    )
+    @app_commands.choices(language=_choices(*LOCALES))
+    async def limits(
+        self,
+        interaction: discord.Interaction,
+        user_concurrency: app_commands.Range[int, 1, 50] | None = None,
+        daily_quota: app_commands.Range[int, 0, 100_000] | None = None,
+        language: str | None = None,
+        trainer_role: discord.Role | None = None,
+    ) -> None:
+        changes: dict[str, object] = {}
+        if user_concurrency is not None:
+            changes["user_concurrency"] = user_concurrency
+        if daily_quota is not None:
+            changes["daily_quota"] = daily_quota
+        if language is not None:
+            changes["language"] = language
+        if trainer_role is not None:
+            changes["trainer_role_id"] = trainer_role.id
+        await self._save(interaction, **changes)
+
+    @app_commands.command(
+        name=_T("channels"), description=_T("Choose the channels where commands work")
+    )
+    @app_commands.rename(action=_T("action"), channel=_T("channel"))
+    @app_commands.describe(action=_T("What to do"), channel=_T("The channel"))
+    @app_commands.choices(action=_choices("allow", "disallow", "clear"))
+    async def channels(
+        self,
+        interaction: discord.Interaction,
+        action: str,
+        channel: discord.TextChannel | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        current = await self.bot.store.settings.get(interaction.guild_id)
+        allowed = list(current.allowed_channels)
+        if action == "clear":
+            allowed = []
+        elif channel is None:
+            await reply(
+                interaction, t("settings.channel_required", self.bot.locale_for(interaction))
+            )
+            return
+        elif action == "allow" and channel.id not in allowed:
+            allowed.append(channel.id)
+        elif action == "disallow" and channel.id in allowed:
+            allowed.remove(channel.id)
+        await self._save(interaction, allowed_channels=allowed)
+
+    @app_commands.command(
+        name=_T("blocked-words"), description=_T("Words that may not appear in prompts")
+    )
+    @app_commands.rename(action=_T("action"), word=_T("word"))
+    @app_commands.describe(action=_T("What to do"), word=_T("The word or phrase"))
+    @app_commands.choices(action=_choices("add", "remove", "clear"))
+    async def blocked_words(
+        self,
+        interaction: discord.Interaction,
+        action: str,
+        word: app_commands.Range[str, 1, BLOCKED_WORD_MAX] | None = None,
+    ) -> None:
+        assert interaction.guild_id is not None
+        locale = self.bot.locale_for(interaction)
+        current = await self.bot.store.settings.get(interaction.guild_id)
+        words = list(current.blocked_words)
+        needle = (word or "").strip().casefold()
+        if action == "clear":
+            words = []
+        elif not needle:
+            await reply(interaction, t("settings.word_required", locale))
+            return
+        elif action == "add" and needle not in words:
+            if len(words) >= BLOCKED_WORDS_LIMIT:
+                await reply(
+                    interaction, t("settings.too_many_words", locale, limit=BLOCKED_WORDS_LIMIT)
+                )
+                return
+            words.append(needle)
+        elif action == "remove" and needle in words:
+            words.remove(needle)
+        await self._save(interaction, blocked_words=words)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog."""
+    await bot.add_cog(SettingsCog(bot))
