@@ -1,0 +1,595 @@
+"""Tests of the SQLite store: migrations, pragmas, every repository and guarded transitions."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from bot.crypto import SecretBox, mask_email
+from bot.store import (
+    Migration,
+    MigrationError,
+    Store,
+    TaskState,
+    TrainingState,
+    load_migrations,
+    migrate,
+    schema_version,
+)
+
+
+class FakeClock:
+    """A clock that advances one second per reading."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "data" / "bot.db", clock=FakeClock())
+    yield s
+    await s.close()
+
+
+async def _schema(conn: aiosqlite.Connection) -> tuple[int, list[tuple[str, str, str]]]:
+    rows = await conn.execute_fetchall(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    )
+    return await schema_version(conn), [tuple(r) for r in rows]
+
+
+def _task_params(**overrides: object) -> dict[str, object]:
+    params: dict[str, object] = {
+        "guild_id": 10,
+        "channel_id": 20,
+        "user_id": 30,
+        "kind": "t2i",
+        "model": "Artist_V0.1.3",
+        "prompt": "one girl, beautiful",
+        "count": 2,
+        "scale": 7,
+        "size": "512x512",
+    }
+    params.update(overrides)
+    return params
+
+
+# --- migrations and connection -------------------------------------------------------------
+
+
+def test_migration_files_are_numbered_from_one() -> None:
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    assert migrations[0].name == "initial"
+    assert "CREATE TABLE tasks" in migrations[0].sql
+
+
+async def test_open_from_empty_creates_parent_dir_and_latest_schema(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "bot.db"
+    store = await Store.open(path)
+    try:
+        assert path.exists()
+        version, objects = await _schema(store.conn)
+        assert version == len(load_migrations())
+        names = {name for kind, name, _ in objects if kind == "table"}
+        assert {"guild_accounts", "guild_settings", "tasks", "trainings"} <= names
+        assert {"datasets", "trained_models", "daily_usage"} <= names
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("applied", range(len(load_migrations()) + 1))
+async def test_upgrade_from_every_earlier_version_matches_fresh_schema(
+    tmp_path: Path, applied: int
+) -> None:
+    fresh = await Store.open(tmp_path / "fresh.db")
+    expected = await _schema(fresh.conn)
+    await fresh.close()
+
+    path = tmp_path / "old.db"
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        assert await migrate(conn, target=applied) == applied
+        assert await schema_version(conn) == applied
+    upgraded = await Store.open(path)
+    try:
+        assert await _schema(upgraded.conn) == expected
+    finally:
+        await upgraded.close()
+
+
+async def test_reopen_keeps_data_and_does_not_reapply(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    async with await Store.open(path) as store:
+        task = await store.tasks.create(**_task_params())
+    async with await Store.open(path) as store:
+        assert (await store.tasks.get(task.id)) == task
+        assert await schema_version(store.conn) == len(load_migrations())
+
+
+async def test_failed_migration_rolls_back_whole_file(tmp_path: Path) -> None:
+    migrations = [
+        Migration(1, "one", "CREATE TABLE a (x INTEGER);"),
+        Migration(2, "two", "CREATE TABLE b (x INTEGER);\nINSERT INTO nowhere VALUES (1);"),
+    ]
+    async with aiosqlite.connect(tmp_path / "m.db", isolation_level=None) as conn:
+        with pytest.raises(sqlite3.OperationalError):
+            await migrate(conn, migrations)
+        assert await schema_version(conn) == 1
+        assert not conn.in_transaction
+        rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert [r[0] for r in rows] == ["a"]
+
+
+async def test_database_newer_than_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await conn.execute("PRAGMA user_version = 999")
+    with pytest.raises(MigrationError):
+        await Store.open(path)
+
+
+async def test_pragmas_wal_foreign_keys_busy_timeout(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "bot.db", busy_timeout_ms=1234) as store:
+
+        async def pragma(name: str) -> object:
+            rows = await store.conn.execute_fetchall(f"PRAGMA {name}")
+            return next(iter(rows))[0]
+
+        assert await pragma("journal_mode") == "wal"
+        assert await pragma("foreign_keys") == 1
+        assert await pragma("busy_timeout") == 1234
+    assert (tmp_path / "bot.db").exists()
+
+
+async def test_memory_database_is_allowed() -> None:
+    async with await Store.open(":memory:") as store:
+        task = await store.tasks.create(**_task_params())
+        assert task.id == 1
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+async def test_account_round_trip_token_and_delete(store: Store) -> None:
+    assert await store.accounts.get(1) is None
+    created = await store.accounts.upsert(
+        guild_id=1, email_encrypted=b"E1", password_encrypted=b"P1", email_hint="d***@x.io"
+    )
+    assert (created.token_encrypted, created.token_ok, created.last_login_at) == (None, False, None)
+    assert await store.accounts.get(1) == created
+
+    with_token = await store.accounts.set_token(1, b"T1", 123.0)
+    assert with_token is not None
+    assert (with_token.token_encrypted, with_token.token_ok, with_token.last_login_at) == (
+        b"T1",
+        True,
+        123.0,
+    )
+    bad = await store.accounts.set_token_ok(1, False)
+    assert bad is not None and bad.token_ok is False and bad.token_encrypted == b"T1"
+
+    replaced = await store.accounts.upsert(
+        guild_id=1,
+        email_encrypted=b"E2",
+        password_encrypted=b"P2",
+        email_hint="e***@x.io",
+        token_encrypted=b"T2",
+        last_login_at=5.0,
+        token_ok=True,
+    )
+    assert replaced.created_at == created.created_at
+    assert replaced.updated_at > created.updated_at
+    assert (replaced.email_encrypted, replaced.token_encrypted) == (b"E2", b"T2")
+    assert "E2" not in repr(replaced)
+
+    assert await store.accounts.set_token(2, b"T", 1.0) is None
+    assert await store.accounts.delete(1) is True
+    assert await store.accounts.delete(1) is False
+    assert await store.accounts.get(1) is None
+
+
+async def test_accounts_store_only_ciphertext(tmp_path: Path) -> None:
+    box = SecretBox.from_passphrase("a passphrase of the operator")
+    email, password, token = "dave@miaohua.local", "hunter2-Pa55word", "tok-abcdef123456"
+    path = tmp_path / "bot.db"
+    async with await Store.open(path) as store:
+        await store.accounts.upsert(
+            guild_id=7,
+            email_encrypted=box.encrypt(email),
+            password_encrypted=box.encrypt(password),
+            token_encrypted=box.encrypt(token),
+            email_hint=mask_email(email),
+        )
+        # Check while the WAL still holds the writes, then again after the checkpoint.
+        on_disk = _files_bytes(tmp_path)
+        assert b"d***@miaohua.local" in on_disk
+        for secret in (email, password, token):
+            assert secret.encode() not in on_disk
+        row = await store.accounts.get(7)
+        assert row is not None and box.decrypt(row.password_encrypted) == password
+    on_disk = path.read_bytes()
+    assert b"d***@miaohua.local" in on_disk
+    for secret in (email, password, token):
+        assert secret.encode() not in on_disk
+
+
+def _files_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file())
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+async def test_settings_defaults_update_and_reset(store: Store) -> None:
+    defaults = await store.settings.get(5)
+    assert defaults.guild_id == 5
+    assert (defaults.model, defaults.count, defaults.allowed_channels) == (None, None, ())
+
+    first = await store.settings.update(5, model="Artist v0.3.0 Beta", allowed_channels=[1, 2])
+    assert first.model == "Artist v0.3.0 Beta"
+    assert first.allowed_channels == (1, 2)
+
+    second = await store.settings.update(
+        5, blocked_words=["nsfw", "血"], daily_quota=10, user_concurrency=2, scale=9
+    )
+    assert second.model == "Artist v0.3.0 Beta"  # untouched settings keep their value
+    assert second.allowed_channels == (1, 2)
+    assert second.blocked_words == ("nsfw", "血")
+    assert (second.daily_quota, second.user_concurrency, second.scale) == (10, 2, 9)
+    assert await store.settings.get(5) == second
+
+    cleared = await store.settings.update(5, daily_quota=None, language="zh-CN", trainer_role_id=9)
+    assert (cleared.daily_quota, cleared.language, cleared.trainer_role_id) == (None, "zh-CN", 9)
+    assert await store.settings.get(6) == type(defaults)(guild_id=6)
+
+    assert await store.settings.reset(5) is True
+    assert (await store.settings.get(5)).model is None
+
+
+async def test_settings_reject_unknown_names(store: Store) -> None:
+    with pytest.raises(ValueError, match="nope"):
+        await store.settings.update(5, nope=1)
+    assert (await store.settings.get(5)).updated_at is None
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+async def test_task_create_and_get(store: Store) -> None:
+    task = await store.tasks.create(
+        **_task_params(kind="i2i", init_image_url="http://127.0.0.1/a.png", seed=42, locale="en-US")
+    )
+    assert task.state is TaskState.QUEUED
+    assert (task.kind, task.seed, task.init_image_url) == ("i2i", 42, "http://127.0.0.1/a.png")
+    assert task.created_at == task.queued_at == task.updated_at
+    assert (task.attempts, task.poll_count, task.images) == (0, 0, ())
+    assert task.active
+    assert await store.tasks.get(task.id) == task
+    assert await store.tasks.get_in_guild(10, task.id) == task
+    assert await store.tasks.get_in_guild(11, task.id) is None
+    assert await store.tasks.get(task.id + 1) is None
+
+
+async def test_task_ids_increase_and_parent_must_exist(store: Store) -> None:
+    first = await store.tasks.create(**_task_params())
+    child = await store.tasks.create(**_task_params(parent_id=first.id))
+    assert child.id > first.id and child.parent_id == first.id
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.tasks.create(**_task_params(parent_id=999))
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.tasks.create(**_task_params(kind="x2y"))
+
+
+async def test_task_happy_path(store: Store) -> None:
+    task = await store.tasks.create(**_task_params())
+    status = await store.tasks.set_status_message(task.id, 555)
+    assert status is not None and status.status_message_id == 555
+
+    submitted = await store.tasks.mark_submitted(task.id, "svc-1")
+    assert submitted is not None
+    assert (submitted.state, submitted.service_task_id) == (TaskState.SUBMITTED, "svc-1")
+    assert submitted.submitted_at is not None
+
+    polled = await store.tasks.record_progress(task.id, 3, 1234.5)
+    polled = await store.tasks.record_progress(task.id, 1, 1240.0)
+    assert polled is not None
+    assert (polled.wait_time, polled.next_poll_at, polled.poll_count) == (1, 1240.0, 2)
+
+    images = [{"url": "http://127.0.0.1/1.png", "seed": 5}, {"url": "http://127.0.0.1/2.png"}]
+    done = await store.tasks.mark_done(task.id, images, 5)
+    assert done is not None
+    assert (done.state, done.images, done.seed_used) == (TaskState.DONE, tuple(images), 5)
+    assert done.next_poll_at is None and done.done_at is not None
+
+    delivered = await store.tasks.mark_delivered(task.id, 777)
+    assert delivered is not None
+    assert (delivered.state, delivered.result_message_id) == (TaskState.DELIVERED, 777)
+    assert delivered.delivered_at is not None and not delivered.active
+    assert delivered.status_message_id == 555
+
+
+@pytest.mark.parametrize(
+    ("setup", "illegal"),
+    [
+        ([], ("mark_done", [], 1)),
+        ([], ("mark_delivered", 1)),
+        ([], ("record_progress", 1, 2.0)),
+        (["submit"], ("mark_submitted", "svc-2")),
+        (["submit"], ("mark_delivered", 1)),
+        (["submit", "done"], ("mark_done", [], 2)),
+        (["submit", "done"], ("mark_cancelled",)),
+        (["submit", "done"], ("requeue",)),
+        (["submit", "done", "deliver"], ("mark_delivered", 2)),
+        (["submit", "done", "deliver"], ("mark_failed", "late")),
+        (["cancel"], ("mark_submitted", "svc-3")),
+        (["cancel"], ("mark_failed", "late")),
+        (["fail"], ("mark_cancelled",)),
+        (["fail"], ("requeue",)),
+    ],
+)
+async def test_illegal_task_transition_returns_none_and_changes_nothing(
+    store: Store, setup: list[str], illegal: tuple[object, ...]
+) -> None:
+    task = await store.tasks.create(**_task_params())
+    steps = {
+        "submit": lambda: store.tasks.mark_submitted(task.id, "svc-1"),
+        "done": lambda: store.tasks.mark_done(task.id, [{"url": "u"}], 1),
+        "deliver": lambda: store.tasks.mark_delivered(task.id, 9),
+        "cancel": lambda: store.tasks.mark_cancelled(task.id),
+        "fail": lambda: store.tasks.mark_failed(task.id, "boom"),
+    }
+    for step in setup:
+        assert await steps[step]() is not None
+    before = await store.tasks.get(task.id)
+
+    method, *args = illegal
+    assert await getattr(store.tasks, str(method))(task.id, *args) is None
+    assert await store.tasks.get(task.id) == before
+
+
+async def test_transitions_on_missing_task_return_none(store: Store) -> None:
+    assert await store.tasks.mark_submitted(404, "svc") is None
+    assert await store.tasks.set_status_message(404, 1) is None
+    assert await store.tasks.mark_failed(404, "x") is None
+
+
+async def test_concurrent_delivery_happens_exactly_once(store: Store) -> None:
+    task = await store.tasks.create(**_task_params())
+    await store.tasks.mark_submitted(task.id, "svc")
+    await store.tasks.mark_done(task.id, [], 1)
+    results = await asyncio.gather(*(store.tasks.mark_delivered(task.id, m) for m in range(20)))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert (await store.tasks.get(task.id)) == winners[0]
+
+
+async def test_requeue_fail_and_cancel(store: Store) -> None:
+    task = await store.tasks.create(**_task_params())
+    await store.tasks.mark_submitted(task.id, "svc-1")
+    await store.tasks.record_progress(task.id, 4, 99.0)
+    requeued = await store.tasks.requeue(task.id, not_before=150.0)
+    assert requeued is not None
+    assert requeued.state is TaskState.QUEUED
+    assert (requeued.service_task_id, requeued.submitted_at, requeued.wait_time) == (None,) * 3
+    assert (requeued.attempts, requeued.poll_count, requeued.next_poll_at) == (1, 0, 150.0)
+    again = await store.tasks.requeue(task.id)
+    assert again is not None and again.attempts == 2 and again.next_poll_at is None
+
+    failed = await store.tasks.mark_failed(task.id, "account_busy", "603 five times")
+    assert failed is not None
+    assert (failed.state, failed.error, failed.error_detail) == (
+        TaskState.FAILED,
+        "account_busy",
+        "603 five times",
+    )
+    assert failed.failed_at is not None
+
+    other = await store.tasks.create(**_task_params())
+    await store.tasks.mark_submitted(other.id, "svc-2")
+    cancelled = await store.tasks.mark_cancelled(other.id)
+    assert cancelled is not None and cancelled.state is TaskState.CANCELLED
+
+    third = await store.tasks.create(**_task_params())
+    await store.tasks.mark_submitted(third.id, "svc-3")
+    await store.tasks.mark_done(third.id, [], 1)
+    undeliverable = await store.tasks.mark_failed(third.id, "delivery_failed")
+    assert undeliverable is not None and undeliverable.state is TaskState.FAILED
+
+
+async def test_task_queries(store: Store) -> None:
+    a = await store.tasks.create(**_task_params(user_id=1))
+    b = await store.tasks.create(**_task_params(user_id=2))
+    c = await store.tasks.create(**_task_params(user_id=1))
+    d = await store.tasks.create(**_task_params(guild_id=99, user_id=1))
+    await store.tasks.mark_submitted(b.id, "svc-b")
+    await store.tasks.mark_cancelled(c.id)
+
+    queued = await store.tasks.list_by_state(TaskState.QUEUED)
+    assert [t.id for t in queued] == [a.id, d.id]
+    active = await store.tasks.list_by_state("queued", "submitted")
+    assert [t.id for t in active] == [a.id, b.id, d.id]
+    assert await store.tasks.list_by_state() == []
+    assert [t.id for t in await store.tasks.queued_for_guild(10)] == [a.id]
+
+    assert await store.tasks.count_active(10) == 2
+    assert await store.tasks.count_active(10, user_id=1) == 1
+    assert await store.tasks.count_active(10, user_id=3) == 0
+    assert await store.tasks.count_active(99) == 1
+
+    assert [t.id for t in await store.tasks.recent(10)] == [c.id, b.id, a.id]
+    assert [t.id for t in await store.tasks.recent(10, user_id=1)] == [c.id, a.id]
+    assert [t.id for t in await store.tasks.recent(10, limit=1)] == [c.id]
+
+    counts = await store.tasks.counts_by_state(10)
+    assert counts == {
+        "queued": 1,
+        "submitted": 1,
+        "done": 0,
+        "delivered": 0,
+        "failed": 0,
+        "cancelled": 1,
+    }
+
+
+# --- trainings -----------------------------------------------------------------------------
+
+
+async def _training(store: Store, **overrides: object):
+    params: dict[str, object] = {
+        "guild_id": 10,
+        "channel_id": 20,
+        "user_id": 30,
+        "name": "train model1",
+        "main_body": "Style",
+        "base_model": "自动选择",
+        "trigger_word": "one girl",
+        "pending_images": ["/tmp/a.png", "/tmp/b.png"],
+    }
+    params.update(overrides)
+    return await store.trainings.create(**params)  # type: ignore[arg-type]
+
+
+async def test_training_round_trip_and_update(store: Store) -> None:
+    job = await _training(store, nsfw=True, description="desc")
+    assert job.state is TrainingState.UPLOADING
+    assert job.pending_images == ("/tmp/a.png", "/tmp/b.png")
+    assert (job.nsfw, job.description, job.progress, job.dataset_ids) == (True, "desc", 0.0, ())
+    assert await store.trainings.get(job.id) == job
+    assert await store.trainings.get_in_guild(10, job.id) == job
+    assert await store.trainings.get_in_guild(11, job.id) is None
+
+    updated = await store.trainings.update(
+        job.id,
+        uploaded_urls=["http://127.0.0.1/u1"],
+        pending_images=[],
+        progress_message_id=42,
+    )
+    assert updated is not None
+    assert updated.uploaded_urls == ("http://127.0.0.1/u1",)
+    assert updated.pending_images == ()
+    assert updated.progress_message_id == 42
+    assert updated.state is TrainingState.UPLOADING
+    assert await store.trainings.get(job.id) == updated
+    assert await store.trainings.update(404, error="x") is None
+
+
+async def test_training_update_rejects_unlisted_fields(store: Store) -> None:
+    job = await _training(store)
+    for field in ("state", "guild_id", "id; DROP TABLE trainings"):
+        with pytest.raises(ValueError, match="cannot update"):
+            await store.trainings.update(job.id, **{field: "done"})
+    assert await store.trainings.get(job.id) == job
+
+
+async def test_training_guarded_state_changes(store: Store) -> None:
+    job = await _training(store)
+    moved = await store.trainings.set_state(
+        job.id, "creating_dataset", from_states=["uploading"], uploaded_urls=["u1", "u2"]
+    )
+    assert moved is not None
+    assert (moved.state, moved.uploaded_urls) == (TrainingState.CREATING_DATASET, ("u1", "u2"))
+
+    # Wrong source state: nothing changes, fields included.
+    assert await store.trainings.set_state(job.id, "training", ["submitting"], error="x") is None
+    assert await store.trainings.get(job.id) == moved
+
+    await store.trainings.set_state(job.id, "submitting", ["creating_dataset"], dataset_ids=[7])
+    training = await store.trainings.set_state(
+        job.id, TrainingState.TRAINING, [TrainingState.SUBMITTING], service_task_id=123
+    )
+    assert training is not None
+    assert (training.dataset_ids, training.service_task_id) == (("7",), "123")
+    assert training.finished_at is None
+
+    progressed = await store.trainings.update(job.id, progress=0.5, last_progress_at=9.0)
+    assert progressed is not None and progressed.progress == 0.5
+
+    done = await store.trainings.set_state(
+        job.id, "done", ["training"], progress=1, model_name="train_model1"
+    )
+    assert done is not None
+    assert (done.state, done.model_name, done.progress) == (TrainingState.DONE, "train_model1", 1.0)
+    assert done.finished_at is not None and not done.active
+    assert await store.trainings.set_state(job.id, "failed", ["training"]) is None
+    assert await store.trainings.set_state(job.id, "failed", []) is None
+    with pytest.raises(ValueError):
+        await store.trainings.set_state(job.id, "exploded", ["done"])
+
+
+async def test_training_listing(store: Store) -> None:
+    a = await _training(store)
+    b = await _training(store)
+    c = await _training(store, guild_id=11)
+    await store.trainings.set_state(b.id, "cancelled", ["uploading"])
+    assert [t.id for t in await store.trainings.list_active()] == [a.id, c.id]
+    assert await store.trainings.count_active(10) == 1
+    assert await store.trainings.count_active(12) == 0
+    assert [t.id for t in await store.trainings.recent(10)] == [b.id, a.id]
+    assert [t.id for t in await store.trainings.recent(10, limit=1)] == [b.id]
+
+
+# --- datasets, models, usage ---------------------------------------------------------------
+
+
+async def test_dataset_round_trip(store: Store) -> None:
+    first = await store.datasets.add(
+        guild_id=1, dataset_id="ds-1", name="cats", image_count=2, created_by=5
+    )
+    assert await store.datasets.get(1, "ds-1") == first
+    assert await store.datasets.get(2, "ds-1") is None
+    again = await store.datasets.add(guild_id=1, dataset_id="ds-1", name="cats2", image_count=3)
+    assert (again.name, again.image_count, again.created_at) == ("cats2", 3, first.created_at)
+    await store.datasets.add(guild_id=1, dataset_id="ds-2", name="dogs", image_count=1)
+    assert [d.dataset_id for d in await store.datasets.for_guild(1)] == ["ds-1", "ds-2"]
+    assert await store.datasets.delete(1, "ds-1") is True
+    assert await store.datasets.delete(1, "ds-1") is False
+    assert [d.dataset_id for d in await store.datasets.for_guild(1)] == ["ds-2"]
+
+
+async def test_model_round_trip(store: Store) -> None:
+    job = await _training(store)
+    model = await store.models.add(
+        guild_id=10,
+        model_name="train_model1",
+        trigger_word="one girl",
+        trained_by=30,
+        training_id=job.id,
+    )
+    assert (model.display_name, model.training_id) == ("train_model1", job.id)
+    assert await store.models.get(10, "train_model1") == model
+    assert await store.models.get(11, "train_model1") is None
+    renamed = await store.models.rename(10, "train_model1", "My style")
+    assert renamed is not None and renamed.display_name == "My style"
+    assert await store.models.rename(10, "nope", "x") is None
+    await store.models.add(guild_id=10, model_name="m2", display_name="Second")
+    assert [m.display_name for m in await store.models.for_guild(10)] == ["My style", "Second"]
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.models.add(guild_id=10, model_name="m3", training_id=999)
+    assert await store.models.delete(10, "m2") is True
+    assert await store.models.delete(10, "m2") is False
+
+
+async def test_usage_counter_is_atomic_under_concurrency(store: Store) -> None:
+    results = await asyncio.gather(*(store.usage.increment(1, 2, "2024-05-01") for _ in range(50)))
+    assert sorted(results) == list(range(1, 51))
+    assert await store.usage.get(1, 2, "2024-05-01") == 50
+    assert await store.usage.get(1, 3, "2024-05-01") == 0
+
+
+async def test_usage_increment_by_n_refund_and_prune(store: Store) -> None:
+    assert await store.usage.increment(1, 2, "2024-05-01", 3) == 3
+    assert await store.usage.increment(1, 2, "2024-05-01", -1) == 2
+    assert await store.usage.increment(1, 2, "2024-05-02") == 1
+    assert await store.usage.prune("2024-05-02") == 1
+    assert await store.usage.get(1, 2, "2024-05-01") == 0
+    assert await store.usage.get(1, 2, "2024-05-02") == 1
