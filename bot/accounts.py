@@ -56,7 +56,7 @@ class AccountManager:
         row = await self._store.accounts.get(guild_id)
         if row is None:
             if self._demo is None:
-                raise NoAccount(guild_id)
+                raise NoAccount()
             session = self._demo_session(guild_id)
         else:
             email = self._box.decrypt(row.email_encrypted)

@@ -13,6 +13,7 @@ import cogs
 from bot.accounts import AccountManager
 from bot.config import Settings
 from bot.crypto import SecretBox
+from bot.forms import FormCache
 from bot.i18n import CatalogTranslator, pick_locale
 from bot.store import Store
 from bot.tree import MiaohuaTree
@@ -48,6 +49,7 @@ class BotCore:
     v1b: V1bClient
     accounts: AccountManager
     secrets: SecretBox
+    forms: FormCache
 
     def _init_core(self, settings: Settings, *, emulator_base_url: str | None, demo) -> None:
         self.settings = settings
@@ -77,6 +79,7 @@ class BotCore:
         self.accounts = AccountManager(
             self.store, self.v1b, self.secrets, demo_provisioner=self.demo_provisioner
         )
+        self.forms = FormCache(self.accounts, ttl=m.form_cache_ttl)
         await self.tree.set_translator(CatalogTranslator())
         for name in cog_modules():
             await self.load_extension(name)
