@@ -179,8 +179,24 @@ json_values = st.recursive(
     max_leaves=20,
 )
 field_names = st.sampled_from(
-    "code info msg state images task_id token items has_next wait_time large"
-    " training_progress base_model name choices id".split()
+    [
+        "code",
+        "info",
+        "msg",
+        "state",
+        "images",
+        "task_id",
+        "token",
+        "items",
+        "has_next",
+        "wait_time",
+        "large",
+        "training_progress",
+        "base_model",
+        "name",
+        "choices",
+        "id",
+    ]
 )
 json_like = st.recursive(
     json_values,
