@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from bot.emulator import errors, forms
 from bot.emulator.forms import require_int, require_str
@@ -226,7 +226,7 @@ async def _read_upload_parts(request: web.Request) -> tuple[str | None, list[byt
     images: list[bytes] = []
     reader = await request.multipart()
     async for part in reader:
-        if not isinstance(part, web.BodyPartReader):
+        if not isinstance(part, BodyPartReader):
             continue  # nested multipart bodies carry nothing the service reads
         if part.name == "init_img":
             images.append(bytes(await part.read()))
