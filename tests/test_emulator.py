@@ -317,7 +317,7 @@ async def test_unexpected_failure_is_500(api: Api, emu: EmulatorServer) -> None:
 
 
 async def test_wait_time_counts_down(http: aiohttp.ClientSession) -> None:
-    settings = make_settings(workers=1, generation_time=0.06)
+    settings = make_settings(workers=1, generation_time=0.1)
     async with EmulatorServer(settings) as emu:
         api = Api(emu, http)
         await api.login()

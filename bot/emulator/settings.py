@@ -44,7 +44,7 @@ class EmulatorSettings(BaseModel):
     )
     non_business: set[str] = Field(default_factory=set)
     points: int = Field(100_000, ge=0)
-    # Generations run at once, service-wide (one shared queue, like the live service's wait_time).
+    # Generations run at once, service-wide (one shared FIFO queue); read when the server starts.
     workers: int = Field(4, ge=1)
     generation_time: float = Field(3.0, ge=0.0)
     generation_noise: float = Field(0.2, ge=0.0, lt=1.0)
