@@ -1,0 +1,37 @@
+"""The job layer: admission, fair queueing, polling and delivery of generation tasks."""
+
+from bot.jobs.errors import (
+    BlockedWord,
+    ChannelNotAllowed,
+    JobError,
+    NoAccount,
+    PromptTooLong,
+    QuotaExceeded,
+    Refused,
+    UserBusy,
+)
+from bot.jobs.models import FailReason, GenerationRequest, Limits
+from bot.jobs.polling import AdaptiveInterval, FixedInterval, PollStrategy, make_strategy
+from bot.jobs.protocols import AccountResolver, JobEvents
+from bot.jobs.service import GenerationService
+
+__all__ = [
+    "AccountResolver",
+    "AdaptiveInterval",
+    "BlockedWord",
+    "ChannelNotAllowed",
+    "FailReason",
+    "FixedInterval",
+    "GenerationRequest",
+    "GenerationService",
+    "JobError",
+    "JobEvents",
+    "Limits",
+    "NoAccount",
+    "PollStrategy",
+    "PromptTooLong",
+    "QuotaExceeded",
+    "Refused",
+    "UserBusy",
+    "make_strategy",
+]

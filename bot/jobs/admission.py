@@ -1,0 +1,97 @@
+"""Admission control: the checks a request passes before it is persisted and queued.
+
+Blocked words match case-insensitively as substrings, so "cat" also blocks "cats" and
+"concatenate"; moderators list the stems they mean. The daily quota counts requests
+(not images) per user per UTC day.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+from bot.jobs.errors import BlockedWord, ChannelNotAllowed, PromptTooLong, QuotaExceeded, UserBusy
+from bot.jobs.models import GenerationRequest, Limits
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def utc_day(now: float) -> str:
+    """Return the UTC calendar day of an epoch time as 'YYYY-MM-DD'."""
+    return datetime.fromtimestamp(now, UTC).date().isoformat()
+
+
+def next_utc_midnight(now: float) -> float:
+    """Return the epoch time of the next UTC midnight after `now`."""
+    day = datetime.fromtimestamp(now, UTC).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+def find_blocked_word(text: str, words: Iterable[str]) -> str | None:
+    """Return the first blocked word contained in `text` (case-insensitive), or None."""
+    folded = text.casefold()
+    for word in words:
+        stripped = word.strip()
+        if stripped and stripped.casefold() in folded:
+            return stripped
+    return None
+
+
+def check_request(request: GenerationRequest, limits: Limits) -> None:
+    """Raise a `Refused` subclass if the request breaks a rule that needs no storage."""
+    if limits.allowed_channels and request.channel_id not in limits.allowed_channels:
+        raise ChannelNotAllowed(channel_id=request.channel_id)
+    if len(request.prompt) > limits.prompt_length:
+        raise PromptTooLong(limit=limits.prompt_length)
+    word = find_blocked_word(f"{request.prompt}\n{request.negative_prompt}", limits.blocked_words)
+    if word is not None:
+        raise BlockedWord(word=word)
+
+
+async def check_user_busy(store: Store, request: GenerationRequest, limits: Limits) -> None:
+    """Raise `UserBusy` when the user already has the allowed number of active tasks."""
+    if limits.user_concurrency is None:
+        return
+    active = await store.tasks.count_active(request.guild_id, request.user_id)
+    if active >= limits.user_concurrency:
+        raise UserBusy(limit=limits.user_concurrency)
+
+
+async def take_quota(
+    store: Store, request: GenerationRequest, limits: Limits, *, now: float
+) -> str | None:
+    """Count the request against the daily quota; return the day charged (None if unlimited).
+
+    The increment is atomic and returns the new count, so of two concurrent requests
+    competing for the last slot exactly one sees a count within the quota.
+    """
+    if limits.daily_quota is None:
+        return None
+    day = utc_day(now)
+    count = await store.usage.increment(request.guild_id, request.user_id, day)
+    if count > limits.daily_quota:
+        await store.usage.increment(request.guild_id, request.user_id, day, -1)
+        raise QuotaExceeded(limit=limits.daily_quota, resets_at=int(next_utc_midnight(now)))
+    return day
+
+
+async def refund_quota(store: Store, guild_id: int, user_id: int, day: str | None) -> None:
+    """Give back one request of the daily quota charged on `day`."""
+    if day is not None:
+        await store.usage.increment(guild_id, user_id, day, -1)
+
+
+async def admit(
+    store: Store,
+    request: GenerationRequest,
+    limits: Limits,
+    *,
+    wall_clock: Callable[[], float] = time.time,
+) -> str | None:
+    """Run every admission check and charge the quota; return the day charged."""
+    check_request(request, limits)
+    await check_user_busy(store, request, limits)
+    return await take_quota(store, request, limits, now=wall_clock())

@@ -1,0 +1,78 @@
+"""Plain values the job layer takes and gives: requests, limits and failure reasons."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+TaskKind = Literal["t2i", "i2i"]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """A validated generation request, as a cog hands it to the job layer."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    locale: str | None
+    kind: TaskKind
+    model: str
+    prompt: str
+    negative_prompt: str = ""
+    count: int = 1
+    scale: int = 7
+    seed: int = -1
+    size: str = "512x512"
+    init_image_url: str | None = None
+    parent_id: int | None = None
+    interaction_id: int | None = None
+
+    def task_fields(self) -> dict[str, object]:
+        """Return the keyword arguments of `TaskRepo.create` for this request."""
+        return {
+            "guild_id": self.guild_id,
+            "channel_id": self.channel_id,
+            "user_id": self.user_id,
+            "locale": self.locale,
+            "kind": self.kind,
+            "model": self.model,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "count": self.count,
+            "scale": self.scale,
+            "seed": self.seed,
+            "size": self.size,
+            "init_image_url": self.init_image_url,
+            "parent_id": self.parent_id,
+            "interaction_id": self.interaction_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A guild's admission rules; see `bot.jobs.admission` for how each one is applied."""
+
+    prompt_length: int = 1000
+    user_concurrency: int | None = 3
+    daily_quota: int | None = None
+    blocked_words: Sequence[str] = ()
+    allowed_channels: Collection[int] = frozenset()
+
+
+class FailReason(StrEnum):
+    """Reason codes stored in `Task.error` when a task fails."""
+
+    NO_ACCOUNT = "no_account"
+    NOT_ENOUGH_POINTS = "not_enough_points"
+    ACCOUNT_INVALID = "account_invalid"
+    INVALID_REQUEST = "invalid_request"
+    SERVICE_ERROR = "service_error"
+    GENERATION_FAILED = "generation_failed"
+    TIMEOUT = "timeout"
+    DELIVERY_FAILED = "delivery_failed"

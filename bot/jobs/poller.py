@@ -1,0 +1,242 @@
+"""One polling loop for every submitted task: a timer heap, grouped per account."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.jobs.errors import NoAccount
+from bot.jobs.models import FailReason
+from bot.jobs.polling import PollStrategy
+from bot.jobs.protocols import AccountResolver
+from bot.jobs.timers import TimerHeap
+from bot.store import Store, Task
+from bot.v1b import AccountSession, AuthError, InvalidRequest, TaskFailed, TaskResult, V1bError
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 50
+
+Outcome = TaskResult | V1bError
+DoneCallback = Callable[[Task], Awaitable[None]]
+FailCallback = Callable[[int, FailReason, str], Awaitable[None]]
+ProgressCallback = Callable[[Task, int | None], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A submitted task the poller watches."""
+
+    task: Task
+    polls: int = 0
+    errors: int = 0
+    wait_time: int | None = None
+
+
+class Poller:
+    """Polls submitted tasks when due; hands results to the service's callbacks."""
+
+    def __init__(
+        self,
+        store: Store,
+        accounts: AccountResolver,
+        strategy: PollStrategy,
+        *,
+        on_done: DoneCallback,
+        on_failed: FailCallback,
+        on_progress: ProgressCallback,
+        use_batch: bool = True,
+        task_timeout: float = 600.0,
+        error_backoff: float = 1.0,
+        max_error_backoff: float = 30.0,
+        coalesce: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._accounts = accounts
+        self.strategy = strategy
+        self._on_done = on_done
+        self._on_failed = on_failed
+        self._on_progress = on_progress
+        self.use_batch = use_batch
+        self.task_timeout = task_timeout
+        self.error_backoff = error_backoff
+        self.max_error_backoff = max_error_backoff
+        self.coalesce = coalesce
+        self._clock = clock
+        self._wall = wall_clock
+        self._pending: dict[int, _Pending] = {}
+        self._timers = TimerHeap()
+        self._wake = asyncio.Event()
+        self._groups: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._pending
+
+    def add(self, task: Task, *, now: bool = False) -> None:
+        """Start watching a submitted task; `now` polls it at once (e.g. after a restart)."""
+        entry = self._pending[task.id] = _Pending(task, polls=task.poll_count)
+        delay = 0.0 if now else self.strategy.next_interval(task, None, 0, self._elapsed(task))
+        self._schedule(entry, delay)
+
+    async def run(self) -> None:
+        """Poll due tasks until cancelled."""
+        while True:
+            self._wake.clear()
+            due = self._timers.pop_due(self._clock() + self.coalesce)
+            if due:
+                self._launch(due)
+            next_due = self._timers.next_due()
+            delay = None if next_due is None else max(0.0, next_due - self._clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def stop(self, grace: float) -> None:
+        """Stop launching polls; wait up to `grace` seconds for running ones, then cancel."""
+        self._stopping = True
+        if self._groups:
+            _, running = await asyncio.wait(self._groups, timeout=grace)
+            for group in running:
+                group.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def _elapsed(self, task: Task) -> float:
+        return max(0.0, self._wall() - (task.submitted_at or self._wall()))
+
+    def _schedule(self, entry: _Pending, delay: float) -> None:
+        remaining = self.task_timeout - self._elapsed(entry.task)
+        self._timers.schedule(entry.task.id, self._clock() + max(0.0, min(delay, remaining)))
+        self._wake.set()
+
+    def _launch(self, task_ids: list[int]) -> None:
+        by_guild: dict[int, list[_Pending]] = defaultdict(list)
+        for task_id in task_ids:
+            if (entry := self._pending.get(task_id)) is not None:
+                by_guild[entry.task.guild_id].append(entry)
+        for guild_id, entries in by_guild.items():
+            group = asyncio.create_task(self._poll_guild(guild_id, entries))
+            self._groups.add(group)
+            group.add_done_callback(self._groups.discard)
+
+    async def _poll_guild(self, guild_id: int, entries: list[_Pending]) -> None:
+        live = []
+        for entry in entries:
+            if self._elapsed(entry.task) >= self.task_timeout:
+                detail = f"no result after {self.task_timeout:g}s"
+                await self._fail(entry, FailReason.TIMEOUT, detail)
+            else:
+                live.append(entry)
+        if not live:
+            return
+        try:
+            acct = await self._accounts.session_for(guild_id)
+        except NoAccount:
+            for entry in live:
+                await self._fail(entry, FailReason.NO_ACCOUNT, "")
+            return
+        except Exception:
+            log.exception("could not get the account of guild %s for polling", guild_id)
+            for entry in live:
+                self._retry_later(entry)
+            return
+        if self.use_batch:
+            for start in range(0, len(live), BATCH_SIZE):
+                await self._poll_batch(acct, live[start : start + BATCH_SIZE])
+        else:
+            for entry in live:
+                if self._stopping:
+                    return
+                try:
+                    outcome: Outcome = await acct.task_result(entry.task.service_task_id or "")
+                except V1bError as exc:
+                    outcome = exc
+                await self._settle(entry, outcome)
+
+    async def _poll_batch(self, acct: AccountSession, chunk: list[_Pending]) -> None:
+        ids = [entry.task.service_task_id or "" for entry in chunk]
+        try:
+            results = await acct.task_results(ids)
+        except V1bError as exc:
+            for entry in chunk:
+                await self._settle(entry, exc)
+            return
+        for entry, service_id in zip(chunk, ids, strict=True):
+            outcome = results.get(service_id)
+            if outcome is None:
+                outcome = V1bError("task_results", "task missing from the batch answer")
+            await self._settle(entry, outcome)
+
+    async def _settle(self, entry: _Pending, outcome: Outcome) -> None:
+        try:
+            await self._handle(entry, outcome)
+        except Exception:
+            log.exception("handling the poll of task %s failed", entry.task.id)
+            self._retry_later(entry)
+
+    async def _handle(self, entry: _Pending, outcome: Outcome) -> None:
+        task = entry.task
+        if isinstance(outcome, TaskFailed):
+            await self._fail(entry, FailReason.GENERATION_FAILED, outcome.message)
+        elif isinstance(outcome, AuthError):
+            await self._fail(entry, FailReason.ACCOUNT_INVALID, outcome.message)
+        elif isinstance(outcome, InvalidRequest):
+            await self._fail(entry, FailReason.INVALID_REQUEST, outcome.message)
+        elif isinstance(outcome, V1bError):
+            log.warning("poll of task %s failed, retrying: %s", task.id, outcome)
+            self._retry_later(entry)
+        elif outcome.failed:
+            await self._fail(entry, FailReason.GENERATION_FAILED, outcome.error_msg)
+        elif outcome.done:
+            await self._done(entry, outcome)
+        else:
+            await self._still_pending(entry, outcome.wait_time)
+
+    async def _still_pending(self, entry: _Pending, wait_time: int | None) -> None:
+        entry.polls += 1
+        entry.errors = 0
+        task = entry.task
+        delay = self.strategy.next_interval(task, wait_time, entry.polls, self._elapsed(task))
+        self._schedule(entry, delay)
+        if wait_time != entry.wait_time:
+            entry.wait_time = wait_time
+            next_poll_at = self._wall() + delay
+            updated = await self._store.tasks.record_progress(task.id, wait_time, next_poll_at)
+            if updated is not None:
+                entry.task = updated
+                await self._on_progress(updated, wait_time)
+
+    async def _done(self, entry: _Pending, result: TaskResult) -> None:
+        task = entry.task
+        self.strategy.completed(task, self._elapsed(task))
+        self._forget(task.id)
+        images = [image.model_dump() for image in result.images]
+        done = await self._store.tasks.mark_done(task.id, images, result.select_seed)
+        if done is None:
+            log.warning("task %s was no longer submitted when found done", task.id)
+            return
+        await self._on_done(done)
+
+    async def _fail(self, entry: _Pending, reason: FailReason, detail: str) -> None:
+        self._forget(entry.task.id)
+        await self._on_failed(entry.task.id, reason, detail)
+
+    def _retry_later(self, entry: _Pending) -> None:
+        entry.errors += 1
+        delay = min(self.max_error_backoff, self.error_backoff * 2 ** (entry.errors - 1))
+        self._schedule(entry, delay)
+
+    def _forget(self, task_id: int) -> None:
+        self._pending.pop(task_id, None)
+        self._timers.discard(task_id)
+        self.strategy.forget(task_id)

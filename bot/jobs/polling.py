@@ -1,0 +1,195 @@
+"""When to poll a submitted task next: fixed intervals, or adaptive aim at the expected finish."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.store import Task
+
+log = logging.getLogger(__name__)
+
+
+class PollStrategy(Protocol):
+    """Decides the delay before the next `task_result` poll of one task."""
+
+    def next_interval(
+        self, task: Task, wait_time: int | None, polls_so_far: int, elapsed: float
+    ) -> float:
+        """Return seconds until the next poll; `elapsed` is seconds since submission."""
+        ...
+
+    def completed(self, task: Task, elapsed: float) -> None:
+        """Learn from a task found done `elapsed` seconds after submission."""
+        ...
+
+    def forget(self, task_id: int) -> None:
+        """Drop what is kept about a task that will not be polled again."""
+        ...
+
+
+class FixedInterval:
+    """Poll every `seconds`, whatever the task."""
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        if seconds <= 0:
+            raise ValueError("poll interval must be positive")
+        self.seconds = seconds
+
+    def next_interval(
+        self, task: Task, wait_time: int | None, polls_so_far: int, elapsed: float
+    ) -> float:
+        """Return the fixed interval."""
+        return self.seconds
+
+    def completed(self, task: Task, elapsed: float) -> None:
+        """Nothing to learn."""
+
+    def forget(self, task_id: int) -> None:
+        """Nothing to drop."""
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """Return (width, height) of a 'WxH' size, or 512x512 when it cannot be read."""
+    width, _, height = size.lower().partition("x")
+    try:
+        return max(1, int(width)), max(1, int(height))
+    except ValueError:
+        return 512, 512
+
+
+@dataclass(slots=True)
+class _Track:
+    """What the adaptive strategy knows about one submitted task."""
+
+    start_low: float = 0.0  # the task had not started yet at this elapsed time
+    start_high: float | None = 0.0  # ... and had started by this one (None: still queued)
+    queued: bool = False  # it waited behind other tasks, so its duration is not a clean sample
+    first_poll: float | None = None  # when the aimed poll was due (elapsed)
+    late_polls: int = 0
+
+
+class AdaptiveInterval:
+    """Aim one poll just after the expected completion, learn from what it finds.
+
+    Service time is modelled as `m * U(1 - spread, 1 + spread)`, with `m` the prior
+    (`base_seconds` per 512x512 image, +25 % per extra image) times a learned factor
+    per (size, count) bucket. The aimed poll sits at quantile `q` of that range, where
+    `q` is as high as `max_quantile` allows but low enough that a task finishing at the
+    earliest plausible moment waits at most `lag_budget` seconds. Whether the task is
+    done at that poll updates the factor (a Robbins-Monro quantile tracker), which stays
+    unbiased although early finishers are only known to be done "by then". Past the aim
+    it polls every `dense` seconds, growing by `backoff`. While the service reports
+    tasks ahead, it polls about once per expected slot (`ahead * m / workers`, capped).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_seconds: float = 3.0,
+        spread: float = 0.2,
+        lag_budget: float = 1.0,
+        max_quantile: float = 0.85,
+        dense: float = 0.35,
+        backoff: float = 1.5,
+        workers: int = 4,
+        min_interval: float = 0.05,
+        max_interval: float = 10.0,
+        learning_rate: float = 0.2,
+    ) -> None:
+        self.base_seconds = base_seconds
+        self.spread = spread
+        self.lag_budget = lag_budget
+        self.max_quantile = max_quantile
+        self.dense = dense
+        self.backoff = backoff
+        self.workers = max(1, workers)
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self.learning_rate = learning_rate
+        self._global = 1.0
+        self._factors: dict[tuple[str, int], float] = {}
+        self._tracks: dict[int, _Track] = {}
+
+    def prior(self, task: Task) -> float:
+        """Return the prior service time of a task from its size and image count."""
+        width, height = parse_size(task.size)
+        return self.base_seconds * (width * height / 512**2) * (1 + 0.25 * (max(1, task.count) - 1))
+
+    def expected(self, task: Task) -> float:
+        """Return the current estimate of the mean service time of a task."""
+        factor = self._factors.get((task.size, task.count), self._global)
+        return self.prior(task) * factor
+
+    def _quantile(self, mean: float) -> float:
+        width = 2 * self.spread * mean
+        if width <= 0:
+            return self.max_quantile
+        return max(0.05, min(self.max_quantile, self.lag_budget / width))
+
+    def _aim(self, mean: float) -> float:
+        return mean * (1 - self.spread + 2 * self.spread * self._quantile(mean))
+
+    def next_interval(
+        self, task: Task, wait_time: int | None, polls_so_far: int, elapsed: float
+    ) -> float:
+        """Return seconds until the next poll of `task`."""
+        track = self._tracks.get(task.id)
+        if track is None:
+            # A task first seen after polls (e.g. recovered at start-up) is no clean sample.
+            track = self._tracks[task.id] = _Track(queued=polls_so_far > 0)
+        mean = self.expected(task)
+        ahead = wait_time or 0
+        if ahead > 0:
+            track.queued = True
+            track.start_low, track.start_high = elapsed, None
+            track.first_poll, track.late_polls = None, 0
+            interval = ahead * mean / self.workers
+            return self._clamp(interval)
+        if track.start_high is None:
+            track.start_high = elapsed
+        if track.first_poll is None:
+            start = (track.start_low + track.start_high) / 2
+            aim = start + self._aim(mean)
+            if aim > elapsed + self.min_interval or polls_so_far == 0:
+                track.first_poll = aim
+                return self._clamp(aim - elapsed)
+            track.first_poll = elapsed
+        if polls_so_far > 0 and track.late_polls == 0:
+            self._learn(task, track, done=False)
+        track.late_polls += 1
+        return self._clamp(self.dense * self.backoff ** (track.late_polls - 1))
+
+    def completed(self, task: Task, elapsed: float) -> None:
+        """Learn from the aimed poll finding the task done."""
+        track = self._tracks.pop(task.id, None)
+        if track is not None and track.late_polls == 0 and track.first_poll is not None:
+            self._learn(task, track, done=True)
+
+    def forget(self, task_id: int) -> None:
+        """Drop the task's tracking state."""
+        self._tracks.pop(task_id, None)
+
+    def _learn(self, task: Task, track: _Track, *, done: bool) -> None:
+        # Only the aimed poll of an unqueued task says something clean about the quantile.
+        if track.queued or track.first_poll is None:
+            return
+        quantile = self._quantile(self.expected(task))
+        step = self.learning_rate * ((quantile - 1) if done else quantile)
+        key = (task.size, task.count)
+        factor = self._factors.get(key, self._global) * (1 + step)
+        self._factors[key] = min(100.0, max(0.01, factor))
+        self._global = min(100.0, max(0.01, self._global * (1 + step / 2)))
+
+    def _clamp(self, seconds: float) -> float:
+        return min(self.max_interval, max(self.min_interval, seconds))
+
+
+def make_strategy(name: str, **kwargs: Any) -> PollStrategy:
+    """Build a strategy by name: "adaptive" or "fixed" (kwargs go to its constructor)."""
+    if name == "adaptive":
+        return AdaptiveInterval(**kwargs)
+    if name == "fixed":
+        return FixedInterval(**kwargs)
+    raise ValueError(f"unknown poll strategy {name!r} (expected 'adaptive' or 'fixed')")

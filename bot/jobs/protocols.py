@@ -1,0 +1,39 @@
+"""What the job layer needs from the rest of the bot: accounts in, events out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from bot.store import Task
+from bot.v1b import AccountSession
+
+log = logging.getLogger(__name__)
+
+
+class AccountResolver(Protocol):
+    """Finds the Miaohua account session of a guild."""
+
+    async def session_for(self, guild_id: int) -> AccountSession:
+        """Return the guild's session; raise `bot.jobs.errors.NoAccount` when it has none."""
+        ...
+
+
+class JobEvents(Protocol):
+    """Receives the life of each task; the Discord side implements it."""
+
+    async def task_queued(self, task: Task, position: int) -> None:
+        """A task was queued at `position` (1-based) in its guild's queue."""
+        ...
+
+    async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:
+        """The queue position or the service's wait time of a task changed."""
+        ...
+
+    async def task_done(self, task: Task) -> int | None:
+        """Deliver the result; return its message id, or None when it could not be posted."""
+        ...
+
+    async def task_failed(self, task: Task) -> None:
+        """A task failed; `task.error` holds the reason code, `task.error_detail` the text."""
+        ...

@@ -1,0 +1,69 @@
+"""The fair per-guild queue: round-robin between users, FIFO within a user."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+
+from bot.store import Task
+
+log = logging.getLogger(__name__)
+
+
+class GuildQueue:
+    """Queued tasks of one guild; users take turns, each user's tasks stay in order."""
+
+    def __init__(self) -> None:
+        # Users in turn order; the first one is served next.
+        self._users: OrderedDict[int, deque[Task]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return sum(len(tasks) for tasks in self._users.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._users)
+
+    def push(self, task: Task) -> None:
+        """Add a task at the end of its user's line (a new user joins the end of the turn)."""
+        self._users.setdefault(task.user_id, deque()).append(task)
+
+    def push_front(self, task: Task) -> None:
+        """Put a task back where it was taken from: head of its user's line, user's turn next."""
+        self._users.setdefault(task.user_id, deque()).appendleft(task)
+        self._users.move_to_end(task.user_id, last=False)
+
+    def pop(self) -> Task | None:
+        """Take the next task in turn, or None when empty."""
+        if not self._users:
+            return None
+        user_id, tasks = next(iter(self._users.items()))
+        task = tasks.popleft()
+        if tasks:
+            self._users.move_to_end(user_id)
+        else:
+            del self._users[user_id]
+        return task
+
+    def remove(self, task_id: int) -> Task | None:
+        """Remove a task wherever it is; return it, or None when it is not queued here."""
+        for user_id, tasks in self._users.items():
+            for task in tasks:
+                if task.id == task_id:
+                    tasks.remove(task)
+                    if not tasks:
+                        del self._users[user_id]
+                    return task
+        return None
+
+    def order(self) -> list[Task]:
+        """Return the queued tasks in the order they will be taken."""
+        lines = [list(tasks) for tasks in self._users.values()]
+        result: list[Task] = []
+        depth = max((len(line) for line in lines), default=0)
+        for turn in range(depth):
+            result.extend(line[turn] for line in lines if turn < len(line))
+        return result
+
+    def positions(self) -> dict[int, int]:
+        """Return task id -> 1-based position in the order they will be taken."""
+        return {task.id: index for index, task in enumerate(self.order(), start=1)}

@@ -1,0 +1,378 @@
+"""The generation service: admission, fair dispatch, polling and exactly-once delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from bot.jobs import admission
+from bot.jobs.errors import NoAccount
+from bot.jobs.models import FailReason, GenerationRequest, Limits
+from bot.jobs.poller import Poller
+from bot.jobs.polling import PollStrategy
+from bot.jobs.protocols import AccountResolver, JobEvents
+from bot.jobs.queue import GuildQueue
+from bot.jobs.timers import TimerHeap
+from bot.store import Store, Task, TaskState
+from bot.v1b import (
+    AccountBusy,
+    AuthError,
+    ConnectionFailed,
+    InvalidRequest,
+    NotEnoughPoints,
+    TaskParams,
+    V1bError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def task_params(task: Task) -> TaskParams:
+    """Build the v1b submission of a persisted task."""
+    return TaskParams(
+        model_name=task.model,
+        prompt=task.prompt,
+        neg_prompt=task.negative_prompt,
+        n_images=task.count,
+        scale=task.scale,
+        select_seed=task.seed,
+        output_size=task.size,
+        init_img=task.init_image_url or "",
+    )
+
+
+class GenerationService:
+    """Runs generation tasks from request to delivered result, surviving restarts."""
+
+    def __init__(
+        self,
+        store: Store,
+        accounts: AccountResolver,
+        events: JobEvents,
+        *,
+        account_concurrency: int = 2,
+        strategy: PollStrategy,
+        task_timeout: float = 600.0,
+        use_batch: bool = True,
+        busy_backoff: float = 5.0,
+        delivery_retry: float = 30.0,
+        delivery_attempts: int = 5,
+        poll_error_backoff: float = 1.0,
+        stop_grace: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._accounts = accounts
+        self._events = events
+        self.account_concurrency = max(1, account_concurrency)
+        self.busy_backoff = busy_backoff
+        self.delivery_retry = delivery_retry
+        self.delivery_attempts = max(1, delivery_attempts)
+        self.stop_grace = stop_grace
+        self._clock = clock
+        self._wall = wall_clock
+        self.poller = Poller(
+            store,
+            accounts,
+            strategy,
+            on_done=self._on_done,
+            on_failed=self._fail,
+            on_progress=self._on_poll_progress,
+            use_batch=use_batch,
+            task_timeout=task_timeout,
+            error_backoff=poll_error_backoff,
+            clock=clock,
+            wall_clock=wall_clock,
+        )
+        self._queues: dict[int, GuildQueue] = defaultdict(GuildQueue)
+        self._positions: dict[int, int] = {}
+        self._running: dict[int, set[int]] = defaultdict(set)  # guild -> submitting/submitted
+        self._paused_until: dict[int, float] = {}
+        self._admission_locks: dict[tuple[int, int], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._dispatch_wake = asyncio.Event()
+        self._retries = TimerHeap()
+        self._retry_wake = asyncio.Event()
+        self._delivery_failures: dict[int, int] = defaultdict(int)
+        self._delivering: set[int] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._workers: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Reload unfinished tasks from the store and start the loops."""
+        for task in await self._store.tasks.list_by_state(TaskState.SUBMITTED):
+            self._running[task.guild_id].add(task.id)
+            self.poller.add(task, now=True)
+        for task in await self._store.tasks.list_by_state(TaskState.QUEUED):
+            self._queues[task.guild_id].push(task)
+        for queue in self._queues.values():
+            self._positions.update(queue.positions())
+        for task in await self._store.tasks.list_by_state(TaskState.DONE):
+            self._retries.schedule(task.id, self._clock())
+        self._stopping = False
+        self._loops = [
+            asyncio.create_task(self._dispatch_loop(), name="jobs-dispatch"),
+            asyncio.create_task(self.poller.run(), name="jobs-poll"),
+            asyncio.create_task(self._retry_loop(), name="jobs-deliver"),
+        ]
+        log.info(
+            "generation service started: %d queued, %d submitted, %d to deliver",
+            sum(len(queue) for queue in self._queues.values()),
+            len(self.poller),
+            len(self._retries),
+        )
+
+    async def stop(self) -> None:
+        """Stop taking work, let running submissions and deliveries finish, stop the loops."""
+        self._stopping = True
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        await self.poller.stop(self.stop_grace)
+        if self._workers:
+            _, late = await asyncio.wait(self._workers, timeout=self.stop_grace)
+            for worker in late:
+                worker.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        log.info("generation service stopped")
+
+    async def enqueue(self, request: GenerationRequest, *, limits: Limits) -> Task:
+        """Admit a request, persist it as queued and wake the dispatcher; return the task."""
+        admission.check_request(request, limits)
+        await self._accounts.session_for(request.guild_id)
+        async with self._admission_locks[(request.guild_id, request.user_id)]:
+            day = await admission.admit(self._store, request, limits, wall_clock=self._wall)
+            try:
+                task = await self._store.tasks.create(**request.task_fields())
+            except BaseException:
+                await admission.refund_quota(self._store, request.guild_id, request.user_id, day)
+                raise
+        queue = self._queues[task.guild_id]
+        queue.push(task)
+        position = queue.positions()[task.id]
+        self._positions[task.id] = position
+        await self._emit("task_queued", task, position)
+        self._dispatch_wake.set()
+        return task
+
+    def queue_position(self, task_id: int) -> int | None:
+        """Return the 1-based position of a queued task in its guild's queue, or None."""
+        for queue in self._queues.values():
+            if (position := queue.positions().get(task_id)) is not None:
+                return position
+        return None
+
+    def queue_depth(self, guild_id: int) -> int:
+        """Return how many tasks of the guild wait to be submitted."""
+        queue = self._queues.get(guild_id)
+        return len(queue) if queue is not None else 0
+
+    async def cancel(self, task_id: int) -> bool:
+        """Cancel a task that is still queued; True when it was."""
+        for guild_id, queue in self._queues.items():
+            if queue.remove(task_id) is not None:
+                self._positions.pop(task_id, None)
+                cancelled = await self._store.tasks.mark_cancelled(task_id)
+                self._spawn(self._report_positions(guild_id))
+                return cancelled is not None
+        return False
+
+    async def redeliver(self, task_id: int) -> None:
+        """Post a finished task's result again (a 'done' one is then marked delivered)."""
+        task = await self._store.tasks.get(task_id)
+        if task is None:
+            return
+        if task.state == TaskState.DONE:
+            await self._deliver(task_id)
+        elif task.state == TaskState.DELIVERED:
+            try:
+                await self._events.task_done(task)
+            except Exception:
+                log.exception("re-posting the result of task %s failed", task_id)
+
+    # Dispatch
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._dispatch_wake.clear()
+            resume = None
+            for guild_id in list(self._queues):
+                paused = self._paused_until.get(guild_id, 0.0) - self._clock()
+                if paused > 0:
+                    resume = paused if resume is None else min(resume, paused)
+                    continue
+                self._dispatch_guild(guild_id)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(resume):
+                    await self._dispatch_wake.wait()
+
+    def _dispatch_guild(self, guild_id: int) -> None:
+        queue = self._queues[guild_id]
+        running = self._running[guild_id]
+        taken = False
+        while queue and len(running) < self.account_concurrency and not self._stopping:
+            task = queue.pop()
+            assert task is not None
+            running.add(task.id)
+            self._positions.pop(task.id, None)
+            self._spawn(self._submit(task))
+            taken = True
+        if not queue:
+            del self._queues[guild_id]
+        if taken:
+            self._spawn(self._report_positions(guild_id))
+
+    async def _submit(self, task: Task) -> None:
+        try:
+            acct = await self._accounts.session_for(task.guild_id)
+            service_id = await acct.submit_task(task_params(task))
+        except (AccountBusy, ConnectionFailed) as exc:
+            await self._back_off(task, exc)
+        except NoAccount:
+            await self._fail(task.id, FailReason.NO_ACCOUNT, "")
+        except NotEnoughPoints as exc:
+            await self._fail(task.id, FailReason.NOT_ENOUGH_POINTS, exc.message)
+        except AuthError as exc:
+            await self._fail(task.id, FailReason.ACCOUNT_INVALID, exc.message)
+        except InvalidRequest as exc:
+            await self._fail(task.id, FailReason.INVALID_REQUEST, exc.message)
+        except V1bError as exc:
+            # The request may have reached the service: submitting again could charge twice.
+            await self._fail(task.id, FailReason.SERVICE_ERROR, exc.message)
+        except Exception:
+            log.exception("submitting task %s failed", task.id)
+            await self._fail(task.id, FailReason.SERVICE_ERROR, "internal error")
+        else:
+            submitted = await self._store.tasks.mark_submitted(task.id, service_id)
+            if submitted is None:
+                log.warning("task %s left 'queued' while it was being submitted", task.id)
+                self._release(task.guild_id, task.id)
+                return
+            log.debug("task %s submitted as %s", task.id, service_id)
+            self.poller.add(submitted)
+            await self._emit("task_progress", submitted, None, None)
+
+    async def _back_off(self, task: Task, exc: V1bError) -> None:
+        """Put a task back at the head of its user's line and pause the guild's submissions."""
+        log.info("guild %s: %s; retrying in %gs", task.guild_id, exc, self.busy_backoff)
+        requeued = await self._store.tasks.requeue(task.id)
+        self._running[task.guild_id].discard(task.id)
+        self._paused_until[task.guild_id] = self._clock() + self.busy_backoff
+        self._queues[task.guild_id].push_front(requeued or task)
+        self._spawn(self._report_positions(task.guild_id))
+        self._dispatch_wake.set()
+
+    def _release(self, guild_id: int, task_id: int) -> None:
+        self._running[guild_id].discard(task_id)
+        self._dispatch_wake.set()
+
+    async def _report_positions(self, guild_id: int) -> None:
+        queue = self._queues.get(guild_id)
+        positions = queue.positions() if queue is not None else {}
+        changed = [
+            (task_id, position)
+            for task_id, position in positions.items()
+            if self._positions.get(task_id) != position
+        ]
+        self._positions.update(changed)
+        for task_id, position in changed:
+            task = await self._store.tasks.get(task_id)
+            if task is not None and task.state == TaskState.QUEUED:
+                await self._emit("task_progress", task, position, None)
+
+    # Poll outcomes
+
+    async def _on_poll_progress(self, task: Task, wait_time: int | None) -> None:
+        await self._emit("task_progress", task, None, wait_time)
+
+    async def _on_done(self, task: Task) -> None:
+        self._release(task.guild_id, task.id)
+        self._spawn(self._deliver(task.id))
+
+    async def _fail(self, task_id: int, reason: FailReason, detail: str) -> None:
+        failed = await self._store.tasks.mark_failed(task_id, reason.value, detail)
+        if failed is None:
+            log.warning("task %s could not be marked failed (%s)", task_id, reason)
+            return
+        log.info("task %s failed: %s %s", task_id, reason, detail)
+        self._release(failed.guild_id, task_id)
+        await self._emit("task_failed", failed)
+
+    # Delivery
+
+    async def _deliver(self, task_id: int) -> None:
+        if task_id in self._delivering:
+            return
+        self._delivering.add(task_id)
+        try:
+            await self._deliver_once(task_id)
+        finally:
+            self._delivering.discard(task_id)
+
+    async def _deliver_once(self, task_id: int) -> None:
+        task = await self._store.tasks.get(task_id)
+        if task is None or task.state != TaskState.DONE:
+            return
+        message_id: int | None = None
+        try:
+            message_id = await self._events.task_done(task)
+        except Exception:
+            log.exception("delivering task %s failed", task_id)
+        if message_id is None:
+            await self._delivery_failed(task_id)
+            return
+        self._delivery_failures.pop(task_id, None)
+        if await self._store.tasks.mark_delivered(task_id, message_id) is None:
+            log.warning("task %s was no longer 'done' after delivery", task_id)
+
+    async def _delivery_failed(self, task_id: int) -> None:
+        self._delivery_failures[task_id] += 1
+        attempts = self._delivery_failures[task_id]
+        if attempts >= self.delivery_attempts:
+            del self._delivery_failures[task_id]
+            await self._fail(task_id, FailReason.DELIVERY_FAILED, f"{attempts} attempts")
+            return
+        log.warning("task %s not delivered (attempt %d), retrying later", task_id, attempts)
+        self._retries.schedule(task_id, self._clock() + self.delivery_retry)
+        self._retry_wake.set()
+
+    async def _retry_loop(self) -> None:
+        while True:
+            self._retry_wake.clear()
+            for task_id in self._retries.pop_due(self._clock()):
+                self._spawn(self._deliver(task_id))
+            next_due = self._retries.next_due()
+            delay = None if next_due is None else max(0.0, next_due - self._clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._retry_wake.wait()
+
+    # Plumbing
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        worker = asyncio.create_task(self._guarded(coro))
+        self._workers.add(worker)
+        worker.add_done_callback(self._workers.discard)
+
+    @staticmethod
+    async def _guarded(coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job worker failed")
+
+    async def _emit(self, name: str, *args: Any) -> None:
+        """Call a progress callback; its failures are logged and never propagate."""
+        try:
+            await getattr(self._events, name)(*args)
+        except Exception:
+            log.exception("event %s failed for task %s", name, args[0].id)
