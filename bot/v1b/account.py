@@ -240,6 +240,10 @@ class AccountSession:
                 except FeatureUnavailable:
                     log.info("v1b: task_results not offered, polling tasks one by one")
                     self._client.batch_supported = False
+                except InvalidRequest:
+                    # One unknown id rejects the whole batch: poll one by one to isolate it.
+                    log.debug("v1b: task_results rejected a chunk, polling it one by one")
+                    self._client.batch_supported = True
             results.update(await self._one_by_one(chunk))
         return results
 
