@@ -1,0 +1,174 @@
+"""Discord gateway v10 over a websocket: HELLO, IDENTIFY/READY, heartbeats, dispatches."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.fakes.signals import Changes
+from tests.fakes.world import World
+
+log = logging.getLogger(__name__)
+
+DISPATCH, HEARTBEAT, IDENTIFY, RESUME, REQUEST_MEMBERS = 0, 1, 2, 6, 8
+HELLO, HEARTBEAT_ACK = 10, 11
+CLOSE_AUTH_FAILED = 4004
+
+
+@dataclass
+class Session:
+    """One bot connection to the gateway."""
+
+    ws: web.WebSocketResponse
+    session_id: str = ""
+    seq: int = 0
+    identified: bool = False
+    intents: int = 0
+
+
+class Gateway:
+    """Serve gateway connections and dispatch events to every identified session."""
+
+    def __init__(
+        self,
+        world: World,
+        changes: Changes,
+        token: str,
+        heartbeat_interval: float,
+        resume_url: str = "",
+    ):
+        self.world = world
+        self.changes = changes
+        self.token = token
+        self.heartbeat_interval = heartbeat_interval
+        self.resume_url = resume_url
+        self.sessions: list[Session] = []
+        self.identifies = 0
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        """Run one websocket connection until the client closes it."""
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        session = Session(ws)
+        self.sessions.append(session)
+        try:
+            await self._send(session, {"op": HELLO, "d": {"heartbeat_interval": self._interval_ms}})
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                await self._on_message(session, json.loads(msg.data))
+        finally:
+            self.sessions.remove(session)
+            await self.changes.notify()
+        return ws
+
+    @property
+    def _interval_ms(self) -> int:
+        return int(self.heartbeat_interval * 1000)
+
+    def connected(self) -> bool:
+        """Return whether at least one session has identified."""
+        return any(s.identified for s in self.sessions)
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send a DISPATCH event to every identified session."""
+        for session in list(self.sessions):
+            if session.identified and not session.ws.closed:
+                await self._dispatch(session, event, data)
+
+    async def close(self) -> None:
+        """Close every open connection."""
+        for session in list(self.sessions):
+            await session.ws.close()
+
+    async def _on_message(self, session: Session, msg: dict[str, Any]) -> None:
+        op, data = msg.get("op"), msg.get("d")
+        if op == HEARTBEAT:
+            await self._send(session, {"op": HEARTBEAT_ACK})
+        elif op == IDENTIFY:
+            await self._identify(session, data)
+        elif op == RESUME:
+            await self._resume(session, data)
+        elif op == REQUEST_MEMBERS:
+            await self._members_chunk(session, data)
+        else:
+            log.debug("gateway op %s ignored", op)
+
+    async def _identify(self, session: Session, data: dict[str, Any]) -> None:
+        if data.get("token") != self.token:
+            await session.ws.close(code=CLOSE_AUTH_FAILED, message=b"Authentication failed.")
+            return
+        self.identifies += 1
+        session.session_id = secrets.token_hex(16)
+        session.intents = int(data.get("intents", 0))
+        session.identified = True
+        w = self.world
+        ready = {
+            "v": 10,
+            "user": w.bot_user,
+            "guilds": [{"id": str(g), "unavailable": True} for g in w.guilds],
+            "session_id": session.session_id,
+            "session_type": "normal",
+            "resume_gateway_url": self.resume_url,
+            "shard": data.get("shard") or [0, 1],
+            "application": {"id": str(w.application_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+            "presences": [],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": [],
+            "user_settings": {},
+            "_trace": ["fake-discord"],
+        }
+        await self._dispatch(session, "READY", ready)
+        for guild_id in w.guilds:
+            await self._dispatch(session, "GUILD_CREATE", w.guild_payload(guild_id))
+        await self.changes.notify()
+
+    async def _resume(self, session: Session, data: dict[str, Any]) -> None:
+        if data.get("token") != self.token:
+            await session.ws.close(code=CLOSE_AUTH_FAILED, message=b"Authentication failed.")
+            return
+        session.session_id = data.get("session_id", "")
+        session.seq = int(data.get("seq") or 0)
+        session.identified = True
+        await self._dispatch(session, "RESUMED", {"_trace": ["fake-discord"]})
+        await self.changes.notify()
+
+    async def _members_chunk(self, session: Session, data: dict[str, Any]) -> None:
+        guild_id = int(data["guild_id"])
+        user_ids = list(self.world.guild(guild_id).members)
+        members = [self.world.member_payload(guild_id, u) for u in user_ids]
+        chunk = {
+            "guild_id": str(guild_id),
+            "members": members,
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "not_found": [],
+            "presences": [],
+        }
+        if data.get("nonce"):
+            chunk["nonce"] = data["nonce"]
+        await self._dispatch(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+    async def _dispatch(self, session: Session, event: str, data: dict[str, Any]) -> None:
+        session.seq += 1
+        await self._send(session, {"op": DISPATCH, "t": event, "s": session.seq, "d": data})
+
+    async def _send(self, session: Session, payload: dict[str, Any]) -> None:
+        try:
+            await session.ws.send_str(json.dumps(payload))
+        except (ConnectionError, RuntimeError) as exc:
+            # A client that went away mid-send just misses the event, as with real Discord.
+            log.debug("gateway send failed: %s", exc)
+
+    async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until a bot has identified on the gateway."""
+        await self.changes.wait(
+            lambda: True if self.connected() else None, timeout, "a bot to IDENTIFY on the gateway"
+        )
