@@ -180,6 +180,20 @@ def make_bot() -> commands.Bot:
             return
         await interaction.response.send_message("sent", ephemeral=True)
 
+    @bot.tree.command(description="Reply with a file, then replace it")
+    async def render(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(
+            "v1", file=discord.File(io.BytesIO(b"one"), "1.txt")
+        )
+        await interaction.edit_original_response(
+            content="v2", attachments=[discord.File(io.BytesIO(png(5, 5)), "2.png")]
+        )
+        await interaction.followup.send("more", file=discord.File(io.BytesIO(b"3"), "3.bin"))
+
+    @bot.tree.command(description="Fail loudly")
+    async def boom(interaction: discord.Interaction) -> None:
+        raise RuntimeError("kaboom")
+
     @app_commands.context_menu(name="Quote")
     async def quote(interaction: discord.Interaction, message: discord.Message) -> None:
         await interaction.response.send_message(f"quoted {message.id}: {message.content}")
@@ -487,3 +501,61 @@ async def test_fail_injection(
         assert statuses[:2] == [status, 200]
     else:
         assert statuses == [status]
+
+
+async def test_files_in_interaction_responses(env: tuple[FakeDiscord, commands.Bot]) -> None:
+    fake, _ = env
+    ix = await fake.slash("render", user_id=USER, guild_id=GUILD, channel_id=CHANNEL)
+    callback = await ix.response()
+    assert callback["type"] == 4 and callback["data"]["content"] == "v1"
+    await ix.wait_for(lambda kind, body: kind == "followup")
+    original = ix.original()
+    assert original is not None and original["content"] == "v2"
+    assert [(a["filename"], a.get("width")) for a in original["attachments"]] == [("2.png", 5)]
+    (followup,) = ix.followups
+    assert followup["attachments"][0]["filename"] == "3.bin"
+    url = followup["attachments"][0]["url"]
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert await resp.read() == b"3"
+
+
+async def test_logcheck_sees_command_errors_and_crashed_tasks(
+    env: tuple[FakeDiscord, commands.Bot],
+    logcheck: LogCheck,  # noqa: F811
+) -> None:
+    fake, _ = env
+    await fake.slash("boom", user_id=USER, guild_id=GUILD, channel_id=CHANNEL)
+    for _ in range(100):
+        if logcheck.problems():
+            break
+        await asyncio.sleep(0.01)
+    assert any("kaboom" in problem for problem in logcheck.problems())
+    logcheck.ignore(lambda record: True)
+
+    async def crash() -> None:
+        raise KeyError("attachment_size_limit")
+
+    task = logcheck.watch(asyncio.create_task(crash(), name="crasher"))
+    await asyncio.gather(task, return_exceptions=True)
+    assert logcheck.problems() == ["task crasher crashed: KeyError('attachment_size_limit')"]
+    with pytest.raises(AssertionError, match="crasher"):
+        logcheck.verify()
+    logcheck.tasks.remove(task)
+
+
+async def test_heartbeats_are_acknowledged(
+    logcheck: LogCheck,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with FakeDiscord(APP_ID, APP_ID, TOKEN, heartbeat_interval=0.02) as fake:
+        fake.add_guild(GUILD)
+        monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base_url)
+        gateway_url = yarl.URL(fake.gateway_url)
+        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", gateway_url)
+        bot = make_bot()
+        task = logcheck.watch(asyncio.create_task(bot.start(TOKEN)))
+        await asyncio.wait_for(bot.wait_until_ready(), 5)
+        await asyncio.sleep(0.2)
+        assert bot.latency < 1 and fake.gateway.identifies == 1
+        await bot.close()
+        await asyncio.wait_for(task, 5)

@@ -275,7 +275,8 @@ def message(
         data["webhook_id"] = str(webhook_id)
     if interaction_metadata is not None:
         data["interaction_metadata"] = interaction_metadata
-        data["type"] = 20 if interaction_metadata.get("type") == 2 else 19
+        # CHAT_INPUT_COMMAND for application commands; DEFAULT for components and modals.
+        data["type"] = 20 if interaction_metadata.get("type") == 2 else 0
     if body.get("message_reference"):
         data["message_reference"] = body["message_reference"]
     if body.get("poll"):
