@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -67,7 +68,10 @@ class _Track:
     start_high: float | None = 0.0  # ... and had started by this one (None: still queued)
     queued: bool = False  # it waited behind other tasks, so its duration is not a clean sample
     first_poll: float | None = None  # when the aimed poll was due (elapsed)
-    late_polls: int = 0
+    late_polls: int = 0  # polls after the aimed one
+    latest: float = 0.0  # elapsed time by which the task should be done
+    overdue: int = 0  # polls after `latest`
+    quantile: float = 0.5  # where in the expected range the aimed poll was put
 
 
 class AdaptiveInterval:
@@ -80,7 +84,8 @@ class AdaptiveInterval:
     earliest plausible moment waits at most `lag_budget` seconds. Whether the task is
     done at that poll updates the factor (a Robbins-Monro quantile tracker), which stays
     unbiased although early finishers are only known to be done "by then". Past the aim
-    it polls every `dense` seconds, growing by `backoff`. While the service reports
+    it polls every `lag_budget` seconds until the expected range ends, then every
+    `dense` seconds, growing by `backoff`. While the service reports
     tasks ahead, it polls about once per expected slot (`ahead * m / workers`, capped).
     """
 
@@ -89,14 +94,15 @@ class AdaptiveInterval:
         *,
         base_seconds: float = 3.0,
         spread: float = 0.2,
-        lag_budget: float = 1.0,
-        max_quantile: float = 0.85,
+        lag_budget: float = 1.2,
+        max_quantile: float = 0.9,
         dense: float = 0.35,
         backoff: float = 1.5,
         workers: int = 4,
         min_interval: float = 0.05,
         max_interval: float = 10.0,
-        learning_rate: float = 0.2,
+        learning_rate: float = 0.05,
+        probe_quantile: float = 0.3,
     ) -> None:
         self.base_seconds = base_seconds
         self.spread = spread
@@ -108,8 +114,11 @@ class AdaptiveInterval:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.learning_rate = learning_rate
+        self.probe_quantile = probe_quantile
         self._global = 1.0
         self._factors: dict[tuple[str, int], float] = {}
+        # Per bucket: outcome of the current run of aimed polls and its log-probability.
+        self._runs: dict[tuple[str, int], tuple[bool, float]] = {}
         self._tracks: dict[int, _Track] = {}
 
     def prior(self, task: Task) -> float:
@@ -128,9 +137,6 @@ class AdaptiveInterval:
             return self.max_quantile
         return max(0.05, min(self.max_quantile, self.lag_budget / width))
 
-    def _aim(self, mean: float) -> float:
-        return mean * (1 - self.spread + 2 * self.spread * self._quantile(mean))
-
     def next_interval(
         self, task: Task, wait_time: int | None, polls_so_far: int, elapsed: float
     ) -> float:
@@ -144,14 +150,21 @@ class AdaptiveInterval:
         if ahead > 0:
             track.queued = True
             track.start_low, track.start_high = elapsed, None
-            track.first_poll, track.late_polls = None, 0
+            track.first_poll, track.late_polls, track.overdue = None, 0, 0
             interval = ahead * mean / self.workers
             return self._clamp(interval)
         if track.start_high is None:
             track.start_high = elapsed
         if track.first_poll is None:
             start = (track.start_low + track.start_high) / 2
-            aim = start + self._aim(mean)
+            track.quantile = self._quantile(mean)
+            if self._probing(task):
+                # Only an earlier poll can show the estimate is too high; it costs a poll.
+                track.quantile = min(track.quantile, self.probe_quantile)
+            aim = start + mean * (1 - self.spread + 2 * self.spread * track.quantile)
+            track.latest = start + mean * (1 + self.spread)
+            if aim - elapsed > self.max_interval:
+                return self.max_interval  # a check-in on the way; aim again after it
             if aim > elapsed + self.min_interval or polls_so_far == 0:
                 track.first_poll = aim
                 return self._clamp(aim - elapsed)
@@ -159,13 +172,25 @@ class AdaptiveInterval:
         if polls_so_far > 0 and track.late_polls == 0:
             self._learn(task, track, done=False)
         track.late_polls += 1
-        return self._clamp(self.dense * self.backoff ** (track.late_polls - 1))
+        if elapsed < track.latest:
+            # Still within the expected range: space polls by the lag we accept.
+            return self._clamp(min(self.lag_budget, track.latest - elapsed + self.dense))
+        track.overdue += 1
+        return self._clamp(self.dense * self.backoff ** (track.overdue - 1))
 
     def completed(self, task: Task, elapsed: float) -> None:
         """Learn from the aimed poll finding the task done."""
         track = self._tracks.pop(task.id, None)
-        if track is not None and track.late_polls == 0 and track.first_poll is not None:
-            self._learn(task, track, done=True)
+        if track is None or track.late_polls > 0 or track.start_high is None:
+            return
+        if track.first_poll is None:
+            # Done at a check-in before the aim: place that poll in the expected range.
+            mean = self.expected(task)
+            start = (track.start_low + track.start_high) / 2
+            offset = elapsed - start - mean * (1 - self.spread)
+            track.quantile = min(0.99, max(0.01, offset / (2 * self.spread * mean)))
+            track.first_poll = elapsed
+        self._learn(task, track, done=True)
 
     def forget(self, task_id: int) -> None:
         """Drop the task's tracking state."""
@@ -175,12 +200,27 @@ class AdaptiveInterval:
         # Only the aimed poll of an unqueued task says something clean about the quantile.
         if track.queued or track.first_poll is None:
             return
-        quantile = self._quantile(self.expected(task))
-        step = self.learning_rate * ((quantile - 1) if done else quantile)
+        quantile = track.quantile
         key = (task.size, task.count)
+        chance = max(0.01, quantile if done else 1 - quantile)
+        run_done, run_logp = self._runs.get(key, (done, 0.0))
+        run_logp = run_logp + math.log(chance) if run_done == done else math.log(chance)
+        self._runs[key] = (done, run_logp)
+        step = self.learning_rate * ((quantile - 1) if done else quantile)
+        # A run of one outcome that chance explains less than 2 % of the time means the
+        # estimate is far off: grow the step with the run so a bad prior is corrected fast.
+        halvings = (math.log(0.02) - run_logp) / math.log(2)
+        if halvings > 0:
+            step += (-0.1 if done else 0.1) * halvings
+        step = max(-0.5, min(1.0, step))
         factor = self._factors.get(key, self._global) * (1 + step)
         self._factors[key] = min(100.0, max(0.01, factor))
         self._global = min(100.0, max(0.01, self._global * (1 + step / 2)))
+
+    def _probing(self, task: Task) -> bool:
+        """True when recent aimed polls all found tasks done: the estimate may be too high."""
+        run_done, run_logp = self._runs.get((task.size, task.count), (False, 0.0))
+        return run_done and run_logp < math.log(0.3)
 
     def _clamp(self, seconds: float) -> float:
         return min(self.max_interval, max(self.min_interval, seconds))

@@ -106,6 +106,9 @@ class GenerationService:
 
     async def start(self) -> None:
         """Reload unfinished tasks from the store and start the loops."""
+        # The store is the truth: tasks enqueued before start() are reloaded with the rest.
+        self._queues.clear()
+        self._positions.clear()
         for task in await self._store.tasks.list_by_state(TaskState.SUBMITTED):
             self._running[task.guild_id].add(task.id)
             self.poller.add(task, now=True)
