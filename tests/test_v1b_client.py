@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -332,3 +333,26 @@ async def test_rate_limit_seen_by_server(emu: EmulatorServer) -> None:
     assert observed <= rate * 1.15
     per_second = sum(1 for t in stamps if t - stamps[0] < 1.0)
     assert per_second <= 2 * rate + 1
+
+
+async def test_logs_hold_no_secrets(
+    emu: EmulatorServer, client: V1bClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens: list[str] = []
+
+    async def keep(token: str) -> None:
+        tokens.append(token)
+
+    caplog.set_level(logging.DEBUG, logger="bot.v1b")
+    acct = client.account(EMAIL, PASSWORD, on_token=keep)
+    emu.state.settings.faults.error_rate = 0.3
+    await acct.generation_form()
+    emu.expire_tokens()
+    await acct.generation_form()
+    emu.state.settings.faults.error_rate = 0.0
+    with pytest.raises(WrongPassword):
+        await client.account(EMAIL, "wrong-" + PASSWORD).login()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "get_generation_form -> HTTP 200" in text
+    for secret in (EMAIL, PASSWORD, *tokens):
+        assert secret not in text
