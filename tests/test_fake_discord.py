@@ -163,6 +163,8 @@ def make_bot() -> commands.Bot:
                 "file", file=discord.File(io.BytesIO(png()), "a.png"), view=view
             )
             await msg.add_reaction("✅")
+            await msg.add_reaction("❌")
+            await msg.clear_reaction("❌")
             temp = await channel.send("temp")
             await temp.delete()
             await msg.edit(content="file edited")
@@ -230,6 +232,14 @@ async def env(
             await bot.close()
             await asyncio.wait_for(task, 5)
             assert fake.unhandled == []
+
+
+async def next_reaction(bot: commands.Bot, user_id: int) -> discord.RawReactionActionEvent:
+    """The next reaction the bot's listener saw from this user."""
+    while True:
+        payload = await asyncio.wait_for(bot.raw_reactions.get(), 5)  # type: ignore[attr-defined]
+        if payload.user_id == user_id:
+            return payload
 
 
 def paths(fake: FakeDiscord, method: str, pattern: str) -> list[int]:
@@ -442,8 +452,8 @@ async def test_channel_message_file_reaction_edit_delete(
         assert await resp.read() == png()
     assert fake.reactions(CHANNEL, int(msg["id"])) == {"✅": {APP_ID}}
     # The bot's own reaction comes back over the gateway, as on Discord.
-    payload = await asyncio.wait_for(bot.raw_reactions.get(), 5)  # type: ignore[attr-defined]
-    assert payload.user_id == APP_ID and str(payload.emoji) == "✅"
+    payload = await next_reaction(bot, APP_ID)
+    assert str(payload.emoji) == "✅"
     cached = {m.id for m in bot.cached_messages}
     assert int(msg["id"]) in cached and len(cached) == 1  # the temp message was deleted
 
@@ -458,9 +468,8 @@ async def test_user_reactions_and_context_menu(env: tuple[FakeDiscord, commands.
     ix = await fake.slash("post", user_id=USER, guild_id=GUILD, channel_id=CHANNEL)
     await ix.wait_for(lambda body: body.get("content", "").startswith("posted"))
     msg = fake.channel_messages(CHANNEL)[0]
-    await asyncio.wait_for(bot.raw_reactions.get(), 5)  # type: ignore[attr-defined]
     await fake.react(msg, "🎨", user_id=USER, guild_id=GUILD)
-    payload = await asyncio.wait_for(bot.raw_reactions.get(), 5)  # type: ignore[attr-defined]
+    payload = await next_reaction(bot, USER)
     assert (payload.user_id, payload.message_id, str(payload.emoji)) == (USER, int(msg["id"]), "🎨")
     assert payload.member is not None and payload.member.name == "alice"
     assert fake.reactions(CHANNEL, int(msg["id"]))["🎨"] == {USER}
@@ -486,13 +495,22 @@ async def test_dm_open_and_closed(env: tuple[FakeDiscord, commands.Bot]) -> None
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(429, "posted"), (500, "posted"), (403, "error 403 50013"), (404, "error 404 10003")],
+    [
+        (429, "posted"),
+        (500, "posted"),
+        (403, "error 403 50013"),
+        (404, "error 404 10003"),
+        (413, "error 413 40005"),
+    ],
 )
 async def test_fail_injection(
     env: tuple[FakeDiscord, commands.Bot], status: int, expected: str
 ) -> None:
     fake, _ = env
-    fake.fail("POST", rf"/channels/{CHANNEL}/messages", status, retry_after=0.05)
+    if status == 413:
+        fake.attachment_size_limit = 10
+    else:
+        fake.fail("POST", rf"/channels/{CHANNEL}/messages", status, retry_after=0.05)
     ix = await fake.slash("post", user_id=USER, guild_id=GUILD, channel_id=CHANNEL)
     body = await ix.wait_for(lambda body: "content" in body, timeout=5)
     assert body["content"].startswith(expected)

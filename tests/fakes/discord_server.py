@@ -42,7 +42,7 @@ class FakeDiscord:
         bot_name: str = "FakeBot",
         owner_id: int = 1,
         heartbeat_interval: float = 41.25,
-        attachment_size_limit: int = 25 * 1024 * 1024,
+        attachment_size_limit: int = 10 * 1024 * 1024,
         wait_timeout: float = 5.0,
     ):
         self.bot_token = bot_token
@@ -63,7 +63,8 @@ class FakeDiscord:
 
     async def start(self) -> None:
         """Listen on an ephemeral loopback port."""
-        app = web.Application()
+        # Well above any upload limit, so oversized files get Discord's 413, not aiohttp's.
+        app = web.Application(client_max_size=256 * 1024 * 1024)
         RestApi(self).install(app)
         app.router.add_get("/", self.gateway.handle)
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -103,6 +104,15 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         """Value for `discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY`."""
         return f"ws://127.0.0.1:{self._port}/"
+
+    @property
+    def attachment_size_limit(self) -> int:
+        """Per-file upload limit: sent in interactions and enforced on uploads (413)."""
+        return self.builder.attachment_size_limit
+
+    @attachment_size_limit.setter
+    def attachment_size_limit(self, value: int) -> None:
+        self.builder.attachment_size_limit = value
 
     @property
     def application_id(self) -> int:

@@ -82,6 +82,8 @@ class RestApi:
         r.add_get(message, self.get_message)
         r.add_patch(message, self.edit_message)
         r.add_delete(message, self.delete_message)
+        r.add_delete(message + "/reactions", self.clear_reactions)
+        r.add_delete(message + "/reactions/{emoji}", self.clear_reactions)
         reaction = message + "/reactions/{emoji}/{user}"
         r.add_put(reaction, self.add_reaction)
         r.add_delete(reaction, self.remove_reaction)
@@ -99,7 +101,11 @@ class RestApi:
             return await handler(request)
         record = await self._record(request)
         self.fake.requests.append(record)
-        response = self._scripted_failure(record) or self._auth_failure(request, record)
+        response = (
+            self._scripted_failure(record)
+            or self._auth_failure(request, record)
+            or self._size_failure(record)
+        )
         if response is None:
             response = await handler(request)
         record.status = response.status
@@ -147,6 +153,12 @@ class RestApi:
             return None
         if request.headers.get("Authorization") != f"Bot {self.fake.bot_token}":
             return error(401, 0, "401: Unauthorized")
+        return None
+
+    def _size_failure(self, record: RecordedRequest) -> web.Response | None:
+        limit = self.fake.attachment_size_limit
+        if any(len(data) > limit for _, data, _ in record.files):
+            return error(413, 40005, "Request entity too large")
         return None
 
     async def unhandled(self, request: web.Request) -> web.Response:
@@ -503,6 +515,28 @@ class RestApi:
         user_id = self.world.bot_user_id if raw_user == "@me" else int(raw_user)
         emoji = request.match_info["emoji"]
         await self.fake.set_reaction(message, emoji, user_id, added=False)
+        return no_content()
+
+    async def clear_reactions(self, request: web.Request) -> web.Response:
+        """DELETE .../reactions (all) or .../reactions/{emoji} (one emoji)."""
+        message = self._channel_message(request)
+        if message is None:
+            return error(*UNKNOWN_MESSAGE)
+        key = (int(message["channel_id"]), int(message["id"]))
+        emoji = request.match_info.get("emoji")
+        current = self.world.reactions.get(key, {})
+        removed = {emoji: current.pop(emoji, set())} if emoji else dict(current)
+        if emoji is None:
+            current.clear()
+        event: dict[str, Any] = {"channel_id": message["channel_id"], "message_id": message["id"]}
+        if "guild_id" in message:
+            event["guild_id"] = message["guild_id"]
+        if emoji is None:
+            await self.fake.gateway.dispatch("MESSAGE_REACTION_REMOVE_ALL", event)
+        elif removed[emoji]:
+            event["emoji"] = p.partial_emoji(emoji)
+            await self.fake.gateway.dispatch("MESSAGE_REACTION_REMOVE_EMOJI", event)
+        await self.fake.changes.notify()
         return no_content()
 
     # guilds
