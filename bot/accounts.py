@@ -15,6 +15,7 @@ from bot.logs import redactor
 from bot.store import Store
 from bot.v1b import AccountSession, V1bClient
 from bot.v1b import errors as v1b
+from bot.v1b.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +79,29 @@ class AccountManager:
         async def keep(token: str) -> None:
             tokens.append(token)
 
-        session = self._client.account(email, password, on_token=keep, fresh=True)
-        await session.login()  # raises WrongPassword / InvalidCredentials / NotBusinessAccount
+        # A throwaway session, so a wrong password never touches a live session of the same email.
+        probe = AccountSession(
+            self._client,
+            email,
+            password,
+            token=None,
+            on_token=keep,
+            rate_limiter=RateLimiter(self._client.requests_per_second),
+        )
+        await probe.login()  # raises WrongPassword / InvalidCredentials / NotBusinessAccount
+        token = tokens[-1] if tokens else None
         await self._store.accounts.upsert(
             guild_id=guild_id,
             email_encrypted=self._box.encrypt(email),
             password_encrypted=self._box.encrypt(password),
-            token_encrypted=self._box.encrypt(tokens[-1]) if tokens else None,
+            token_encrypted=self._box.encrypt(token) if token else None,
             email_hint=mask_email(email),
             last_login_at=time.time(),
             token_ok=True,
         )
-        self._sessions[guild_id] = session
-        session.on_token = self._token_saver(guild_id)
+        self._sessions[guild_id] = self._client.account(
+            email, password, token=token, on_token=self._token_saver(guild_id)
+        )
         log.info("guild %s set its Miaohua account", guild_id)
 
     async def remove(self, guild_id: int) -> bool:

@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.forms import FormCache
 from bot.i18n import CatalogTranslator, pick_locale
+from bot.logs import hide_gateway_payloads
 from bot.store import Store
 from bot.tree import MiaohuaTree
 from bot.v1b import V1bClient
@@ -155,6 +156,7 @@ class ShardedMiaohuaBot(BotCore, commands.AutoShardedBot):
 def create_bot(settings: Settings, **kwargs) -> MiaohuaBot | ShardedMiaohuaBot:
     """Build the bot exactly as `miaohua-bot run` does."""
     point_at_discord(settings)
+    hide_gateway_payloads()
     sharded = settings.discord.shard_count or settings.discord.shard_ids
     cls = ShardedMiaohuaBot if sharded else MiaohuaBot
     return cls(settings, **kwargs)

@@ -80,3 +80,26 @@ def setup_logging(level: str = "INFO", fmt: Literal["plain", "json"] = "plain") 
     root.setLevel(level)
     logging.getLogger("discord").setLevel(max(logging.getLevelName(level), logging.INFO))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class GatewayPayloadFilter(logging.Filter):
+    """Logs gateway events by opcode and type only: their payloads carry what users typed,
+    modal fields with passwords included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "WebSocket Event" in str(record.msg) and isinstance(record.args, tuple):
+            event = record.args[-1]
+            if isinstance(event, dict):
+                summary = f"op={event.get('op')} t={event.get('t')} s={event.get('s')}"
+                record.args = (*record.args[:-1], summary)
+        return True
+
+
+_gateway_filter = GatewayPayloadFilter()
+
+
+def hide_gateway_payloads() -> None:
+    """Install the gateway payload filter on discord.py's gateway logger (idempotent)."""
+    gateway_log = logging.getLogger("discord.gateway")
+    if _gateway_filter not in gateway_log.filters:
+        gateway_log.addFilter(_gateway_filter)
