@@ -577,3 +577,39 @@ async def test_heartbeats_are_acknowledged(
         assert bot.latency < 1 and fake.gateway.identifies == 1
         await bot.close()
         await asyncio.wait_for(task, 5)
+
+
+async def test_gateway_resume_after_server_close(env: tuple[FakeDiscord, commands.Bot]) -> None:
+    fake, _ = env
+    await fake.gateway.close(code=4000)
+    await fake.changes.wait(lambda: fake.gateway.resumes or None, 5, "a RESUME")
+    assert fake.gateway.identifies == 1
+    ix = await fake.slash(
+        "task",
+        subcommand="show",
+        options={"task_id": 1},
+        user_id=USER,
+        guild_id=GUILD,
+        channel_id=CHANNEL,
+    )
+    assert (await ix.response())["data"]["content"] == "task 1"
+
+
+async def test_rest_reads_through_the_client(env: tuple[FakeDiscord, commands.Bot]) -> None:
+    fake, bot = env
+    guild = await bot.fetch_guild(GUILD)
+    assert guild.name == "Guild" and guild.owner_id == OWNER
+    assert {c.id for c in await guild.fetch_channels()} == {CHANNEL, OTHER_CHANNEL}
+    member = await guild.fetch_member(USER)
+    assert member.name == "alice" and [r.id for r in member.roles if r.id != GUILD] == [ROLE]
+    user = await bot.fetch_user(MOD)
+    assert user.name == "mod"
+    channel = await bot.fetch_channel(CHANNEL)
+    assert isinstance(channel, discord.TextChannel)
+    sent = await channel.send("hello")
+    assert (await channel.fetch_message(sent.id)).content == "hello"
+    assert [m.id async for m in channel.history(limit=5)] == [sent.id]
+    shards, url, _ = await bot.http.get_bot_gateway()
+    assert (shards, url) == (1, fake.gateway_url.rstrip("/"))
+    with pytest.raises(discord.NotFound):
+        await channel.fetch_message(1)

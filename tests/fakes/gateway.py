@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -49,10 +50,13 @@ class Gateway:
         self.resume_url = resume_url
         self.sessions: list[Session] = []
         self.identifies = 0
+        self.resumes = 0
+        self.close_timeout = 0.5
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """Run one websocket connection until the client closes it."""
-        ws = web.WebSocketResponse(autoping=True)
+        # discord.py does not answer a server close frame, so do not wait long for it.
+        ws = web.WebSocketResponse(autoping=True, timeout=self.close_timeout)
         await ws.prepare(request)
         session = Session(ws)
         self.sessions.append(session)
@@ -81,10 +85,9 @@ class Gateway:
             if session.identified and not session.ws.closed:
                 await self._dispatch(session, event, data)
 
-    async def close(self) -> None:
-        """Close every open connection."""
-        for session in list(self.sessions):
-            await session.ws.close()
+    async def close(self, code: int = 1000) -> None:
+        """Close every open connection (4000 makes discord.py reconnect and RESUME)."""
+        await asyncio.gather(*(s.ws.close(code=code) for s in list(self.sessions)))
 
     async def _on_message(self, session: Session, msg: dict[str, Any]) -> None:
         op, data = msg.get("op"), msg.get("d")
@@ -137,6 +140,7 @@ class Gateway:
         session.session_id = data.get("session_id", "")
         session.seq = int(data.get("seq") or 0)
         session.identified = True
+        self.resumes += 1
         await self._dispatch(session, "RESUMED", {"_trace": ["fake-discord"]})
         await self.changes.notify()
 
