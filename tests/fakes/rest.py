@@ -6,7 +6,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from tests.fakes import payloads as p
 from tests.fakes.recording import RecordedRequest
@@ -115,17 +115,7 @@ class RestApi:
         body: Any = None
         files: list[tuple[str, bytes, str]] = []
         if request.content_type == "multipart/form-data":
-            parts: list[tuple[int, tuple[str, bytes, str]]] = []
-            reader = await request.multipart()
-            while (part := await reader.next()) is not None:
-                data = await part.read()  # type: ignore[union-attr]
-                if part.name == "payload_json":  # type: ignore[union-attr]
-                    body = json.loads(data)
-                elif part.filename:  # type: ignore[union-attr]
-                    index = _file_index(part.name or "", len(parts))  # type: ignore[union-attr]
-                    ctype = part.headers.get("Content-Type", "application/octet-stream")  # type: ignore[union-attr]
-                    parts.append((index, (part.filename, bytes(data), ctype)))  # type: ignore[union-attr]
-            files = [f for _, f in sorted(parts, key=lambda x: x[0])]
+            body, files = await _read_multipart(request)
         elif request.can_read_body:
             raw = await request.read()
             body = json.loads(raw) if raw else None
@@ -250,12 +240,10 @@ class RestApi:
     # interactions and their webhooks
 
     def _interaction(self, request: web.Request) -> FakeInteraction | None:
-        ix = self.fake.interactions_by_token.get(request.match_info["token"])
-        if ix is None or request.match_info.get("app", str(self.world.application_id)) != str(
-            self.world.application_id
-        ):
+        app = request.match_info.get("app")
+        if app is not None and app != str(self.world.application_id):
             return None
-        return ix
+        return self.fake.interactions_by_token.get(request.match_info["token"])
 
     async def interaction_callback(self, request: web.Request) -> web.Response:
         """POST /interactions/{id}/{token}/callback."""
@@ -581,6 +569,24 @@ class RestApi:
             return web.Response(status=404, text="Not Found")
         ctype = stored.content_type or "application/octet-stream"
         return web.Response(body=stored.data, headers={"Content-Type": ctype})
+
+
+async def _read_multipart(request: web.Request) -> tuple[Any, list[tuple[str, bytes, str]]]:
+    """Split a multipart body into payload_json and files ordered by their files[n] index."""
+    body: Any = None
+    parts: list[tuple[int, tuple[str, bytes, str]]] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            continue
+        data = await part.read()
+        if part.name == "payload_json":
+            body = json.loads(data)
+        elif part.filename:
+            ctype = part.headers.get("Content-Type", "application/octet-stream")
+            index = _file_index(part.name or "", len(parts))
+            parts.append((index, (part.filename, bytes(data), ctype)))
+    return body, [f for _, f in sorted(parts, key=lambda x: x[0])]
 
 
 def _file_index(name: str, fallback: int) -> int:
