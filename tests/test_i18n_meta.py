@@ -1,0 +1,90 @@
+"""Catalog completeness, command localizations, unique command names, unexpected errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bot.app import cog_modules
+from bot.i18n import LOCALES, catalog, t
+from tests.conftest import ADMIN_A, CH_A, GUILD_A
+from tests.helpers import answer_text
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY_USE = re.compile(r"""(?:\bt|UserFacingError)\(\s*["']([a-z0-9_.-]+)["']""")
+
+
+def test_catalogs_have_the_same_keys():
+    en, zh = set(catalog("en-US")), set(catalog("zh-CN"))
+    assert en - zh == set(), f"missing in zh-CN: {sorted(en - zh)}"
+    assert zh - en == set(), f"missing in en-US: {sorted(zh - en)}"
+
+
+def test_every_message_key_used_in_code_exists_in_both_catalogs():
+    used: set[str] = set()
+    for path in [*ROOT.glob("bot/**/*.py"), *ROOT.glob("cogs/**/*.py")]:
+        if "emulator" in path.parts or "v1b" in path.parts:
+            continue
+        used |= set(KEY_USE.findall(path.read_text(encoding="utf-8")))
+    assert used, "no message keys found"
+    for locale in LOCALES:
+        missing = sorted(k for k in used if k not in catalog(locale))
+        assert not missing, f"{locale} lacks {missing}"
+
+
+def test_templates_use_the_same_fields_in_both_languages():
+    field = re.compile(r"\{(\w+)")
+    en, zh = catalog("en-US"), catalog("zh-CN")
+    for key, text in en.items():
+        assert set(field.findall(text)) == set(field.findall(zh[key])), key
+
+
+def test_zh_cn_text_is_really_chinese():
+    zh = catalog("zh-CN")
+    chinese = [k for k, v in zh.items() if re.search(r"[\u4e00-\u9fff]", v)]
+    assert len(chinese) >= 0.8 * len(zh)
+
+
+def test_unknown_key_falls_back_to_the_key():
+    assert t("no.such.key", "zh-CN") == "no.such.key"
+
+
+async def test_every_command_is_unique_and_fully_localized(harness):
+    assert {m for m in harness.bot.extensions} == set(cog_modules())
+    put = [r for r in harness.fake.requests if r.method == "PUT" and r.path.endswith("/commands")][
+        -1
+    ]
+    commands = put.json
+    names = [(c.get("type", 1), c["name"]) for c in commands]
+    assert len(names) == len(set(names)), f"duplicate command names: {names}"
+
+    def check(node: dict, where: str) -> None:
+        if node.get("type", 1) in (1, 2) or "options" in node or "description" in node:
+            if node.get("description"):
+                assert "zh-CN" in (node.get("description_localizations") or {}), where
+        if node.get("type", 1) != 3 or "options" in node:
+            assert "zh-CN" in (node.get("name_localizations") or {}), f"{where} name"
+        for choice in node.get("choices") or []:
+            assert "zh-CN" in (choice.get("name_localizations") or {}), f"{where} choice"
+        for option in node.get("options") or []:
+            check(option, f"{where} {option['name']}")
+
+    for command in commands:
+        check(command, command["name"])
+
+
+async def test_unexpected_error_gets_an_id_shown_to_the_user_and_logged(harness, caplog):
+    bot = harness.bot
+
+    async def broken(guild_id):
+        raise RuntimeError("boom")
+
+    bot.accounts.status = broken  # an unexpected failure inside a command
+    ix = await harness.fake.slash(
+        "account", subcommand="status", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
+    )
+    text = await answer_text(ix)
+    error_id = re.search(r"error id `([0-9a-f]{8})`", text).group(1)
+    records = [r for r in caplog.records if error_id in r.getMessage()]
+    assert records and records[0].exc_info and "boom" in str(records[0].exc_info[1])
+    harness.check.ignore(lambda r: error_id in r.getMessage())
