@@ -59,9 +59,8 @@ async def test_every_command_is_unique_and_fully_localized(harness):
     assert len(names) == len(set(names)), f"duplicate command names: {names}"
 
     def check(node: dict, where: str) -> None:
-        if node.get("type", 1) in (1, 2) or "options" in node or "description" in node:
-            if node.get("description"):
-                assert "zh-CN" in (node.get("description_localizations") or {}), where
+        if node.get("description"):
+            assert "zh-CN" in (node.get("description_localizations") or {}), where
         if node.get("type", 1) != 3 or "options" in node:
             assert "zh-CN" in (node.get("name_localizations") or {}), f"{where} name"
         for choice in node.get("choices") or []:

@@ -62,7 +62,7 @@ async def fake():
 
 async def test_missing_token_is_one_clear_line(fake, tmp_path):
     proc = await _spawn(fake, tmp_path, None)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and "MIAOHUA_BOT_DISCORD__TOKEN" in lines[0]
@@ -70,7 +70,7 @@ async def test_missing_token_is_one_clear_line(fake, tmp_path):
 
 async def test_rejected_token_is_one_clear_line(fake, tmp_path):
     proc = await _spawn(fake, tmp_path, "wrong-token-0000")
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     text = err.decode()
     assert "rejected the bot token" in text
@@ -97,7 +97,7 @@ async def test_embedded_emulator_gives_every_guild_a_demo_account_and_sigterm_is
         assert "demo account" in text and "working" in text
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
     log = err.decode()
     assert proc.returncode == 0, log
     assert "shutting down" in log and "Traceback" not in log
