@@ -75,6 +75,8 @@ class Poller:
         self._timers = TimerHeap()
         self._wake = asyncio.Event()
         self._groups: set[asyncio.Task[None]] = set()
+        self._polling: set[int] = set()  # guilds with a poll group running
+        self._due: dict[int, list[_Pending]] = defaultdict(list)  # due, waiting for that group
         self._stopping = False
 
     def __len__(self) -> int:
@@ -94,7 +96,7 @@ class Poller:
         while True:
             self._wake.clear()
             due = self._timers.pop_due(self._clock() + self.coalesce)
-            if due:
+            if due or self._due:
                 self._launch(due)
             next_due = self._timers.next_due()
             delay = None if next_due is None else max(0.0, next_due - self._clock())
@@ -120,14 +122,22 @@ class Poller:
         self._wake.set()
 
     def _launch(self, task_ids: list[int]) -> None:
-        by_guild: dict[int, list[_Pending]] = defaultdict(list)
         for task_id in task_ids:
             if (entry := self._pending.get(task_id)) is not None:
-                by_guild[entry.task.guild_id].append(entry)
-        for guild_id, entries in by_guild.items():
+                self._due[entry.task.guild_id].append(entry)
+        # One poll group per guild at a time: tasks falling due meanwhile join the next one.
+        for guild_id in [g for g in self._due if g not in self._polling]:
+            entries = self._due.pop(guild_id)
+            self._polling.add(guild_id)
             group = asyncio.create_task(self._poll_guild(guild_id, entries))
             self._groups.add(group)
             group.add_done_callback(self._groups.discard)
+            group.add_done_callback(lambda _, guild_id=guild_id: self._group_done(guild_id))
+
+    def _group_done(self, guild_id: int) -> None:
+        self._polling.discard(guild_id)
+        if guild_id in self._due:
+            self._wake.set()
 
     async def _poll_guild(self, guild_id: int, entries: list[_Pending]) -> None:
         live = []

@@ -162,6 +162,7 @@ class GenerationService:
         position = queue.positions()[task.id]
         self._positions[task.id] = position
         await self._emit("task_queued", task, position)
+        self._spawn(self._report_positions(task.guild_id))  # a new user's turn moves others
         self._dispatch_wake.set()
         return task
 
