@@ -11,12 +11,15 @@ from discord.ext import commands
 
 import cogs
 from bot.accounts import AccountManager
-from bot.config import Settings
+from bot.config import MiaohuaSettings, Settings
 from bot.crypto import SecretBox
+from bot.discord_jobs import DiscordJobEvents
 from bot.forms import FormCache
 from bot.i18n import CatalogTranslator, pick_locale
+from bot.jobs import GenerationService, PollStrategy, make_strategy
 from bot.logs import hide_gateway_payloads
 from bot.store import Store
+from bot.training import TrainingService, create_training_service
 from bot.tree import MiaohuaTree
 from bot.v1b import V1bClient
 
@@ -51,6 +54,9 @@ class BotCore:
     accounts: AccountManager
     secrets: SecretBox
     forms: FormCache
+    delivery: DiscordJobEvents
+    generation: GenerationService
+    training: TrainingService
 
     def _init_core(self, settings: Settings, *, emulator_base_url: str | None, demo) -> None:
         self.settings = settings
@@ -81,10 +87,25 @@ class BotCore:
             self.store, self.v1b, self.secrets, demo_provisioner=self.demo_provisioner
         )
         self.forms = FormCache(self.accounts, ttl=m.form_cache_ttl)
+        self.delivery = DiscordJobEvents(self, download_bytes=settings.limits.download_bytes)
+        self.generation = GenerationService(
+            self.store,
+            self.accounts,
+            self.delivery,
+            account_concurrency=m.account_concurrency,
+            strategy=poll_strategy(m),
+            task_timeout=m.task_timeout,
+            use_batch=m.use_batch,
+            busy_backoff=m.busy_backoff,
+        )
         await self.tree.set_translator(CatalogTranslator())
         for name in cog_modules():
             await self.load_extension(name)
         await self._sync_commands()
+        await self.generation.start()
+        # Model training (bot/training): resumes unfinished jobs from the store.
+        self.training = create_training_service(self)
+        await self.training.start()
 
     async def _sync_commands(self) -> None:
         if not self.settings.discord.sync_commands:
@@ -108,6 +129,12 @@ class BotCore:
             return
         self.closing = True
         log.info("shutting down")
+        if hasattr(self, "training"):
+            await self.training.stop()
+        if hasattr(self, "generation"):
+            await self.generation.stop()
+        if hasattr(self, "delivery"):
+            await self.delivery.close()
         for name in list(self.extensions):
             try:
                 await self.unload_extension(name)
@@ -118,6 +145,13 @@ class BotCore:
         if hasattr(self, "store"):
             await self.store.close()
         await super().close()  # type: ignore[misc]
+
+
+def poll_strategy(m: MiaohuaSettings) -> PollStrategy:
+    """The configured way of spacing result polls."""
+    if m.poll_strategy == "fixed":
+        return make_strategy("fixed", seconds=m.poll_interval)
+    return make_strategy("adaptive")
 
 
 def _bot_kwargs(settings: Settings) -> dict:

@@ -169,6 +169,8 @@ _RECENT = """
 SELECT * FROM tasks WHERE guild_id = ?1 AND (?2 IS NULL OR user_id = ?2) ORDER BY id DESC LIMIT ?3
 """
 
+_BY_RESULT_MESSAGE = "SELECT * FROM tasks WHERE guild_id = ? AND result_message_id = ?"
+
 _COUNTS_BY_STATE = "SELECT state, COUNT(*) FROM tasks WHERE guild_id = ? GROUP BY state"
 
 
@@ -228,6 +230,11 @@ class TaskRepo(Repo):
     async def get_in_guild(self, guild_id: int, task_id: int) -> Task | None:
         """Return the task only if it belongs to the guild."""
         row = await self._fetch_one(_GET_IN_GUILD, (task_id, guild_id))
+        return _task(row) if row else None
+
+    async def get_by_result_message(self, guild_id: int, message_id: int) -> Task | None:
+        """Return the guild's task whose result was posted as `message_id`, or None."""
+        row = await self._fetch_one(_BY_RESULT_MESSAGE, (guild_id, message_id))
         return _task(row) if row else None
 
     async def mark_submitted(self, task_id: int, service_task_id: str) -> Task | None:

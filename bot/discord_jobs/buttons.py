@@ -1,0 +1,169 @@
+"""Persistent result buttons: the task id lives in the custom id, so they survive restarts."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+
+from bot.discord_jobs import actions
+from bot.errors import UserFacingError
+from bot.i18n import t
+from bot.replies import defer, reply
+from bot.store import Task
+from bot.tree import report_error
+
+log = logging.getLogger(__name__)
+
+MAX_VARIATIONS = 8
+_PER_ROW = 5
+
+
+async def _guarded(
+    interaction: discord.Interaction, action: Callable[[discord.Interaction], Awaitable[None]]
+) -> None:
+    """Run a button action; any failure reaches the clicking user like a command error."""
+    try:
+        await action(interaction)
+    except Exception as exc:
+        await report_error(interaction, exc)
+
+
+async def _task_of(interaction: discord.Interaction, task_id: int) -> Task:
+    """The task behind a button, only within the guild where the button was clicked."""
+    task = None
+    if interaction.guild_id is not None:
+        task = await interaction.client.store.tasks.get_in_guild(  # type: ignore[attr-defined]
+            interaction.guild_id, task_id
+        )
+    if task is None:
+        raise UserFacingError("result.not_found", id=task_id)
+    return task
+
+
+class RerunButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:rerun:(?P<task>\d+)"):
+    """Queue the same parameters again with a new seed, for the member who clicked."""
+
+    def __init__(self, task_id: int, label: str = "Rerun") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji="🔁",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"mh:rerun:{task_id}",
+            ),
+            row=0,
+        )
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> RerunButton:
+        return cls(int(match["task"]), item.label or "")
+
+    async def callback(self, interaction: discord.Interaction) -> Any:
+        await _guarded(interaction, self._rerun)
+
+    async def _rerun(self, interaction: discord.Interaction) -> None:
+        bot: Any = interaction.client
+        locale = bot.locale_for(interaction)
+        task = await _task_of(interaction, self.task_id)
+        await defer(interaction)
+        new = await actions.rerun(
+            bot, task, user_id=interaction.user.id, channel_id=task.channel_id, locale=locale
+        )
+        await reply(interaction, t("generate.accepted", locale, id=new.id))
+
+
+class VariationButton(
+    discord.ui.DynamicItem[discord.ui.Button], template=r"mh:var:(?P<task>\d+):(?P<index>\d+)"
+):
+    """Queue an img2img of one result image, for the member who clicked."""
+
+    def __init__(self, task_id: int, index: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=f"V{index + 1}",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"mh:var:{task_id}:{index}",
+            ),
+            row=1 + index // _PER_ROW,
+        )
+        self.task_id = task_id
+        self.index = index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> VariationButton:
+        return cls(int(match["task"]), int(match["index"]))
+
+    async def callback(self, interaction: discord.Interaction) -> Any:
+        await _guarded(interaction, self._vary)
+
+    async def _vary(self, interaction: discord.Interaction) -> None:
+        bot: Any = interaction.client
+        locale = bot.locale_for(interaction)
+        task = await _task_of(interaction, self.task_id)
+        await defer(interaction)
+        new = await actions.variation(
+            bot,
+            task,
+            self.index,
+            user_id=interaction.user.id,
+            channel_id=task.channel_id,
+            locale=locale,
+        )
+        await reply(interaction, t("generate.accepted", locale, id=new.id))
+
+
+class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:del:(?P<task>\d+)"):
+    """Delete the result message (its requester or Manage Messages)."""
+
+    def __init__(self, task_id: int, label: str = "Delete") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji="🗑️",
+                style=discord.ButtonStyle.danger,
+                custom_id=f"mh:del:{task_id}",
+            ),
+            row=0,
+        )
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> DeleteButton:
+        return cls(int(match["task"]), item.label or "")
+
+    async def callback(self, interaction: discord.Interaction) -> Any:
+        await _guarded(interaction, self._delete)
+
+    async def _delete(self, interaction: discord.Interaction) -> None:
+        locale = interaction.client.locale_for(interaction)  # type: ignore[attr-defined]
+        task = await _task_of(interaction, self.task_id)
+        if not actions.may_delete(task, interaction.user.id, interaction.permissions):
+            raise UserFacingError("result.delete_denied")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if interaction.message is not None:
+            await interaction.message.delete()
+        await reply(interaction, t("result.deleted", locale, id=task.id))
+
+
+DYNAMIC_ITEMS = (RerunButton, VariationButton, DeleteButton)
+
+
+def result_view(task: Task, locale: str | None) -> discord.ui.View:
+    """The buttons under a result: rerun, one variation per image, delete."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerunButton(task.id, t("result.button.rerun", locale)))
+    for index in range(min(len(task.images), MAX_VARIATIONS)):
+        view.add_item(VariationButton(task.id, index))
+    view.add_item(DeleteButton(task.id, t("result.button.delete", locale)))
+    return view

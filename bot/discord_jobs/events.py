@@ -1,0 +1,177 @@
+"""The job layer's events shown on Discord: status messages, results, failures."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.discord_jobs import render
+from bot.discord_jobs.buttons import result_view
+from bot.discord_jobs.downloads import ImageFetcher
+from bot.discord_jobs.payload import FittedImages, ResultImages, download_result, fit_images
+from bot.discord_jobs.status import StatusBoard
+from bot.store import Task, TaskState
+
+if TYPE_CHECKING:
+    from bot.app import BotCore
+
+log = logging.getLogger(__name__)
+
+RERUN_EMOJI = "🔁"
+DM_UPLOAD_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+
+def _nonce(task: Task, kind: str) -> str:
+    """A per-task nonce (<= 25 chars) so Discord drops a retried duplicate post."""
+    return f"mh{task.id}{kind}"[:25]
+
+
+class DiscordJobEvents:
+    """Implements `bot.jobs.JobEvents` over discord.py, posting with the bot token."""
+
+    def __init__(
+        self,
+        bot: BotCore,
+        *,
+        status_interval: float = 2.0,
+        download_bytes: int = 20 * 1024 * 1024,
+        download_timeout: float = 30.0,
+    ) -> None:
+        self.bot = bot
+        self.status = StatusBoard(bot, interval=status_interval)
+        self.fetcher = ImageFetcher(max_bytes=download_bytes, timeout=download_timeout)
+        self.upload_cap: int | None = (
+            None  # lower bound on the guild's limit (tests, self-hosted proxies)
+        )
+
+    async def close(self) -> None:
+        """Flush status edits and close the download session."""
+        await self.status.close()
+        await self.fetcher.close()
+
+    # JobEvents
+
+    async def task_queued(self, task: Task, position: int) -> None:
+        """Post the task's status message: its place in the bot's queue."""
+        await self.status.show(task, render.queued_text(task, position))
+
+    async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:
+        """Update the status message: queue position, or the service's wait."""
+        if position is not None and task.state == TaskState.QUEUED:
+            await self.status.show(task, render.queued_text(task, position))
+        else:
+            await self.status.show(task, render.running_text(task, wait_time))
+
+    async def task_done(self, task: Task) -> int | None:
+        """Post the result (channel, else the requester's DMs); return its message id."""
+        message = await self.deliver(task)
+        url = None
+        if message is not None:
+            url = render.jump_url(
+                task.guild_id if message.guild else None, message.channel.id, message.id
+            )
+        await self.status.show(task, render.done_text(task, url), final=True)
+        return message.id if message is not None else None
+
+    async def task_failed(self, task: Task) -> None:
+        """Tell the requester why the task failed, and mark its status message failed."""
+        await self.status.show(task, render.failed_text(task), final=True)
+        content = render.failure_message(task)
+        mention = discord.AllowedMentions(users=[discord.Object(task.user_id)])
+        try:
+            await self._channel(task).send(
+                content, allowed_mentions=mention, nonce=_nonce(task, "f")
+            )
+            return
+        except (discord.Forbidden, discord.NotFound):
+            log.info("task %s: channel unavailable, sending the failure by DM", task.id)
+        try:
+            user = await self._user(task.user_id)
+            await user.send(content, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException:
+            log.info("task %s: could not tell user %s about the failure", task.id, task.user_id)
+
+    # Delivery
+
+    async def deliver(self, task: Task) -> discord.Message | None:
+        """Post a task's result; None when neither the channel nor the requester's DMs take it."""
+        images = await download_result(self.fetcher, task.images)
+        kind = "r" + str(time.time_ns() % 10**9) if task.state == TaskState.DELIVERED else "d"
+        message = await self._post_in_channel(task, images, kind)
+        if message is None:
+            message = await self._post_by_dm(task, images)
+        return message
+
+    async def send_originals(self, task: Task, user: discord.abc.User) -> bool:
+        """DM a user the task's images and parameters; False when their DMs are closed."""
+        images = await download_result(self.fetcher, task.images)
+        fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=False)
+        embed = render.result_embed(task, task.locale, fitted)
+        try:
+            await user.send(embed=embed, files=fitted.discord_files())
+        except discord.HTTPException as exc:
+            log.info("task %s: originals not sent to %s (%s)", task.id, user.id, exc.status)
+            return False
+        return True
+
+    def upload_limit(self, guild_id: int) -> int:
+        """The most bytes one result message may upload in the guild."""
+        guild = self.bot.get_guild(guild_id)  # type: ignore[attr-defined]
+        limit = guild.filesize_limit if guild is not None else DM_UPLOAD_LIMIT
+        return min(limit, self.upload_cap) if self.upload_cap else limit
+
+    async def _post_in_channel(
+        self, task: Task, images: ResultImages, kind: str
+    ) -> discord.Message | None:
+        fitted = await self._fit(task, images, self.upload_limit(task.guild_id), grid=True)
+        try:
+            message = await self._channel(task).send(
+                f"<@{task.user_id}>",
+                embed=render.result_embed(task, task.locale, fitted),
+                files=fitted.discord_files(),
+                view=result_view(task, task.locale),
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(task.user_id)]),
+                nonce=_nonce(task, kind),
+            )
+        except (discord.Forbidden, discord.NotFound) as exc:
+            log.info(
+                "task %s: result not postable in channel %s (%s)",
+                task.id,
+                task.channel_id,
+                exc.status,
+            )
+            return None
+        try:
+            await message.add_reaction(RERUN_EMOJI)
+        except discord.HTTPException:
+            log.info("task %s: could not add the rerun reaction", task.id)
+        return message
+
+    async def _post_by_dm(self, task: Task, images: ResultImages) -> discord.Message | None:
+        fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=True)
+        try:
+            user = await self._user(task.user_id)
+            return await user.send(
+                embed=render.result_embed(task, task.locale, fitted),
+                files=fitted.discord_files(),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException as exc:
+            log.warning("task %s: result not delivered by DM either (%s)", task.id, exc.status)
+            return None
+
+    async def _fit(
+        self, task: Task, images: ResultImages, limit: int, *, grid: bool
+    ) -> FittedImages:
+        return await fit_images(
+            self.fetcher, images, limit, prefix=f"task-{task.id}", grid=grid and task.count > 1
+        )
+
+    def _channel(self, task: Task) -> discord.PartialMessageable:
+        return self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)  # type: ignore[attr-defined]
+
+    async def _user(self, user_id: int) -> discord.User:
+        return self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)  # type: ignore[attr-defined]

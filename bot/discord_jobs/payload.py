@@ -1,0 +1,120 @@
+"""Fitting a task's images into one Discord message under the channel's upload limit."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import discord
+
+from bot.discord_jobs.downloads import ImageFetcher
+from bot.images import make_grid, shrink_to, sniff_content_type
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 10  # Discord's limit per message
+GRID_NAME = "grid.jpg"
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+@dataclass(frozen=True, slots=True)
+class NamedFile:
+    """Bytes to attach under a file name."""
+
+    filename: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FittedImages:
+    """What one message carries: files (grid first), and URLs of images left as links."""
+
+    files: tuple[NamedFile, ...]
+    grid: NamedFile | None
+    linked: tuple[str, ...]
+    reduced: bool
+
+    def discord_files(self) -> list[discord.File]:
+        """Fresh `discord.File`s (a sent File is consumed, so build new ones per send)."""
+        return [discord.File(io.BytesIO(f.data), filename=f.filename) for f in self.files]
+
+
+@dataclass(slots=True)
+class ResultImages:
+    """A task's downloaded images: originals and, fetched on demand, the service's previews."""
+
+    urls: tuple[str, ...]
+    middle_urls: tuple[str, ...]
+    originals: list[bytes | None]
+    middles: list[bytes | None] | None = None
+
+
+async def download_result(fetcher: ImageFetcher, images: Sequence[dict]) -> ResultImages:
+    """Download the full-resolution images of a task concurrently."""
+    urls = tuple(str(image.get("large", "")) for image in images)
+    middles = tuple(str(image.get("middle") or image.get("large", "")) for image in images)
+    return ResultImages(urls, middles, await fetcher.fetch_many(urls))
+
+
+async def fit_images(
+    fetcher: ImageFetcher, result: ResultImages, limit: int, *, prefix: str, grid: bool
+) -> FittedImages:
+    """Attach every image within `limit` bytes in total: as is, re-encoded, the preview, or a link.
+
+    A grid preview goes first when `grid` is set and at least two images are available.
+    """
+    available = [data for data in result.originals if data is not None]
+    grid_file: NamedFile | None = None
+    if grid and len(available) > 1:
+        grid_bytes = await asyncio.to_thread(make_grid, available)
+        grid_bytes = await asyncio.to_thread(shrink_to, grid_bytes, limit // 4)
+        if grid_bytes is not None:
+            grid_file = NamedFile(GRID_NAME, grid_bytes)
+    budget = limit - (len(grid_file.data) if grid_file else 0)
+    slots = MAX_FILES - (1 if grid_file else 0)
+    count = len(result.urls)
+    total = sum(len(data) for data in available)
+    if len(available) == count and total <= budget and count <= slots:
+        files = [_named(prefix, i, data) for i, data in enumerate(available)]
+        return FittedImages(_with_grid(grid_file, files), grid_file, (), False)
+    per_file = budget // max(1, min(count, slots))
+    files: list[NamedFile] = []
+    linked: list[str] = []
+    for index in range(count):
+        data = None
+        if index < slots:
+            data = await _fitting(fetcher, result, index, per_file)
+        if data is None:
+            linked.append(result.urls[index])
+        else:
+            files.append(_named(prefix, index, data))
+    return FittedImages(_with_grid(grid_file, files), grid_file, tuple(linked), True)
+
+
+async def _fitting(
+    fetcher: ImageFetcher, result: ResultImages, index: int, max_bytes: int
+) -> bytes | None:
+    """The image re-encoded within `max_bytes`, falling back to the service's preview."""
+    original = result.originals[index]
+    if original is not None:
+        shrunk = await asyncio.to_thread(shrink_to, original, max_bytes)
+        if shrunk is not None:
+            return shrunk
+    if result.middles is None:
+        result.middles = await fetcher.fetch_many(result.middle_urls)
+    middle = result.middles[index]
+    if middle is None:
+        return None
+    return await asyncio.to_thread(shrink_to, middle, max_bytes)
+
+
+def _named(prefix: str, index: int, data: bytes) -> NamedFile:
+    ext = _EXTENSIONS.get(sniff_content_type(data) or "", "png")
+    return NamedFile(f"{prefix}-{index + 1}.{ext}", data)
+
+
+def _with_grid(grid: NamedFile | None, files: list[NamedFile]) -> tuple[NamedFile, ...]:
+    return (grid, *files) if grid else tuple(files)

@@ -1,0 +1,134 @@
+"""Texts and embeds about tasks: status lines, results, failures."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from bot.discord_jobs.payload import FittedImages
+from bot.i18n import t
+from bot.jobs import FailReason
+from bot.store import Task, TaskState
+
+log = logging.getLogger(__name__)
+
+EMBED_COLOUR = discord.Colour(0x6C5CE7)
+FIELD_MAX = 1024
+_DETAIL_MAX = 300
+_FAIL_KEYS = {reason.value: f"fail.{reason.value}" for reason in FailReason}
+
+
+def jump_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
+    """The link that opens a message in the Discord client."""
+    return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
+
+
+def failure_reason(task: Task, locale: str | None) -> str:
+    """Why a task failed, in words the requester can act on."""
+    key = _FAIL_KEYS.get(task.error or "", "fail.unknown")
+    detail = (task.error_detail or "").strip()[:_DETAIL_MAX] or "-"
+    return t(key, locale, detail=detail)
+
+
+def queued_text(task: Task, position: int) -> str:
+    """Status line of a task waiting in the bot's queue."""
+    return t("status.line.queued", task.locale, id=task.id, position=position)
+
+
+def running_text(task: Task, wait_time: int | None) -> str:
+    """Status line of a task at the service, with the number of tasks ahead if known."""
+    if wait_time:
+        return t("status.line.waiting", task.locale, id=task.id, ahead=wait_time)
+    return t("status.line.running", task.locale, id=task.id)
+
+
+def done_text(task: Task, url: str | None) -> str:
+    """Status line of a finished task, linking to its result when it was posted."""
+    if url is None:
+        return t("status.line.done_undelivered", task.locale, id=task.id)
+    return t("status.line.done", task.locale, id=task.id, url=url)
+
+
+def failed_text(task: Task) -> str:
+    """Status line of a failed task."""
+    return t(
+        "status.line.failed", task.locale, id=task.id, reason=failure_reason(task, task.locale)
+    )
+
+
+def failure_message(task: Task) -> str:
+    """The message telling the requester (mentioned) that the task failed and why."""
+    return t(
+        "fail.message",
+        task.locale,
+        user=f"<@{task.user_id}>",
+        id=task.id,
+        reason=failure_reason(task, task.locale),
+    )
+
+
+def elapsed_seconds(task: Task) -> float | None:
+    """Seconds from the request to the finished result."""
+    if task.done_at is None:
+        return None
+    return max(0.0, task.done_at - task.created_at)
+
+
+def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) -> discord.Embed:
+    """The embed of a result: parameters, timing, the grid preview and any linked images."""
+    embed = discord.Embed(
+        title=t("result.title", locale, id=task.id),
+        description=_clip(task.prompt, 4000),
+        colour=EMBED_COLOUR,
+    )
+    if task.negative_prompt:
+        embed.add_field(
+            name=t("result.negative_prompt", locale),
+            value=_clip(task.negative_prompt),
+            inline=False,
+        )
+    seed = task.seed_used if task.seed_used is not None else task.seed
+    fields = {
+        "result.model": task.model,
+        "result.size": task.size,
+        "result.seed": seed,
+        "result.count": task.count,
+    }
+    elapsed = elapsed_seconds(task)
+    if elapsed is not None:
+        fields["result.elapsed"] = t("result.seconds", locale, seconds=f"{elapsed:.1f}")
+    for key, value in fields.items():
+        embed.add_field(name=t(key, locale), value=_clip(str(value)), inline=True)
+    if task.parent_id:
+        embed.add_field(
+            name=t("result.parent", locale), value=t("result.rerun_of", locale, id=task.parent_id)
+        )
+    if fitted is not None and fitted.grid is not None:
+        embed.set_image(url=f"attachment://{fitted.grid.filename}")
+    if fitted is not None and (fitted.linked or fitted.reduced):
+        links = " ".join(
+            f"[{i + 1}]({url})" for i, url in enumerate(fitted.linked) if url.startswith("http")
+        )
+        note = t("result.reduced", locale) if fitted.reduced else ""
+        embed.add_field(
+            name=t("result.originals", locale), value=_clip(f"{note} {links}".strip()), inline=False
+        )
+    embed.set_footer(text=t("result.footer", locale, id=task.id, kind=task.kind))
+    return embed
+
+
+def task_summary(task: Task, locale: str | None) -> str:
+    """One line about a task for `/status` lists."""
+    state = t(f"task.state.{task.state.value}", locale)
+    prompt = _clip(task.prompt.replace("\n", " "), 60)
+    line = f"`#{task.id}` {state} · {prompt}"
+    if task.state == TaskState.DELIVERED and task.result_message_id:
+        url = jump_url(task.guild_id, task.channel_id, task.result_message_id)
+        line += f" · [{t('status.jump', locale)}]({url})"
+    return line
+
+
+def _clip(text: str, limit: int = FIELD_MAX) -> str:
+    text = text or "-"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

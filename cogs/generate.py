@@ -1,0 +1,288 @@
+"""`/imagine`, `/img2img` and the "Use as init image" message command."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _T
+from discord.ext import commands
+
+from bot.autocomplete import model_autocomplete, size_autocomplete
+from bot.discord_jobs.requests import (
+    GenerationOptions,
+    guild_limits,
+    request_from_options,
+    resolve_options,
+)
+from bot.errors import UserFacingError
+from bot.i18n import t
+from bot.images import check_image
+from bot.jobs import GenerationRequest, Limits
+from bot.jobs.admission import check_request
+from bot.replies import defer, reply
+from bot.ui import ReportingModal
+
+log = logging.getLogger(__name__)
+
+PROMPT_MAX = 2000  # Discord-side cap; the guild's prompt_length limit is enforced at admission
+NEGATIVE_PROMPT_MAX = 1000
+SEED_MAX = 2**31 - 1
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _is_image(attachment: discord.Attachment) -> bool:
+    if attachment.content_type:
+        return attachment.content_type.startswith("image/")
+    return attachment.filename.lower().endswith(_IMAGE_SUFFIXES)
+
+
+class InitImageModal(ReportingModal):
+    """Asks for the prompt of an img2img from a message's image."""
+
+    def __init__(self, cog: GenerateCog, attachment: discord.Attachment, locale: str) -> None:
+        super().__init__(title=t("generate.modal.title", locale), custom_id="generate:init")
+        self.cog = cog
+        self.attachment = attachment
+        self.prompt = discord.ui.TextInput(
+            label=t("generate.modal.prompt", locale),
+            style=discord.TextStyle.paragraph,
+            max_length=PROMPT_MAX,
+            custom_id="prompt",
+        )
+        self.negative = discord.ui.TextInput(
+            label=t("generate.modal.negative_prompt", locale),
+            style=discord.TextStyle.paragraph,
+            max_length=NEGATIVE_PROMPT_MAX,
+            required=False,
+            custom_id="negative_prompt",
+        )
+        self.add_item(self.prompt)
+        self.add_item(self.negative)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await self.cog.img2img_from(
+            interaction,
+            self.attachment,
+            prompt=self.prompt.value,
+            negative_prompt=self.negative.value or None,
+        )
+
+
+@app_commands.guild_only()
+class GenerateCog(commands.Cog):
+    """Image generation commands."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot: Any = bot
+        self.init_image_menu = app_commands.ContextMenu(
+            name=_T("Use as init image"), callback=self.use_as_init_image
+        )
+        self.init_image_menu.guild_only = True
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.init_image_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.init_image_menu.name, type=discord.AppCommandType.message)
+
+    @app_commands.command(name=_T("imagine"), description=_T("Generate images from a prompt"))
+    @app_commands.rename(
+        prompt=_T("prompt"),
+        negative_prompt=_T("negative_prompt"),
+        model=_T("model"),
+        size=_T("size"),
+        count=_T("count"),
+        scale=_T("scale"),
+        seed=_T("seed"),
+    )
+    @app_commands.describe(
+        prompt=_T("What to draw"),
+        negative_prompt=_T("What to avoid"),
+        model=_T("Model (default: the server's)"),
+        size=_T("Image size"),
+        count=_T("Number of images"),
+        scale=_T("Guidance scale: how closely to follow the prompt"),
+        seed=_T("Seed (-1 or empty: random)"),
+    )
+    @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, PROMPT_MAX],
+        negative_prompt: app_commands.Range[str, 0, NEGATIVE_PROMPT_MAX] | None = None,
+        model: str | None = None,
+        size: str | None = None,
+        count: int | None = None,
+        scale: int | None = None,
+        seed: app_commands.Range[int, -1, SEED_MAX] | None = None,
+    ) -> None:
+        await defer(interaction)
+        assert interaction.guild_id is not None
+        opts = await resolve_options(
+            self.bot,
+            interaction.guild_id,
+            model=model,
+            size=size,
+            count=count,
+            scale=scale,
+            seed=seed,
+            negative_prompt=negative_prompt,
+        )
+        await self._enqueue(interaction, opts, prompt)
+
+    @app_commands.command(name=_T("img2img"), description=_T("Generate images from an image"))
+    @app_commands.rename(
+        image=_T("image"),
+        prompt=_T("prompt"),
+        negative_prompt=_T("negative_prompt"),
+        model=_T("model"),
+        size=_T("size"),
+        count=_T("count"),
+        scale=_T("scale"),
+        seed=_T("seed"),
+    )
+    @app_commands.describe(
+        image=_T("The starting image (PNG, JPEG or WEBP)"),
+        prompt=_T("What to draw"),
+        negative_prompt=_T("What to avoid"),
+        model=_T("Model (default: the server's)"),
+        size=_T("Image size (default: closest to the image's shape)"),
+        count=_T("Number of images"),
+        scale=_T("Guidance scale: how closely to follow the prompt"),
+        seed=_T("Seed (-1 or empty: random)"),
+    )
+    @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
+    async def img2img(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: app_commands.Range[str, 1, PROMPT_MAX],
+        negative_prompt: app_commands.Range[str, 0, NEGATIVE_PROMPT_MAX] | None = None,
+        model: str | None = None,
+        size: str | None = None,
+        count: int | None = None,
+        scale: int | None = None,
+        seed: app_commands.Range[int, -1, SEED_MAX] | None = None,
+    ) -> None:
+        await self.img2img_from(
+            interaction,
+            image,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            model=model,
+            size=size,
+            count=count,
+            scale=scale,
+            seed=seed,
+        )
+
+    async def use_as_init_image(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        """Message command: ask for a prompt, then run img2img on the message's first image."""
+        locale = self.bot.locale_for(interaction)
+        attachment = next((a for a in message.attachments if _is_image(a)), None)
+        if attachment is None:
+            await reply(interaction, t("generate.no_image", locale))
+            return
+        await interaction.response.send_modal(InitImageModal(self, attachment, locale))
+
+    async def img2img_from(
+        self,
+        interaction: discord.Interaction,
+        attachment: discord.Attachment,
+        *,
+        prompt: str,
+        negative_prompt: str | None = None,
+        model: str | None = None,
+        size: str | None = None,
+        count: int | None = None,
+        scale: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Check a Discord attachment, upload it to the guild's account and queue an img2img."""
+        await defer(interaction)
+        assert interaction.guild_id is not None
+        limits = self.bot.settings.limits
+        checked = check_image(
+            await self._read(attachment, limits.attachment_bytes),
+            attachment.filename,
+            max_bytes=limits.attachment_bytes,
+            max_pixels=limits.attachment_pixels,
+        )
+        opts = await resolve_options(
+            self.bot,
+            interaction.guild_id,
+            model=model,
+            size=size,
+            count=count,
+            scale=scale,
+            seed=seed,
+            negative_prompt=negative_prompt,
+            aspect=checked.aspect,
+        )
+        # Cheap refusals first, so nothing is uploaded for a request that cannot run.
+        check_request(self._request(interaction, opts, prompt), await self._limits(interaction))
+        session = await self.bot.accounts.session_for(interaction.guild_id)
+        (url,) = await session.upload_images(
+            [(checked.filename, checked.data, checked.content_type)]
+        )
+        await self._enqueue(interaction, opts, prompt, init_image_url=url)
+
+    async def _read(self, attachment: discord.Attachment, max_bytes: int) -> bytes:
+        if attachment.size > max_bytes:  # refuse before downloading it
+            raise UserFacingError(
+                "image.too_large",
+                name=attachment.filename,
+                size_mb=f"{attachment.size / 2**20:.1f}",
+                limit_mb=f"{max_bytes / 2**20:.1f}",
+            )
+        try:
+            return await attachment.read()
+        except discord.HTTPException:
+            raise UserFacingError(
+                "generate.attachment_unreadable", name=attachment.filename
+            ) from None
+
+    async def _limits(self, interaction: discord.Interaction) -> Limits:
+        assert interaction.guild_id is not None
+        return await guild_limits(self.bot, interaction.guild_id)
+
+    def _request(
+        self,
+        interaction: discord.Interaction,
+        opts: GenerationOptions,
+        prompt: str,
+        init_image_url: str | None = None,
+    ) -> GenerationRequest:
+        assert interaction.guild_id is not None and interaction.channel_id is not None
+        return request_from_options(
+            opts,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            locale=self.bot.locale_for(interaction),
+            prompt=prompt.strip(),
+            init_image_url=init_image_url,
+            interaction_id=interaction.id,
+        )
+
+    async def _enqueue(
+        self,
+        interaction: discord.Interaction,
+        opts: GenerationOptions,
+        prompt: str,
+        init_image_url: str | None = None,
+    ) -> None:
+        request = self._request(interaction, opts, prompt, init_image_url)
+        task = await self.bot.generation.enqueue(request, limits=await self._limits(interaction))
+        locale = self.bot.locale_for(interaction)
+        await reply(interaction, t("generate.accepted", locale, id=task.id))
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog."""
+    await bot.add_cog(GenerateCog(bot))

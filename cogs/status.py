@@ -1,0 +1,117 @@
+"""`/status`: a member's tasks, the guild's queue and account, or one task re-posted."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _T
+from discord.ext import commands
+
+from bot.discord_jobs import render
+from bot.i18n import t
+from bot.replies import defer, reply
+from bot.store import Task, TaskState
+
+log = logging.getLogger(__name__)
+
+RECENT_LIMIT = 10
+_REPOSTABLE = (TaskState.DONE, TaskState.DELIVERED)
+
+
+@app_commands.guild_only()
+class StatusCog(commands.Cog):
+    """Where tasks stand."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot: Any = bot
+
+    @app_commands.command(name=_T("status"), description=_T("Show your tasks, or one task"))
+    @app_commands.rename(task=_T("task"))
+    @app_commands.describe(task=_T("A task number: show it and post its result again"))
+    async def status(
+        self, interaction: discord.Interaction, task: app_commands.Range[int, 1] | None = None
+    ) -> None:
+        await defer(interaction)
+        if task is None:
+            await self._overview(interaction)
+        else:
+            await self._one(interaction, task)
+
+    async def _one(self, interaction: discord.Interaction, task_id: int) -> None:
+        assert interaction.guild_id is not None
+        locale = self.bot.locale_for(interaction)
+        task = await self.bot.store.tasks.get_in_guild(interaction.guild_id, task_id)
+        sees_all = interaction.permissions.manage_guild
+        if task is None or (task.user_id != interaction.user.id and not sees_all):
+            await reply(interaction, t("status.not_found", locale, id=task_id))
+            return
+        embed = self._task_embed(task, locale)
+        if task.state in _REPOSTABLE:
+            await self.bot.generation.redeliver(task.id)
+            embed.set_footer(text=t("status.reposted", locale))
+        await reply(interaction, embed=embed)
+
+    def _task_embed(self, task: Task, locale: str) -> discord.Embed:
+        embed = discord.Embed(
+            title=t("status.task_title", locale, id=task.id),
+            description=render.task_summary(task, locale),
+            colour=render.EMBED_COLOUR,
+        )
+        embed.add_field(name=t("status.requester", locale), value=f"<@{task.user_id}>")
+        if task.state == TaskState.QUEUED:
+            position = self.bot.generation.queue_position(task.id)
+            if position is not None:
+                embed.add_field(name=t("status.position", locale), value=str(position))
+        if task.state == TaskState.SUBMITTED and task.wait_time is not None:
+            embed.add_field(name=t("status.ahead", locale), value=str(task.wait_time))
+        if task.state == TaskState.FAILED:
+            embed.add_field(
+                name=t("status.reason", locale), value=render.failure_reason(task, locale)
+            )
+        return embed
+
+    async def _overview(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        guild_id = interaction.guild_id
+        locale = self.bot.locale_for(interaction)
+        sees_all = interaction.permissions.manage_guild
+        user_id = None if sees_all else interaction.user.id
+        recent = await self.bot.store.tasks.recent(guild_id, user_id, RECENT_LIMIT)
+        active = [task for task in recent if task.active]
+        finished = [task for task in recent if not task.active]
+        title = "status.title.guild" if sees_all else "status.title.mine"
+        embed = discord.Embed(title=t(title, locale), colour=render.EMBED_COLOUR)
+        embed.add_field(
+            name=t("status.active", locale), value=self._lines(active, locale), inline=False
+        )
+        embed.add_field(
+            name=t("status.recent", locale), value=self._lines(finished, locale), inline=False
+        )
+        embed.add_field(
+            name=t("status.queue", locale), value=str(self.bot.generation.queue_depth(guild_id))
+        )
+        embed.add_field(
+            name=t("status.account", locale), value=await self._account(guild_id, locale)
+        )
+        await reply(interaction, embed=embed)
+
+    def _lines(self, tasks: list[Task], locale: str) -> str:
+        if not tasks:
+            return t("status.none", locale)
+        text = "\n".join(render.task_summary(task, locale) for task in tasks)
+        return text[: render.FIELD_MAX]
+
+    async def _account(self, guild_id: int, locale: str) -> str:
+        row = await self.bot.store.accounts.get(guild_id)
+        if row is None:
+            return t("status.account.none", locale)
+        key = "status.account.ok" if row.token_ok else "status.account.broken"
+        return t(key, locale, email=row.email_hint)
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog."""
+    await bot.add_cog(StatusCog(bot))
