@@ -777,3 +777,11 @@ async def test_serve_forever_runs_until_cancelled(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_peak_rate_counts_the_busiest_second():
+    from bot.emulator.state import peak_rate
+
+    assert peak_rate([]) == 0
+    assert peak_rate([0.0, 0.1, 0.2, 1.5, 1.6]) == 3
+    assert peak_rate([0.0, 1.0, 2.0]) == 1

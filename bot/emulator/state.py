@@ -8,7 +8,8 @@ import random
 import secrets
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -159,12 +160,30 @@ class Training:
         }
 
 
+CALL_HISTORY = 100_000
+
+
+def peak_rate(times: Iterable[float], window: float = 1.0) -> int:
+    """The most calls that fall within any `window` seconds."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
 class EmulatorState:
     """Everything the emulated service remembers, plus the random sources that drive it."""
 
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
         self.calls: Counter[str] = Counter()
+        # When each account made authenticated calls, to report its peak rate (bounded).
+        self.account_calls: defaultdict[str, deque[float]] = defaultdict(
+            lambda: deque(maxlen=CALL_HISTORY)
+        )
         self.accounts: dict[str, Account] = {}
         self.tokens: dict[str, Token] = {}
         self.tasks: dict[str, GenerationTask] = {}
@@ -208,6 +227,7 @@ class EmulatorState:
         account = self.accounts.get(token.email)
         if account is None:
             raise errors.UnknownUser("user not found")
+        self.account_calls[account.email].append(time.monotonic())
         return account
 
     def expire_tokens(self) -> None:
@@ -339,6 +359,9 @@ class EmulatorState:
             "accounts": {
                 email: {"points": account.points, "unfinished": self.unfinished_count(email)}
                 for email, account in self.accounts.items()
+            },
+            "peak_calls_per_second": {
+                email: peak_rate(times) for email, times in self.account_calls.items()
             },
             "trainings": len(self.trainings),
             "datasets": len(self.datasets),
