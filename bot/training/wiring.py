@@ -1,0 +1,32 @@
+"""Building the training service from the bot's settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.training.notifier import DiscordTrainingEvents
+from bot.training.service import TrainingService
+from bot.training.staging import Staging
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = 2.0
+
+
+def create_training_service(bot: Any) -> TrainingService:
+    """The training service of a bot whose store, accounts and forms are ready."""
+    settings = bot.settings
+    m = settings.miaohua
+    events = DiscordTrainingEvents(bot, edit_interval=m.training_progress_edit_interval)
+    return TrainingService(
+        bot.store,
+        bot.accounts,
+        events,
+        staging=Staging(settings.storage.staging_dir),
+        on_model=bot.forms.invalidate,
+        concurrency=settings.limits.training_concurrency,
+        poll_interval=m.training_poll_interval,
+        timeout=m.training_timeout,
+        retry_delay=min(MAX_RETRY_DELAY, m.training_poll_interval),
+    )

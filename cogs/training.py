@@ -1,0 +1,292 @@
+"""`/train`, `/datasets`, `/models`: training custom models with the guild's account."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from discord import app_commands
+from discord.app_commands import locale_str as _T
+from discord.ext import commands
+
+from bot.errors import UserFacingError
+from bot.i18n import t
+from bot.replies import defer, reply
+from bot.training import SampleButton, TrainingRequest
+from bot.training.inputs import (
+    check_archive,
+    check_model_name,
+    check_uploads,
+    parse_dataset_ids,
+    require_enough,
+)
+from bot.v1b import TrainForm
+
+log = logging.getLogger(__name__)
+
+MAX_CHOICES = 25
+EMBED_TEXT_MAX = 4000
+DEFAULT_MAIN_BODY = "Style"
+IMAGE_OPTIONS = tuple(f"image{i}" for i in range(1, 11))
+
+
+async def ensure_trainer(interaction: discord.Interaction) -> None:
+    """Members with Manage Server, or with the guild's trainer role, may train."""
+    if interaction.permissions.manage_guild:
+        return
+    bot = interaction.client
+    assert interaction.guild_id is not None
+    settings = await bot.store.settings.get(interaction.guild_id)  # type: ignore[attr-defined]
+    role_id = settings.trainer_role_id
+    roles = getattr(interaction.user, "roles", [])
+    if role_id and any(role.id == role_id for role in roles):
+        return
+    raise UserFacingError("train.not_allowed")
+
+
+def channel_is_nsfw(interaction: discord.Interaction) -> bool:
+    """Whether the interaction's channel is age-restricted."""
+    is_nsfw = getattr(interaction.channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
+def pick_choice(value: str | None, offered: list[str], key: str, default: str | None) -> str | None:
+    """Return value if the form offers it (or offers nothing to check against)."""
+    if value is None:
+        return default
+    if offered and value not in offered:
+        raise UserFacingError(key, value=value[:100], choices=", ".join(offered)[:1500])
+    return value
+
+
+async def _form_autocomplete(
+    interaction: discord.Interaction, current: str, field: str
+) -> list[app_commands.Choice[str]]:
+    if interaction.guild_id is None:
+        return []
+    try:
+        form: TrainForm = await interaction.client.forms.train_form(interaction.guild_id)  # type: ignore[attr-defined]
+    except Exception:  # autocomplete must answer even when the service does not
+        log.warning("train form autocomplete failed for %s", interaction.guild_id, exc_info=True)
+        return []
+    needle = current.casefold()
+    return [
+        app_commands.Choice(name=value[:100], value=value)
+        for value in getattr(form, field)
+        if needle in value.casefold()
+    ][:MAX_CHOICES]
+
+
+async def main_body_autocomplete(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """Subjects offered by the guild's training form."""
+    return await _form_autocomplete(interaction, current, "main_bodies")
+
+
+async def base_model_autocomplete(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """Base models offered by the guild's training form."""
+    return await _form_autocomplete(interaction, current, "base_models")
+
+
+def chunk_lines(lines: list[str], limit: int = EMBED_TEXT_MAX) -> list[str]:
+    """Join lines into texts no longer than limit each."""
+    chunks: list[str] = []
+    current = ""
+    for line in lines:
+        if current and len(current) + len(line) + 1 > limit:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line[:limit]
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class TrainingCog(commands.Cog):
+    """Model training commands."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name=_T("train"), description=_T("Train a model on your images"))
+    @app_commands.guild_only()
+    @app_commands.rename(
+        name=_T("name"),
+        **{opt: _T(opt) for opt in IMAGE_OPTIONS},
+        archive=_T("archive"),
+        main_body=_T("main_body"),
+        base_model=_T("base_model"),
+        trigger_word=_T("trigger_word"),
+        description=_T("description"),
+        nsfw=_T("nsfw"),
+        datasets=_T("datasets"),
+    )
+    @app_commands.describe(
+        name=_T("Name of the new model (2-40 letters, digits, spaces, _ or -)"),
+        **{opt: _T("A training image") for opt in IMAGE_OPTIONS},
+        archive=_T("A ZIP archive of training images"),
+        main_body=_T("What the images show"),
+        base_model=_T("Model to start from (the service chooses when left empty)"),
+        trigger_word=_T("Word that calls up the trained style in prompts"),
+        description=_T("Description of the model"),
+        nsfw=_T("Mark the training set NSFW (age-restricted channels only)"),
+        datasets=_T("Ids of existing datasets, comma-separated"),
+    )
+    @app_commands.autocomplete(main_body=main_body_autocomplete, base_model=base_model_autocomplete)
+    async def train(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, 100],
+        image1: discord.Attachment | None = None,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        image5: discord.Attachment | None = None,
+        image6: discord.Attachment | None = None,
+        image7: discord.Attachment | None = None,
+        image8: discord.Attachment | None = None,
+        image9: discord.Attachment | None = None,
+        image10: discord.Attachment | None = None,
+        archive: discord.Attachment | None = None,
+        main_body: str | None = None,
+        base_model: str | None = None,
+        trigger_word: app_commands.Range[str, 1, 60] | None = None,
+        description: app_commands.Range[str, 1, 300] | None = None,
+        nsfw: bool = False,
+        datasets: app_commands.Range[str, 1, 200] | None = None,
+    ) -> None:
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        locale = self.bot.locale_for(interaction)
+        await ensure_trainer(interaction)
+        if nsfw and not channel_is_nsfw(interaction):
+            raise UserFacingError("train.nsfw_channel")
+        dataset_ids = parse_dataset_ids(datasets)
+        await defer(interaction)
+        service = self.bot.training
+        await service.check_capacity(guild_id)
+        check_model_name(name, await service.taken_names(guild_id))
+        form = await self.bot.forms.train_form(guild_id)
+        default_body = DEFAULT_MAIN_BODY
+        if form.main_bodies and default_body not in form.main_bodies:
+            default_body = form.main_bodies[0]
+        body = pick_choice(main_body, form.main_bodies, "train.bad_main_body", default_body)
+        base = pick_choice(base_model, form.base_models, "train.bad_base_model", None)
+        if dataset_ids:
+            await self._check_datasets(guild_id, dataset_ids)
+        attachments = [a for a in (image1, image2, image3, image4, image5, image6, image7,
+                                   image8, image9, image10) if a is not None]  # fmt: skip
+        images, skipped = await self._read_images(attachments, archive)
+        require_enough(len(images), bool(dataset_ids), self.bot.settings.limits)
+        request = TrainingRequest(
+            guild_id=guild_id,
+            channel_id=interaction.channel_id or 0,
+            user_id=interaction.user.id,
+            name=name,
+            main_body=body or DEFAULT_MAIN_BODY,
+            base_model=base,
+            trigger_word=(trigger_word or "").strip(),
+            description=(description or "").strip(),
+            nsfw=nsfw,
+            images=tuple(images),
+            dataset_ids=tuple(dataset_ids),
+        )
+        training = await service.create(request)
+        text = t("train.accepted", locale, id=training.id, name=training.name, count=len(images))
+        if skipped:
+            shown = ", ".join(f"`{s}`" for s in skipped[:10])
+            text += "\n" + t("train.skipped", locale, count=len(skipped), names=shown)
+        await reply(interaction, text)
+
+    async def _check_datasets(self, guild_id: int, dataset_ids: list[int]) -> None:
+        session = await self.bot.accounts.session_for(guild_id)
+        known = {d.id for d in await session.list_datasets()}
+        missing = [str(i) for i in dataset_ids if i not in known]
+        if missing:
+            raise UserFacingError("train.unknown_datasets", ids=", ".join(missing))
+
+    async def _read_images(
+        self, attachments: list[discord.Attachment], archive: discord.Attachment | None
+    ) -> tuple[list, list[str]]:
+        limits = self.bot.settings.limits
+        for attachment in attachments:
+            if attachment.size > limits.attachment_bytes:  # refuse before downloading
+                raise UserFacingError(
+                    "image.too_large",
+                    name=attachment.filename,
+                    size_mb=f"{attachment.size / 1048576:.1f}",
+                    limit_mb=f"{limits.attachment_bytes / 1048576:.1f}",
+                )
+        uploads = [(a.filename, await a.read()) for a in attachments]
+        images = await asyncio.to_thread(check_uploads, uploads, limits)
+        skipped: list[str] = []
+        if archive is not None:
+            if archive.size > limits.archive_bytes:
+                raise UserFacingError(
+                    "archive.too_large", limit_mb=f"{limits.archive_bytes / 1048576:.1f}"
+                )
+            found = await asyncio.to_thread(check_archive, await archive.read(), limits)
+            images += found.images
+            skipped = found.skipped
+        return images, skipped
+
+    @app_commands.command(name=_T("datasets"), description=_T("List this server's datasets"))
+    @app_commands.guild_only()
+    async def datasets(self, interaction: discord.Interaction) -> None:
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        locale = self.bot.locale_for(interaction)
+        await ensure_trainer(interaction)
+        await defer(interaction)
+        session = await self.bot.accounts.session_for(guild_id)
+        found = await session.list_datasets()
+        if not found:
+            await reply(interaction, t("datasets.none", locale))
+            return
+        lines = [
+            t("datasets.line", locale, id=d.id, name=d.name, count=d.images_num or 0) for d in found
+        ]
+        title = t("datasets.title", locale, count=len(found))
+        for chunk in chunk_lines(lines)[:10]:  # Discord allows 10 embeds per message
+            await reply(interaction, embed=discord.Embed(title=title, description=chunk))
+
+    @app_commands.command(name=_T("models"), description=_T("List this server's trained models"))
+    @app_commands.guild_only()
+    async def models(self, interaction: discord.Interaction) -> None:
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        locale = self.bot.locale_for(interaction)
+        trained = await self.bot.store.models.for_guild(guild_id)
+        if not trained:
+            await reply(interaction, t("models.none", locale))
+            return
+        lines = [
+            t(
+                "models.line",
+                locale,
+                name=m.display_name,
+                model=m.model_name,
+                trigger=m.trigger_word or "-",
+                user=f"<@{m.trained_by}>" if m.trained_by else "-",
+            )
+            for m in trained
+        ]
+        title = t("models.title", locale, count=len(trained))
+        await reply(
+            interaction, embed=discord.Embed(title=title, description=chunk_lines(lines)[0])
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    """Load the cog and the persistent sample button."""
+    bot.add_dynamic_items(SampleButton)
+    await bot.add_cog(TrainingCog(bot))
+
+
+async def teardown(bot: commands.Bot) -> None:
+    """Forget the persistent sample button."""
+    bot.remove_dynamic_items(SampleButton)
