@@ -60,6 +60,7 @@ class MiaohuaSettings(_Section):
     task_timeout: float = Field(default=600.0, gt=0)
     training_timeout: float = Field(default=6 * 3600.0, gt=0)
     training_poll_interval: float = Field(default=15.0, gt=0)
+    training_progress_edit_interval: float = Field(default=30.0, gt=0)
     form_cache_ttl: float = Field(default=600.0, gt=0)
     embedded: EmulatorSection = EmulatorSection()
 
