@@ -24,7 +24,7 @@ BATCH_SIZE = 50
 
 Outcome = TaskResult | V1bError
 DoneCallback = Callable[[Task], Awaitable[None]]
-FailCallback = Callable[[int, FailReason, str], Awaitable[None]]
+FailCallback = Callable[[Task, FailReason, str], Awaitable[None]]
 ProgressCallback = Callable[[Task, int | None], Awaitable[None]]
 
 
@@ -93,6 +93,7 @@ class Poller:
 
     async def run(self) -> None:
         """Poll due tasks until cancelled."""
+        self._stopping = False
         while True:
             self._wake.clear()
             due = self._timers.pop_due(self._clock() + self.coalesce)
@@ -239,7 +240,7 @@ class Poller:
 
     async def _fail(self, entry: _Pending, reason: FailReason, detail: str) -> None:
         self._forget(entry.task.id)
-        await self._on_failed(entry.task.id, reason, detail)
+        await self._on_failed(entry.task, reason, detail)
 
     def _retry_later(self, entry: _Pending) -> None:
         entry.errors += 1

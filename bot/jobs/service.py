@@ -109,6 +109,7 @@ class GenerationService:
         # The store is the truth: tasks enqueued before start() are reloaded with the rest.
         self._queues.clear()
         self._positions.clear()
+        self._running.clear()
         for task in await self._store.tasks.list_by_state(TaskState.SUBMITTED):
             self._running[task.guild_id].add(task.id)
             self.poller.add(task, now=True)
@@ -240,19 +241,19 @@ class GenerationService:
         except (AccountBusy, ConnectionFailed) as exc:
             await self._back_off(task, exc)
         except NoAccount:
-            await self._fail(task.id, FailReason.NO_ACCOUNT, "")
+            await self._fail(task, FailReason.NO_ACCOUNT, "")
         except NotEnoughPoints as exc:
-            await self._fail(task.id, FailReason.NOT_ENOUGH_POINTS, exc.message)
+            await self._fail(task, FailReason.NOT_ENOUGH_POINTS, exc.message)
         except AuthError as exc:
-            await self._fail(task.id, FailReason.ACCOUNT_INVALID, exc.message)
+            await self._fail(task, FailReason.ACCOUNT_INVALID, exc.message)
         except InvalidRequest as exc:
-            await self._fail(task.id, FailReason.INVALID_REQUEST, exc.message)
+            await self._fail(task, FailReason.INVALID_REQUEST, exc.message)
         except V1bError as exc:
             # The request may have reached the service: submitting again could charge twice.
-            await self._fail(task.id, FailReason.SERVICE_ERROR, exc.message)
+            await self._fail(task, FailReason.SERVICE_ERROR, exc.message)
         except Exception:
             log.exception("submitting task %s failed", task.id)
-            await self._fail(task.id, FailReason.SERVICE_ERROR, "internal error")
+            await self._fail(task, FailReason.SERVICE_ERROR, "internal error")
         else:
             submitted = await self._store.tasks.mark_submitted(task.id, service_id)
             if submitted is None:
@@ -300,13 +301,13 @@ class GenerationService:
         self._release(task.guild_id, task.id)
         self._spawn(self._deliver(task.id))
 
-    async def _fail(self, task_id: int, reason: FailReason, detail: str) -> None:
-        failed = await self._store.tasks.mark_failed(task_id, reason.value, detail)
+    async def _fail(self, task: Task, reason: FailReason, detail: str) -> None:
+        self._release(task.guild_id, task.id)
+        failed = await self._store.tasks.mark_failed(task.id, reason.value, detail)
         if failed is None:
-            log.warning("task %s could not be marked failed (%s)", task_id, reason)
+            log.warning("task %s could not be marked failed (%s)", task.id, reason)
             return
-        log.info("task %s failed: %s %s", task_id, reason, detail)
-        self._release(failed.guild_id, task_id)
+        log.info("task %s failed: %s %s", task.id, reason, detail)
         await self._emit("task_failed", failed)
 
     # Delivery
@@ -330,21 +331,21 @@ class GenerationService:
         except Exception:
             log.exception("delivering task %s failed", task_id)
         if message_id is None:
-            await self._delivery_failed(task_id)
+            await self._delivery_failed(task)
             return
         self._delivery_failures.pop(task_id, None)
         if await self._store.tasks.mark_delivered(task_id, message_id) is None:
             log.warning("task %s was no longer 'done' after delivery", task_id)
 
-    async def _delivery_failed(self, task_id: int) -> None:
-        self._delivery_failures[task_id] += 1
-        attempts = self._delivery_failures[task_id]
+    async def _delivery_failed(self, task: Task) -> None:
+        self._delivery_failures[task.id] += 1
+        attempts = self._delivery_failures[task.id]
         if attempts >= self.delivery_attempts:
-            del self._delivery_failures[task_id]
-            await self._fail(task_id, FailReason.DELIVERY_FAILED, f"{attempts} attempts")
+            del self._delivery_failures[task.id]
+            await self._fail(task, FailReason.DELIVERY_FAILED, f"{attempts} attempts")
             return
-        log.warning("task %s not delivered (attempt %d), retrying later", task_id, attempts)
-        self._retries.schedule(task_id, self._clock() + self.delivery_retry)
+        log.warning("task %s not delivered (attempt %d), retrying later", task.id, attempts)
+        self._retries.schedule(task.id, self._clock() + self.delivery_retry)
         self._retry_wake.set()
 
     async def _retry_loop(self) -> None:
