@@ -1,0 +1,434 @@
+"""The benchmark: the bot as a separate process against the emulator and a fake Discord.
+
+Usage: `.venv/bin/python -m bench [--tasks 500 --guilds 50 --users 100 --rate 50]`
+(`--smoke` for a run of a few seconds). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.processes import Child, cpu_seconds, free_port, peak_rss_mb
+from bench.report import Figures, percentile, render_table
+from tests.fakes import FakeDiscord
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token.Bench.0000"
+SIZES = ["512x512", "512x512", "640x640", "512x768", "768x512", "768x768", "1024x1024"]
+COUNTS = [1, 1, 1, 2, 4]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One polling configuration run on the shared workload."""
+
+    name: str
+    strategy: str
+    interval: float
+    batch: bool
+
+
+SCENARIOS = {
+    "adaptive": Scenario("adaptive", "adaptive", 1.0, batch=False),
+    "fixed-1s": Scenario("fixed-1s", "fixed", 1.0, batch=False),
+    "fixed-5s": Scenario("fixed-5s", "fixed", 5.0, batch=False),
+    "adaptive-batch": Scenario("adaptive-batch", "adaptive", 1.0, batch=True),
+}
+
+
+@dataclass
+class Workload:
+    """What is fired at the bot: the same for every scenario."""
+
+    tasks: int
+    guilds: int
+    users: int
+    rate: float
+    generation_time: float
+    workers: int
+    seed: int = 7
+    commands: list[dict[str, Any]] = field(default_factory=list)
+
+    def plan(self) -> None:
+        """Decide every command up front so each scenario sees the same one."""
+        rng = random.Random(self.seed)
+        self.commands = [
+            {
+                "guild": i % self.guilds,
+                "user": i % self.users,
+                "size": rng.choice(SIZES),
+                "count": rng.choice(COUNTS),
+                "prompt": f"benchmark scene {i} with {rng.choice(['cats', 'hills', 'ships'])}",
+            }
+            for i in range(self.tasks)
+        ]
+
+
+def guild_id(i: int) -> int:
+    return 10_000 + i
+
+
+def channel_id(i: int) -> int:
+    return 20_000 + i
+
+
+def user_id(i: int) -> int:
+    return 30_000 + i
+
+
+def admin_id(i: int) -> int:
+    return 40_000 + i
+
+
+def account(i: int) -> tuple[str, str]:
+    return f"guild{i}@bench.test", f"bench-pass-{i}"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOHUA_BOT_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _config(
+    path: Path, fake: FakeDiscord, emu_url: str, scenario: Scenario, work: Workload
+) -> None:
+    path.write_text(
+        f"""
+[discord]
+token = "{TOKEN}"
+api_base_url = "{fake.api_base_url}"
+gateway_url = "{fake.gateway_url}"
+[miaohua]
+base_url = "{emu_url}"
+poll_strategy = "{scenario.strategy}"
+poll_interval = {scenario.interval}
+use_batch = {str(scenario.batch).lower()}
+task_timeout = 900.0
+[storage]
+path = "{path.parent / "bot.sqlite3"}"
+staging_dir = "{path.parent / "staging"}"
+[security]
+secret_key = "bench-secret"
+[limits]
+user_concurrency = {max(2, work.tasks)}
+daily_quota = {max(1, work.tasks * 10)}
+prompt_length = 1000
+[logging]
+level = "INFO"
+"""
+    )
+
+
+async def _start_emulator(
+    work: Workload, batch: bool, cwd: Path, extra: list[str]
+) -> tuple[Child, str]:
+    port = free_port()
+    args = [
+        "emulator",
+        "--port",
+        str(port),
+        "--workers",
+        str(work.workers),
+        "--generation-time",
+        str(work.generation_time),
+        "--seed",
+        str(work.seed),
+    ]
+    for i in range(work.guilds):
+        email, password = account(i)
+        args += ["--account", f"{email}:{password}"]
+    if not batch:
+        args.append("--no-batch")
+    emu = await Child.spawn("emulator", *args, *extra, env=_env(), cwd=cwd)
+    await emu.wait_for_line(r"http://127\.0\.0\.1", 30)
+    return emu, f"http://127.0.0.1:{port}"
+
+
+def _fake(work: Workload) -> FakeDiscord:
+    fake = FakeDiscord(application_id=900, bot_user_id=900, bot_token=TOKEN, wait_timeout=60)
+    for g in range(work.guilds):
+        fake.add_guild(guild_id(g), f"Bench {g}", owner_id=admin_id(g))
+        fake.add_channel(guild_id(g), channel_id(g), "bench")
+        fake.add_member(guild_id(g), admin_id(g), f"admin{g}", manage_guild=True)
+        for u in range(work.users):
+            if u % work.guilds == g:
+                fake.add_member(guild_id(g), user_id(u), f"user{u}")
+    return fake
+
+
+async def _start_bot(config: Path, fake: FakeDiscord, cwd: Path) -> Child:
+    bot = await Child.spawn("bot", "run", "--config", str(config), env=_env(), cwd=cwd)
+    deadline = time.monotonic() + 60
+    while "imagine" not in fake.world.command_names():
+        if time.monotonic() > deadline or bot.proc.returncode is not None:
+            raise RuntimeError(
+                "the bot never registered its commands:\n" + "\n".join(bot.lines[-20:])
+            )
+        await asyncio.sleep(0.05)
+    return bot
+
+
+async def _set_accounts(fake: FakeDiscord, work: Workload) -> None:
+    async def one(g: int) -> None:
+        ix = await fake.slash(
+            "account",
+            subcommand="set",
+            user_id=admin_id(g),
+            guild_id=guild_id(g),
+            channel_id=channel_id(g),
+        )
+        await ix.response(30)
+        email, password = account(g)
+        done = await fake.submit_modal(
+            "account:set",
+            {"email": email, "password": password},
+            user_id=admin_id(g),
+            guild_id=guild_id(g),
+            channel_id=channel_id(g),
+        )
+        await done.wait_for(lambda kind, body: kind in ("followup", "edit_original"), 60)
+
+    await asyncio.gather(*(one(g) for g in range(work.guilds)))
+
+
+async def _fire(fake: FakeDiscord, work: Workload) -> list[float]:
+    """Send every command at the workload's rate; return acknowledgement latencies."""
+    acks: list[float] = []
+
+    async def one(cmd: dict[str, Any]) -> None:
+        g = cmd["guild"]
+        sent = time.perf_counter()
+        ix = await fake.slash(
+            "imagine",
+            options={"prompt": cmd["prompt"], "size": cmd["size"], "count": cmd["count"]},
+            user_id=user_id(cmd["user"]),
+            guild_id=guild_id(g),
+            channel_id=channel_id(g),
+        )
+        await ix.response(30)
+        acks.append(time.perf_counter() - sent)
+
+    pending = []
+    start = time.perf_counter()
+    for i, cmd in enumerate(work.commands):
+        delay = start + i / work.rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending.append(asyncio.create_task(one(cmd)))
+    await asyncio.gather(*pending)
+    return acks
+
+
+def _db_tasks(db: Path) -> list[sqlite3.Row]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(
+            "SELECT id, state, service_task_id, result_message_id, error FROM tasks"
+        ).fetchall()
+
+
+async def _wait_finished(db: Path, n: int, timeout: float) -> list[sqlite3.Row]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = await asyncio.to_thread(_db_tasks, db)
+        if len(rows) >= n and all(r["state"] in ("delivered", "failed") for r in rows):
+            return rows
+        await asyncio.sleep(0.5)
+    raise RuntimeError("tasks did not finish in time")
+
+
+async def _emulator_stats(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/admin/stats") as resp:
+        return await resp.json()
+
+
+def _message_times(fake: FakeDiscord, work: Workload) -> dict[int, float]:
+    times = {}
+    for g in range(work.guilds):
+        for message in fake.channel_messages(channel_id(g)):
+            stamp = datetime.fromisoformat(message["timestamp"]).timestamp()
+            times[int(message["id"])] = stamp
+    return times
+
+
+async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str]) -> Figures:
+    """Run the whole workload under one polling configuration."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{scenario.name}-") as tmp:
+        cwd = Path(tmp)
+        emu, emu_root = await _start_emulator(work, scenario.batch, cwd, emu_extra)
+        fake = _fake(work)
+        await fake.start()
+        bot = None
+        try:
+            config = cwd / "config.toml"
+            _config(config, fake, f"{emu_root}/api/v1b", scenario, work)
+            bot = await _start_bot(config, fake, cwd)
+            await _set_accounts(fake, work)
+            before = await _emulator_stats(emu_root)
+            cpu_before = cpu_seconds(bot.proc.pid)
+            acks = await _fire(fake, work)
+            rows = await _wait_finished(cwd / "bot.sqlite3", work.tasks, 900)
+            cpu = cpu_seconds(bot.proc.pid) - cpu_before
+            rss = peak_rss_mb(bot.proc.pid)
+            stats = await _emulator_stats(emu_root)
+        finally:
+            if bot is not None:
+                await bot.stop()
+            await fake.stop()
+            await emu.stop()
+        lag_line = next((line for line in bot.lines if "event loop lag" in line), "")
+        loop_p99 = float(m.group(1)) if (m := re.search(r"p99 ([\d.]+) ms", lag_line)) else None
+        messages = _message_times(fake, work)
+        lags = [
+            messages[r["result_message_id"]] - stats["tasks"][r["service_task_id"]]["done"]
+            for r in rows
+            if r["state"] == "delivered" and r["result_message_id"] in messages
+        ]
+        calls = {
+            k: (v - before["calls"].get(k, 0)) / work.tasks
+            for k, v in stats["calls"].items()
+            if k in ("task_submit", "task_result", "task_results", "image", "get_generation_form")
+        }
+        return Figures(
+            scenario=scenario.name,
+            tasks=work.tasks,
+            delivered=sum(r["state"] == "delivered" for r in rows),
+            failed=sum(r["state"] == "failed" for r in rows),
+            ack_p50_ms=percentile(acks, 0.5) * 1000,
+            ack_p99_ms=percentile(acks, 0.99) * 1000,
+            lag_p50_s=percentile(lags, 0.5),
+            lag_p95_s=percentile(lags, 0.95),
+            lag_max_s=max(lags, default=0.0),
+            calls_per_task=calls,
+            poll_calls_per_task=calls.get("task_result", 0) + calls.get("task_results", 0),
+            peak_calls_per_s_per_account=max(
+                stats.get("peak_calls_per_second", {}).values(), default=0
+            ),
+            cpu_ms_per_task=cpu / work.tasks * 1000,
+            peak_rss_mb=rss,
+            loop_lag_p99_ms=loop_p99,
+        )
+
+
+async def run_recovery(work: Workload, pending: int) -> dict[str, Any]:
+    """Kill the bot with `pending` tasks at the service; time the restart until all are tracked."""
+    with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
+        cwd = Path(tmp)
+        slow = Workload(pending, work.guilds, work.users, work.rate * 4, 3600.0, work.workers)
+        slow.plan()
+        emu, emu_root = await _start_emulator(slow, True, cwd, [])
+        fake = _fake(slow)
+        await fake.start()
+        try:
+            config = cwd / "config.toml"
+            scenario = SCENARIOS["adaptive-batch"]
+            _config(config, fake, f"{emu_root}/api/v1b", scenario, slow)
+            text = config.read_text().replace("[miaohua]", "[miaohua]\naccount_concurrency = 1000")
+            config.write_text(text)
+            bot = await _start_bot(config, fake, cwd)
+            await _set_accounts(fake, slow)
+            await _fire(fake, slow)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                rows = await asyncio.to_thread(_db_tasks, cwd / "bot.sqlite3")
+                if sum(r["state"] == "submitted" for r in rows) >= pending:
+                    break
+                await asyncio.sleep(0.2)
+            await bot.stop(signal.SIGKILL)
+            restarted = await Child.spawn(
+                "bot", "run", "--config", str(config), env=_env(), cwd=cwd
+            )
+            match, at = await restarted.wait_for_line(
+                r"generation service started: (\d+) queued, (\d+) submitted", 60
+            )
+            seconds = at - restarted.started
+            await restarted.stop()
+        finally:
+            await fake.stop()
+            await emu.stop()
+        return {
+            "pending": pending,
+            "tracked_again": int(match.group(1)) + int(match.group(2)),
+            "seconds": seconds,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: `python -m bench`."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--guilds", type=int, default=50)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=50.0, help="slash commands per second")
+    parser.add_argument(
+        "--generation-time", type=float, default=2.0, help="seconds per 512x512 image"
+    )
+    parser.add_argument("--workers", type=int, default=48, help="emulator generations at once")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
+    parser.add_argument(
+        "--recovery", type=int, default=500, help="pending tasks for the restart test (0: skip)"
+    )
+    parser.add_argument(
+        "--emulator-arg",
+        action="append",
+        default=[],
+        help="extra emulator flag (repeatable), e.g. --emulator-arg=--error-rate=0.05",
+    )
+    parser.add_argument("--smoke", action="store_true", help="a few tasks, a few seconds")
+    parser.add_argument("--out", default="bench/results/latest.json")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.tasks, args.guilds, args.users, args.rate = 6, 2, 4, 20.0
+        args.generation_time, args.recovery = 0.2, 6
+    work = Workload(
+        args.tasks, args.guilds, args.users, args.rate, args.generation_time, args.workers
+    )
+    work.plan()
+    results = asyncio.run(_run_all(work, args))
+    print(render_table(results["scenarios"], results["recovery"]))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+async def _run_all(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
+    figures = []
+    for name in args.scenarios.split(","):
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        figures.append(await run_scenario(SCENARIOS[name], work, args.emulator_arg))
+    recovery = await run_recovery(work, args.recovery) if args.recovery else None
+    return {
+        "machine": _machine(),
+        "workload": {k: v for k, v in asdict(work).items() if k != "commands"},
+        "scenarios": [asdict(f) for f in figures],
+        "recovery": recovery,
+    }
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": sys.version.split()[0]}
