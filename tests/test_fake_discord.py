@@ -606,7 +606,9 @@ async def test_rest_reads_through_the_client(env: tuple[FakeDiscord, commands.Bo
     assert user.name == "mod"
     channel = await bot.fetch_channel(CHANNEL)
     assert isinstance(channel, discord.TextChannel)
-    sent = await channel.send("hello")
+    sent = await channel.send("hello", nonce="n-1")
+    again = await channel.send("hello", nonce="n-1")
+    assert again.id == sent.id and len(fake.channel_messages(CHANNEL)) == 1
     assert (await channel.fetch_message(sent.id)).content == "hello"
     assert [m.id async for m in channel.history(limit=5)] == [sent.id]
     shards, url, _ = await bot.http.get_bot_gateway()

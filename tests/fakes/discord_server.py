@@ -206,7 +206,7 @@ class FakeDiscord:
         self,
         channel_id: int,
         predicate: Callable[[dict[str, Any]], bool] | None = None,
-        timeout: float = 10,  # noqa: ASYNC109
+        timeout: float = 10,
     ) -> dict[str, Any]:
         """Wait until a message in the channel (created or edited) satisfies the predicate."""
 

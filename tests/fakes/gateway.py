@@ -171,7 +171,7 @@ class Gateway:
             # A client that went away mid-send just misses the event, as with real Discord.
             log.debug("gateway send failed: %s", exc)
 
-    async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109
+    async def wait_connected(self, timeout: float) -> None:
         """Wait until a bot has identified on the gateway."""
         await self.changes.wait(
             lambda: True if self.connected() else None, timeout, "a bot to IDENTIFY on the gateway"

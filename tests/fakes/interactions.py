@@ -61,14 +61,14 @@ class FakeInteraction:
             return None
         return self._world.find_message(self.original_id)
 
-    async def response(self, timeout: float = 5) -> dict[str, Any]:  # noqa: ASYNC109
+    async def response(self, timeout: float = 5) -> dict[str, Any]:
         """Wait for the callback body the bot posted (`{"type": ..., "data": ...}`)."""
         return await self._changes.wait(lambda: self.callback, timeout, f"a response to {self!r}")
 
     async def wait_for(
         self,
         predicate: Callable[..., bool] | None = None,
-        timeout: float = 5,  # noqa: ASYNC109
+        timeout: float = 5,
     ) -> dict[str, Any]:
         """Wait for a logged body matching `predicate(body)` or `predicate(kind, body)`."""
         two_args = predicate is not None and _arity(predicate) >= 2

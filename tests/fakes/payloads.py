@@ -279,6 +279,8 @@ def message(
         data["type"] = 20 if interaction_metadata.get("type") == 2 else 0
     if body.get("message_reference"):
         data["message_reference"] = body["message_reference"]
+    if body.get("nonce") is not None:
+        data["nonce"] = body["nonce"]
     if body.get("poll"):
         data["poll"] = body["poll"]
     return data

@@ -402,6 +402,12 @@ class RestApi:
             return error(400, 50006, "Cannot send an empty message")
         w = self.world
         channel_id = int(channel["id"])
+        nonce_key = (channel_id, str(body.get("nonce")))
+        if body.get("enforce_nonce") and body.get("nonce") is not None:
+            # Discord answers a repeated nonce with the message it already created.
+            earlier = w.channel_messages.get(channel_id, {}).get(w.nonces.get(nonce_key, 0))
+            if earlier is not None:
+                return json_response(earlier)
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         message = p.message(
             w.ids.next(),
@@ -412,6 +418,8 @@ class RestApi:
             guild_id=guild_id,
         )
         w.channel_messages.setdefault(channel_id, {})[int(message["id"])] = message
+        if body.get("nonce") is not None:
+            w.nonces[nonce_key] = int(message["id"])
         event = dict(message)
         if guild_id is not None:
             member = w.member_payload(guild_id, w.bot_user_id)

@@ -23,7 +23,7 @@ class Changes:
     async def wait(
         self,
         check: Callable[[], T | None],
-        timeout: float,  # noqa: ASYNC109
+        timeout: float,
         what: str,
     ) -> T:
         """Return the first non-None result of `check`, re-evaluated after each change."""

@@ -64,6 +64,7 @@ class World:
         self.dm_by_user: dict[int, int] = {}
         self.channel_messages: dict[int, dict[int, dict[str, Any]]] = {}
         self.interaction_messages: dict[int, dict[str, Any]] = {}
+        self.nonces: dict[tuple[int, str], int] = {}
         self.reactions: dict[tuple[int, int], dict[str, set[int]]] = {}
         self.files: dict[int, StoredFile] = {}
         self.global_commands: list[dict[str, Any]] = []
