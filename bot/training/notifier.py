@@ -43,6 +43,13 @@ class DiscordTrainingEvents:
         self._clock = clock
         self._throttles: dict[int, _Throttle] = {}
 
+    async def close(self) -> None:
+        """Drop pending delayed edits (the next start shows the current state anyway)."""
+        for throttle in self._throttles.values():
+            if throttle.timer is not None:
+                throttle.timer.cancel()
+        self._throttles.clear()
+
     async def training_created(self, training: Training) -> int | None:
         """Post the progress message; return its id."""
         locale = await self._locale(training.guild_id)

@@ -51,6 +51,8 @@ class TrainingEvents(Protocol):
 
     async def training_failed(self, training: Training, detail: str) -> None: ...
 
+    async def close(self) -> None: ...
+
 
 class Sessions(Protocol):
     """Resolves a guild's v1b session (bot.accounts.AccountManager)."""
@@ -165,6 +167,7 @@ class TrainingService:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         self._loop = None
+        await self._emit(self._events.close)
         log.info("training service stopped")
 
     # Requests
