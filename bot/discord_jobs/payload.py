@@ -36,6 +36,7 @@ class FittedImages:
     grid: NamedFile | None
     linked: tuple[str, ...]
     reduced: bool
+    originals: tuple[str, ...] = ()
 
     def discord_files(self) -> list[discord.File]:
         """Fresh `discord.File`s (a sent File is consumed, so build new ones per send)."""
@@ -91,7 +92,7 @@ async def fit_images(
             linked.append(result.urls[index])
         else:
             files.append(_named(prefix, index, data))
-    return FittedImages(_with_grid(grid_file, files), grid_file, tuple(linked), True)
+    return FittedImages(_with_grid(grid_file, files), grid_file, tuple(linked), True, result.urls)
 
 
 async def _fitting(

@@ -106,13 +106,11 @@ def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) ->
         )
     if fitted is not None and fitted.grid is not None:
         embed.set_image(url=f"attachment://{fitted.grid.filename}")
-    if fitted is not None and (fitted.linked or fitted.reduced):
-        links = " ".join(
-            f"[{i + 1}]({url})" for i, url in enumerate(fitted.linked) if url.startswith("http")
-        )
-        note = t("result.reduced", locale) if fitted.reduced else ""
+    if fitted is not None and fitted.reduced:
         embed.add_field(
-            name=t("result.originals", locale), value=_clip(f"{note} {links}".strip()), inline=False
+            name=t("result.originals", locale),
+            value=_links(t("result.reduced", locale), fitted.originals),
+            inline=False,
         )
     embed.set_footer(text=t("result.footer", locale, id=task.id, kind=task.kind))
     return embed
@@ -127,6 +125,17 @@ def task_summary(task: Task, locale: str | None) -> str:
         url = jump_url(task.guild_id, task.channel_id, task.result_message_id)
         line += f" · [{t('status.jump', locale)}]({url})"
     return line
+
+
+def _links(note: str, urls: tuple[str, ...]) -> str:
+    """The note followed by as many numbered links as fit in one embed field."""
+    text = note
+    for index, url in enumerate(urls):
+        link = f" [{index + 1}]({url})"
+        if not url.startswith(("http://", "https://")) or len(text) + len(link) > FIELD_MAX:
+            continue
+        text += link
+    return text
 
 
 def _clip(text: str, limit: int = FIELD_MAX) -> str:

@@ -77,11 +77,16 @@ async def resolve_options(
     return GenerationOptions(
         model=options.check_model(form, trained, chosen_model),
         size=options.check_size(form, size),
-        count=options.check_count(form, count or defaults.count or form.n_images.default),
-        scale=options.check_scale(form, scale or defaults.scale or form.scale.default),
+        count=options.check_count(form, _first(count, defaults.count, form.n_images.default)),
+        scale=options.check_scale(form, _first(scale, defaults.scale, form.scale.default)),
         seed=options.check_seed(form, -1 if seed is None else seed),
         negative_prompt=defaults.negative_prompt if negative_prompt is None else negative_prompt,
     )
+
+
+def _first(*values: int | None) -> int:
+    """The first value that is set (0 counts as set, so it reaches validation)."""
+    return next(v for v in values if v is not None)
 
 
 def request_from_options(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from bot.app import BotCore
 
 log = logging.getLogger(__name__)
+
+FINISHED_MEMORY = 10_000
 
 
 @dataclass(slots=True)
@@ -50,6 +53,8 @@ class StatusBoard:
         self.interval = interval
         self._clock = clock
         self._entries: dict[int, _Entry] = {}
+        # Tasks whose final text was requested: late progress events must not overwrite it.
+        self._finished: OrderedDict[int, None] = OrderedDict()
 
     def message_id(self, task_id: int) -> int | None:
         """The status message of a task this board is tracking."""
@@ -58,6 +63,12 @@ class StatusBoard:
 
     async def show(self, task: Task, text: str, *, final: bool = False) -> None:
         """Make the task's status message say `text` (posting it if there is none yet)."""
+        if task.id in self._finished and not final:
+            return
+        if final:
+            self._finished[task.id] = None
+            while len(self._finished) > FINISHED_MEMORY:
+                self._finished.popitem(last=False)
         entry = self._entries.get(task.id)
         if entry is None:
             entry = _Entry(task.channel_id, task.guild_id, task.status_message_id)

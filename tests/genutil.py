@@ -1,0 +1,90 @@
+"""Helpers shared by the generation, results and status tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.conftest import CH_A, GUILD_A, MEMBER_A, Harness
+from tests.helpers import message_text
+
+# Poll the emulator quickly so results arrive in a fraction of a second.
+FAST_POLLING = {"poll_strategy": "fixed", "poll_interval": 0.05}
+
+
+def result_messages(harness: Harness, channel_id: int = CH_A) -> list[dict[str, Any]]:
+    """Result messages (an embed titled 'Task #N' plus buttons) currently in a channel."""
+    return [m for m in harness.fake.channel_messages(channel_id) if m.get("components")]
+
+
+def result_of(harness: Harness, task_id: int, channel_id: int = CH_A) -> list[dict[str, Any]]:
+    """The result messages of one task in a channel."""
+    return [
+        m
+        for m in result_messages(harness, channel_id)
+        if any(e.get("title") == f"Task #{task_id}" for e in m.get("embeds") or [])
+    ]
+
+
+async def wait_result(
+    harness: Harness,
+    task_id: int,
+    channel_id: int = CH_A,
+    timeout: float = 10,
+) -> dict[str, Any]:
+    """Wait until the result of a task is posted in the channel."""
+    return await harness.fake.wait_for_message(
+        channel_id,
+        lambda m: (
+            bool(m.get("components"))
+            and any(e.get("title") == f"Task #{task_id}" for e in m.get("embeds") or [])
+        ),
+        timeout,
+    )
+
+
+async def imagine(
+    harness: Harness,
+    prompt: str = "a red fox in the snow",
+    *,
+    user_id: int = MEMBER_A,
+    guild_id: int = GUILD_A,
+    channel_id: int = CH_A,
+    **options: Any,
+):
+    """Run /imagine and return the fake interaction."""
+    return await harness.fake.slash(
+        "imagine",
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        options={"prompt": prompt, **options},
+    )
+
+
+def task_id_of(text: str) -> int:
+    """The task number in an 'Accepted as task #N' answer."""
+    return int(text.split("#", 1)[1].split(".", 1)[0].split()[0])
+
+
+def attachments_total(message: dict[str, Any]) -> int:
+    """Bytes attached to a message."""
+    return sum(a["size"] for a in message.get("attachments") or [])
+
+
+def text_of(message: dict[str, Any]) -> str:
+    """Visible text of a message."""
+    return message_text(message)
+
+
+async def eventually(check, timeout: float = 5.0):
+    """Poll `check()` until it returns something truthy, and return that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)

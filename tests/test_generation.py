@@ -1,0 +1,387 @@
+"""Image generation end to end: commands, validation, status messages, delivery, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from PIL import Image
+
+from bot.i18n import t
+from bot.store import TaskState
+from tests.conftest import ACCOUNTS, CH_A, GUILD_A, MEMBER_A, MEMBER_A2, NSFW_A
+from tests.genutil import (
+    FAST_POLLING,
+    attachments_total,
+    eventually,
+    imagine,
+    result_of,
+    task_id_of,
+    text_of,
+    wait_result,
+)
+from tests.helpers import answer_text, is_ephemeral, png_bytes
+
+
+@pytest.fixture
+async def gen(harness_factory):
+    """A harness that polls the emulator quickly."""
+    return await harness_factory(miaohua=FAST_POLLING)
+
+
+async def accepted(ix) -> int:
+    """The task id of an accepted request (the answer must be ephemeral)."""
+    text = await answer_text(ix)
+    assert "Accepted as task #" in text, text
+    assert is_ephemeral(ix)
+    return task_id_of(text)
+
+
+async def delivered(h, ids: list[int]) -> list:
+    """Wait until every task is marked delivered; return them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while True:
+        tasks = [await h.bot.store.tasks.get(i) for i in ids]
+        if all(task.state == TaskState.DELIVERED for task in tasks):
+            return tasks
+        assert loop.time() < deadline, [task.state for task in tasks]
+        await asyncio.sleep(0.02)
+
+
+async def test_one_image_is_delivered_with_mention_embed_buttons_and_reaction(gen):
+    task_id = await accepted(await imagine(gen, count=1, seed=1234, negative_prompt="blurry"))
+    result = await wait_result(gen, task_id)
+    assert result["content"] == f"<@{MEMBER_A}>"
+    assert [a["filename"] for a in result["attachments"]] == [f"task-{task_id}-1.jpg"]
+    text = text_of(result)
+    for expected in ("a red fox in the snow", "blurry", "1234", "512x512", "Time"):
+        assert expected in text
+    custom_ids = [c["custom_id"] for row in result["components"] for c in row["components"]]
+    assert custom_ids == [f"mh:rerun:{task_id}", f"mh:del:{task_id}", f"mh:var:{task_id}:0"]
+    post = next(
+        r
+        for r in gen.fake.requests
+        if r.method == "POST" and r.path == f"/channels/{CH_A}/messages" and r.files
+    )
+    assert post.json["allowed_mentions"] == {"parse": [], "users": [MEMBER_A]}
+    assert post.json["nonce"] and post.json["enforce_nonce"] is True
+    await eventually(lambda: "🔁" in gen.fake.reactions(CH_A, int(result["id"])))
+    (task,) = await delivered(gen, [task_id])
+    assert task.result_message_id == int(result["id"])
+    status = gen.fake.message(task.status_message_id)
+    await gen.fake.wait_for_message(
+        CH_A, lambda m: m["id"] == status["id"] and "done" in m["content"]
+    )
+    status = gen.fake.message(task.status_message_id)
+    assert result["id"] in status["content"]  # jump link to the result
+
+
+async def test_eight_images_come_with_a_grid_preview_and_eight_variation_buttons(gen):
+    task_id = await accepted(await imagine(gen, count=8, size="512x512"))
+    result = await wait_result(gen, task_id)
+    names = [a["filename"] for a in result["attachments"]]
+    assert names[0] == "grid.jpg" and len(names) == 9
+    assert result["embeds"][0]["image"]["url"] == "attachment://grid.jpg"
+    variations = [
+        c["custom_id"]
+        for row in result["components"]
+        for c in row["components"]
+        if c["custom_id"].startswith("mh:var:")
+    ]
+    assert len(variations) == 8
+
+
+async def test_every_size_of_the_form_is_generated_at_that_size(gen):
+    form = await gen.bot.forms.generation_form(GUILD_A)
+    sizes = form.all_sizes()
+    await gen.bot.store.settings.update(GUILD_A, user_concurrency=len(sizes))
+    ids = {}
+    for size in sizes:
+        ids[size] = await accepted(await imagine(gen, f"size {size}", count=1, size=size))
+    for size, task_id in ids.items():
+        result = await wait_result(gen, task_id, timeout=20)
+        width, height = (int(v) for v in size.split("x"))
+        (attachment,) = result["attachments"]
+        assert (attachment["width"], attachment["height"]) == (width, height), size
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "params"),
+    [
+        ({"model": "NoSuchModel"}, "options.bad_model", {"model": "NoSuchModel"}),
+        ({"count": 9}, "options.bad_count", {"min": 1, "max": 8}),
+        ({"count": 0}, "options.bad_count", {"min": 1, "max": 8}),
+        ({"scale": 21}, "options.bad_scale", {"min": 1, "max": 20}),
+        ({"seed": 10_000_000}, "options.bad_seed", {"min": 0, "max": 9_999_999}),
+    ],
+)
+async def test_invalid_options_are_explained(gen, options, key, params):
+    ix = await imagine(gen, **options)
+    assert await answer_text(ix) == t(key, "en-US", **params)
+    assert await gen.bot.store.tasks.recent(GUILD_A) == []
+
+
+async def test_unknown_size_lists_the_available_ones(gen):
+    text = await answer_text(await imagine(gen, size="123x456"))
+    assert "123x456" in text and "512x512" in text
+
+
+async def test_admission_refusals_and_quota(harness_factory):
+    h = await harness_factory(miaohua=FAST_POLLING, limits={"prompt_length": 40})
+    store = h.bot.store.settings
+    text = await answer_text(await imagine(h, "x" * 41))
+    assert text == t("refused.prompt_too_long", "en-US", limit=40)
+    await store.update(GUILD_A, blocked_words=["gore"])
+    text = await answer_text(await imagine(h, "Some GORE please"))
+    assert text == t("refused.blocked_word", "en-US", word="gore")
+    await store.update(GUILD_A, blocked_words=[], allowed_channels=[NSFW_A])
+    text = await answer_text(await imagine(h))
+    assert text == t("refused.channel_not_allowed", "en-US")
+    await store.update(GUILD_A, allowed_channels=[], daily_quota=2)
+    for _ in range(2):
+        await wait_result(h, await accepted(await imagine(h, user_id=MEMBER_A2, count=1)))
+    text = await answer_text(await imagine(h, user_id=MEMBER_A2))
+    assert text.startswith("You reached today's limit of 2 images")
+    assert len(await h.bot.store.tasks.recent(GUILD_A)) == 2
+
+
+async def test_a_member_cannot_queue_more_than_the_concurrency_limit(gen):
+    gen.emu.state.settings.generation_time = 2.0
+    await gen.bot.store.settings.update(GUILD_A, user_concurrency=1)
+    await accepted(await imagine(gen, count=1))
+    text = await answer_text(await imagine(gen, count=1))
+    assert text == t("refused.user_busy", "en-US", limit=1)
+
+
+async def test_img2img_uploads_the_attachment_and_picks_the_closest_aspect(gen):
+    image = gen.fake.add_attachment(png_bytes(300, 200), "wide.png", "image/png")
+    ix = await gen.fake.slash(
+        "img2img",
+        user_id=MEMBER_A,
+        guild_id=GUILD_A,
+        channel_id=CH_A,
+        options={"image": image["id"], "prompt": "make it blue", "count": 1},
+        attachments={"image": image},
+    )
+    task_id = await accepted(ix)
+    result = await wait_result(gen, task_id)
+    task = await gen.bot.store.tasks.get(task_id)
+    assert task.kind == "i2i" and "/files/" in task.init_image_url
+    (width, height) = (int(v) for v in task.size.split("x"))
+    assert width > height  # 3:2, closest to the 300x200 image
+    assert result["attachments"][0]["width"] == width
+    assert gen.emu.state.calls["upload_imgs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "key"),
+    [
+        (b"definitely not an image", "notes.png", "image.bad_type"),
+        (png_bytes(64, 64)[:-30], "broken.png", "image.corrupt"),
+        (png_bytes(900, 900, fmt="BMP"), "huge.bmp", "image.too_large"),
+    ],
+)
+async def test_bad_attachments_are_refused(harness_factory, data, filename, key):
+    h = await harness_factory(miaohua=FAST_POLLING, limits={"attachment_bytes": 200_000})
+    image = h.fake.add_attachment(data, filename, "image/png")
+    ix = await h.fake.slash(
+        "img2img",
+        user_id=MEMBER_A,
+        guild_id=GUILD_A,
+        channel_id=CH_A,
+        options={"image": image["id"], "prompt": "anything"},
+        attachments={"image": image},
+    )
+    text = await answer_text(ix)
+    assert text.startswith(t(key, "en-US", name=filename, size_mb="", limit_mb="")[:12]), text
+    assert f"`{filename}`" in text
+    assert h.emu.state.calls["upload_imgs"] == 0
+
+
+async def test_context_menu_runs_img2img_on_a_messages_image(gen):
+    task_id = await accepted(await imagine(gen, count=1))
+    source = await wait_result(gen, task_id)
+    ix = await gen.fake.context_menu(
+        "Use as init image", user_id=MEMBER_A2, guild_id=GUILD_A, channel_id=CH_A,
+        target_message=source,
+    )  # fmt: skip
+    modal = (await ix.response())["data"]
+    assert modal["custom_id"] == "generate:init"
+    submit = await gen.fake.submit_modal(
+        "generate:init",
+        {"prompt": "as a watercolor", "negative_prompt": ""},
+        user_id=MEMBER_A2,
+        guild_id=GUILD_A,
+        channel_id=CH_A,
+    )
+    new_id = await accepted(submit)
+    await wait_result(gen, new_id)
+    task = await gen.bot.store.tasks.get(new_id)
+    assert (task.kind, task.user_id, task.prompt) == ("i2i", MEMBER_A2, "as a watercolor")
+
+
+async def test_context_menu_on_a_message_without_image(gen):
+    task_id = await accepted(await imagine(gen, count=1))
+    await wait_result(gen, task_id)
+    status = (await gen.bot.store.tasks.get(task_id)).status_message_id
+    ix = await gen.fake.context_menu(
+        "Use as init image", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A,
+        target_message=gen.fake.message(status),
+    )  # fmt: skip
+    assert await answer_text(ix) == t("generate.no_image", "en-US")
+
+
+async def test_busy_account_back_pressure_delivers_everything(harness_factory):
+    h = await harness_factory(miaohua=FAST_POLLING, emulator={"faults": {"busy_above": 1}})
+    await h.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    ids = [await accepted(await imagine(h, f"fox {i}", count=1)) for i in range(4)]
+    for task_id in ids:
+        await wait_result(h, task_id, timeout=20)
+    tasks = await delivered(h, ids)
+    assert sum(task.attempts for task in tasks) > 0  # at least one 603 was absorbed
+
+
+async def test_a_result_over_the_upload_limit_is_shrunk_to_fit(gen):
+    gen.bot.delivery.upload_cap = 40_000
+    task_id = await accepted(await imagine(gen, count=4))
+    result = await wait_result(gen, task_id)
+    assert attachments_total(result) <= 40_000
+    assert len(result["attachments"]) == 5  # grid + 4 re-encoded images
+    assert t("result.reduced", "en-US") in text_of(result)
+
+
+async def test_a_result_that_cannot_fit_is_linked(gen):
+    gen.bot.delivery.upload_cap = 200
+    task_id = await accepted(await imagine(gen, count=2))
+    result = await wait_result(gen, task_id)
+    assert result["attachments"] == []
+    assert text_of(result).count("http://127.0.0.1") == 2  # both originals linked
+
+
+async def test_result_goes_by_dm_when_the_channel_refuses(gen):
+    task_id = await accepted(await imagine(gen, count=1))
+    gen.fake.fail("POST", rf"/channels/{CH_A}/messages", 403)
+    (dm,) = await eventually(lambda: gen.fake.dm_messages(MEMBER_A))
+    assert dm["embeds"][0]["title"] == f"Task #{task_id}" and dm["attachments"]
+    (task,) = await delivered(gen, [task_id])
+    assert task.result_message_id == int(dm["id"])
+
+
+async def failure_message(h, task_id: int) -> str:
+    message = await h.fake.wait_for_message(
+        CH_A, lambda m: m["content"].startswith(f"<@{MEMBER_A}> your task #{task_id} failed")
+    )
+    return message["content"]
+
+
+async def test_generation_failure_reaches_the_requester(gen):
+    gen.emu.state.settings.faults.task_failure_rate = 1.0
+    task_id = await accepted(await imagine(gen, count=1))
+    text = await failure_message(gen, task_id)
+    task = await gen.bot.store.tasks.get(task_id)
+    assert task.error == "generation_failed" and task.error_detail in text
+    status = await gen.fake.wait_for_message(
+        CH_A, lambda m: int(m["id"]) == task.status_message_id and "failed" in m["content"]
+    )
+    assert f"#{task_id}" in status["content"]
+
+
+async def test_not_enough_points_reaches_the_requester(gen):
+    gen.emu.state.accounts[ACCOUNTS[GUILD_A][0]].points = 0
+    task_id = await accepted(await imagine(gen, count=1))
+    text = await failure_message(gen, task_id)
+    assert t("fail.not_enough_points", "en-US") in text
+
+
+async def test_invalid_account_points_admins_to_account_set(gen):
+    await gen.bot.forms.generation_form(GUILD_A)  # cached: the command itself still works
+    gen.emu.state.accounts[ACCOUNTS[GUILD_A][0]].password = "changed-elsewhere"
+    gen.emu.expire_tokens()
+    task_id = await accepted(await imagine(gen, count=1))
+    text = await failure_message(gen, task_id)
+    assert "/account set" in text
+
+
+async def test_timeout_reaches_the_requester(gen):
+    gen.bot.generation.poller.task_timeout = 0.3
+    gen.emu.state.settings.generation_time = 30.0
+    task_id = await accepted(await imagine(gen, count=1))
+    text = await failure_message(gen, task_id)
+    assert t("fail.timeout", "en-US") in text
+
+
+async def test_status_message_is_edited_on_change_only_and_throttled(gen):
+    board = gen.bot.delivery.status
+    board.interval = 0.3
+    task = await gen.bot.store.tasks.create(
+        guild_id=GUILD_A, channel_id=CH_A, user_id=MEMBER_A, kind="t2i", model="m",
+        prompt="p", count=1, scale=7, size="512x512",
+    )  # fmt: skip
+    for text in ("one", "two", "two", "three", "four"):
+        await board.show(task, text)
+    message_id = (await gen.bot.store.tasks.get(task.id)).status_message_id
+    path = f"/channels/{CH_A}/messages/{message_id}"
+    await gen.fake.wait_for_message(CH_A, lambda m: m["content"] == "four", timeout=2)
+    edits = [r for r in gen.fake.requests if r.method == "PATCH" and r.path == path]
+    assert [e.json["content"] for e in edits] == ["four"]  # two and three were coalesced
+    await board.show(task, "four")  # unchanged: no edit
+    await asyncio.sleep(0.35)
+    await board.show(task, "five")  # the interval has passed: edited at once
+    await board.show(task, "six")  # too soon after "five": held back
+    edits = [r.json["content"] for r in gen.fake.requests if r.method == "PATCH" and r.path == path]
+    assert edits == ["four", "five"]
+    await gen.fake.wait_for_message(CH_A, lambda m: m["content"] == "six", timeout=2)
+
+
+async def test_status_shows_queue_position_then_waiting_at_the_service(gen):
+    gen.emu.state.settings.generation_time = 0.4
+    await gen.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    gen.bot.generation.account_concurrency = 1
+    ids = [await accepted(await imagine(gen, f"q{i}", count=1)) for i in range(3)]
+    last = await gen.bot.store.tasks.get(ids[-1])
+    posts = [
+        r.json["content"]
+        for r in gen.fake.requests
+        if r.method == "POST" and r.path == f"/channels/{CH_A}/messages" and not r.files
+    ]
+    assert any(f"#{ids[-1]} is queued" in p for p in posts)
+    await wait_result(gen, ids[-1], timeout=20)
+    contents = await eventually(
+        lambda: [
+            r.json["content"]
+            for r in gen.fake.requests
+            if r.method == "PATCH" and r.path.endswith(f"/{last.status_message_id}")
+        ]
+    )
+    assert (
+        "done"
+        in (
+            await gen.fake.wait_for_message(
+                CH_A, lambda m: int(m["id"]) == last.status_message_id and "done" in m["content"], 5
+            )
+        )["content"]
+    )
+    assert all("#3" in c for c in contents)
+
+
+@pytest.mark.parametrize("how", ["restart", "kill"])
+async def test_each_result_is_delivered_exactly_once_across_a_restart(gen, how):
+    await gen.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    ids = [await accepted(await imagine(gen, f"r{i}", count=1)) for i in range(4)]
+    await (gen.restart() if how == "restart" else gen.kill())
+    for task_id in ids:
+        await wait_result(gen, task_id, timeout=20)
+    await delivered(gen, ids)
+    await asyncio.sleep(0.3)
+    for task_id in ids:
+        assert len(result_of(gen, task_id)) == 1
+
+
+def test_grid_preview_is_smaller_than_the_images():
+    from bot.images import make_grid
+
+    tiles = [png_bytes(256, 256, color) for color in ("red", "green", "blue", "white")]
+    grid = Image.open(io.BytesIO(make_grid(tiles, max_side=256)))
+    assert grid.size == (256, 256)
