@@ -13,17 +13,19 @@ FAST_POLLING = {"poll_strategy": "fixed", "poll_interval": 0.05}
 
 
 def result_messages(harness: Harness, channel_id: int = CH_A) -> list[dict[str, Any]]:
-    """Result messages (an embed titled 'Task #N' plus buttons) currently in a channel."""
+    """Result messages (those with buttons) currently in a channel."""
     return [m for m in harness.fake.channel_messages(channel_id) if m.get("components")]
+
+
+def is_result_of(message: dict[str, Any], task_id: int) -> bool:
+    """Whether a message is the posted result of a task (it carries the task's buttons)."""
+    ids = [c.get("custom_id") for row in message.get("components") or [] for c in row["components"]]
+    return f"mh:rerun:{task_id}" in ids
 
 
 def result_of(harness: Harness, task_id: int, channel_id: int = CH_A) -> list[dict[str, Any]]:
     """The result messages of one task in a channel."""
-    return [
-        m
-        for m in result_messages(harness, channel_id)
-        if any(e.get("title") == f"Task #{task_id}" for e in m.get("embeds") or [])
-    ]
+    return [m for m in result_messages(harness, channel_id) if is_result_of(m, task_id)]
 
 
 async def wait_result(
@@ -35,10 +37,7 @@ async def wait_result(
     """Wait until the result of a task is posted in the channel."""
     return await harness.fake.wait_for_message(
         channel_id,
-        lambda m: (
-            bool(m.get("components"))
-            and any(e.get("title") == f"Task #{task_id}" for e in m.get("embeds") or [])
-        ),
+        lambda m: is_result_of(m, task_id),
         timeout,
     )
 

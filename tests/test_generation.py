@@ -385,3 +385,23 @@ def test_grid_preview_is_smaller_than_the_images():
     tiles = [png_bytes(256, 256, color) for color in ("red", "green", "blue", "white")]
     grid = Image.open(io.BytesIO(make_grid(tiles, max_side=256)))
     assert grid.size == (256, 256)
+
+
+async def test_chinese_speakers_get_chinese_answers_and_status(gen):
+    ix = await gen.fake.slash(
+        "imagine",
+        user_id=MEMBER_A,
+        guild_id=GUILD_A,
+        channel_id=CH_A,
+        options={"prompt": "山水画", "count": 1},
+        locale="zh-CN",
+    )
+    text = await answer_text(ix)
+    assert text == t("generate.accepted", "zh-CN", id=1)
+    result = await wait_result(gen, 1)
+    assert result["embeds"][0]["title"] == "任务 #1"
+    (task,) = await delivered(gen, [1])
+    status = await gen.fake.wait_for_message(
+        CH_A, lambda m: int(m["id"]) == task.status_message_id and "已完成" in m["content"]
+    )
+    assert "任务 #1" in status["content"]
