@@ -43,9 +43,8 @@ class DiscordJobEvents:
         self.bot = bot
         self.status = StatusBoard(bot, interval=status_interval)
         self.fetcher = ImageFetcher(max_bytes=download_bytes, timeout=download_timeout)
-        self.upload_cap: int | None = (
-            None  # lower bound on the guild's limit (tests, self-hosted proxies)
-        )
+        # When set, results upload at most this many bytes even if the guild allows more.
+        self.upload_cap: int | None = None
 
     async def close(self) -> None:
         """Flush status edits and close the download session."""
