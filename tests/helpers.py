@@ -29,12 +29,12 @@ def _is_answer(kind: str, body: dict[str, Any]) -> bool:
     return kind in ("followup", "edit_original") and bool(message_text(body))
 
 
-async def answer(ix: FakeInteraction, timeout: float = 10) -> dict[str, Any]:  # noqa: ASYNC109
+async def answer(ix: FakeInteraction, timeout: float = 10) -> dict[str, Any]:
     """The first visible answer to an interaction (message callback, followup or edit)."""
     return await ix.wait_for(_is_answer, timeout)
 
 
-async def answer_text(ix: FakeInteraction, timeout: float = 10) -> str:  # noqa: ASYNC109
+async def answer_text(ix: FakeInteraction, timeout: float = 10) -> str:
     """The text of the first visible answer to an interaction."""
     return message_text(await answer(ix, timeout))
 
