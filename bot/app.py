@@ -13,6 +13,7 @@ import cogs
 from bot.accounts import AccountManager
 from bot.config import MiaohuaSettings, Settings
 from bot.crypto import SecretBox
+from bot.diagnostics import LoopLagMonitor
 from bot.discord_jobs import DiscordJobEvents
 from bot.forms import FormCache
 from bot.i18n import CatalogTranslator, pick_locale
@@ -98,14 +99,17 @@ class BotCore:
             use_batch=m.use_batch,
             busy_backoff=m.busy_backoff,
         )
+        self.guild_languages.update(await self.store.settings.languages())
+        self.loop_lag = LoopLagMonitor()
+        self.loop_lag.start()
+        # Resume unfinished work first: it needs only REST, not the gateway or the commands.
+        await self.generation.start()
+        self.training = create_training_service(self)
+        await self.training.start()
         await self.tree.set_translator(CatalogTranslator())
         for name in cog_modules():
             await self.load_extension(name)
         await self._sync_commands()
-        await self.generation.start()
-        # Model training (bot/training): resumes unfinished jobs from the store.
-        self.training = create_training_service(self)
-        await self.training.start()
 
     async def _sync_commands(self) -> None:
         if not self.settings.discord.sync_commands:
@@ -144,6 +148,8 @@ class BotCore:
             await self.v1b.close()
         if hasattr(self, "store"):
             await self.store.close()
+        if hasattr(self, "loop_lag"):
+            await self.loop_lag.stop()
         await super().close()  # type: ignore[misc]
 
 
@@ -151,7 +157,7 @@ def poll_strategy(m: MiaohuaSettings) -> PollStrategy:
     """The configured way of spacing result polls."""
     if m.poll_strategy == "fixed":
         return make_strategy("fixed", seconds=m.poll_interval)
-    return make_strategy("adaptive")
+    return make_strategy("adaptive", base_seconds=m.expected_generation_time)
 
 
 def _bot_kwargs(settings: Settings) -> dict:

@@ -56,6 +56,7 @@ class MiaohuaSettings(_Section):
     busy_backoff: float = Field(default=5.0, gt=0)
     poll_strategy: Literal["adaptive", "fixed"] = "adaptive"
     poll_interval: float = Field(default=1.0, gt=0)
+    expected_generation_time: float = Field(default=3.0, gt=0)
     use_batch: bool = True
     task_timeout: float = Field(default=600.0, gt=0)
     training_timeout: float = Field(default=6 * 3600.0, gt=0)

@@ -192,6 +192,16 @@ async def test_guild_language_is_the_fallback_for_unsupported_locales(harness):
         locale="fr",
     )
     assert "管理服务器" in await answer_text(ix)
+    await harness.restart()  # the guild's language is remembered
+    ix = await fake.slash(
+        "account",
+        subcommand="status",
+        user_id=MEMBER_A,
+        guild_id=GUILD_A,
+        channel_id=CH_A,
+        locale="fr",
+    )
+    assert "管理服务器" in await answer_text(ix)
 
 
 async def test_commands_in_dms_say_they_work_in_servers_only(harness):

@@ -56,6 +56,8 @@ SETTING_NAMES: frozenset[str] = frozenset(_ENCODERS)
 
 _GET = "SELECT * FROM guild_settings WHERE guild_id = ?"
 
+_LANGUAGES = "SELECT guild_id, language FROM guild_settings WHERE language IS NOT NULL"
+
 _RESET = "DELETE FROM guild_settings WHERE guild_id = ? RETURNING guild_id"
 
 
@@ -98,6 +100,11 @@ class SettingsRepo(Repo):
         assert row is not None
         log.debug("Guild %s settings changed: %s", guild_id, ", ".join(columns))
         return _settings(row)
+
+    async def languages(self) -> dict[int, str]:
+        """Every guild's chosen language, for guilds that chose one."""
+        rows = await self._fetch_all(_LANGUAGES, ())
+        return {row["guild_id"]: row["language"] for row in rows}
 
     async def reset(self, guild_id: int) -> bool:
         """Drop all of the guild's settings back to defaults; True when any were set."""
