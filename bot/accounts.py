@@ -127,6 +127,11 @@ class AccountManager:
         row = await self._store.accounts.get(guild_id) or row
         return AccountStatus(row.email_hint, row.last_login_at, token_ok, demo=False)
 
+    @property
+    def has_demo(self) -> bool:
+        """Whether guilds without an account get a demo account on the built-in emulator."""
+        return self._demo is not None
+
     def forget_session(self, guild_id: int) -> None:
         """Drop the cached session, e.g. after the account's credentials stopped working."""
         self._sessions.pop(guild_id, None)

@@ -14,6 +14,7 @@ from bot.discord_jobs import render
 from bot.i18n import t
 from bot.replies import defer, reply
 from bot.store import Task, TaskState
+from bot.training.status import training_lines
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,13 @@ class StatusCog(commands.Cog):
         embed.add_field(
             name=t("status.recent", locale), value=self._lines(finished, locale), inline=False
         )
+        trainings = await training_lines(self.bot, guild_id, user_id, locale)
+        if trainings:
+            embed.add_field(
+                name=t("status.trainings", locale),
+                value="\n".join(trainings)[: render.FIELD_MAX],
+                inline=False,
+            )
         embed.add_field(
             name=t("status.queue", locale), value=str(self.bot.generation.queue_depth(guild_id))
         )
@@ -107,7 +115,8 @@ class StatusCog(commands.Cog):
     async def _account(self, guild_id: int, locale: str) -> str:
         row = await self.bot.store.accounts.get(guild_id)
         if row is None:
-            return t("status.account.none", locale)
+            demo = self.bot.accounts.has_demo
+            return t("status.account.demo" if demo else "status.account.none", locale)
         key = "status.account.ok" if row.token_ok else "status.account.broken"
         return t(key, locale, email=row.email_hint)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import zipfile
 from typing import Any
 
@@ -280,3 +281,18 @@ async def test_models_empty_and_progress_message_posted(harness):
     assert "░" in first["content"]
     assert posted(harness, "Training #1")["allowed_mentions"]["parse"] == []
     assert message_text(first)
+
+
+async def test_status_shows_training_jobs_with_progress(harness):
+    harness.emu.state.settings.training_time = 30
+    await train(harness, attachments=images(harness, 3))
+    training = await wait_state(harness, 1, TrainingState.TRAINING)
+    while training.progress <= 0:
+        await asyncio.sleep(0.05)
+        training = await harness.bot.store.trainings.get(1)
+    ix = await harness.fake.slash("status", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A)
+    text = await answer_text(ix)
+    assert "Trainings" in text and "#1 **Ink Style**" in text
+    assert re.search(r"#1 \*\*Ink Style\*\* · [^\n]* \d+%", text), text
+    ix = await harness.fake.slash("status", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A)
+    assert "Ink Style" not in await answer_text(ix)  # members see only their own
