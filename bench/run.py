@@ -27,6 +27,7 @@ import aiohttp
 from bench.processes import Child, cpu_seconds, free_port, peak_rss_mb
 from bench.report import Figures, percentile, render_table
 from tests.fakes import FakeDiscord
+from tests.helpers import answer, message_text
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token.Bench.0000"
@@ -203,7 +204,9 @@ async def _set_accounts(fake: FakeDiscord, work: Workload) -> None:
             guild_id=guild_id(g),
             channel_id=channel_id(g),
         )
-        await done.wait_for(lambda kind, body: kind in ("followup", "edit_original"), 60)
+        text = message_text(await answer(done, 60))
+        if "saved" not in text:
+            raise RuntimeError(f"/account set failed in guild {g}: {text}")
 
     await asyncio.gather(*(one(g) for g in range(work.guilds)))
 
@@ -211,6 +214,7 @@ async def _set_accounts(fake: FakeDiscord, work: Workload) -> None:
 async def _fire(fake: FakeDiscord, work: Workload) -> list[float]:
     """Send every command at the workload's rate; return acknowledgement latencies."""
     acks: list[float] = []
+    refusals: list[str] = []
 
     async def one(cmd: dict[str, Any]) -> None:
         g = cmd["guild"]
@@ -224,6 +228,9 @@ async def _fire(fake: FakeDiscord, work: Workload) -> list[float]:
         )
         await ix.response(30)
         acks.append(time.perf_counter() - sent)
+        text = message_text(await answer(ix, 60))
+        if "#" not in text:
+            refusals.append(text)
 
     pending = []
     start = time.perf_counter()
@@ -233,7 +240,13 @@ async def _fire(fake: FakeDiscord, work: Workload) -> list[float]:
             await asyncio.sleep(delay)
         pending.append(asyncio.create_task(one(cmd)))
     await asyncio.gather(*pending)
+    if refusals:
+        raise RuntimeError(f"{len(refusals)} commands refused, e.g. {refusals[0]!r}")
     return acks
+
+
+def _say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def _db_tasks(db: Path) -> list[sqlite3.Row]:
@@ -280,10 +293,13 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
             config = cwd / "config.toml"
             _config(config, fake, f"{emu_root}/api/v1b", scenario, work)
             bot = await _start_bot(config, fake, cwd)
+            _say(f"{scenario.name}: bot ready, setting {work.guilds} accounts")
             await _set_accounts(fake, work)
+            _say(f"{scenario.name}: firing {work.tasks} commands at {work.rate}/s")
             before = await _emulator_stats(emu_root)
             cpu_before = cpu_seconds(bot.proc.pid)
             acks = await _fire(fake, work)
+            _say(f"{scenario.name}: all acknowledged, waiting for results")
             rows = await _wait_finished(cwd / "bot.sqlite3", work.tasks, 900)
             cpu = cpu_seconds(bot.proc.pid) - cpu_before
             rss = peak_rss_mb(bot.proc.pid)

@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.i18n import t
 from bot.replies import defer, reply
-from bot.ui import ReportingModal
+from bot.ui import ReportingModal, unique_custom_id
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ class AccountModal(ReportingModal):
     """Asks for the account's email and password; both stay out of logs and messages."""
 
     def __init__(self, bot: commands.Bot, locale: str) -> None:
-        super().__init__(title=t("account.modal.title", locale), custom_id="account:set")
+        super().__init__(
+            title=t("account.modal.title", locale), custom_id=unique_custom_id("account:set")
+        )
         self.bot = bot
         self.locale = locale
         self.email = discord.ui.TextInput(

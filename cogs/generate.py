@@ -23,7 +23,7 @@ from bot.images import check_image
 from bot.jobs import GenerationRequest, Limits
 from bot.jobs.admission import check_request
 from bot.replies import defer, reply
-from bot.ui import ReportingModal
+from bot.ui import ReportingModal, unique_custom_id
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ class InitImageModal(ReportingModal):
     """Asks for the prompt of an img2img from a message's image."""
 
     def __init__(self, cog: GenerateCog, attachment: discord.Attachment, locale: str) -> None:
-        super().__init__(title=t("generate.modal.title", locale), custom_id="generate:init")
+        super().__init__(
+            title=t("generate.modal.title", locale), custom_id=unique_custom_id("generate:init")
+        )
         self.cog = cog
         self.attachment = attachment
         self.prompt = discord.ui.TextInput(

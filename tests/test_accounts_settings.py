@@ -317,3 +317,27 @@ async def test_model_and_size_autocomplete(harness):
         channel_id=CH_A,
     )
     assert {c["value"] for c in choices} == {"Artist_V0.1.3", "Artist v0.3.0 Beta"}
+
+
+async def test_two_admins_filling_the_account_form_at_once_keep_their_own(harness):
+    fake = harness.fake
+    opened = []
+    for guild, user, channel in ((GUILD_A, ADMIN_A, CH_A), (GUILD_B, ADMIN_B, CH_B)):
+        ix = await fake.slash(
+            "account", subcommand="set", user_id=user, guild_id=guild, channel_id=channel
+        )
+        await ix.response()
+        opened.append((guild, user, channel))
+    for guild, user, channel in reversed(opened):  # submitted in the other order
+        email, password = ACCOUNTS[guild]
+        done = await fake.submit_modal(
+            "account:set",
+            {"email": email, "password": password},
+            user_id=user,
+            guild_id=guild,
+            channel_id=channel,
+        )
+        assert "saved" in await answer_text(done)
+    for guild in (GUILD_A, GUILD_B):
+        row = await harness.bot.store.accounts.get(guild)
+        assert row.email_hint == ACCOUNTS[guild][0][0] + "***@guild.test"

@@ -12,6 +12,7 @@ from bot.images import closest_size
 from bot.jobs import GenerationRequest, Limits
 from bot.store import Task
 from bot.store.settings import GuildSettings
+from bot.text import clean_prompt
 
 if TYPE_CHECKING:
     from bot.app import BotCore
@@ -108,8 +109,8 @@ def request_from_options(
         locale=locale,
         kind="i2i" if init_image_url else "t2i",
         model=opts.model,
-        prompt=prompt,
-        negative_prompt=opts.negative_prompt,
+        prompt=clean_prompt(prompt),
+        negative_prompt=clean_prompt(opts.negative_prompt, required=False),
         count=opts.count,
         scale=opts.scale,
         seed=opts.seed,

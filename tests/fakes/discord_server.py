@@ -325,19 +325,22 @@ class FakeDiscord:
         channel_id: int,
         locale: str = "en-US",
     ) -> FakeInteraction:
-        """Submit the modal the bot most recently showed with this custom_id."""
-        source = next(
-            (
-                ix
-                for ix in reversed(self.interactions.values())
-                if ix.modal is not None and ix.modal.get("custom_id") == custom_id
-            ),
-            None,
-        )
+        """Submit the modal the bot most recently showed this user with this custom_id.
+
+        `custom_id` may also be the prefix before a per-opening suffix (`prefix:xyz`).
+        """
+
+        def matches(ix: FakeInteraction) -> bool:
+            shown = (ix.modal or {}).get("custom_id", "")
+            user = (ix.payload.get("member") or {}).get("user") or ix.payload.get("user") or {}
+            same_user = str(user.get("id")) == str(user_id)
+            return same_user and (shown == custom_id or shown.startswith(custom_id + ":"))
+
+        source = next((ix for ix in reversed(self.interactions.values()) if matches(ix)), None)
         if source is None or source.modal is None:
-            raise LookupError(f"the bot never answered with a modal {custom_id!r}")
+            raise LookupError(f"the bot never showed user {user_id} a modal {custom_id!r}")
         components = modal_submit_components(source.modal, values)
-        data = {"custom_id": custom_id, "components": components}
+        data = {"custom_id": source.modal["custom_id"], "components": components}
         message = source.payload.get("message")
         return await self._send(5, data, user_id, guild_id, channel_id, locale, message=message)
 
