@@ -589,3 +589,15 @@ def test_timer_heap_reschedule_and_discard() -> None:
     assert heap.next_due() == 0.5 and len(heap) == 2
     assert heap.pop_due(1.0) == [1, 2]
     assert heap.next_due() is None
+
+
+async def test_quota_counts_images_and_refunds_them(store: Store) -> None:
+    limits = Limits(daily_quota=5)
+    now = time.time()
+    day = await admission.take_quota(store, request(user=8, count=4), limits, now=now)
+    with pytest.raises(QuotaExceeded):
+        await admission.take_quota(store, request(user=8, count=2), limits, now=now)
+    assert await store.usage.get(GUILD, 8, day) == 4
+    await admission.take_quota(store, request(user=8, count=1), limits, now=now)
+    await admission.refund_quota(store, request(user=8, count=4), day)
+    assert await store.usage.get(GUILD, 8, day) == 1

@@ -63,25 +63,26 @@ async def check_user_busy(store: Store, request: GenerationRequest, limits: Limi
 async def take_quota(
     store: Store, request: GenerationRequest, limits: Limits, *, now: float
 ) -> str | None:
-    """Count the request against the daily quota; return the day charged (None if unlimited).
+    """Count the request's images against the daily quota; return the day charged.
 
-    The increment is atomic and returns the new count, so of two concurrent requests
-    competing for the last slot exactly one sees a count within the quota.
+    None when there is no quota. The increment is atomic and returns the new count, so of
+    two concurrent requests competing for the last images exactly one gets them.
     """
     if limits.daily_quota is None:
         return None
     day = utc_day(now)
-    count = await store.usage.increment(request.guild_id, request.user_id, day)
+    images = max(1, request.count)
+    count = await store.usage.increment(request.guild_id, request.user_id, day, images)
     if count > limits.daily_quota:
-        await store.usage.increment(request.guild_id, request.user_id, day, -1)
+        await store.usage.increment(request.guild_id, request.user_id, day, -images)
         raise QuotaExceeded(limit=limits.daily_quota, resets_at=int(next_utc_midnight(now)))
     return day
 
 
-async def refund_quota(store: Store, guild_id: int, user_id: int, day: str | None) -> None:
-    """Give back one request of the daily quota charged on `day`."""
+async def refund_quota(store: Store, request: GenerationRequest, day: str | None) -> None:
+    """Give back the images of a request charged to the daily quota on `day`."""
     if day is not None:
-        await store.usage.increment(guild_id, user_id, day, -1)
+        await store.usage.increment(request.guild_id, request.user_id, day, -max(1, request.count))
 
 
 async def admit(

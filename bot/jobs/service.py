@@ -156,7 +156,7 @@ class GenerationService:
             try:
                 task = await self._store.tasks.create(**request.task_fields())
             except BaseException:
-                await admission.refund_quota(self._store, request.guild_id, request.user_id, day)
+                await admission.refund_quota(self._store, request, day)
                 raise
         queue = self._queues[task.guild_id]
         queue.push(task)

@@ -1,0 +1,188 @@
+"""Black-box crash recovery: `miaohua-bot run` killed mid-flight and started again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.emulator import EmulatorServer, EmulatorSettings
+from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
+from tests.fakes import FakeDiscord
+from tests.genutil import is_result_of
+from tests.helpers import answer_text, png_bytes
+
+TOKEN = "crash-test-token.AbC.987654"
+EMAIL, PASSWORD = "crash@guild.test", "crash-Pass-1"
+GENERATIONS = 20
+
+
+class BotProcess:
+    """`python -m bot run` with settings in its environment."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env, self.cwd = env, cwd
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run",
+            env=self.env, cwd=self.cwd,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    async def stop(self, sig: int) -> tuple[int, str]:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        _, err = await asyncio.wait_for(self.proc.communicate(), 30)
+        return self.proc.returncode, err.decode()
+
+
+def db_rows(path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+        return db.execute(sql).fetchall()
+
+
+async def until(check, timeout: float, what: str):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await asyncio.to_thread(check)
+        if value:
+            return value
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def world(tmp_path):
+    emu = EmulatorServer(
+        EmulatorSettings(
+            accounts={EMAIL: PASSWORD}, generation_time=0.4, workers=1, training_time=4.0
+        )
+    )
+    fake = FakeDiscord(application_id=900, bot_user_id=900, bot_token=TOKEN)
+    fake.add_guild(GUILD_A, "Guild A", owner_id=ADMIN_A)
+    fake.add_channel(GUILD_A, CH_A, "art")
+    fake.add_member(GUILD_A, ADMIN_A, "admin", manage_guild=True, manage_messages=True)
+    fake.add_member(GUILD_A, MEMBER_A, "member")
+    fake.add_member(GUILD_A, MEMBER_A2, "member2")
+    async with emu, fake:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOHUA_BOT_")}
+        env.update(
+            {
+                "MIAOHUA_BOT_DISCORD__TOKEN": TOKEN,
+                "MIAOHUA_BOT_DISCORD__API_BASE_URL": fake.api_base_url,
+                "MIAOHUA_BOT_DISCORD__GATEWAY_URL": fake.gateway_url,
+                "MIAOHUA_BOT_MIAOHUA__BASE_URL": emu.base_url,
+                "MIAOHUA_BOT_MIAOHUA__POLL_STRATEGY": "fixed",
+                "MIAOHUA_BOT_MIAOHUA__POLL_INTERVAL": "0.1",
+                "MIAOHUA_BOT_MIAOHUA__ACCOUNT_CONCURRENCY": "1",
+                "MIAOHUA_BOT_MIAOHUA__TRAINING_POLL_INTERVAL": "0.2",
+                "MIAOHUA_BOT_MIAOHUA__TRAINING_PROGRESS_EDIT_INTERVAL": "0.5",
+                "MIAOHUA_BOT_STORAGE__PATH": str(tmp_path / "bot.sqlite3"),
+                "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(tmp_path / "staging"),
+                "MIAOHUA_BOT_SECURITY__SECRET_KEY": "crash-test-key",
+                "MIAOHUA_BOT_LIMITS__USER_CONCURRENCY": "50",
+                "MIAOHUA_BOT_LIMITS__DAILY_QUOTA": "500",
+            }
+        )
+        yield emu, fake, BotProcess(env, tmp_path), tmp_path / "bot.sqlite3"
+
+
+async def _boot(fake: FakeDiscord, bot: BotProcess) -> None:
+    await bot.start()
+    for _ in range(600):
+        if "imagine" in fake.world.command_names():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the bot did not register its commands")
+
+
+async def _set_account_and_work(emu, fake: FakeDiscord) -> None:
+    ix = await fake.slash(
+        "account", subcommand="set", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
+    )
+    await ix.response(20)
+    done = await fake.submit_modal(
+        "account:set", {"email": EMAIL, "password": PASSWORD},
+        user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A,
+    )  # fmt: skip
+    assert "saved" in await answer_text(done, 20)
+    images = {
+        f"image{i + 1}": fake.add_attachment(png_bytes(40, 40, c), f"{c}.png", "image/png")
+        for i, c in enumerate(("red", "green", "blue"))
+    }
+    ix = await fake.slash(
+        "train", options={"name": "Crash Style"}, attachments=images,
+        user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A,
+    )  # fmt: skip
+    assert "#1" in await answer_text(ix, 20)
+    for i in range(GENERATIONS):
+        user = (MEMBER_A, MEMBER_A2)[i % 2]
+        ix = await fake.slash(
+            "imagine", options={"prompt": f"crash scene {i}", "count": 1},
+            user_id=user, guild_id=GUILD_A, channel_id=CH_A,
+        )  # fmt: skip
+        assert "Accepted as task" in await answer_text(ix, 20)
+
+
+async def _recover_and_check(emu, fake, bot, db: Path, queued_at_stop: list[tuple]) -> None:
+    await _boot(fake, bot)
+
+    def finished():
+        rows = db_rows(db, "SELECT state FROM tasks")
+        done = len(rows) == GENERATIONS and all(r[0] == "delivered" for r in rows)
+        trained = db_rows(db, "SELECT state FROM trainings")
+        return done and trained and trained[0][0] == "done"
+
+    await until(finished, 90, "every task delivered and the training done")
+    code, log = await bot.stop(signal.SIGTERM)
+    assert code == 0, log
+    results = [m for m in fake.channel_messages(CH_A) if m.get("components")]
+    for (task_id,) in db_rows(db, "SELECT id FROM tasks"):
+        mine = [m for m in results if is_result_of(m, task_id)]
+        assert len(mine) == 1, f"task {task_id} posted {len(mine)} times"
+    # Tasks still queued when the bot stopped were submitted in their users' order.
+    submitted = emu.state.stats()["tasks"]
+    order = {sid: info["submitted"] for sid, info in submitted.items()}
+    rows = dict(db_rows(db, "SELECT id, service_task_id FROM tasks"))
+    for user in (MEMBER_A, MEMBER_A2):
+        ids = [task_id for task_id, uid in queued_at_stop if uid == user]
+        times = [order[rows[i]] for i in ids]
+        assert times == sorted(times), f"queued tasks of {user} were reordered"
+    assert emu.state.calls["train_submit"] == 1
+    assert emu.state.calls["dataset"] == 1
+    progress = [m for m in fake.channel_messages(CH_A) if "Crash Style" in (m["content"] or "")]
+    assert progress and "100%" in progress[0]["content"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+async def test_killed_mid_flight_loses_and_duplicates_nothing(world, sig):
+    emu, fake, bot, db = world
+    await _boot(fake, bot)
+    await _set_account_and_work(emu, fake)
+
+    def some_delivered():
+        rows = db_rows(db, "SELECT state FROM tasks")
+        return sum(r[0] == "delivered" for r in rows) >= 3
+
+    await until(some_delivered, 60, "a few deliveries")
+    code, log = await bot.stop(sig)
+    if sig == signal.SIGTERM:
+        assert code == 0, log
+        assert "Traceback" not in log
+        assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
+    else:
+        assert code == -signal.SIGKILL
+    states = dict(db_rows(db, "SELECT state, count(*) FROM tasks GROUP BY state"))
+    assert states.get("queued", 0) > 0, f"nothing was left queued to check the order: {states}"
+    training_state = db_rows(db, "SELECT state FROM trainings")[0][0]
+    assert training_state != "done", "the training finished before the stop"
+    queued = db_rows(db, "SELECT id, user_id FROM tasks WHERE state = 'queued' ORDER BY id")
+    await _recover_and_check(emu, fake, bot, db, queued)
