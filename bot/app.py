@@ -97,6 +97,7 @@ class BotCore:
             strategy=poll_strategy(m),
             task_timeout=m.task_timeout,
             use_batch=m.use_batch,
+            batch_interval=m.batch_poll_interval,
             busy_backoff=m.busy_backoff,
         )
         self.guild_languages.update(await self.store.settings.languages())

@@ -58,6 +58,7 @@ class MiaohuaSettings(_Section):
     poll_interval: float = Field(default=1.0, gt=0)
     expected_generation_time: float = Field(default=3.0, gt=0)
     use_batch: bool = True
+    batch_poll_interval: float = Field(default=0.5, gt=0)
     task_timeout: float = Field(default=600.0, gt=0)
     training_timeout: float = Field(default=6 * 3600.0, gt=0)
     training_poll_interval: float = Field(default=15.0, gt=0)

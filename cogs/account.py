@@ -11,6 +11,7 @@ from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
 from bot.i18n import t
+from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.ui import ReportingModal, unique_custom_id
 
@@ -66,9 +67,7 @@ class AccountCog(
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if not interaction.permissions.manage_guild:
-            raise app_commands.MissingPermissions(["manage_guild"])
-        return True
+        return require_manage_guild(interaction)
 
     @app_commands.command(name=_T("set"), description=_T("Set the Miaohua account (opens a form)"))
     async def set_account(self, interaction: discord.Interaction) -> None:

@@ -39,6 +39,21 @@ def _is_image(attachment: discord.Attachment) -> bool:
     return attachment.filename.lower().endswith(_IMAGE_SUFFIXES)
 
 
+# Options shared by /imagine and /img2img (size is described differently by each).
+OPTION_NAMES = {
+    name: _T(name)
+    for name in ("prompt", "negative_prompt", "model", "size", "count", "scale", "seed")
+}
+OPTION_HELP = {
+    "prompt": _T("What to draw"),
+    "negative_prompt": _T("What to avoid"),
+    "model": _T("Model (default: the server's)"),
+    "count": _T("Number of images"),
+    "scale": _T("Guidance scale: how closely to follow the prompt"),
+    "seed": _T("Seed (-1 or empty: random)"),
+}
+
+
 class InitImageModal(ReportingModal):
     """Asks for the prompt of an img2img from a message's image."""
 
@@ -91,24 +106,8 @@ class GenerateCog(commands.Cog):
         self.bot.tree.remove_command(self.init_image_menu.name, type=discord.AppCommandType.message)
 
     @app_commands.command(name=_T("imagine"), description=_T("Generate images from a prompt"))
-    @app_commands.rename(
-        prompt=_T("prompt"),
-        negative_prompt=_T("negative_prompt"),
-        model=_T("model"),
-        size=_T("size"),
-        count=_T("count"),
-        scale=_T("scale"),
-        seed=_T("seed"),
-    )
-    @app_commands.describe(
-        prompt=_T("What to draw"),
-        negative_prompt=_T("What to avoid"),
-        model=_T("Model (default: the server's)"),
-        size=_T("Image size"),
-        count=_T("Number of images"),
-        scale=_T("Guidance scale: how closely to follow the prompt"),
-        seed=_T("Seed (-1 or empty: random)"),
-    )
+    @app_commands.rename(**OPTION_NAMES)
+    @app_commands.describe(**OPTION_HELP, size=_T("Image size"))
     @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
     async def imagine(
         self,
@@ -136,25 +135,11 @@ class GenerateCog(commands.Cog):
         await self._enqueue(interaction, opts, prompt)
 
     @app_commands.command(name=_T("img2img"), description=_T("Generate images from an image"))
-    @app_commands.rename(
-        image=_T("image"),
-        prompt=_T("prompt"),
-        negative_prompt=_T("negative_prompt"),
-        model=_T("model"),
-        size=_T("size"),
-        count=_T("count"),
-        scale=_T("scale"),
-        seed=_T("seed"),
-    )
+    @app_commands.rename(image=_T("image"), **OPTION_NAMES)
     @app_commands.describe(
         image=_T("The starting image (PNG, JPEG or WEBP)"),
-        prompt=_T("What to draw"),
-        negative_prompt=_T("What to avoid"),
-        model=_T("Model (default: the server's)"),
         size=_T("Image size (default: closest to the image's shape)"),
-        count=_T("Number of images"),
-        scale=_T("Guidance scale: how closely to follow the prompt"),
-        seed=_T("Seed (-1 or empty: random)"),
+        **OPTION_HELP,
     )
     @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
     async def img2img(

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot import options
 from bot.autocomplete import model_autocomplete, size_autocomplete
 from bot.i18n import LOCALES, t
+from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.store.settings import GuildSettings
 
@@ -66,9 +67,7 @@ class SettingsCog(
         super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if not interaction.permissions.manage_guild:
-            raise app_commands.MissingPermissions(["manage_guild"])
-        return True
+        return require_manage_guild(interaction)
 
     async def _save(self, interaction: discord.Interaction, **changes: object) -> None:
         assert interaction.guild_id is not None

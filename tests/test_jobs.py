@@ -484,7 +484,9 @@ def test_adaptive_polls_rarely_while_queued() -> None:
     strategy = AdaptiveInterval(base_seconds=4.0, workers=4, max_interval=10.0)
     task = SimpleNamespace(id=1, size="512x512", count=1)
     assert strategy.next_interval(task, 20, 1, 1.0) == 10.0
-    assert strategy.next_interval(task, 2, 2, 11.0) == pytest.approx(2.0)
+    # 18 tasks left the queue in 10 s: aim at 2 / 1.8 s to start plus about 4 s to run.
+    assert strategy.next_interval(task, 2, 2, 11.0) == pytest.approx(2 / 1.8 + 4.4)
+    assert strategy.drain_rate(4.0) == pytest.approx(1.8)
     aimed = strategy.next_interval(task, 0, 3, 13.0)
     assert 2.0 < aimed < 6.0  # started between 11 s and 13 s, takes about 4 s
 

@@ -51,6 +51,7 @@ class Poller:
         on_failed: FailCallback,
         on_progress: ProgressCallback,
         use_batch: bool = True,
+        batch_interval: float = 0.5,
         task_timeout: float = 600.0,
         error_backoff: float = 1.0,
         max_error_backoff: float = 30.0,
@@ -65,6 +66,8 @@ class Poller:
         self._on_failed = on_failed
         self._on_progress = on_progress
         self.use_batch = use_batch
+        self.batch_interval = batch_interval
+        self._batch_works = False  # a batch call has succeeded: polls cost per account, not task
         self.task_timeout = task_timeout
         self.error_backoff = error_backoff
         self.max_error_backoff = max_error_backoff
@@ -72,6 +75,7 @@ class Poller:
         self._clock = clock
         self._wall = wall_clock
         self._pending: dict[int, _Pending] = {}
+        self._by_guild: defaultdict[int, set[int]] = defaultdict(set)
         self._timers = TimerHeap()
         self._wake = asyncio.Event()
         self._groups: set[asyncio.Task[None]] = set()
@@ -88,6 +92,7 @@ class Poller:
     def add(self, task: Task, *, now: bool = False) -> None:
         """Start watching a submitted task; `now` polls it at once (e.g. after a restart)."""
         entry = self._pending[task.id] = _Pending(task, polls=task.poll_count)
+        self._by_guild[task.guild_id].add(task.id)
         delay = 0.0 if now else self.strategy.next_interval(task, None, 0, self._elapsed(task))
         self._schedule(entry, delay)
 
@@ -118,6 +123,9 @@ class Poller:
         return max(0.0, self._wall() - (task.submitted_at or self._wall()))
 
     def _schedule(self, entry: _Pending, delay: float) -> None:
+        if self._batch_works:
+            # One call polls every task of the account: keep them all on one short beat.
+            delay = min(delay, self.batch_interval)
         remaining = self.task_timeout - self._elapsed(entry.task)
         self._timers.schedule(entry.task.id, self._clock() + max(0.0, min(delay, remaining)))
         self._wake.set()
@@ -161,7 +169,8 @@ class Poller:
             for entry in live:
                 self._retry_later(entry)
             return
-        if self.use_batch:
+        if self.use_batch and acct.batch_supported is not False:
+            live += self._ride_along(guild_id, live)
             for start in range(0, len(live), BATCH_SIZE):
                 await self._poll_batch(acct, live[start : start + BATCH_SIZE])
         else:
@@ -174,10 +183,23 @@ class Poller:
                     outcome = exc
                 await self._settle(entry, outcome)
 
+    def _ride_along(self, guild_id: int, polled: list[_Pending]) -> list[_Pending]:
+        """The guild's other pending tasks: in a batch call they cost nothing extra."""
+        self._due.pop(guild_id, None)
+        taken = {entry.task.id for entry in polled}
+        extra = []
+        for task_id in self._by_guild.get(guild_id, ()):
+            entry = self._pending.get(task_id)
+            if entry is not None and task_id not in taken:
+                self._timers.discard(task_id)
+                extra.append(entry)
+        return extra
+
     async def _poll_batch(self, acct: AccountSession, chunk: list[_Pending]) -> None:
         ids = [entry.task.service_task_id or "" for entry in chunk]
         try:
             results = await acct.task_results(ids)
+            self._batch_works = acct.batch_supported is True
         except V1bError as exc:
             for entry in chunk:
                 await self._settle(entry, exc)
@@ -248,6 +270,8 @@ class Poller:
         self._schedule(entry, delay)
 
     def _forget(self, task_id: int) -> None:
-        self._pending.pop(task_id, None)
+        entry = self._pending.pop(task_id, None)
+        if entry is not None:
+            self._by_guild[entry.task.guild_id].discard(task_id)
         self._timers.discard(task_id)
         self.strategy.forget(task_id)

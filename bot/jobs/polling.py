@@ -72,6 +72,8 @@ class _Track:
     latest: float = 0.0  # elapsed time by which the task should be done
     overdue: int = 0  # polls after `latest`
     quantile: float = 0.5  # where in the expected range the aimed poll was put
+    seen_ahead: int | None = None  # tasks ahead at the last poll that found it queued ...
+    seen_at: float = 0.0  # ... and when (elapsed)
 
 
 class AdaptiveInterval:
@@ -120,6 +122,7 @@ class AdaptiveInterval:
         # Per bucket: outcome of the current run of aimed polls and its log-probability.
         self._runs: dict[tuple[str, int], tuple[bool, float]] = {}
         self._tracks: dict[int, _Track] = {}
+        self._drain: float | None = None  # learned tasks/s leaving the service's queue
 
     def prior(self, task: Task) -> float:
         """Return the prior service time of a task from its size and image count."""
@@ -148,11 +151,16 @@ class AdaptiveInterval:
         mean = self.expected(task)
         ahead = wait_time or 0
         if ahead > 0:
+            self._observe_queue(track, ahead, elapsed)
             track.queued = True
             track.start_low, track.start_high = elapsed, None
             track.first_poll, track.late_polls, track.overdue = None, 0, 0
-            interval = ahead * mean / self.workers
-            return self._clamp(interval)
+            # Aim at the expected finish (start, then service time) rather than the start:
+            # one poll instead of two for a task that starts when expected.
+            run = mean * (1 - self.spread + 2 * self.spread * self._quantile(mean))
+            return self._clamp(ahead / self.drain_rate(mean) + run)
+        if track.seen_ahead is not None:
+            self._observe_queue(track, 0, elapsed)
         if track.start_high is None:
             track.start_high = elapsed
         if track.first_poll is None:
@@ -216,6 +224,21 @@ class AdaptiveInterval:
         factor = self._factors.get(key, self._global) * (1 + step)
         self._factors[key] = min(100.0, max(0.01, factor))
         self._global = min(100.0, max(0.01, self._global * (1 + step / 2)))
+
+    def drain_rate(self, mean: float) -> float:
+        """Tasks per second leaving the service's queue: learned, else `workers / mean`."""
+        return self._drain if self._drain is not None else self.workers / max(mean, 0.01)
+
+    def _observe_queue(self, track: _Track, ahead: int, elapsed: float) -> None:
+        """Learn the queue's drain rate from how fast the tasks ahead of one task went."""
+        if track.seen_ahead is not None and elapsed > track.seen_at and ahead <= track.seen_ahead:
+            sample = (track.seen_ahead - ahead) / (elapsed - track.seen_at)
+            if ahead == 0:  # it started some time before this poll: the rate was at least this
+                sample = max(sample, self._drain or 0.0)
+            if sample > 0:
+                old = self._drain if self._drain is not None else sample
+                self._drain = old + 0.2 * (sample - old)
+        track.seen_ahead, track.seen_at = (ahead, elapsed) if ahead > 0 else (None, 0.0)
 
     def _probing(self, task: Task) -> bool:
         """True when recent aimed polls all found tasks done: the estimate may be too high."""

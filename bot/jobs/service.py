@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from bot.background import Background
 from bot.jobs import admission
 from bot.jobs.errors import NoAccount
 from bot.jobs.models import FailReason, GenerationRequest, Limits
@@ -59,6 +60,7 @@ class GenerationService:
         strategy: PollStrategy,
         task_timeout: float = 600.0,
         use_batch: bool = True,
+        batch_interval: float = 0.5,
         busy_backoff: float = 5.0,
         delivery_retry: float = 30.0,
         delivery_attempts: int = 5,
@@ -85,6 +87,7 @@ class GenerationService:
             on_failed=self._fail,
             on_progress=self._on_poll_progress,
             use_batch=use_batch,
+            batch_interval=batch_interval,
             task_timeout=task_timeout,
             error_backoff=poll_error_backoff,
             clock=clock,
@@ -101,7 +104,7 @@ class GenerationService:
         self._delivery_failures: dict[int, int] = defaultdict(int)
         self._delivering: set[int] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self._workers: set[asyncio.Task[None]] = set()
+        self._workers = Background(log, "job worker")
         self._stopping = False
 
     async def start(self) -> None:
@@ -141,7 +144,7 @@ class GenerationService:
         self._loops = []
         await self.poller.stop(self.stop_grace)
         if self._workers:
-            _, late = await asyncio.wait(self._workers, timeout=self.stop_grace)
+            _, late = await asyncio.wait(list(self._workers), timeout=self.stop_grace)
             for worker in late:
                 worker.cancel()
             await asyncio.gather(*late, return_exceptions=True)
@@ -362,18 +365,7 @@ class GenerationService:
     # Plumbing
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        worker = asyncio.create_task(self._guarded(coro))
-        self._workers.add(worker)
-        worker.add_done_callback(self._workers.discard)
-
-    @staticmethod
-    async def _guarded(coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job worker failed")
+        self._workers.spawn(coro)
 
     async def _emit(self, name: str, *args: Any) -> None:
         """Call a progress callback; its failures are logged and never propagate."""

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.background import Background
 from bot.crypto import SecretUnreadable
 from bot.errors import UserFacingError
 from bot.images import CheckedImage
@@ -145,7 +146,7 @@ class TrainingService:
         self._fresh: set[tuple[int, TrainingState]] = set()
         self._first_seen: dict[int, tuple[float, float]] = {}
         self._poll_wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Background(log, "training job step")
         self._loop: asyncio.Task[None] | None = None
 
     # Lifecycle
@@ -463,18 +464,7 @@ class TrainingService:
         self._fresh = {key for key in self._fresh if key[0] != training_id}
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(self._guarded(coro))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _guarded(coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("training job step failed")
+        self._tasks.spawn(coro)
 
     @staticmethod
     async def _emit(callback: Callable[..., Awaitable[Any]], *args: Any) -> Any:

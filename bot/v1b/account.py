@@ -124,6 +124,11 @@ class AccountSession:
             self._on_token = on_token
 
     @property
+    def batch_supported(self) -> bool | None:
+        """Whether the server answers batch task_results (None until the first try)."""
+        return self._client.batch_supported
+
+    @property
     def has_token(self) -> bool:
         """Whether a token is held (it may still turn out to be expired)."""
         return self._token is not None

@@ -70,7 +70,8 @@ class V1bClient:
                 password,
                 token=token,
                 on_token=on_token,
-                rate_limiter=RateLimiter(self.requests_per_second),
+                # Burst 1: no one-second window ever holds more than rate + 1 calls.
+                rate_limiter=RateLimiter(self.requests_per_second, burst=1.0),
             )
             self._accounts[email] = acct
         else:

@@ -1,0 +1,30 @@
+"""A few-second run of the benchmark harness, so it keeps working."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_smoke_run(tmp_path):
+    out = tmp_path / "smoke.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    names = [s["scenario"] for s in report["scenarios"]]
+    assert names == ["adaptive", "fixed-1s", "fixed-5s", "adaptive-batch"]
+    for scenario in report["scenarios"]:
+        assert scenario["delivered"] == scenario["tasks"] > 0, scenario
+        assert scenario["ack_p99_ms"] > 0 and scenario["cpu_ms_per_task"] > 0
+        assert scenario["poll_calls_per_task"] >= 1
+    batch = report["scenarios"][-1]["calls_per_task"]
+    assert batch.get("task_results", 0) > 0 and batch.get("task_result", 0) == 0
+    assert report["recovery"]["tracked_again"] == report["recovery"]["pending"]
+    assert "| metric |" in result.stdout and "recovery:" in result.stdout
