@@ -25,6 +25,7 @@ class Figures:
     cpu_ms_per_task: float = 0.0
     peak_rss_mb: float = 0.0
     loop_lag_p99_ms: float | None = None
+    per_task: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
 def percentile(values: list[float], fraction: float) -> float:

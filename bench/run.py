@@ -63,6 +63,7 @@ class Workload:
     rate: float
     generation_time: float
     workers: int
+    expected_generation_time: float = 3.0
     seed: int = 7
     commands: list[dict[str, Any]] = field(default_factory=list)
 
@@ -121,6 +122,7 @@ base_url = "{emu_url}"
 poll_strategy = "{scenario.strategy}"
 poll_interval = {scenario.interval}
 use_batch = {str(scenario.batch).lower()}
+expected_generation_time = {work.expected_generation_time}
 task_timeout = 900.0
 [storage]
 path = "{path.parent / "bot.sqlite3"}"
@@ -196,6 +198,9 @@ async def _set_accounts(fake: FakeDiscord, work: Workload) -> None:
             channel_id=channel_id(g),
         )
         await ix.response(30)
+        # discord.py registers a modal only after its HTTP answer returns; a person takes
+        # seconds to fill it in, so a submit must not overtake that.
+        await asyncio.sleep(0.5)
         email, password = account(g)
         done = await fake.submit_modal(
             "account:set",
@@ -253,7 +258,8 @@ def _db_tasks(db: Path) -> list[sqlite3.Row]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
         conn.row_factory = sqlite3.Row
         return conn.execute(
-            "SELECT id, state, service_task_id, result_message_id, error FROM tasks"
+            "SELECT id, state, service_task_id, result_message_id, error, size, count, poll_count"
+            " FROM tasks"
         ).fetchall()
 
 
@@ -312,11 +318,21 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
         lag_line = next((line for line in bot.lines if "event loop lag" in line), "")
         loop_p99 = float(m.group(1)) if (m := re.search(r"p99 ([\d.]+) ms", lag_line)) else None
         messages = _message_times(fake, work)
-        lags = [
-            messages[r["result_message_id"]] - stats["tasks"][r["service_task_id"]]["done"]
+        per_task = [
+            {
+                "id": r["id"],
+                "size": r["size"],
+                "count": r["count"],
+                "polls": r["poll_count"],
+                "queued_s": (info := stats["tasks"][r["service_task_id"]])["started"]
+                - info["submitted"],
+                "run_s": info["done"] - info["started"],
+                "lag_s": messages[r["result_message_id"]] - info["done"],
+            }
             for r in rows
             if r["state"] == "delivered" and r["result_message_id"] in messages
         ]
+        lags = [t["lag_s"] for t in per_task]
         calls = {
             k: (v - before["calls"].get(k, 0)) / work.tasks
             for k, v in stats["calls"].items()
@@ -340,6 +356,7 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
             cpu_ms_per_task=cpu / work.tasks * 1000,
             peak_rss_mb=rss,
             loop_lag_p99_ms=loop_p99,
+            per_task=per_task,
         )
 
 
@@ -397,6 +414,12 @@ def main(argv: list[str] | None = None) -> int:
         "--generation-time", type=float, default=2.0, help="seconds per 512x512 image"
     )
     parser.add_argument("--workers", type=int, default=48, help="emulator generations at once")
+    parser.add_argument(
+        "--expected-generation-time",
+        type=float,
+        default=3.0,
+        help="the bot's miaohua.expected_generation_time (its prior before learning)",
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument(
         "--recovery", type=int, default=500, help="pending tasks for the restart test (0: skip)"

@@ -62,33 +62,30 @@ def parse_size(size: str) -> tuple[int, int]:
 
 @dataclass(slots=True)
 class _Track:
-    """What the adaptive strategy knows about one submitted task."""
+    """What the adaptive strategy knows about one submitted task (times: elapsed seconds)."""
 
-    start_low: float = 0.0  # the task had not started yet at this elapsed time
-    start_high: float | None = 0.0  # ... and had started by this one (None: still queued)
-    queued: bool = False  # it waited behind other tasks, so its duration is not a clean sample
-    first_poll: float | None = None  # when the aimed poll was due (elapsed)
-    late_polls: int = 0  # polls after the aimed one
-    latest: float = 0.0  # elapsed time by which the task should be done
-    overdue: int = 0  # polls after `latest`
-    quantile: float = 0.5  # where in the expected range the aimed poll was put
-    seen_ahead: int | None = None  # tasks ahead at the last poll that found it queued ...
-    seen_at: float = 0.0  # ... and when (elapsed)
+    start_low: float = 0.0  # it had not started by then (last poll that saw it queued)
+    start_high: float | None = None  # it had started by then (first poll that saw it run)
+    last_poll: float = 0.0  # latest poll that found it not done
+    seen_ahead: int | None = None  # tasks ahead at the last poll that saw it queued
+    seen_at_poll: float = 0.0  # when that poll was
+    first_seen: bool = True  # no poll has looked at it yet
+    quantile: float | None = None  # where its first poll sat in the expected finish range
+    overdue: int = 0  # polls after the latest expected finish
 
 
 class AdaptiveInterval:
-    """Aim one poll just after the expected completion, learn from what it finds.
+    """Poll a task when it can be done, learning the service's speed from what polls find.
 
-    Service time is modelled as `m * U(1 - spread, 1 + spread)`, with `m` the prior
-    (`base_seconds` per 512x512 image, +25 % per extra image) times a learned factor
-    per (size, count) bucket. The aimed poll sits at quantile `q` of that range, where
-    `q` is as high as `max_quantile` allows but low enough that a task finishing at the
-    earliest plausible moment waits at most `lag_budget` seconds. Whether the task is
-    done at that poll updates the factor (a Robbins-Monro quantile tracker), which stays
-    unbiased although early finishers are only known to be done "by then". Past the aim
-    it polls every `lag_budget` seconds until the expected range ends, then every
-    `dense` seconds, growing by `backoff`. While the service reports
-    tasks ahead, it polls about once per expected slot (`ahead * m / workers`, capped).
+    Run time is modelled as `prior * factor * U(1 - spread, 1 + spread)`: the prior is
+    `base_seconds` per 512x512 image (+25 % per extra image) and `factor` is learned per
+    (size, count), from the run times that polls bracket. Time spent queued at the service
+    is estimated from `wait_time` (tasks ahead) and the learned rate at which the queue
+    drains. The first poll comes `lag_budget` after the earliest plausible finish, then one
+    every `lag_budget` until the latest expected finish, then ever sparser. Whether the
+    first poll finds the task done moves `factor` so that it does so as often as its place
+    in the range predicts (a Robbins-Monro quantile tracker): that is what corrects an
+    estimate that is too high, which a task found done at once cannot show otherwise.
     """
 
     def __init__(
@@ -97,48 +94,55 @@ class AdaptiveInterval:
         base_seconds: float = 3.0,
         spread: float = 0.2,
         lag_budget: float = 1.2,
-        max_quantile: float = 0.9,
         dense: float = 0.35,
         backoff: float = 1.5,
         workers: int = 4,
         min_interval: float = 0.05,
         max_interval: float = 10.0,
-        learning_rate: float = 0.05,
-        probe_quantile: float = 0.3,
+        learning_rate: float = 0.3,
+        quantile_rate: float = 0.15,
     ) -> None:
         self.base_seconds = base_seconds
         self.spread = spread
         self.lag_budget = lag_budget
-        self.max_quantile = max_quantile
         self.dense = dense
         self.backoff = backoff
         self.workers = max(1, workers)
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.learning_rate = learning_rate
-        self.probe_quantile = probe_quantile
-        self._global = 1.0
-        self._factors: dict[tuple[str, int], float] = {}
-        # Per bucket: outcome of the current run of aimed polls and its log-probability.
-        self._runs: dict[tuple[str, int], tuple[bool, float]] = {}
+        self.quantile_rate = quantile_rate
+        self._log_factor: dict[tuple[str, int], float] = {}  # log(run time / prior) by size
+        self._global = 0.0  # the same for sizes not seen yet
+        self._drain: float | None = None  # tasks per second leaving the service's queue
+        self._wait = 0.0  # typical seconds a new task waits at the service before it runs
         self._tracks: dict[int, _Track] = {}
-        self._drain: float | None = None  # learned tasks/s leaving the service's queue
+
+    # Estimates
 
     def prior(self, task: Task) -> float:
-        """Return the prior service time of a task from its size and image count."""
+        """Return the prior run time of a task from its size and image count."""
         width, height = parse_size(task.size)
         return self.base_seconds * (width * height / 512**2) * (1 + 0.25 * (max(1, task.count) - 1))
 
     def expected(self, task: Task) -> float:
-        """Return the current estimate of the mean service time of a task."""
-        factor = self._factors.get((task.size, task.count), self._global)
-        return self.prior(task) * factor
+        """Return the current estimate of the mean run time of a task."""
+        log_factor = self._log_factor.get((task.size, task.count), self._global)
+        return self.prior(task) * math.exp(log_factor)
 
-    def _quantile(self, mean: float) -> float:
-        width = 2 * self.spread * mean
-        if width <= 0:
-            return self.max_quantile
-        return max(0.05, min(self.max_quantile, self.lag_budget / width))
+    def drain_rate(self, mean: float) -> float:
+        """Tasks per second leaving the service's queue: learned, else `workers / mean`."""
+        return self._drain if self._drain is not None else self.workers / max(mean, 0.01)
+
+    def summary(self) -> str:
+        """What has been learned, for the log."""
+        drain = "unknown" if self._drain is None else f"{self._drain:.2f} tasks/s"
+        return (
+            f"run-time factor x{math.exp(self._global):.2f}, queue drains {drain}, "
+            f"typical wait {self._wait:.1f} s, {len(self._log_factor)} size(s) learned"
+        )
+
+    # Decisions
 
     def next_interval(
         self, task: Task, wait_time: int | None, polls_so_far: int, elapsed: float
@@ -146,107 +150,154 @@ class AdaptiveInterval:
         """Return seconds until the next poll of `task`."""
         track = self._tracks.get(task.id)
         if track is None:
-            # A task first seen after polls (e.g. recovered at start-up) is no clean sample.
-            track = self._tracks[task.id] = _Track(queued=polls_so_far > 0)
-        mean = self.expected(task)
+            track = self._tracks[task.id] = _Track()
+            if polls_so_far == 0 and wait_time is None:  # just submitted
+                track.start_low = track.start_high = elapsed + self._wait
+                first = self._first_poll(task, track)
+                if first - elapsed <= self.max_interval:  # not a mere check-in on the way
+                    track.quantile = self._first_quantile(task, track)
+                return self._clamp(first - elapsed)
+        run = self.expected(task)
+        track.last_poll = elapsed
+        first_seen, track.first_seen = track.first_seen, False
         ahead = wait_time or 0
+        if first_seen and ahead == 0 and track.quantile is not None and self._wait < 0.5:
+            # Not done yet means "slower than thought" only when tasks do not queue first:
+            # otherwise it may just have started late.
+            self._track_quantile(task, track.quantile, done=False)
         if ahead > 0:
-            self._observe_queue(track, ahead, elapsed)
-            track.queued = True
-            track.start_low, track.start_high = elapsed, None
-            track.first_poll, track.late_polls, track.overdue = None, 0, 0
-            # Aim at the expected finish (start, then service time) rather than the start:
-            # one poll instead of two for a task that starts when expected.
-            run = mean * (1 - self.spread + 2 * self.spread * self._quantile(mean))
-            return self._clamp(ahead / self.drain_rate(mean) + run)
-        if track.seen_ahead is not None:
-            self._observe_queue(track, 0, elapsed)
-        if track.start_high is None:
-            track.start_high = elapsed
-        if track.first_poll is None:
-            start = (track.start_low + track.start_high) / 2
-            track.quantile = self._quantile(mean)
-            if self._probing(task):
-                # Only an earlier poll can show the estimate is too high; it costs a poll.
-                track.quantile = min(track.quantile, self.probe_quantile)
-            aim = start + mean * (1 - self.spread + 2 * self.spread * track.quantile)
-            track.latest = start + mean * (1 + self.spread)
-            if aim - elapsed > self.max_interval:
-                return self.max_interval  # a check-in on the way; aim again after it
-            if aim > elapsed + self.min_interval or polls_so_far == 0:
-                track.first_poll = aim
-                return self._clamp(aim - elapsed)
-            track.first_poll = elapsed
-        if polls_so_far > 0 and track.late_polls == 0:
-            self._learn(task, track, done=False)
-        track.late_polls += 1
-        if elapsed < track.latest:
-            # Still within the expected range: space polls by the lag we accept.
-            return self._clamp(min(self.lag_budget, track.latest - elapsed + self.dense))
+            return self._queued(task, track, ahead, elapsed, first_seen)
+        if track.start_high is None or track.start_high > elapsed or track.seen_ahead:
+            self._started(track, elapsed, first_seen)
+        first = self._first_poll(task, track)
+        if elapsed < first - self.min_interval:
+            return self._clamp(first - elapsed)
+        latest = (track.start_high or elapsed) + run * (1 + self.spread)
+        if elapsed < latest:
+            return self._clamp(min(self.lag_budget, latest - elapsed + self.dense))
         track.overdue += 1
-        return self._clamp(self.dense * self.backoff ** (track.overdue - 1))
+        # Later than the model allows: back off, but never so far that lag outgrows twice
+        # the budget while the estimate catches up.
+        sparser = self.dense * self.backoff ** (track.overdue - 1)
+        return self._clamp(min(sparser, 2 * self.lag_budget))
+
+    def _first_poll(self, task: Task, track: _Track) -> float:
+        run = self.expected(task)
+        earliest = track.start_low + run * (1 - self.spread)
+        return earliest + self._first_quantile(task, track) * self._width(task, track)
+
+    def _width(self, task: Task, track: _Track) -> float:
+        start_range = (track.start_high or track.start_low) - track.start_low
+        return start_range + 2 * self.spread * self.expected(task)
+
+    def _first_quantile(self, task: Task, track: _Track) -> float:
+        """As late in the range as 0.9, but early enough that no task waits over the budget."""
+        return min(0.9, self.lag_budget / max(self._width(task, track), 1e-6))
+
+    def _queued(
+        self, task: Task, track: _Track, ahead: int, elapsed: float, first_seen: bool
+    ) -> float:
+        drain = self.drain_rate(self.expected(task))
+        to_start = ahead / drain
+        if first_seen:
+            self._learn_wait(elapsed + to_start)
+        track.seen_ahead, track.seen_at_poll = ahead, elapsed
+        track.start_low, track.start_high = elapsed + to_start, None
+        track.quantile, track.overdue = None, 0
+        run = self.expected(task)
+        if to_start <= max(self.lag_budget * 2, run * (1 - self.spread)):
+            track.start_high = track.start_low  # it starts soon: aim straight at the finish
+            return self._clamp(self._first_poll(task, track) - elapsed)
+        return self._clamp(to_start * 0.8)  # look again when it should be about to start
+
+    def _started(self, track: _Track, elapsed: float, first_seen: bool) -> None:
+        if track.seen_ahead is not None:
+            # It started since that poll: the `seen_ahead` before it took about half the gap.
+            self._learn_start(track, (track.seen_at_poll + elapsed) / 2)
+            track.start_low = track.seen_at_poll
+        elif first_seen:
+            track.start_low = 0.0
+            if self._wait > elapsed:
+                self._learn_wait(elapsed / 2)
+        track.start_high = elapsed
+        track.seen_ahead = None
+
+    # Learning
 
     def completed(self, task: Task, elapsed: float) -> None:
-        """Learn from the aimed poll finding the task done."""
+        """Learn from a task found done `elapsed` seconds after submission."""
         track = self._tracks.pop(task.id, None)
-        if track is None or track.late_polls > 0 or track.start_high is None:
+        if track is None:
             return
-        if track.first_poll is None:
-            # Done at a check-in before the aim: place that poll in the expected range.
-            mean = self.expected(task)
-            start = (track.start_low + track.start_high) / 2
-            offset = elapsed - start - mean * (1 - self.spread)
-            track.quantile = min(0.99, max(0.01, offset / (2 * self.spread * mean)))
-            track.first_poll = elapsed
-        self._learn(task, track, done=True)
+        key = (task.size, task.count)
+        if track.first_seen and track.quantile is not None:
+            self._track_quantile(task, track.quantile, done=True)
+        run = self.expected(task)
+        if track.seen_ahead is not None:
+            # Queued at the last poll, done now: it started about one run time ago.
+            self._learn_start(track, max(track.seen_at_poll, elapsed - run))
+        if track.first_seen:  # done at its first poll: it started by elapsed - earliest run
+            latest_start = elapsed - run * (1 - self.spread)
+            if self._wait > latest_start:
+                self._learn_wait(max(0.0, latest_start))
+            start_low, start_high, done_after = 0.0, None, 0.0
+        else:
+            start_low, start_high, done_after = track.start_low, track.start_high, track.last_poll
+        longest = elapsed - start_low
+        shortest = done_after - (start_high if start_high is not None else elapsed)
+        if longest < run * (1 - self.spread):
+            self._learn_run(key, longest)  # finished sooner than thought possible
+        elif shortest > run * (1 + self.spread):
+            self._learn_run(key, shortest)  # took longer than thought possible
+        elif start_high is not None and longest - max(shortest, 0.0) <= 0.5 * run:
+            self._learn_run(key, (longest + max(shortest, 0.0)) / 2, weight=0.3)
 
     def forget(self, task_id: int) -> None:
         """Drop the task's tracking state."""
         self._tracks.pop(task_id, None)
 
-    def _learn(self, task: Task, track: _Track, *, done: bool) -> None:
-        # Only the aimed poll of an unqueued task says something clean about the quantile.
-        if track.queued or track.first_poll is None:
+    def _learn_run(self, key: tuple[str, int], seconds: float, weight: float = 1.0) -> None:
+        size, count = key
+        prior = self.prior(_Sized(size, count))
+        if seconds <= 0 or prior <= 0:
             return
-        quantile = track.quantile
+        target = math.log(seconds / prior)
+        current = self._log_factor.get(key, self._global)
+        step = self.learning_rate * weight
+        self._log_factor[key] = current + step * (target - current)
+        self._global += step * 0.5 * (target - self._global)
+
+    def _learn_start(self, track: _Track, started: float) -> None:
+        """Learn how fast `ahead` counts down from when a task seen queued started.
+
+        What `wait_time` counts (queued tasks only, or running ones too) differs between
+        services, so the rate is fitted as "tasks ahead per second until the start".
+        """
+        if track.seen_ahead:
+            # Averaged as seconds per task ahead: a rate from a short wait would explode.
+            per_task = max(0.0, started - track.seen_at_poll) / track.seen_ahead
+            old = 1 / self._drain if self._drain is not None else per_task
+            per_task = old + self.learning_rate * (per_task - old)
+            self._drain = 1 / max(per_task, 1e-3)
+
+    def _learn_wait(self, seconds: float) -> None:
+        self._wait += self.learning_rate * (max(0.0, seconds) - self._wait)
+
+    def _track_quantile(self, task: Task, quantile: float, *, done: bool) -> None:
+        # Done more often than the quantile predicts: the estimate is too high, and back.
+        step = self.quantile_rate * (quantile - (1.0 if done else 0.0))
         key = (task.size, task.count)
-        chance = max(0.01, quantile if done else 1 - quantile)
-        run_done, run_logp = self._runs.get(key, (done, 0.0))
-        run_logp = run_logp + math.log(chance) if run_done == done else math.log(chance)
-        self._runs[key] = (done, run_logp)
-        step = self.learning_rate * ((quantile - 1) if done else quantile)
-        # A run of one outcome that chance explains less than 2 % of the time means the
-        # estimate is far off: grow the step with the run so a bad prior is corrected fast.
-        halvings = (math.log(0.02) - run_logp) / math.log(2)
-        if halvings > 0:
-            step += (-0.1 if done else 0.1) * halvings
-        step = max(-0.5, min(1.0, step))
-        factor = self._factors.get(key, self._global) * (1 + step)
-        self._factors[key] = min(100.0, max(0.01, factor))
-        self._global = min(100.0, max(0.01, self._global * (1 + step / 2)))
-
-    def drain_rate(self, mean: float) -> float:
-        """Tasks per second leaving the service's queue: learned, else `workers / mean`."""
-        return self._drain if self._drain is not None else self.workers / max(mean, 0.01)
-
-    def _observe_queue(self, track: _Track, ahead: int, elapsed: float) -> None:
-        """Learn the queue's drain rate from how fast the tasks ahead of one task went."""
-        if track.seen_ahead is not None and elapsed > track.seen_at and ahead <= track.seen_ahead:
-            sample = (track.seen_ahead - ahead) / (elapsed - track.seen_at)
-            if ahead == 0:  # it started some time before this poll: the rate was at least this
-                sample = max(sample, self._drain or 0.0)
-            if sample > 0:
-                old = self._drain if self._drain is not None else sample
-                self._drain = old + 0.2 * (sample - old)
-        track.seen_ahead, track.seen_at = (ahead, elapsed) if ahead > 0 else (None, 0.0)
-
-    def _probing(self, task: Task) -> bool:
-        """True when recent aimed polls all found tasks done: the estimate may be too high."""
-        run_done, run_logp = self._runs.get((task.size, task.count), (False, 0.0))
-        return run_done and run_logp < math.log(0.3)
+        self._log_factor[key] = self._log_factor.get(key, self._global) + step
+        self._global += step * 0.5
 
     def _clamp(self, seconds: float) -> float:
         return min(self.max_interval, max(self.min_interval, seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sized:
+    size: str
+    count: int
 
 
 def make_strategy(name: str, **kwargs: Any) -> PollStrategy:

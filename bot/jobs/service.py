@@ -148,6 +148,8 @@ class GenerationService:
             for worker in late:
                 worker.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if summary := getattr(self.poller.strategy, "summary", None):
+            log.info("polling learned: %s", summary())
         log.info("generation service stopped")
 
     async def enqueue(self, request: GenerationRequest, *, limits: Limits) -> Task:
