@@ -23,7 +23,7 @@ def test_benchmark_smoke_run(tmp_path):
     for scenario in report["scenarios"]:
         assert scenario["delivered"] == scenario["tasks"] > 0, scenario
         assert scenario["ack_p99_ms"] > 0 and scenario["cpu_ms_per_task"] > 0
-        assert scenario["poll_calls_per_task"] >= 1
+        assert scenario["poll_calls_per_task"] > 0
     batch = report["scenarios"][-1]["calls_per_task"]
     assert batch.get("task_results", 0) > 0 and batch.get("task_result", 0) == 0
     assert report["recovery"]["tracked_again"] == report["recovery"]["pending"]
