@@ -183,25 +183,21 @@ async def test_guild_language_is_the_fallback_for_unsupported_locales(harness):
         channel_id=CH_A,
     )
     await answer_text(ix)
-    ix = await fake.slash(
-        "account",
-        subcommand="status",
-        user_id=MEMBER_A,
-        guild_id=GUILD_A,
-        channel_id=CH_A,
-        locale="fr",
-    )
-    assert "管理服务器" in await answer_text(ix)
+
+    async def status_in_french() -> str:
+        ix = await fake.slash(
+            "account",
+            subcommand="status",
+            user_id=MEMBER_A,
+            guild_id=GUILD_A,
+            channel_id=CH_A,
+            locale="fr",
+        )
+        return await answer_text(ix)
+
+    assert "管理服务器" in await status_in_french()
     await harness.restart()  # the guild's language is remembered
-    ix = await fake.slash(
-        "account",
-        subcommand="status",
-        user_id=MEMBER_A,
-        guild_id=GUILD_A,
-        channel_id=CH_A,
-        locale="fr",
-    )
-    assert "管理服务器" in await answer_text(ix)
+    assert "管理服务器" in await status_in_french()
 
 
 async def test_commands_in_dms_say_they_work_in_servers_only(harness):
