@@ -405,3 +405,40 @@ async def test_chinese_speakers_get_chinese_answers_and_status(gen):
         CH_A, lambda m: int(m["id"]) == task.status_message_id and "已完成" in m["content"]
     )
     assert "任务 #1" in status["content"]
+
+
+async def test_an_image_that_cannot_be_downloaded_is_linked_and_said_so(gen):
+    from bot.discord_jobs.downloads import DownloadError
+
+    fetcher = gen.bot.delivery.fetcher
+    real_fetch = fetcher.fetch
+
+    async def flaky(url):
+        if url.endswith("_00001.jpg"):
+            raise DownloadError("HTTP 503")
+        return await real_fetch(url)
+
+    fetcher.fetch = flaky
+    task_id = await accepted(await imagine(gen, count=2))
+    message = await wait_result(gen, task_id)
+    assert "1 image(s) could not be downloaded" in text_of(message)
+    assert "_00001.jpg" in text_of(message)
+    files = {a["filename"]: a["size"] for a in message["attachments"]}
+    assert files["task-1-2.jpg"] < files["task-1-1.jpg"]  # the smaller preview stands in
+
+
+async def test_results_that_cannot_be_downloaded_fail_with_a_message(gen):
+    from bot.discord_jobs.downloads import DownloadError
+
+    async def broken(url):
+        raise DownloadError("HTTP 503")
+
+    gen.bot.delivery.fetcher.fetch = broken
+    gen.bot.generation.delivery_retry = 0.05
+    task_id = await accepted(await imagine(gen, count=1))
+    text = await failure_message(gen, task_id)
+    assert "could not be posted" in text
+    task = await gen.bot.store.tasks.get(task_id)
+    assert task.state == TaskState.FAILED and task.error == "delivery_failed"
+    assert result_of(gen, task_id) == []
+    gen.check.ignore(lambda r: "could not download" in r.getMessage())

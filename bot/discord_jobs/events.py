@@ -98,6 +98,11 @@ class DiscordJobEvents:
     async def deliver(self, task: Task) -> discord.Message | None:
         """Post a task's result; None when neither the channel nor the requester's DMs take it."""
         images = await download_result(self.fetcher, task.images)
+        if task.images and not any(images.originals):
+            # Nothing could be fetched from the service: try again later (bounded by the job
+            # layer, which then fails the task with a message to the requester).
+            log.warning("task %s: no result image could be downloaded", task.id)
+            return None
         kind = "r" + str(time.time_ns() % 10**9) if task.state == TaskState.DELIVERED else "d"
         message = await self._post_in_channel(task, images, kind)
         if message is None:

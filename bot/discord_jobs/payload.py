@@ -37,6 +37,7 @@ class FittedImages:
     linked: tuple[str, ...]
     reduced: bool
     originals: tuple[str, ...] = ()
+    missing: int = 0  # images that could not be downloaded from the service
 
     def discord_files(self) -> list[discord.File]:
         """Fresh `discord.File`s (a sent File is consumed, so build new ones per send)."""
@@ -92,7 +93,9 @@ async def fit_images(
             linked.append(result.urls[index])
         else:
             files.append(_named(prefix, index, data))
-    return FittedImages(_with_grid(grid_file, files), grid_file, tuple(linked), True, result.urls)
+    missing = count - len(available)
+    files_and_grid = _with_grid(grid_file, files)
+    return FittedImages(files_and_grid, grid_file, tuple(linked), True, result.urls, missing)
 
 
 async def _fitting(

@@ -107,9 +107,14 @@ def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) ->
     if fitted is not None and fitted.grid is not None:
         embed.set_image(url=f"attachment://{fitted.grid.filename}")
     if fitted is not None and fitted.reduced:
+        note = (
+            t("result.missing", locale, count=fitted.missing)
+            if fitted.missing
+            else t("result.reduced", locale)
+        )
         embed.add_field(
             name=t("result.originals", locale),
-            value=_links(t("result.reduced", locale), fitted.originals),
+            value=_links(note, fitted.originals),
             inline=False,
         )
     embed.set_footer(text=t("result.footer", locale, id=task.id, kind=task.kind))
