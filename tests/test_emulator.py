@@ -746,6 +746,7 @@ def test_cli_arguments_build_settings() -> None:
             "--envelope=always",
             "--no-batch",
             "--generation-time=0.5",
+            "--generation-noise=0.4",
             "--token-ttl=9",
             "--seed=3",
         ]
@@ -755,6 +756,7 @@ def test_cli_arguments_build_settings() -> None:
     assert settings.faults.busy_above == 3 and settings.faults.envelope == "always"
     assert settings.faults.batch_enabled is False and settings.faults.token_ttl == 9
     assert settings.generation_time == 0.5 and settings.seed == 3
+    assert settings.generation_noise == 0.4
     with pytest.raises(SystemExit):
         parser.parse_args(["--account=no-password"])
 

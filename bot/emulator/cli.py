@@ -40,7 +40,13 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         "--generation-time",
         type=float,
         default=base.generation_time,
-        help="seconds per 512x512 image",
+        help="mean seconds per 512x512 image (grows with pixels and image count)",
+    )
+    add(
+        "--generation-noise",
+        type=float,
+        default=base.generation_noise,
+        help="spread of generation times, e.g. 0.2 for +-20%% (uniform)",
     )
     add("--training-time", type=float, default=base.training_time, help="seconds per training")
     add("--workers", type=int, default=base.workers, help="generations run at once, service-wide")
@@ -92,6 +98,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
     settings = EmulatorSettings(
         points=args.points,
         generation_time=args.generation_time,
+        generation_noise=args.generation_noise,
         training_time=args.training_time,
         workers=args.workers,
         seed=args.seed,
