@@ -9,8 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.crypto import SecretBox, mask_email
-from bot.jobs.errors import NoAccount
+from bot.crypto import SecretBox, SecretUnreadable, mask_email
+from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.logs import redactor
 from bot.store import Store
 from bot.v1b import AccountSession, V1bClient
@@ -50,7 +50,7 @@ class AccountManager:
         self._sessions: dict[int, AccountSession] = {}
 
     async def session_for(self, guild_id: int) -> AccountSession:
-        """The guild's session; raises NoAccount, or SecretUnreadable when the key changed."""
+        """The guild's session; raises NoAccount, or AccountUnreadable when the key changed."""
         cached = self._sessions.get(guild_id)
         if cached is not None:
             return cached
@@ -60,9 +60,13 @@ class AccountManager:
                 raise NoAccount()
             session = self._demo_session(guild_id)
         else:
-            email = self._box.decrypt(row.email_encrypted)
-            password = self._box.decrypt(row.password_encrypted)
-            token = self._box.decrypt(row.token_encrypted) if row.token_encrypted else None
+            try:
+                email = self._box.decrypt(row.email_encrypted)
+                password = self._box.decrypt(row.password_encrypted)
+                token = self._box.decrypt(row.token_encrypted) if row.token_encrypted else None
+            except SecretUnreadable:
+                log.warning("guild %s: stored Miaohua account unreadable (key changed?)", guild_id)
+                raise AccountUnreadable() from None
             for secret in (password, token):
                 redactor.add(secret)
             session = self._client.account(

@@ -11,6 +11,7 @@ from discord import app_commands
 from bot.crypto import SecretUnreadable
 from bot.errors import UserFacingError
 from bot.i18n import t
+from bot.jobs.errors import AccountUnreadable
 from bot.replies import reply
 from bot.v1b import errors as v1b
 
@@ -37,7 +38,7 @@ def describe_error(error: BaseException, locale: str) -> str | None:
     key = getattr(error, "key", None)
     if key and hasattr(error, "params"):  # admission refusals from the job layer
         return t(f"refused.{key}", locale, **error.params)
-    if isinstance(error, SecretUnreadable):
+    if isinstance(error, SecretUnreadable | AccountUnreadable):
         return t("account.unreadable", locale)
     if isinstance(error, app_commands.NoPrivateMessage):
         return t("errors.guild_only", locale)

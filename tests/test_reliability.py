@@ -298,3 +298,21 @@ async def test_commands_in_dms_answer_servers_only(harness, command):
         command, options=options, user_id=MEMBER_A, guild_id=None, channel_id=9999
     )
     assert "servers only" in await answer_text(ix)
+
+
+async def test_tasks_resumed_after_a_key_change_fail_with_a_clear_reason(harness_factory):
+    h = await harness_factory(miaohua=FAST_POLLING)
+    task = await h.bot.store.tasks.create(
+        guild_id=GUILD_A, channel_id=CH_A, user_id=MEMBER_A, kind="t2i",
+        model="Artist_V0.1.3", prompt="left in the queue", count=1, scale=7, size="512x512",
+    )  # fmt: skip
+    await h.stop()
+    security = h.settings.security.model_copy(update={"secret_key": None})
+    h.settings = h.settings.model_copy(update={"security": security})
+    await h.start()
+    message = await h.fake.wait_for_message(
+        CH_A, lambda m: f"your task #{task.id} failed" in (m["content"] or "")
+    )
+    assert "/account set" in message["content"]
+    failed = await h.bot.store.tasks.get(task.id)
+    assert failed.state == TaskState.FAILED and failed.error == "account_invalid"

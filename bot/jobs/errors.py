@@ -12,6 +12,10 @@ class JobError(Exception):
     """Base of the job layer's errors."""
 
 
+class AccountUnreadable(JobError):
+    """The guild's stored credentials cannot be decrypted: the bot's secret key changed."""
+
+
 class Refused(JobError):
     """A request was refused at admission; `key` names the reason, `params` fill its message."""
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.jobs.errors import NoAccount
+from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.jobs.models import FailReason
 from bot.jobs.polling import PollStrategy
 from bot.jobs.protocols import AccountResolver
@@ -163,6 +163,10 @@ class Poller:
         except NoAccount:
             for entry in live:
                 await self._fail(entry, FailReason.NO_ACCOUNT, "")
+            return
+        except AccountUnreadable:
+            for entry in live:
+                await self._fail(entry, FailReason.ACCOUNT_INVALID, "stored credentials unreadable")
             return
         except Exception:
             log.exception("could not get the account of guild %s for polling", guild_id)

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.background import Background
 from bot.jobs import admission
-from bot.jobs.errors import NoAccount
+from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.jobs.models import FailReason, GenerationRequest, Limits
 from bot.jobs.poller import Poller
 from bot.jobs.polling import PollStrategy
@@ -247,6 +247,8 @@ class GenerationService:
             await self._back_off(task, exc)
         except NoAccount:
             await self._fail(task, FailReason.NO_ACCOUNT, "")
+        except AccountUnreadable:
+            await self._fail(task, FailReason.ACCOUNT_INVALID, "stored credentials unreadable")
         except NotEnoughPoints as exc:
             await self._fail(task, FailReason.NOT_ENOUGH_POINTS, exc.message)
         except AuthError as exc:

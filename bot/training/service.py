@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.background import Background
-from bot.crypto import SecretUnreadable
 from bot.errors import UserFacingError
 from bot.images import CheckedImage
-from bot.jobs.errors import NoAccount
+from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.store import Store
 from bot.store.trainings import Training, TrainingState
 from bot.training.inputs import check_model_name
@@ -96,7 +95,7 @@ def failure_reason(state: TrainingState, exc: BaseException) -> str:
     """The reason code stored when `exc` ends a job in `state`."""
     if isinstance(exc, NoAccount):
         return "no_account"
-    if isinstance(exc, v1b.AuthError | SecretUnreadable):
+    if isinstance(exc, v1b.AuthError | AccountUnreadable):
         return "account_invalid"
     if isinstance(exc, v1b.NotEnoughPoints):
         return "not_enough_points"
@@ -244,7 +243,7 @@ class TrainingService:
             except StepFailed as exc:
                 await self._fail(training, exc.reason, exc.detail)
                 return
-            except (v1b.V1bError, NoAccount, SecretUnreadable) as exc:
+            except (v1b.V1bError, NoAccount, AccountUnreadable) as exc:
                 log.warning("training %s failed while %s: %s", training_id, state, exc)
                 detail = getattr(exc, "message", "")
                 await self._fail(training, failure_reason(state, exc), detail)
@@ -396,7 +395,7 @@ class TrainingService:
             except v1b.ServiceError as exc:
                 log.warning("training %s: progress unavailable: %s", training.id, exc)
                 continue
-            except (v1b.V1bError, NoAccount, SecretUnreadable) as exc:
+            except (v1b.V1bError, NoAccount, AccountUnreadable) as exc:
                 reason = failure_reason(S.TRAINING, exc)
                 if isinstance(exc, v1b.InvalidRequest):
                     reason = "training_failed"
