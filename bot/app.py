@@ -198,6 +198,8 @@ def create_bot(settings: Settings, **kwargs) -> MiaohuaBot | ShardedMiaohuaBot:
     """Build the bot exactly as `miaohua-bot run` does."""
     point_at_discord(settings)
     hide_gateway_payloads()
+    # The bot never joins voice: discord.py's warnings about missing voice libraries are noise.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     sharded = settings.discord.shard_count or settings.discord.shard_ids
     cls = ShardedMiaohuaBot if sharded else MiaohuaBot
     return cls(settings, **kwargs)

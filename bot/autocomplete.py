@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import discord
@@ -12,6 +13,8 @@ from bot.forms import size_choices
 log = logging.getLogger(__name__)
 
 MAX_CHOICES = 25  # Discord's limit
+# Autocomplete cannot be deferred: answer within Discord's 3-second window or not at all.
+ANSWER_WITHIN = 2.5
 
 
 async def model_autocomplete(
@@ -23,8 +26,9 @@ async def model_autocomplete(
     if guild_id is None:
         return []
     try:
-        form = await bot.forms.generation_form(guild_id)  # type: ignore[attr-defined]
-        trained = await bot.store.models.for_guild(guild_id)  # type: ignore[attr-defined]
+        async with asyncio.timeout(ANSWER_WITHIN):
+            form = await bot.forms.generation_form(guild_id)  # type: ignore[attr-defined]
+            trained = await bot.store.models.for_guild(guild_id)  # type: ignore[attr-defined]
     except Exception:  # autocomplete must answer even when the service does not
         log.warning("model autocomplete failed for guild %s", guild_id, exc_info=True)
         return []
@@ -45,7 +49,8 @@ async def size_autocomplete(
     if interaction.guild_id is None:
         return []
     try:
-        form = await bot.forms.generation_form(interaction.guild_id)  # type: ignore[attr-defined]
+        async with asyncio.timeout(ANSWER_WITHIN):
+            form = await bot.forms.generation_form(interaction.guild_id)  # type: ignore[attr-defined]
     except Exception:
         log.warning("size autocomplete failed for guild %s", interaction.guild_id, exc_info=True)
         return []

@@ -7,7 +7,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +41,15 @@ class DiscordSettings(_Section):
     sync_commands: bool = True
     shard_count: int | None = Field(default=None, ge=1)
     shard_ids: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordSettings:
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("shard_ids needs shard_count")
+            if any(not 0 <= i < self.shard_count for i in self.shard_ids):
+                raise ValueError("shard_ids must be between 0 and shard_count - 1")
+        return self
 
 
 class EmulatorSection(_Section):
@@ -168,8 +184,11 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
-    except ValueError as exc:  # TOML syntax errors surface as tomllib.TOMLDecodeError
-        raise ConfigError(f"config file {path}: {exc}") from None
+    except ValueError as exc:  # TOML syntax, or an environment value that is not valid JSON
+        from_env = path is None or "EnvSettingsSource" in str(exc)
+        where = "MIAOHUA_BOT_* environment" if from_env else f"config file {path}"
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{where}: {first_line}") from None
     finally:
         _config_file.reset(token)
 

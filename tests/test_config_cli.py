@@ -132,3 +132,21 @@ def test_check_config_invalid_value_is_one_line_and_exit_2(tmp_path):
 def test_missing_config_file_is_reported(tmp_path):
     result = _cli("check-config", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert result.returncode == 2 and "not found" in result.stderr
+
+
+def test_shard_ids_need_a_shard_count(monkeypatch):
+    monkeypatch.setenv("MIAOHUA_BOT_DISCORD__SHARD_IDS", "[0, 1]")
+    with pytest.raises(ConfigError, match="shard_ids needs shard_count"):
+        load_settings()
+    monkeypatch.setenv("MIAOHUA_BOT_DISCORD__SHARD_COUNT", "1")
+    with pytest.raises(ConfigError, match="between 0 and shard_count"):
+        load_settings()
+    monkeypatch.setenv("MIAOHUA_BOT_DISCORD__SHARD_COUNT", "2")
+    assert load_settings().discord.shard_ids == [0, 1]
+
+
+def test_an_unparsable_environment_value_is_named(monkeypatch):
+    monkeypatch.setenv("MIAOHUA_BOT_DISCORD", "notjson")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "MIAOHUA_BOT_* environment" in str(err.value) and '"discord"' in str(err.value)

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from bot.app import cog_modules
 from bot.i18n import LOCALES, catalog, t
+from bot.jobs.errors import Refused
+from bot.jobs.models import FailReason
+from bot.tree import _V1B_KEYS
 from tests.conftest import ADMIN_A, CH_A, GUILD_A
 from tests.helpers import answer_text
 
@@ -27,9 +30,20 @@ def test_every_message_key_used_in_code_exists_in_both_catalogs():
             continue
         used |= set(KEY_USE.findall(path.read_text(encoding="utf-8")))
     assert used, "no message keys found"
+    # Keys chosen at run time: error tables and admission refusals.
+    used |= {key for _, key in _V1B_KEYS}
+    used |= {f"refused.{cls.key}" for cls in _subclasses(Refused)}
+    used |= {f"fail.{reason.value}" for reason in FailReason}
     for locale in LOCALES:
         missing = sorted(k for k in used if k not in catalog(locale))
         assert not missing, f"{locale} lacks {missing}"
+
+
+def _subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found
 
 
 def test_templates_use_the_same_fields_in_both_languages():

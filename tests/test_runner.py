@@ -73,7 +73,10 @@ async def test_rejected_token_is_one_clear_line(fake, tmp_path):
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     text = err.decode()
-    assert "rejected the bot token" in text
+    problems = [line for line in text.splitlines() if "miaohua-bot:" in line or "WARNING" in line]
+    assert problems == [
+        "miaohua-bot: Discord rejected the bot token (check MIAOHUA_BOT_DISCORD__TOKEN)"
+    ]
     assert "Traceback" not in text
     assert "wrong-token-0000" not in text
 
