@@ -442,3 +442,22 @@ async def test_results_that_cannot_be_downloaded_fail_with_a_message(gen):
     assert task.state == TaskState.FAILED and task.error == "delivery_failed"
     assert result_of(gen, task_id) == []
     gen.check.ignore(lambda r: "could not download" in r.getMessage())
+
+
+async def test_omitted_options_take_the_guild_defaults_then_the_forms(gen):
+    await gen.bot.store.settings.update(
+        GUILD_A, size="640x960", count=2, scale=11, model="Watercolor_V1", negative_prompt="blur"
+    )
+    task_id = await accepted(await imagine(gen))
+    task = await gen.bot.store.tasks.get(task_id)
+    assert (task.size, task.count, task.scale, task.model, task.negative_prompt) == (
+        "640x960",
+        2,
+        11,
+        "Watercolor_V1",
+        "blur",
+    )
+    assert task.seed == -1
+    await gen.bot.store.settings.reset(GUILD_A)
+    task = await gen.bot.store.tasks.get(await accepted(await imagine(gen, user_id=MEMBER_A2)))
+    assert (task.size, task.count, task.scale, task.model) == ("512x512", 2, 7, "Artist_V0.1.3")

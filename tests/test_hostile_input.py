@@ -154,3 +154,49 @@ def test_oversized_file_is_refused_by_size_first():
         assert err.key == "image.too_large"
     else:
         raise AssertionError("an oversized file was accepted")
+
+
+@fuzz
+@given(st.text())
+def test_cleaned_prompts_hold_no_control_or_invisible_characters(text):
+    import unicodedata
+
+    from bot.text import clean_prompt
+
+    try:
+        cleaned = clean_prompt(text)
+    except UserFacingError as err:
+        assert err.key == "generate.empty_prompt"
+        return
+    assert cleaned and cleaned == cleaned.strip() and "  " not in cleaned
+    for ch in cleaned:
+        assert ch == " " or not ch.isspace()
+        assert unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+    assert clean_prompt(cleaned) == cleaned  # idempotent
+
+
+@fuzz
+@given(st.text(max_size=60))
+def test_training_names_are_accepted_only_when_well_formed(text):
+    from bot.training.inputs import check_model_name
+
+    try:
+        name = check_model_name(text, taken=["taken name"])
+    except UserFacingError as err:
+        assert err.key in {"train.name_length", "train.name_chars", "train.name_taken"}
+    else:
+        assert 2 <= len(name) <= 40 and name == " ".join(name.split())
+        assert name.casefold() != "taken name"
+
+
+@fuzz
+@given(st.text(max_size=40))
+def test_dataset_ids_parse_to_positive_integers_or_a_clear_refusal(text):
+    from bot.training.inputs import parse_dataset_ids
+
+    try:
+        ids = parse_dataset_ids(text)
+    except UserFacingError as err:
+        assert err.key == "train.bad_dataset_ids"
+    else:
+        assert all(isinstance(i, int) and i > 0 for i in ids)

@@ -296,3 +296,46 @@ async def test_status_shows_training_jobs_with_progress(harness):
     assert re.search(r"#1 \*\*Ink Style\*\* · [^\n]* \d+%", text), text
     ix = await harness.fake.slash("status", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A)
     assert "Ink Style" not in await answer_text(ix)  # members see only their own
+
+
+async def test_trainer_role_may_train_and_concurrent_trainings_are_limited(harness):
+    from tests.conftest import TRAINER_ROLE_A
+
+    harness.emu.state.settings.training_time = 30
+    await harness.bot.store.settings.update(GUILD_A, trainer_role_id=TRAINER_ROLE_A)
+    harness.fake.add_member(GUILD_A, 3010, "trainer", roles=[TRAINER_ROLE_A])
+    assert "#1" in await train(harness, user=3010, attachments=images(harness, 3))
+    busy = await train(harness, name="Second Style", attachments=images(harness, 3))
+    assert "already runs 1 training" in busy
+    assert [t.name for t in await harness.bot.store.trainings.recent(GUILD_A)] == ["Ink Style"]
+
+
+async def test_training_from_an_existing_dataset(harness):
+    await train(harness, attachments=images(harness, 3))
+    first = await wait_state(harness, 1, TrainingState.DONE, timeout=20)
+    dataset_id = first.dataset_ids[0]
+    text = await train(harness, name="Again Style", datasets=str(dataset_id))
+    assert "#2" in text
+    second = await wait_state(harness, 2, TrainingState.DONE, timeout=20)
+    assert tuple(second.dataset_ids) == (dataset_id,)
+    assert harness.emu.state.calls["dataset"] == 1  # no new dataset for the second
+    assert "do not exist" in await train(harness, name="Nope Style", datasets="99999")
+
+
+async def test_another_guild_sees_neither_models_nor_samples(harness):
+    from tests.conftest import ADMIN_B, CH_B, GUILD_B
+
+    await train(harness, attachments=images(harness, 3))
+    await wait_state(harness, 1, TrainingState.DONE, timeout=20)
+    ix = await harness.fake.slash("models", user_id=ADMIN_B, guild_id=GUILD_B, channel_id=CH_B)
+    assert "Ink_Style" not in await answer_text(ix)
+    note = next(
+        m for m in harness.fake.channel_messages(CH_A)
+        if any(c.get("custom_id", "").startswith("mh:sample:")
+               for row in m.get("components") or [] for c in row["components"])
+    )  # fmt: skip
+    ix = await harness.fake.click(
+        note, "mh:sample:1", user_id=ADMIN_B, guild_id=GUILD_B, channel_id=CH_B
+    )
+    await answer_text(ix)
+    assert await harness.bot.store.tasks.recent(GUILD_B) == []
