@@ -281,7 +281,8 @@ class AdaptiveInterval:
             self._drain = 1 / max(per_task, 1e-3)
 
     def _learn_wait(self, seconds: float) -> None:
-        self._wait += self.learning_rate * (max(0.0, seconds) - self._wait)
+        # The service's queue changes fast as load comes and goes: follow it closely.
+        self._wait += 0.5 * (max(0.0, seconds) - self._wait)
 
     def _track_quantile(self, task: Task, quantile: float, *, done: bool) -> None:
         # Done more often than the quantile predicts: the estimate is too high, and back.
