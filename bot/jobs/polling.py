@@ -122,8 +122,11 @@ class AdaptiveInterval:
 
     def prior(self, task: Task) -> float:
         """Return the prior run time of a task from its size and image count."""
-        width, height = parse_size(task.size)
-        return self.base_seconds * (width * height / 512**2) * (1 + 0.25 * (max(1, task.count) - 1))
+        return self._prior(task.size, task.count)
+
+    def _prior(self, size: str, count: int) -> float:
+        width, height = parse_size(size)
+        return self.base_seconds * (width * height / 512**2) * (1 + 0.25 * (max(1, count) - 1))
 
     def expected(self, task: Task) -> float:
         """Return the current estimate of the mean run time of a task."""
@@ -258,7 +261,7 @@ class AdaptiveInterval:
 
     def _learn_run(self, key: tuple[str, int], seconds: float, weight: float = 1.0) -> None:
         size, count = key
-        prior = self.prior(_Sized(size, count))
+        prior = self._prior(size, count)
         if seconds <= 0 or prior <= 0:
             return
         target = math.log(seconds / prior)
@@ -293,12 +296,6 @@ class AdaptiveInterval:
 
     def _clamp(self, seconds: float) -> float:
         return min(self.max_interval, max(self.min_interval, seconds))
-
-
-@dataclass(frozen=True, slots=True)
-class _Sized:
-    size: str
-    count: int
 
 
 def make_strategy(name: str, **kwargs: Any) -> PollStrategy:
