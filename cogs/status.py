@@ -41,6 +41,26 @@ class StatusCog(commands.Cog):
         else:
             await self._one(interaction, task)
 
+    @app_commands.command(name=_T("cancel"), description=_T("Cancel a task still in the queue"))
+    @app_commands.rename(task=_T("task"))
+    @app_commands.describe(task=_T("The task number"))
+    async def cancel(
+        self, interaction: discord.Interaction, task: app_commands.Range[int, 1]
+    ) -> None:
+        assert interaction.guild_id is not None
+        locale = self.bot.locale_for(interaction)
+        found = await self.bot.store.tasks.get_in_guild(interaction.guild_id, task)
+        may = interaction.permissions.manage_messages or interaction.permissions.manage_guild
+        if found is None or (found.user_id != interaction.user.id and not may):
+            await reply(interaction, t("status.not_found", locale, id=task))
+            return
+        if not await self.bot.generation.cancel(task):
+            await reply(interaction, t("cancel.too_late", locale, id=task))
+            return
+        cancelled = await self.bot.store.tasks.get(task)
+        await self.bot.delivery.status.show(cancelled, render.cancelled_text(cancelled), final=True)
+        await reply(interaction, t("cancel.done", locale, id=task))
+
     async def _one(self, interaction: discord.Interaction, task_id: int) -> None:
         assert interaction.guild_id is not None
         locale = self.bot.locale_for(interaction)

@@ -461,3 +461,16 @@ async def test_omitted_options_take_the_guild_defaults_then_the_forms(gen):
     await gen.bot.store.settings.reset(GUILD_A)
     task = await gen.bot.store.tasks.get(await accepted(await imagine(gen, user_id=MEMBER_A2)))
     assert (task.size, task.count, task.scale, task.model) == ("512x512", 2, 7, "Artist_V0.1.3")
+
+
+async def test_a_failed_task_gives_its_images_back_to_the_quota(gen):
+    import time
+
+    from bot.jobs.admission import utc_day
+
+    await gen.bot.store.settings.update(GUILD_A, daily_quota=5)
+    gen.emu.state.settings.faults.task_failure_rate = 1.0
+    task_id = await accepted(await imagine(gen, count=2))
+    await failure_message(gen, task_id)
+    day = utc_day(time.time())
+    assert await gen.bot.store.usage.get(GUILD_A, MEMBER_A, day) == 0

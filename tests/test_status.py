@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -99,3 +100,41 @@ async def test_queued_tasks_show_their_position_and_the_queue_depth(gen):
     assert all(f"`#{i}`" in overview for i in ids)
     assert await status(gen, ADMIN_A, GUILD_A) and await status(gen, ADMIN_B, GUILD_B)
     assert "`#" not in await status(gen, ADMIN_B, GUILD_B)
+
+
+async def test_cancel_a_queued_task_gives_back_its_quota(harness_factory):
+    from bot.jobs.admission import utc_day
+
+    h = await harness_factory(
+        miaohua={**FAST_POLLING, "account_concurrency": 1},
+        limits={"user_concurrency": 5},
+        emulator={"generation_time": 1.0},
+    )
+    ids = []
+    for _ in range(3):
+        ix = await imagine(h, count=2)
+        ids.append(task_id_of(await answer_text(ix)))
+    day = utc_day(time.time())
+    assert await h.bot.store.usage.get(GUILD_A, MEMBER_A, day) == 6
+    last = ids[-1]
+
+    async def cancel(user_id: int, task_id: int) -> str:
+        ix = await h.fake.slash(
+            "cancel", options={"task": task_id}, user_id=user_id, guild_id=GUILD_A,
+            channel_id=CH_A,
+        )  # fmt: skip
+        return await answer_text(ix)
+
+    assert "not found" in await cancel(MEMBER_A2, last)  # someone else's task
+    assert "was cancelled" in await cancel(MEMBER_A, last)
+    task = await h.bot.store.tasks.get(last)
+    assert task.state == TaskState.CANCELLED
+    assert await h.bot.store.usage.get(GUILD_A, MEMBER_A, day) == 4
+    await h.fake.wait_for_message(
+        CH_A, lambda m: int(m["id"]) == task.status_message_id and "cancelled" in m["content"]
+    )
+    assert "cannot be cancelled" in await cancel(MEMBER_A, last)
+    first = await h.bot.store.tasks.get(ids[0])
+    assert first.state != TaskState.QUEUED
+    assert "cannot be cancelled" in await cancel(MEMBER_A, ids[0])
+    assert h.emu.state.calls["task_submit"] <= 2  # the cancelled one never reached Miaohua

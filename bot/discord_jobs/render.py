@@ -50,6 +50,11 @@ def done_text(task: Task, url: str | None) -> str:
     return t("status.line.done", task.locale, id=task.id, url=url)
 
 
+def cancelled_text(task: Task) -> str:
+    """Status line of a cancelled task."""
+    return t("status.line.cancelled", task.locale, id=task.id)
+
+
 def failed_text(task: Task) -> str:
     """Status line of a failed task."""
     return t(

@@ -191,6 +191,8 @@ class GenerationService:
                 self._positions.pop(task_id, None)
                 cancelled = await self._store.tasks.mark_cancelled(task_id)
                 self._spawn(self._report_positions(guild_id))
+                if cancelled is not None:
+                    await self._refund(cancelled)
                 return cancelled is not None
         return False
 
@@ -315,7 +317,13 @@ class GenerationService:
             log.warning("task %s could not be marked failed (%s)", task.id, reason)
             return
         log.info("task %s failed: %s %s", task.id, reason, detail)
+        await self._refund(failed)
         await self._emit("task_failed", failed)
+
+    async def _refund(self, task: Task) -> None:
+        """Give a task's images back to its requester's daily quota: they got none."""
+        day = admission.utc_day(task.created_at)
+        await self._store.usage.refund(task.guild_id, task.user_id, day, max(1, task.count))
 
     # Delivery
 

@@ -15,6 +15,12 @@ ON CONFLICT (guild_id, user_id, day) DO UPDATE SET count = count + excluded.coun
 RETURNING count
 """
 
+_REFUND = """
+UPDATE daily_usage SET count = MAX(0, count - ?)
+WHERE guild_id = ? AND user_id = ? AND day = ?
+RETURNING count
+"""
+
 _GET = "SELECT count FROM daily_usage WHERE guild_id = ? AND user_id = ? AND day = ?"
 
 _PRUNE = "DELETE FROM daily_usage WHERE day < ?"
@@ -28,6 +34,11 @@ class UsageRepo(Repo):
         row = await self._fetch_one(_INCREMENT, (guild_id, user_id, day, n))
         assert row is not None
         return int(row[0])
+
+    async def refund(self, guild_id: int, user_id: int, day: str, n: int = 1) -> int:
+        """Give back `n` counted on `day` (never below zero); return the new count."""
+        row = await self._fetch_one(_REFUND, (n, guild_id, user_id, day))
+        return int(row[0]) if row else 0
 
     async def get(self, guild_id: int, user_id: int, day: str) -> int:
         """Return the user's count for `day` (0 when nothing was counted)."""
