@@ -194,6 +194,11 @@ def test_training_names_are_accepted_only_when_well_formed(text):
 def test_dataset_ids_parse_to_positive_integers_or_a_clear_refusal(text):
     from bot.training.inputs import parse_dataset_ids
 
+    for tricky in ("¹", "٣", "3, ²"):
+        try:
+            parse_dataset_ids(tricky)
+        except UserFacingError as err:
+            assert err.key == "train.bad_dataset_ids"
     try:
         ids = parse_dataset_ids(text)
     except UserFacingError as err:

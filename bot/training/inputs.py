@@ -46,7 +46,8 @@ def parse_dataset_ids(text: str | None) -> list[int]:
     ids: list[int] = []
     for part in text.split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) <= 0:
+        # ASCII digits only: str.isdigit() also accepts '¹' or '٣', which int() rejects.
+        if not (part.isascii() and part.isdigit()) or int(part) <= 0:
             raise UserFacingError("train.bad_dataset_ids", value=part[:20])
         if int(part) not in ids:
             ids.append(int(part))
