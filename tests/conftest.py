@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import discord
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from bot.app import create_bot
 from bot.config import Settings, load_settings
 from bot.emulator import EmulatorServer, EmulatorSettings
 from tests.fakes import FakeDiscord
 from tests.fakes.logcheck import LogCheck
+
+# CI runs the same property-test examples every time, so a red run can be replayed.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 GUILD_A, GUILD_B = 1001, 1002
 CH_A, NSFW_A, CH_B = 2001, 2002, 2003

@@ -749,3 +749,9 @@ async def test_account_rate_limit_applies_to_http(server: Scripted) -> None:
         await client.close()
     # burst 20, then 10 more at 20/s: about half a second
     assert time.monotonic() - started >= 0.45
+
+
+def test_codes_with_non_ascii_digits_are_not_codes():
+    from bot.v1b.envelope import _as_code
+
+    assert _as_code("¹") is None and _as_code(" -603 ") == -603 and _as_code("604") == 604

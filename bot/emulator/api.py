@@ -194,7 +194,7 @@ class V1bApi:
         body = await json_body(request)
         account = self._account(request, body)
         page: Any = body.get("page", request.query.get("page", 1))
-        if isinstance(page, str) and page.isdigit():
+        if isinstance(page, str) and page.isascii() and page.isdigit():
             page = int(page)
         page = require_int({"page": page}, "page", bounds=(1, MAX_PAGE))
         return self.state.dataset_page(account.email, page)

@@ -57,7 +57,9 @@ def _signed_upload(
         return None
     expires = query.get("Expires", [""])[0]
     signature = query.get("Signature", [""])[0]
-    if not expires.isdigit() or int(expires) != upload.expires or upload.expires < time.time():
+    if not (expires.isascii() and expires.isdigit()):
+        return None
+    if int(expires) != upload.expires or upload.expires < time.time():
         return None
     if not hmac.compare_digest(signature, _signature(state, upload_id, upload.expires)):
         return None
