@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
+from bot.autocomplete import matching_choices
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.replies import defer, reply
@@ -25,7 +26,6 @@ from bot.v1b import TrainForm
 
 log = logging.getLogger(__name__)
 
-MAX_CHOICES = 25
 EMBED_TEXT_MAX = 4000
 DEFAULT_MAIN_BODY = "Style"
 IMAGE_OPTIONS = tuple(f"image{i}" for i in range(1, 11))
@@ -60,36 +60,28 @@ def pick_choice(value: str | None, offered: list[str], key: str, default: str | 
     return value
 
 
-async def _form_autocomplete(
-    interaction: discord.Interaction, current: str, field: str
-) -> list[app_commands.Choice[str]]:
-    if interaction.guild_id is None:
-        return []
-    try:
-        form: TrainForm = await interaction.client.forms.train_form(interaction.guild_id)  # type: ignore[attr-defined]
-    except Exception:  # autocomplete must answer even when the service does not
-        log.warning("train form autocomplete failed for %s", interaction.guild_id, exc_info=True)
-        return []
-    needle = current.casefold()
-    return [
-        app_commands.Choice(name=value[:100], value=value)
-        for value in getattr(form, field)
-        if needle in value.casefold()
-    ][:MAX_CHOICES]
+def _train_form_field(field: str):
+    async def options(bot, guild_id: int) -> list[tuple[str, str]]:
+        form: TrainForm = await bot.forms.train_form(guild_id)
+        return [(value, value) for value in getattr(form, field)]
+
+    return options
 
 
 async def main_body_autocomplete(
     interaction: discord.Interaction, current: str
 ) -> list[app_commands.Choice[str]]:
     """Subjects offered by the guild's training form."""
-    return await _form_autocomplete(interaction, current, "main_bodies")
+    return await matching_choices(interaction, current, _train_form_field("main_bodies"), "subject")
 
 
 async def base_model_autocomplete(
     interaction: discord.Interaction, current: str
 ) -> list[app_commands.Choice[str]]:
     """Base models offered by the guild's training form."""
-    return await _form_autocomplete(interaction, current, "base_models")
+    return await matching_choices(
+        interaction, current, _train_form_field("base_models"), "base model"
+    )
 
 
 def chunk_lines(lines: list[str], limit: int = EMBED_TEXT_MAX) -> list[str]:

@@ -339,3 +339,21 @@ async def test_another_guild_sees_neither_models_nor_samples(harness):
     )
     await answer_text(ix)
     assert await harness.bot.store.tasks.recent(GUILD_B) == []
+
+
+async def test_training_form_autocomplete_answers_within_discords_window(harness):
+    async def choices(focused: str, typed: str) -> list[str]:
+        found = await harness.fake.autocomplete(
+            "train", focused=focused, options={"name": "x", focused: typed},
+            user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A,
+        )  # fmt: skip
+        return [c["value"] for c in found]
+
+    assert await choices("main_body", "hu") == ["Human"]
+    harness.bot.forms.invalidate(GUILD_A)
+    harness.emu.state.settings.faults.latency = 3.0  # slower than Discord waits
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await choices("base_model", "") == []
+    assert loop.time() - started < 3.0
+    harness.emu.state.settings.faults.latency = 0.0
