@@ -12,7 +12,7 @@ from bot.errors import UserFacingError
 from bot.training import archive
 from bot.training.archive import ArchiveLimits, read_archive
 from bot.training.zip_entries import central_directory, count_headers
-from tests.archives import empty_entries_zip, three_hundred_thousand_entries, zipfile_names
+from tests.crafted import empty_entries_zip, three_hundred_thousand_entries, zipfile_names
 
 LIMITS = ArchiveLimits(files=50, total_bytes=10_000_000, file_bytes=1_000_000)
 
