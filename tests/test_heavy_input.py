@@ -17,7 +17,7 @@ from PIL import Image, ImageFile
 from bot.i18n import t
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
 from tests.crafted import heavy_png, three_hundred_thousand_entries
-from tests.genutil import FAST_POLLING, eventually, wait_result
+from tests.genutil import FAST_POLLING, eventually, task_id_of, wait_result
 from tests.helpers import answer, answer_text, message_text, png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +137,7 @@ async def test_images_and_archives_are_decoded_and_encoded_off_the_event_loop(
     )
     text = await answer_text(ix)
     assert "Accepted as task #" in text, text
-    result = await wait_result(h, 1)
+    result = await wait_result(h, task_id_of(text))
     assert result["attachments"][0]["filename"] == "grid.jpg"  # a grid was built
     colors = ("red", "green", "blue", "gold")
     images = {f"image{n + 1}": png_bytes(48, 48, color) for n, color in enumerate(colors[:2])}
