@@ -22,6 +22,7 @@ from bot.i18n import t
 from bot.images import check_image
 from bot.jobs import GenerationRequest, Limits
 from bot.jobs.admission import check_request
+from bot.offload import offload
 from bot.replies import defer, reply
 from bot.ui import ReportingModal, unique_custom_id
 
@@ -194,8 +195,10 @@ class GenerateCog(commands.Cog):
         await defer(interaction)
         assert interaction.guild_id is not None
         limits = self.bot.settings.limits
-        checked = check_image(
-            await self._read(attachment, limits.attachment_bytes),
+        data = await self._read(attachment, limits.attachment_bytes)
+        checked = await offload(
+            check_image,
+            data,
             attachment.filename,
             max_bytes=limits.attachment_bytes,
             max_pixels=limits.attachment_pixels,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import discord
@@ -13,6 +12,7 @@ from discord.ext import commands
 from bot.autocomplete import matching_choices
 from bot.errors import UserFacingError
 from bot.i18n import t
+from bot.offload import offload
 from bot.replies import defer, reply
 from bot.training import SampleButton, TrainingRequest
 from bot.training.inputs import (
@@ -214,14 +214,14 @@ class TrainingCog(commands.Cog):
                     limit_mb=f"{limits.attachment_bytes / 1048576:.1f}",
                 )
         uploads = [(a.filename, await a.read()) for a in attachments]
-        images = await asyncio.to_thread(check_uploads, uploads, limits)
+        images = await offload(check_uploads, uploads, limits)
         skipped: list[str] = []
         if archive is not None:
             if archive.size > limits.archive_bytes:
                 raise UserFacingError(
                     "archive.too_large", limit_mb=f"{limits.archive_bytes / 1048576:.1f}"
                 )
-            found = await asyncio.to_thread(check_archive, await archive.read(), limits)
+            found = await offload(check_archive, await archive.read(), limits)
             images += found.images
             skipped = found.skipped
         return images, skipped

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ import discord
 
 from bot.discord_jobs.downloads import ImageFetcher
 from bot.images import make_grid, shrink_to, sniff_content_type
+from bot.offload import offload
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,8 @@ async def fit_images(
     available = [data for data in result.originals if data is not None]
     grid_file: NamedFile | None = None
     if grid and len(available) > 1:
-        grid_bytes = await asyncio.to_thread(make_grid, available)
-        grid_bytes = await asyncio.to_thread(shrink_to, grid_bytes, limit // 4)
+        grid_bytes = await offload(make_grid, available)
+        grid_bytes = await offload(shrink_to, grid_bytes, limit // 4)
         if grid_bytes is not None:
             grid_file = NamedFile(GRID_NAME, grid_bytes)
     budget = limit - (len(grid_file.data) if grid_file else 0)
@@ -104,7 +104,7 @@ async def _fitting(
     """The image re-encoded within `max_bytes`, falling back to the service's preview."""
     original = result.originals[index]
     if original is not None:
-        shrunk = await asyncio.to_thread(shrink_to, original, max_bytes)
+        shrunk = await offload(shrink_to, original, max_bytes)
         if shrunk is not None:
             return shrunk
     if result.middles is None:
@@ -112,7 +112,7 @@ async def _fitting(
     middle = result.middles[index]
     if middle is None:
         return None
-    return await asyncio.to_thread(shrink_to, middle, max_bytes)
+    return await offload(shrink_to, middle, max_bytes)
 
 
 def _named(prefix: str, index: int, data: bytes) -> NamedFile:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -163,7 +164,7 @@ class V1bApi:
         account = self.state.account_for(bearer_token(request) or token)
         if not images:
             raise errors.InvalidInput("init_img is required")
-        kinds = [sniff_image(data) for data in images]
+        kinds = await asyncio.to_thread(_sniff_all, images)  # Pillow reads whole files
         if None in kinds:
             raise errors.InvalidInput("invalid image")
         base = origin(request, self.state)
@@ -261,3 +262,7 @@ def _training_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         "nsfw": require_int(body, "nsfw", default=0, bounds=(0, 1)),
         "dataset": list(dataset),
     }
+
+
+def _sniff_all(images: list[bytes]) -> list[str | None]:
+    return [sniff_image(data) for data in images]

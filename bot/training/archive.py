@@ -11,6 +11,7 @@ from io import BytesIO
 from typing import IO
 
 from bot.errors import UserFacingError
+from bot.training.zip_entries import central_directory, count_headers
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def read_archive(data: bytes, limits: ArchiveLimits) -> ArchiveMembers:
 
     Raises UserFacingError (`archive.*`) on anything unsafe; never writes to disk.
     """
+    check_entry_count(data, limits)
     try:
         zf = zipfile.ZipFile(BytesIO(data))
     except (zipfile.BadZipFile, OSError, ValueError):
@@ -57,6 +59,22 @@ def read_archive(data: bytes, limits: ArchiveLimits) -> ArchiveMembers:
                 raise UserFacingError("archive.nested", name=_shown(info.filename))
             members.files.append((info.filename, content))
     return members
+
+
+def check_entry_count(data: bytes, limits: ArchiveLimits) -> None:
+    """Refuse on the central directory's entry count, before zipfile builds one object per entry.
+
+    Folders are entries too: allow one per file. check_directory then counts the files exactly.
+    """
+    most = 2 * limits.files
+    directory = central_directory(data)
+    if directory.declared > most:
+        raise UserFacingError(
+            "archive.too_many_files", count=directory.declared, limit=limits.files
+        )
+    # The declared count may lie: zipfile reads headers until the directory's size is used up.
+    if count_headers(data, directory, stop_after=most) > most:
+        raise UserFacingError("archive.bad")
 
 
 def check_directory(infos: list[zipfile.ZipInfo], limits: ArchiveLimits) -> None:

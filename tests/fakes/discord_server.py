@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
@@ -456,5 +457,6 @@ class FakeDiscord:
         self.interactions[ix.id] = ix
         self.interactions_by_token[ix.token] = ix
         await self.gateway.wait_connected(self.wait_timeout)
+        ix.sent_at = time.monotonic()
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
         return ix

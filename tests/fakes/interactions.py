@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,10 @@ class FakeInteraction:
         self.token: str = payload["token"]
         self.type: int = payload["type"]
         self.log: list[LogEntry] = []
+        # time.monotonic() when the fake dispatched it and when its callback arrived: Discord
+        # drops an interaction not acknowledged within 3 seconds.
+        self.sent_at: float | None = None
+        self.callback_at: float | None = None
         self.original_id: int | None = None
         self.followup_ids: list[int] = []
         self._world = world
@@ -85,6 +90,8 @@ class FakeInteraction:
 
     async def record(self, kind: str, body: dict[str, Any]) -> None:
         """Append to the log and wake waiters."""
+        if kind == "callback" and self.callback_at is None:
+            self.callback_at = time.monotonic()
         self.log.append((kind, body))
         await self._changes.notify()
 

@@ -575,6 +575,7 @@ class RestApi:
         stored = self.world.files.get(int(request.match_info["attachment_id"]))
         if stored is None or stored.filename != request.match_info["filename"]:
             return web.Response(status=404, text="Not Found")
+        stored.downloads += 1
         ctype = stored.content_type or "application/octet-stream"
         return web.Response(body=stored.data, headers={"Content-Type": ctype})
 

@@ -46,6 +46,7 @@ class StoredFile:
     data: bytes
     filename: str
     content_type: str | None
+    downloads: int = 0  # times the CDN served it
 
 
 class World:
