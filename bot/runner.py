@@ -15,6 +15,7 @@ import discord
 
 from bot.app import create_bot
 from bot.config import Settings
+from bot.demo_accounts import DemoAccounts, DemoSecretUnusable
 from bot.logs import redactor, setup_logging
 from bot.preflight import startup_refusal
 from bot.reachability import describe_failure, public_address, wait_until_reachable
@@ -27,7 +28,7 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 def run_bot(settings: Settings, *, embedded_emulator: bool = False) -> int:
     """Run the bot in a fresh event loop and return the process exit code."""
     setup_logging(settings.logging.level, settings.logging.format)
-    refusal = startup_refusal(settings)
+    refusal = startup_refusal(settings, emulator=embedded_emulator)
     if refusal is not None:
         _say(refusal)
         return EXIT_CONFIG
@@ -56,7 +57,11 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
     async with AsyncExitStack() as stack:
         extra: dict[str, Any] = {}
         if embedded_emulator:
-            extra = await stack.enter_async_context(_embedded_emulator(settings))
+            try:
+                extra = await stack.enter_async_context(_embedded_emulator(settings))
+            except DemoSecretUnusable as exc:
+                _say(str(exc))
+                return EXIT_CONFIG
         bot = create_bot(settings, **extra)
         closer = asyncio.create_task(_close_when(stopping, bot))
         stack.callback(closer.cancel)
@@ -99,10 +104,12 @@ async def _embedded_emulator(settings: Settings) -> AsyncIterator[dict[str, Any]
         host=cfg.host,
         port=cfg.port,
     )
+    # Random per data directory: no guild can work out another guild's demo password.
+    demo = DemoAccounts.beside(settings.storage.path, server.add_account)
     await server.start()
     log.info("embedded Miaohua emulator at %s", server.base_url)
     try:
-        yield {"emulator_base_url": server.base_url, "demo": server.add_account}
+        yield {"emulator_base_url": server.base_url, "demo": demo}
     finally:
         await server.stop()
 

@@ -169,8 +169,21 @@ def test_an_unparsable_environment_value_is_named(monkeypatch):
             {},
             "discord.gateway_url",
         ),
+        (
+            {"MIAOHUA_BOT_DISCORD__TOKEN": "t", "MIAOHUA_BOT_MIAOHUA__EMULATOR": "true"},
+            {"demo-accounts.key": b"damaged"},
+            "demo secret file",
+        ),
     ],
-    ids=["no-token", "blank-token", "bad-key", "unreadable-key", "api-url", "gateway-url"],
+    ids=[
+        "no-token",
+        "blank-token",
+        "bad-key",
+        "unreadable-key",
+        "api-url",
+        "gateway-url",
+        "damaged-demo-secret",
+    ],
 )
 def test_check_config_refuses_what_run_refuses_in_the_same_line(tmp_path, env, files, expected):
     for name, content in files.items():

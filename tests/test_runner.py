@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import re
 import signal
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN_A, CH_A, GUILD_A
+from bot.demo_accounts import DEMO_KEY_FILE, DemoAccounts, load_or_create_secret
+from tests.conftest import ADMIN_A, ADMIN_B, CH_A, CH_B, GUILD_A, GUILD_B
 from tests.fakes import FakeDiscord
 from tests.helpers import answer_text
 
@@ -217,3 +220,56 @@ async def test_sigterm_while_waiting_for_discord_exits_cleanly(fake, tmp_path):
     rest, _ = await asyncio.wait_for(asyncio.gather(proc.stderr.read(), proc.wait()), 30)
     assert proc.returncode == 0
     assert "Traceback" not in rest.decode()
+
+
+# Demo accounts of the built-in emulator
+
+
+async def test_a_guild_cannot_log_in_to_another_guilds_demo_account(tmp_path):
+    server = FakeDiscord(application_id=900, bot_user_id=900, bot_token=TOKEN)
+    for guild, channel, admin in ((GUILD_A, CH_A, ADMIN_A), (GUILD_B, CH_B, ADMIN_B)):
+        server.add_guild(guild, f"Guild {guild}", owner_id=admin)
+        server.add_channel(guild, channel, "art")
+        server.add_member(guild, admin, "admin", manage_guild=True)
+    async with server:
+        proc = await _spawn(server, tmp_path, TOKEN, "--emulator")
+        try:
+            for _ in range(300):
+                if "account" in server.world.command_names() or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert "account" in server.world.command_names(), "commands were never synced"
+            # Guild A uses its demo account, so it exists on the emulator.
+            ix = await server.slash(
+                "account", subcommand="status", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
+            )
+            assert "demo account" in await answer_text(ix, timeout=20)
+            # Guild B's admin tries A's demo email with the password the source used to derive.
+            guessed = hmac.new(b"miaohua-bot-demo", str(GUILD_A).encode(), hashlib.sha256)
+            ix = await server.slash(
+                "account", subcommand="set", user_id=ADMIN_B, guild_id=GUILD_B, channel_id=CH_B
+            )
+            await ix.response()
+            submitted = await server.submit_modal(
+                "account:set",
+                {"email": DemoAccounts.email(GUILD_A), "password": guessed.hexdigest()},
+                user_id=ADMIN_B,
+                guild_id=GUILD_B,
+                channel_id=CH_B,
+            )
+            text = await answer_text(submitted, timeout=20)
+            assert "rejected the password" in text and "saved" not in text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+    log = err.decode()
+    assert proc.returncode == 0, log
+    with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM guild_accounts").fetchone()[0] == 0
+    # The demo secret lives beside the database, private, and no demo password is logged.
+    secret_file = tmp_path / DEMO_KEY_FILE
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    demo = DemoAccounts(load_or_create_secret(secret_file), lambda email, password: None)
+    for guild in (GUILD_A, GUILD_B):
+        assert demo.credentials(guild)[1] not in log
+    assert secret_file.read_text().strip() not in log
