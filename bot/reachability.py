@@ -1,8 +1,9 @@
-"""Start-up check that Discord's REST API can be reached, retried with backoff for a bounded time.
+"""Start-up check that Discord (REST API and gateway) can be reached, retried for a bounded time.
 
-discord.py raises a raw aiohttp error (a long traceback) when its first request cannot connect.
-The bot asks first, with its own short requests: one clear line when Discord cannot be reached,
-retries with exponential backoff and jitter, and a clear verdict when the time is up.
+discord.py raises a raw aiohttp error (a long traceback) when its first request cannot connect,
+and crashes when its first gateway connection fails. The bot asks first, with its own short
+requests: one clear line when Discord cannot be reached, retries with exponential backoff and
+jitter, and a clear verdict when the time is up.
 """
 
 from __future__ import annotations
@@ -77,51 +78,72 @@ def _os_reason(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-async def probe(session: aiohttp.ClientSession, url: str, seconds: float) -> str | None:
-    """None when `url` answers (any status below 500) within `seconds`, else why not."""
+async def probe(
+    session: aiohttp.ClientSession, url: str, seconds: float, *, any_answer: bool = False
+) -> str | None:
+    """None when `url` answers within `seconds` (below 500, or anything with `any_answer`)."""
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=seconds)) as response:
-            if response.status >= 500:
+            if response.status >= 500 and not any_answer:
                 return f"it answered HTTP {response.status}"
             return None
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         return describe_failure(exc, seconds)
 
 
+@dataclass(frozen=True)
+class _Target:
+    address: str  # what the operator is told
+    url: str  # what is asked
+    any_answer: bool  # a websocket endpoint answers a plain GET with an error: still reachable
+
+
+def _targets(api_base: str, gateway: str | None) -> list[_Target]:
+    # GET /gateway answers without a token.
+    targets = [_Target(public_address(api_base), f"{api_base.rstrip('/')}/gateway", False)]
+    if gateway:
+        ws = yarl.URL(gateway)
+        http = ws.with_scheme({"ws": "http", "wss": "https"}.get(ws.scheme, ws.scheme))
+        targets.append(_Target(public_address(gateway), str(http), True))
+    return targets
+
+
 async def wait_until_reachable(
     api_base: str,
     *,
+    gateway: str | None = None,
     retry_for: float,
     say: Callable[[str], None],
     stop: asyncio.Event,
     backoff: Backoff = Backoff(),
     rng: random.Random | None = None,
 ) -> bool:
-    """Return True once Discord's REST API answers; False when `retry_for` s pass, or on stop.
+    """Return True once Discord's REST API and gateway answer; False after `retry_for` s or on stop.
 
-    `say` gets one line when Discord cannot be reached, one more each time the cause changes,
-    and one when the bot gives up.
+    `say` gets one line when Discord cannot be reached, one more each time the failing address
+    or the cause changes, and one when the bot gives up.
     """
     rng = rng or random.Random()
-    address = public_address(api_base)
-    url = f"{api_base.rstrip('/')}/gateway"  # answers without a token
+    targets = _targets(api_base, gateway)
     started = time.monotonic()
     deadline = started + retry_for
-    said: str | None = None
+    said: tuple[str, str] | None = None
     attempt = 0
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
         while True:
             remaining = deadline - time.monotonic()
-            cause = await probe(session, url, min(ATTEMPT_TIMEOUT, max(remaining, 1.0)))
+            seconds = min(ATTEMPT_TIMEOUT, max(remaining, 1.0))
+            failure = await _first_failure(session, targets, seconds)
             attempt += 1
-            if cause is None:
+            if failure is None:
                 if said is not None:
-                    log.info("reached Discord at %s after %d attempts", address, attempt)
+                    log.info("reached Discord after %d attempts", attempt)
                 return True
-            if cause != said:
+            address, cause = failure
+            if failure != said:
                 retrying = f"; retrying for up to {retry_for:g} s" if retry_for > 0 else ""
                 say(f"cannot reach Discord at {address}: {cause}{retrying}")
-                said = cause
+                said = failure
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 elapsed = time.monotonic() - started
@@ -138,3 +160,13 @@ async def wait_until_reachable(
             except TimeoutError:
                 continue
             return False
+
+
+async def _first_failure(
+    session: aiohttp.ClientSession, targets: list[_Target], seconds: float
+) -> tuple[str, str] | None:
+    for target in targets:
+        cause = await probe(session, target.url, seconds, any_answer=target.any_answer)
+        if cause is not None:
+            return target.address, cause
+    return None

@@ -47,7 +47,11 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
     _on_signals(stopping.set)
     api_base = settings.discord.api_base_url or discord.http.Route.BASE
     reached = await wait_until_reachable(
-        api_base, retry_for=settings.discord.connect_retry, say=_say, stop=stopping
+        api_base,
+        gateway=_gateway_url(settings),
+        retry_for=settings.discord.connect_retry,
+        say=_say,
+        stop=stopping,
     )
     if stopping.is_set():
         log.info("stopped before Discord could be reached")
@@ -81,6 +85,11 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
             return EXIT_FAILED
     log.info("stopped")
     return EXIT_OK
+
+
+def _gateway_url(settings: Settings) -> str:
+    """Where the first gateway connection goes (sharded bots here always set a shard count)."""
+    return settings.discord.gateway_url or str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
 
 
 def _say(line: str) -> None:

@@ -273,3 +273,21 @@ async def test_a_guild_cannot_log_in_to_another_guilds_demo_account(tmp_path):
     for guild in (GUILD_A, GUILD_B):
         assert demo.credentials(guild)[1] not in log
     assert secret_file.read_text().strip() not in log
+
+
+async def test_an_unreachable_gateway_is_one_clear_line_too(fake, tmp_path):
+    # REST answers; the gateway's port is closed. discord.py itself would crash with a traceback.
+    port = _free_port()
+    target = _Unreachable(fake.api_base_url, f"127.0.0.1:{port} refused")
+    target.gateway_url = f"ws://127.0.0.1:{port}/"
+    proc = await _spawn(target, tmp_path, TOKEN, DISCORD__CONNECT_RETRY="1")
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert "Traceback" not in text
+    first, last = _operator_lines(text)
+    assert first == (
+        f"miaohua-bot: cannot reach Discord at ws://127.0.0.1:{port}/: "
+        f"connection to 127.0.0.1:{port} refused; retrying for up to 1 s"
+    )
+    assert last.startswith("miaohua-bot: giving up after ")
