@@ -80,7 +80,10 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
             return EXIT_FAILED
         except (aiohttp.ClientConnectionError, discord.DiscordServerError) as exc:
             # Reachable a moment ago, lost while starting: say so in one line, not a traceback.
-            cause = describe_failure(exc) if isinstance(exc, aiohttp.ClientError) else str(exc)
+            if isinstance(exc, discord.DiscordServerError):
+                cause = f"it answered HTTP {exc.status}"
+            else:
+                cause = describe_failure(exc)
             _say(f"lost Discord at {public_address(api_base)} while starting: {cause}")
             return EXIT_FAILED
     log.info("stopped")
