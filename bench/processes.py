@@ -36,7 +36,7 @@ def peak_rss_mb(pid: int) -> float:
 
 @dataclass
 class Child:
-    """A child process whose stderr is collected line by line."""
+    """A child process whose output (stdout and stderr) is collected line by line."""
 
     name: str
     proc: asyncio.subprocess.Process
@@ -55,20 +55,20 @@ class Child:
             *args,
             env=env,
             cwd=cwd,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         child = cls(name, proc, started=started)
         child._reader = asyncio.create_task(child._read())
         return child
 
     async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        async for raw in self.proc.stderr:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
             self.lines.append(raw.decode(errors="replace").rstrip())
 
     async def wait_for_line(self, pattern: str, timeout: float) -> tuple[re.Match[str], float]:
-        """The first stderr line matching `pattern`, and when it arrived (monotonic)."""
+        """The first output line matching `pattern`, and when it arrived (monotonic)."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         seen = 0

@@ -141,7 +141,8 @@ level = "INFO"
 
 async def _start_emulator(
     work: Workload, batch: bool, cwd: Path, extra: list[str]
-) -> tuple[Child, str]:
+) -> tuple[Child, str, str]:
+    """The emulator process, its root URL and the admin token it printed."""
     port = free_port()
     args = [
         "emulator",
@@ -160,8 +161,9 @@ async def _start_emulator(
     if not batch:
         args.append("--no-batch")
     emu = await Child.spawn("emulator", *args, *extra, env=_env(), cwd=cwd)
+    token, _ = await emu.wait_for_line(r"admin token: (\S+)", 30)
     await emu.wait_for_line(r"http://127\.0\.0\.1", 30)
-    return emu, f"http://127.0.0.1:{port}"
+    return emu, f"http://127.0.0.1:{port}", token.group(1)
 
 
 def _fake(work: Workload) -> FakeDiscord:
@@ -273,8 +275,13 @@ async def _wait_finished(db: Path, n: int, timeout: float) -> list[sqlite3.Row]:
     raise RuntimeError("tasks did not finish in time")
 
 
-async def _emulator_stats(url: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/admin/stats") as resp:
+async def _emulator_stats(url: str, admin_token: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/admin/stats", headers=headers) as resp,
+    ):
+        resp.raise_for_status()
         return await resp.json()
 
 
@@ -291,7 +298,7 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
     """Run the whole workload under one polling configuration."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{scenario.name}-") as tmp:
         cwd = Path(tmp)
-        emu, emu_root = await _start_emulator(work, scenario.batch, cwd, emu_extra)
+        emu, emu_root, emu_admin = await _start_emulator(work, scenario.batch, cwd, emu_extra)
         fake = _fake(work)
         await fake.start()
         bot = None
@@ -302,14 +309,14 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
             _say(f"{scenario.name}: bot ready, setting {work.guilds} accounts")
             await _set_accounts(fake, work)
             _say(f"{scenario.name}: firing {work.tasks} commands at {work.rate}/s")
-            before = await _emulator_stats(emu_root)
+            before = await _emulator_stats(emu_root, emu_admin)
             cpu_before = cpu_seconds(bot.proc.pid)
             acks = await _fire(fake, work)
             _say(f"{scenario.name}: all acknowledged, waiting for results")
             rows = await _wait_finished(cwd / "bot.sqlite3", work.tasks, 900)
             cpu = cpu_seconds(bot.proc.pid) - cpu_before
             rss = peak_rss_mb(bot.proc.pid)
-            stats = await _emulator_stats(emu_root)
+            stats = await _emulator_stats(emu_root, emu_admin)
         finally:
             if bot is not None:
                 await bot.stop()
@@ -366,7 +373,7 @@ async def run_recovery(work: Workload, pending: int) -> dict[str, Any]:
         cwd = Path(tmp)
         slow = Workload(pending, work.guilds, work.users, work.rate * 4, 3600.0, work.workers)
         slow.plan()
-        emu, emu_root = await _start_emulator(slow, True, cwd, [])
+        emu, emu_root, _ = await _start_emulator(slow, True, cwd, [])
         fake = _fake(slow)
         await fake.start()
         try:

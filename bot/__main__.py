@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from bot.config import ConfigError, load_settings, masked_dump
+from bot.config import ConfigError, Settings, load_settings, masked_dump
 
 EXIT_CONFIG = 2
 
@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a built-in Miaohua emulator and give every guild a demo account",
     )
 
-    check = commands.add_parser("check-config", help="print the effective settings, secrets masked")
+    check = commands.add_parser(
+        "check-config",
+        help="print the effective settings, secrets masked; exit 2 on what `run` would refuse",
+    )
     check.add_argument("--config", metavar="PATH", help="TOML settings file")
 
     emulator = commands.add_parser("emulator", help="serve a local Miaohua v1b emulator")
@@ -50,11 +53,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"miaohua-bot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
-        print(json.dumps(masked_dump(settings), indent=2, ensure_ascii=False))
-        return 0
+        return _check_config(settings)
     from bot.runner import run_bot
 
     return run_bot(settings, embedded_emulator=args.emulator or settings.miaohua.emulator)
+
+
+def _check_config(settings: Settings) -> int:
+    from bot.preflight import startup_refusal
+
+    refusal = startup_refusal(settings)  # exactly what `run` would refuse
+    if refusal is not None:
+        print(f"miaohua-bot: {refusal}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(masked_dump(settings), indent=2, ensure_ascii=False))
+    return 0
 
 
 def _run_emulator(args: argparse.Namespace) -> int:

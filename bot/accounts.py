@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.crypto import SecretBox, SecretUnreadable, mask_email
+from bot.demo_accounts import DemoAccounts
 from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.logs import redactor
 from bot.store import Store
@@ -18,8 +17,6 @@ from bot.v1b import errors as v1b
 from bot.v1b.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
-
-DemoProvisioner = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class AccountManager:
         client: V1bClient,
         box: SecretBox,
         *,
-        demo_provisioner: DemoProvisioner | None = None,
+        demo_provisioner: DemoAccounts | None = None,
     ) -> None:
         self._store = store
         self._client = client
@@ -127,7 +124,7 @@ class AccountManager:
         except v1b.ServiceError:
             token_ok = bool(row and row.token_ok)
         if row is None:
-            return AccountStatus(_demo_email(guild_id), None, token_ok, demo=True)
+            return AccountStatus(DemoAccounts.email(guild_id), None, token_ok, demo=True)
         row = await self._store.accounts.get(guild_id) or row
         return AccountStatus(row.email_hint, row.last_login_at, token_ok, demo=False)
 
@@ -148,12 +145,6 @@ class AccountManager:
         return save
 
     def _demo_session(self, guild_id: int) -> AccountSession:
-        email = _demo_email(guild_id)
-        password = hmac.new(b"miaohua-bot-demo", str(guild_id).encode(), hashlib.sha256).hexdigest()
         assert self._demo is not None
-        self._demo(email, password)
+        email, password = self._demo.provision(guild_id)
         return self._client.account(email, password)
-
-
-def _demo_email(guild_id: int) -> str:
-    return f"guild-{guild_id}@demo.miaohua.local"

@@ -13,6 +13,7 @@ import cogs
 from bot.accounts import AccountManager
 from bot.config import MiaohuaSettings, Settings
 from bot.crypto import SecretBox
+from bot.demo_accounts import DemoAccounts
 from bot.diagnostics import LoopLagMonitor
 from bot.discord_jobs import DiscordJobEvents
 from bot.forms import FormCache
@@ -59,7 +60,9 @@ class BotCore:
     generation: GenerationService
     training: TrainingService
 
-    def _init_core(self, settings: Settings, *, emulator_base_url: str | None, demo) -> None:
+    def _init_core(
+        self, settings: Settings, *, emulator_base_url: str | None, demo: DemoAccounts | None
+    ) -> None:
         self.settings = settings
         self.emulator_base_url = emulator_base_url
         self.demo_provisioner = demo

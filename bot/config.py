@@ -41,6 +41,22 @@ class DiscordSettings(_Section):
     sync_commands: bool = True
     shard_count: int | None = Field(default=None, ge=1)
     shard_ids: list[int] | None = None
+    # Seconds to keep retrying at start-up while Discord cannot be reached (0: try once).
+    connect_retry: float = Field(default=300.0, ge=0)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value
 
     @model_validator(mode="after")
     def _shards_fit(self) -> DiscordSettings:

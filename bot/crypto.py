@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
 import secrets
@@ -83,19 +82,29 @@ class SecretBox:
 
 
 def _create_key_file(key_file: Path) -> None:
-    key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Write a private temp file, then hard-link it into place: the key file appears
-    # complete and 0600 at once, and a concurrent first run keeps the key that won.
-    temp = key_file.with_name(f".{key_file.name}.{secrets.token_hex(8)}.tmp")
+    if create_private_file(key_file, Fernet.generate_key() + b"\n"):
+        log.warning("Created a new secret key file %s: back it up", key_file)
+
+
+def create_private_file(path: Path, content: bytes) -> bool:
+    """Create `path` (mode 0600, folder 0700) holding `content`; False when it already exists.
+
+    The file is written privately, then hard-linked into place: it appears complete and 0600
+    at once, and of two concurrent first runs the one that linked first wins.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(Fernet.generate_key() + b"\n")
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(temp, key_file)
-            log.warning("Created a new secret key file %s: back it up", key_file)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return False
+        return True
     finally:
         temp.unlink(missing_ok=True)
 

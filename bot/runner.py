@@ -6,15 +6,19 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any
 
+import aiohttp
 import discord
 
 from bot.app import create_bot
 from bot.config import Settings
+from bot.demo_accounts import DemoAccounts, DemoSecretUnusable
 from bot.logs import redactor, setup_logging
+from bot.preflight import startup_refusal
+from bot.reachability import describe_failure, public_address, wait_until_reachable
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +28,9 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 def run_bot(settings: Settings, *, embedded_emulator: bool = False) -> int:
     """Run the bot in a fresh event loop and return the process exit code."""
     setup_logging(settings.logging.level, settings.logging.format)
-    if settings.discord.token is None or not settings.discord.token.get_secret_value().strip():
-        print(
-            "miaohua-bot: no Discord bot token: set MIAOHUA_BOT_DISCORD__TOKEN "
-            "(or discord.token in the config file)",
-            file=sys.stderr,
-        )
+    refusal = startup_refusal(settings, emulator=embedded_emulator)
+    if refusal is not None:
+        _say(refusal)
         return EXIT_CONFIG
     try:
         return asyncio.run(serve(settings, embedded_emulator=embedded_emulator))
@@ -42,26 +43,61 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
     assert settings.discord.token is not None
     token = settings.discord.token.get_secret_value().strip()
     redactor.add(token)
+    stopping = asyncio.Event()
+    _on_signals(stopping.set)
+    api_base = settings.discord.api_base_url or discord.http.Route.BASE
+    reached = await wait_until_reachable(
+        api_base,
+        gateway=_gateway_url(settings),
+        retry_for=settings.discord.connect_retry,
+        say=_say,
+        stop=stopping,
+    )
+    if stopping.is_set():
+        log.info("stopped before Discord could be reached")
+        return EXIT_OK
+    if not reached:
+        return EXIT_FAILED
     async with AsyncExitStack() as stack:
         extra: dict[str, Any] = {}
         if embedded_emulator:
-            extra = await stack.enter_async_context(_embedded_emulator(settings))
+            try:
+                extra = await stack.enter_async_context(_embedded_emulator(settings))
+            except DemoSecretUnusable as exc:
+                _say(str(exc))
+                return EXIT_CONFIG
         bot = create_bot(settings, **extra)
-        _close_on_signals(bot)
+        closer = asyncio.create_task(_close_when(stopping, bot))
+        stack.callback(closer.cancel)
         try:
             async with bot:
                 await bot.start(token)
         except discord.LoginFailure:
-            print(
-                "miaohua-bot: Discord rejected the bot token (check MIAOHUA_BOT_DISCORD__TOKEN)",
-                file=sys.stderr,
-            )
+            _say("Discord rejected the bot token (check MIAOHUA_BOT_DISCORD__TOKEN)")
             return EXIT_FAILED
         except discord.PrivilegedIntentsRequired:
-            print("miaohua-bot: Discord refused an intent the bot asked for", file=sys.stderr)
+            _say("Discord refused an intent the bot asked for")
+            return EXIT_FAILED
+        except (aiohttp.ClientConnectionError, discord.DiscordServerError) as exc:
+            # Reachable a moment ago, lost while starting: say so in one line, not a traceback.
+            if isinstance(exc, discord.DiscordServerError):
+                cause = f"it answered HTTP {exc.status}"
+            else:
+                cause = describe_failure(exc)
+            _say(f"lost Discord at {public_address(api_base)} while starting: {cause}")
             return EXIT_FAILED
     log.info("stopped")
     return EXIT_OK
+
+
+def _gateway_url(settings: Settings) -> str:
+    """Where the first gateway connection goes (sharded bots here always set a shard count)."""
+    return settings.discord.gateway_url or str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+
+
+def _say(line: str) -> None:
+    """One line for the operator on stderr, outside the log format."""
+    print(f"miaohua-bot: {line}", file=sys.stderr, flush=True)
 
 
 @asynccontextmanager
@@ -80,25 +116,28 @@ async def _embedded_emulator(settings: Settings) -> AsyncIterator[dict[str, Any]
         host=cfg.host,
         port=cfg.port,
     )
+    # Random per data directory: no guild can work out another guild's demo password.
+    demo = DemoAccounts.beside(settings.storage.path, server.add_account)
     await server.start()
     log.info("embedded Miaohua emulator at %s", server.base_url)
     try:
-        yield {"emulator_base_url": server.base_url, "demo": server.add_account}
+        yield {"emulator_base_url": server.base_url, "demo": demo}
     finally:
         await server.stop()
 
 
-def _close_on_signals(bot: discord.Client) -> None:
+async def _close_when(stopping: asyncio.Event, bot: discord.Client) -> None:
+    await stopping.wait()
+    await bot.close()
+
+
+def _on_signals(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
 
-    closing: set[asyncio.Task[None]] = set()
-
-    def stop(signame: str) -> None:
+    def handle(signame: str) -> None:
         log.info("received %s", signame)
-        task = loop.create_task(bot.close())
-        closing.add(task)  # keep a reference until it is done
-        task.add_done_callback(closing.discard)
+        stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError, RuntimeError):  # not on every platform
-            loop.add_signal_handler(sig, stop, sig.name)
+            loop.add_signal_handler(sig, handle, sig.name)

@@ -150,3 +150,61 @@ def test_an_unparsable_environment_value_is_named(monkeypatch):
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert "MIAOHUA_BOT_* environment" in str(err.value) and '"discord"' in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "files", "expected"),
+    [
+        ({}, {}, "no Discord bot token"),
+        ({"MIAOHUA_BOT_DISCORD__TOKEN": "   "}, {}, "no Discord bot token"),
+        ({"MIAOHUA_BOT_DISCORD__TOKEN": "t"}, {"secret.key": b"not a key\n"}, "security.key_file"),
+        ({"MIAOHUA_BOT_DISCORD__TOKEN": "t"}, {"secret.key": None}, "cannot be read"),
+        (
+            {"MIAOHUA_BOT_DISCORD__TOKEN": "t", "MIAOHUA_BOT_DISCORD__API_BASE_URL": "ftp://x"},
+            {},
+            "discord.api_base_url",
+        ),
+        (
+            {"MIAOHUA_BOT_DISCORD__TOKEN": "t", "MIAOHUA_BOT_DISCORD__GATEWAY_URL": "http://x"},
+            {},
+            "discord.gateway_url",
+        ),
+        (
+            {"MIAOHUA_BOT_DISCORD__TOKEN": "t", "MIAOHUA_BOT_MIAOHUA__EMULATOR": "true"},
+            {"demo-accounts.key": b"damaged"},
+            "demo secret file",
+        ),
+    ],
+    ids=[
+        "no-token",
+        "blank-token",
+        "bad-key",
+        "unreadable-key",
+        "api-url",
+        "gateway-url",
+        "damaged-demo-secret",
+    ],
+)
+def test_check_config_refuses_what_run_refuses_in_the_same_line(tmp_path, env, files, expected):
+    for name, content in files.items():
+        if content is None:  # a directory where the file should be: exists, cannot be read
+            (tmp_path / name).mkdir()
+        else:
+            (tmp_path / name).write_bytes(content)
+    env = {
+        **env,
+        "MIAOHUA_BOT_SECURITY__KEY_FILE": str(tmp_path / "secret.key"),
+        "MIAOHUA_BOT_STORAGE__PATH": str(tmp_path / "bot.sqlite3"),
+        # Should `run` get past its checks, it must not go anywhere: a closed loopback port.
+        "MIAOHUA_BOT_DISCORD__API_BASE_URL": env.get(
+            "MIAOHUA_BOT_DISCORD__API_BASE_URL", "http://127.0.0.1:9/api/v10"
+        ),
+        "MIAOHUA_BOT_DISCORD__CONNECT_RETRY": "0",
+    }
+    check = _cli("check-config", env=env, cwd=tmp_path)
+    run = _cli("run", env=env, cwd=tmp_path)
+    assert (check.returncode, run.returncode) == (2, 2), run.stderr
+    assert check.stdout == ""
+    check_lines = check.stderr.strip().splitlines()
+    assert len(check_lines) == 1 and expected in check_lines[0]
+    assert run.stderr.strip().splitlines() == check_lines

@@ -689,7 +689,7 @@ async def test_faults_are_reproducible_with_a_seed(http: aiohttp.ClientSession) 
 async def test_admin_stats(api: Api, emu: EmulatorServer) -> None:
     task_id = await api.submit(n_images=1)
     await api.wait_done(task_id)
-    async with api.http.get(f"{emu.root_url}/admin/stats") as resp:
+    async with api.http.get(f"{emu.root_url}/admin/stats", headers=emu.admin_headers) as resp:
         stats = await resp.json()
     assert stats["calls"]["get_token"] == 1 and stats["calls"]["task_submit"] == 1
     assert stats["calls"]["task_result"] >= 1
@@ -701,32 +701,89 @@ async def test_admin_stats(api: Api, emu: EmulatorServer) -> None:
 
 async def test_admin_faults_update_in_place(api: Api, emu: EmulatorServer) -> None:
     faults = emu.state.settings.faults
-    url = f"{emu.root_url}/admin/faults"
-    async with api.http.post(url, json={"latency": 0.01, "envelope": "always"}) as resp:
+    url, admin = f"{emu.root_url}/admin/faults", emu.admin_headers
+    update = {"latency": 0.01, "envelope": "always"}
+    async with api.http.post(url, json=update, headers=admin) as resp:
         assert resp.status == 200
         assert (await resp.json())["envelope"] == "always"
     assert emu.state.settings.faults is faults
     assert (faults.latency, faults.envelope, faults.error_rate) == (0.01, "always", 0.0)
     for bad in ({"envelope": "sometimes"}, {"no_such_fault": 1}, {"error_rate": 2}):
-        async with api.http.post(url, json=bad) as resp:
+        async with api.http.post(url, json=bad, headers=admin) as resp:
             assert resp.status == 400
     assert faults.envelope == "always"
 
 
 async def test_admin_accounts_and_token_expiry(api: Api, emu: EmulatorServer) -> None:
-    root = emu.root_url
+    root, admin = emu.root_url, emu.admin_headers
     body = {"email": "new@x.io", "password": "pw-new", "points": 5}
-    async with api.http.post(f"{root}/admin/accounts", json=body) as resp:
+    async with api.http.post(f"{root}/admin/accounts", json=body, headers=admin) as resp:
         assert resp.status == 200
     other = Api(emu, api.http)
     await other.login("new@x.io", "pw-new")
     assert emu.state.accounts["new@x.io"].points == 5
-    async with api.http.post(f"{root}/admin/accounts", json={"email": "x"}) as resp:
+    async with api.http.post(f"{root}/admin/accounts", json={"email": "x"}, headers=admin) as resp:
         assert resp.status == 400
-    async with api.http.post(f"{root}/admin/expire_tokens") as resp:
+    async with api.http.post(f"{root}/admin/expire_tokens", json={}, headers=admin) as resp:
         assert resp.status == 200
     assert_error(await other.call("dataset_all"), 600)
     assert_error(await api.call("dataset_all"), 600)
+
+
+ADMIN_ROUTES = [
+    ("GET", "/admin/stats", None),
+    ("POST", "/admin/faults", {"error_rate": 1.0}),
+    ("POST", "/admin/accounts", {"email": "demo@evil.io", "password": "x"}),
+    ("POST", "/admin/expire_tokens", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ADMIN_ROUTES)
+async def test_admin_routes_refuse_requests_without_the_admin_token(
+    api: Api, emu: EmulatorServer, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    url = f"{emu.root_url}{path}"
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {emu.admin_token[:-1]}"},
+        {"Authorization": emu.admin_token},  # no scheme
+        {"Authorization": f"Bearer {api.token}"},  # a v1b token is not the admin token
+    ):
+        async with api.http.request(method, url, json=body, headers=headers) as resp:
+            assert resp.status == 401, headers
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert emu.state.settings.faults.error_rate == 0.0
+    assert "demo@evil.io" not in emu.state.accounts
+    assert (await api.call("dataset_all"))["page"] == 1  # tokens not expired
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [r for r in ADMIN_ROUTES if r[0] == "POST"])
+async def test_admin_posts_refuse_bodies_a_web_page_could_send_without_preflight(
+    http: aiohttp.ClientSession,
+    emu: EmulatorServer,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    # text/plain, form and multipart bodies are "simple" requests: a browser sends them to
+    # 127.0.0.1 from any page without asking. Even holding the token, they are refused.
+    url, payload = f"{emu.root_url}{path}", json.dumps(body)
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        headers = {**emu.admin_headers, "Content-Type": content_type}
+        async with http.post(url, data=payload, headers=headers) as resp:
+            assert resp.status == 415, content_type
+    assert emu.state.settings.faults.error_rate == 0.0
+    assert "demo@evil.io" not in emu.state.accounts
+
+
+async def test_each_emulator_has_its_own_random_admin_token() -> None:
+    async with EmulatorServer(make_settings()) as one, EmulatorServer(make_settings()) as two:
+        assert len(one.admin_token) >= 32 and one.admin_token != two.admin_token
+        async with aiohttp.ClientSession() as http:
+            url = f"{two.root_url}/admin/stats"
+            async with http.get(url, headers=one.admin_headers) as resp:
+                assert resp.status == 401
 
 
 # CLI
@@ -761,8 +818,10 @@ def test_cli_arguments_build_settings() -> None:
         parser.parse_args(["--account=no-password"])
 
 
-async def test_serve_forever_runs_until_cancelled(
-    http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+async def test_serve_forever_runs_until_cancelled_and_prints_its_admin_token_once(
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     parser = argparse.ArgumentParser()
     add_emulator_arguments(parser)
@@ -776,6 +835,13 @@ async def test_serve_forever_runs_until_cancelled(
     url = caplog.text.split("emulator ready at ")[1].split()[0]
     async with http.get(f"{url}/get_train_form") as resp:
         assert (await resp.json())["code"] == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if "admin token" in line]
+    assert len(printed) == 1
+    token = printed[0].split("admin token: ")[1].split()[0]
+    assert token not in caplog.text  # printed for the operator, never logged
+    stats = url.replace("/api/v1b", "/admin/stats")
+    async with http.get(stats, headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert resp.status == 200
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -112,6 +112,12 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
 async def serve_forever(args: argparse.Namespace) -> None:
     """Run the emulator until cancelled."""
     async with EmulatorServer(settings_from_args(args), host=args.host, port=args.port) as server:
+        # Printed once, on stdout and not in the log: whoever started the emulator holds it.
+        print(
+            f"admin token: {server.admin_token} "
+            "(send 'Authorization: Bearer <token>' to the /admin routes)",
+            flush=True,
+        )
         accounts = ", ".join(server.state.accounts)
         log.info("emulator ready at %s (accounts: %s)", server.base_url, accounts)
         await asyncio.Event().wait()

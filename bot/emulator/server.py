@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
@@ -105,7 +106,7 @@ def _endpoint(state: EmulatorState, name: str, handler: Handler) -> Handler:
     return handle
 
 
-def create_app(settings: EmulatorSettings) -> web.Application:
+def create_app(settings: EmulatorSettings, *, admin_token: str) -> web.Application:
     """Build the emulator's aiohttp application (its generation workers run while it runs)."""
     app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
     state = EmulatorState(settings)
@@ -140,18 +141,22 @@ def create_app(settings: EmulatorSettings) -> web.Application:
     for name, handler in gets.items():
         app.router.add_get(f"{API_PREFIX}/{name}", _endpoint(state, name, handler))
     add_media_routes(app, state)
-    add_admin_routes(app, state)
+    add_admin_routes(app, state, admin_token)
     return app
 
 
 class EmulatorServer:
-    """Runs the emulator on a real socket; use it as an async context manager."""
+    """Runs the emulator on a real socket; use it as an async context manager.
+
+    `admin_token` (random for each server) opens the /admin routes; `admin_headers` carries it.
+    """
 
     def __init__(
         self, settings: EmulatorSettings | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.settings = settings if settings is not None else EmulatorSettings()
-        self.app = create_app(self.settings)
+        self.admin_token = secrets.token_urlsafe(32)
+        self.app = create_app(self.settings, admin_token=self.admin_token)
         self.state: EmulatorState = self.app[STATE_KEY]
         self.host = host
         self.port = port
@@ -164,6 +169,11 @@ class EmulatorServer:
             raise RuntimeError("the emulator is not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """Headers that an admin route accepts."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     @property
     def base_url(self) -> str:

@@ -45,6 +45,7 @@ class FakeDiscord:
         heartbeat_interval: float = 41.25,
         attachment_size_limit: int = 10 * 1024 * 1024,
         wait_timeout: float = 5.0,
+        port: int = 0,
     ):
         self.bot_token = bot_token
         self.wait_timeout = wait_timeout
@@ -58,19 +59,19 @@ class FakeDiscord:
         self.interactions: dict[int, FakeInteraction] = {}
         self.interactions_by_token: dict[str, FakeInteraction] = {}
         self._runner: web.AppRunner | None = None
-        self._port = 0
+        self._port = port
 
     # lifecycle
 
     async def start(self) -> None:
-        """Listen on an ephemeral loopback port."""
+        """Listen on loopback: the port given, else an ephemeral one."""
         # Well above any upload limit, so oversized files get Discord's 413, not aiohttp's.
         app = web.Application(client_max_size=256 * 1024 * 1024)
         RestApi(self).install(app)
         app.router.add_get("/", self.gateway.handle)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
         self._port = self._runner.addresses[0][1]
         self.world.cdn_base_url = f"http://127.0.0.1:{self._port}"
