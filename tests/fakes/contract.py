@@ -30,6 +30,7 @@ from tests.fakes import limits
 
 SUBSET_PATH = Path(__file__).with_name("discord_openapi_subset.json")
 _BASE_URI = "urn:discord-openapi"
+_SCHEMA_URN = "urn:discord-openapi:schema:"
 _FILE_PART = re.compile(r"files\[(\d+)\]")
 MAX_FILES = 10
 
@@ -67,12 +68,19 @@ class DiscordContract:
     def __init__(self, subset_path: Path = SUBSET_PATH) -> None:
         self.spec: dict[str, Any] = json.loads(subset_path.read_text(encoding="utf-8"))
         _accept_integer_snowflakes(self.spec)
-        resource = Resource.from_contents(self.spec, default_specification=DRAFT202012)
-        self._registry: Registry[Any] = Registry().with_resource(_BASE_URI, resource)
+        _enums_as_enum(self.spec)
+        # Each component schema is its own resource, so a $ref is one dictionary lookup rather
+        # than a JSON pointer walk through the whole document on every use.
+        _refs_to_urns(self.spec)
+        _dispatch_unions_on_type(self.spec)
+        resources = [(_BASE_URI, _resource(self.spec))] + [
+            (f"{_SCHEMA_URN}{name}", _resource(schema))
+            for name, schema in self.spec["components"]["schemas"].items()
+        ]
+        self._registry: Registry[Any] = Registry().with_resources(resources).crawl()
         self._validators: dict[str, Draft202012Validator] = {}
         self._routes = list(self._operations())
-        locales = self.spec["components"]["schemas"]["AvailableLocalesEnum"]["oneOf"]
-        self.locales = frozenset(item["const"] for item in locales)
+        self.locales = frozenset(self.spec["components"]["schemas"]["AvailableLocalesEnum"]["enum"])
 
     # routing
 
@@ -174,8 +182,7 @@ class DiscordContract:
 
     def _types(self, schema: dict[str, Any]) -> set[str]:
         while "$ref" in schema:
-            ref = _BASE_URI + schema["$ref"]
-            schema = self._registry.resolver(_BASE_URI).lookup(ref).contents
+            schema = self._registry.resolver(_BASE_URI).lookup(schema["$ref"]).contents
         kinds = schema.get("type", "string")
         return {kinds} if isinstance(kinds, str) else set(kinds)
 
@@ -220,6 +227,83 @@ def format_violations(violations: Iterable[Violation]) -> str:
     """A readable block for a failing test: one violation a line."""
     lines = [f"  {v}" for v in violations]
     return "requests the real Discord would reject (400 Invalid Form Body):\n" + "\n".join(lines)
+
+
+def _resource(contents: dict[str, Any]) -> Resource[Any]:
+    return Resource.from_contents(contents, default_specification=DRAFT202012)
+
+
+def _refs_to_urns(node: Any) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            node["$ref"] = _SCHEMA_URN + ref.rsplit("/", 1)[1]
+        for value in node.values():
+            _refs_to_urns(value)
+    elif isinstance(node, list):
+        for value in node:
+            _refs_to_urns(value)
+
+
+def _dispatch_unions_on_type(spec: dict[str, Any]) -> None:
+    # Same meaning, much faster and clearer: a oneOf/anyOf whose branches are objects told apart
+    # by a required `type` with disjoint values (components, interaction callbacks, options)
+    # validates only the branch the instance's `type` selects, instead of every branch.
+    schemas = spec["components"]["schemas"]
+
+    def discriminator(branch: Any) -> list[Any] | None:
+        ref = branch.get("$ref", "") if isinstance(branch, dict) else ""
+        target = schemas.get(ref.removeprefix(_SCHEMA_URN)) if ref.startswith(_SCHEMA_URN) else None
+        if not target or "type" not in target.get("required", []):
+            return None
+        kind = target.get("properties", {}).get("type", {})
+        values = kind.get("enum", [kind["const"]] if "const" in kind else None)
+        return list(values) if values else None
+
+    def rewrite(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                rewrite(item)
+            return
+        if not isinstance(node, dict):
+            return
+        for value in node.values():
+            rewrite(value)
+        for keyword in ("oneOf", "anyOf"):
+            branches = node.get(keyword)
+            if not isinstance(branches, list) or len(branches) < 2:
+                continue
+            values = [discriminator(b) for b in branches]
+            flat = [v for vs in values if vs is not None for v in vs]
+            if any(v is None for v in values) or len(flat) != len(set(flat)):
+                continue
+            del node[keyword]
+            guard = {"type": "object", "required": ["type"], "properties": {"type": {"enum": flat}}}
+            node["allOf"] = [
+                *node.get("allOf", []),
+                guard,
+                *(
+                    {
+                        "if": {"type": "object", "properties": {"type": {"enum": vs}}},
+                        "then": branch,
+                    }
+                    for vs, branch in zip(values, branches, strict=True)
+                ),
+            ]
+
+    rewrite(spec)
+
+
+def _enums_as_enum(spec: dict[str, Any]) -> None:
+    # Same meaning, much faster: the spec writes enums as `oneOf` of documented `const`s, which
+    # jsonschema evaluates branch by branch for every component type in a message.
+    for schema in spec["components"]["schemas"].values():
+        branches = schema.get("oneOf")
+        if isinstance(branches, list) and branches and all("const" in b for b in branches):
+            values = [b["const"] for b in branches]
+            if len(set(map(json.dumps, values))) == len(values):
+                del schema["oneOf"]
+                schema["enum"] = values
 
 
 def _accept_integer_snowflakes(spec: dict[str, Any]) -> None:

@@ -159,7 +159,7 @@ class RestApi:
             record.method,
             record.path,
             query=record.query,
-            content_type=request.content_type if request.can_read_body else None,
+            content_type=request.content_type if request.body_exists else None,
             body=record.json,
             file_parts=request[_PARTS],
         )
