@@ -14,11 +14,13 @@ import discord
 import pytest
 from aiohttp import web
 
-from tests.conftest import CH_A, Harness
+from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, Harness
 from tests.fakes import FakeDiscord
 from tests.fakes import spec_subset as subset_script
 from tests.fakes.contract import DiscordContract, Violation, default_contract
 from tests.fakes.rest import API_PREFIX, RestApi
+from tests.genutil import imagine, task_id_of, wait_result
+from tests.helpers import answer_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -306,3 +308,38 @@ def test_a_violation_fails_the_test_that_caused_it(tmp_path: Path) -> None:
     assert "requests the real Discord would reject" in out
     expected = "POST /channels/2001/messages (create_message) at $.content: content is 2001"
     assert expected in out
+
+
+# the longest input members and admins can type still makes requests Discord accepts
+
+
+async def test_longest_inputs_stay_within_discord_limits(harness: Harness) -> None:
+    fake = harness.fake
+
+    async def admin(subcommand: str, **options: Any) -> str:
+        ix = await fake.slash(
+            "settings",
+            subcommand=subcommand,
+            options=options,
+            user_id=ADMIN_A,
+            guild_id=GUILD_A,
+            channel_id=CH_A,
+        )
+        return await answer_text(ix)
+
+    for i in range(12):
+        await admin("blocked-words", action="add", word=f"{i:02d}" + "w" * 98)
+    await admin("defaults", negative_prompt=("~_*`|>" * 200)[:1000])
+    shown = await admin("show")
+    assert "w" * 98 in shown
+    prompt = ("[Free](https://x.test) **bold** ~~x~~ `c` " * 40)[:1000]
+    ix = await imagine(harness, prompt, count=2)
+    task_id = task_id_of(await answer_text(ix))
+    result = await wait_result(harness, task_id)
+    assert result["embeds"]
+    for options in ({"task": task_id}, {}):
+        ix = await fake.slash(
+            "status", options=options, user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A
+        )
+        assert await answer_text(ix)
+    assert fake.violations == []  # and the harness checks every request again at teardown
