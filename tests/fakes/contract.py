@@ -145,10 +145,14 @@ class DiscordContract:
             rule = "no such operation in Discord's API spec"
             return [Violation(method.upper(), path, "?", "route", rule)]
         op, path_params = matched
-        found: list[tuple[str, str]] = []
-        found += self._check_parameters(op, path_params, query or {})
+        found = list(self._check_parameters(op, path_params, query or {}))
         found += self._check_body(op, content_type, body, list(file_parts))
-        return [Violation(op.method, path, op.operation_id, w, r) for w, r in _dedupe(found)]
+        documented = list(limits.check(op.operation_id, body, self.locales))
+        # Where a documented limit and the schema flag the same spot, say it once, in the
+        # documented limit's words.
+        flagged = {where for where, _ in documented}
+        found = [item for item in found if item[0] not in flagged] + documented
+        return [Violation(op.method, path, op.operation_id, w, r) for w, r in found]
 
     def _check_parameters(
         self, op: Operation, path_params: dict[str, str], query: dict[str, str]
@@ -202,11 +206,11 @@ class DiscordContract:
             return
         if media == "multipart/form-data":
             yield from _check_file_parts(file_parts)
+            body = {} if body is None else body  # files alone, without payload_json
         pointer = f"{op.pointer}/requestBody/content/{_escape(media)}/schema"
         for error in self._validator({"$ref": f"{_BASE_URI}#{pointer}"}).iter_errors(body):
             leaf = _leaf(error)
             yield leaf.json_path, _describe(leaf)
-        yield from limits.check(op.operation_id, body, self.locales)
 
     def _validator(self, schema: dict[str, Any]) -> Draft202012Validator:
         key = json.dumps(schema, sort_keys=True)
@@ -380,12 +384,3 @@ def _describe(error: ValidationError) -> str:
         return error.message
     text = error.message
     return f"{kind}: {text if len(text) <= 200 else text[:200] + '…'}"
-
-
-def _dedupe(found: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    # The documented-limit check and the schema may flag the same spot; keep one line for it,
-    # preferring the documented limit's wording (it comes later).
-    by_where: dict[str, str] = {}
-    for where, rule in found:
-        by_where[where] = rule
-    return list(by_where.items())
