@@ -18,6 +18,7 @@ from bot.app import create_bot
 from bot.config import Settings, load_settings
 from bot.emulator import EmulatorServer, EmulatorSettings
 from tests.fakes import FakeDiscord
+from tests.fakes.contract import format_violations
 from tests.fakes.logcheck import LogCheck
 
 # CI runs the same property-test examples every time, so a red run can be replayed.
@@ -211,6 +212,12 @@ async def harness_factory(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
             await harness.close()
         for target in targets:
             target.removeHandler(check)
+    # A request Discord would reject fails the test that made it, whatever the bot did next.
+    violations = [v for harness in made for v in harness.fake.violations]
+    if violations:
+        others = check.problems()
+        extra = "\nand errors during the test:\n" + "\n".join(others) if others else ""
+        raise AssertionError(format_violations(violations) + extra)
     check.verify()
     for harness in made:
         assert not harness.fake.unhandled, f"unhandled Discord routes: {harness.fake.unhandled}"

@@ -93,6 +93,7 @@ async def world(tmp_path):
             }
         )
         yield emu, fake, BotProcess(env, tmp_path), tmp_path / "bot.sqlite3"
+    fake.verify_contract()  # a request Discord would reject fails the test that made it
 
 
 async def _boot(fake: FakeDiscord, bot: BotProcess) -> None:

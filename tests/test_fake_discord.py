@@ -231,6 +231,7 @@ async def env(
         finally:
             await bot.close()
             await asyncio.wait_for(task, 5)
+            fake.verify_contract()
             assert fake.unhandled == []
 
 

@@ -234,9 +234,13 @@ async def test_context_menu_on_a_message_without_image(gen):
 
 
 async def test_busy_account_back_pressure_delivers_everything(harness_factory):
-    h = await harness_factory(miaohua=FAST_POLLING, emulator={"faults": {"busy_above": 1}})
+    # Generations last long enough that the four tasks overlap at the service however long
+    # the bot takes to accept each one (with 0.05 s they could run one after the other).
+    emulator = {"faults": {"busy_above": 1}, "generation_time": 0.5}
+    h = await harness_factory(miaohua=FAST_POLLING, emulator=emulator)
     await h.bot.store.settings.update(GUILD_A, user_concurrency=5)
-    ids = [await accepted(await imagine(h, f"fox {i}", count=1)) for i in range(4)]
+    commands = await asyncio.gather(*(imagine(h, f"fox {i}", count=1) for i in range(4)))
+    ids = [await accepted(ix) for ix in commands]
     for task_id in ids:
         await wait_result(h, task_id, timeout=20)
     tasks = await delivered(h, ids)

@@ -64,6 +64,7 @@ async def fake():
     server.add_member(GUILD_A, ADMIN_A, "admin", manage_guild=True)
     async with server:
         yield server
+    server.verify_contract()  # a request Discord would reject fails the test that made it
 
 
 async def test_missing_token_is_one_clear_line(fake, tmp_path):

@@ -12,6 +12,7 @@ from typing import Any, Self
 from aiohttp import web
 
 from tests.fakes import payloads as p
+from tests.fakes.contract import DiscordContract, Violation, default_contract, format_violations
 from tests.fakes.gateway import Gateway
 from tests.fakes.interactions import (
     FakeInteraction,
@@ -46,8 +47,14 @@ class FakeDiscord:
         attachment_size_limit: int = 10 * 1024 * 1024,
         wait_timeout: float = 5.0,
         port: int = 0,
+        check_contract: bool = True,
     ):
         self.bot_token = bot_token
+        # Every request is checked against Discord's API contract and answered 400 like
+        # Discord would when it breaks it; tests assert `violations` stays empty.
+        self.check_contract = check_contract
+        self.contract: DiscordContract = default_contract()
+        self.violations: list[Violation] = []
         self.wait_timeout = wait_timeout
         self.world = World(application_id, bot_user_id, bot_name, owner_id)
         self.changes = Changes()
@@ -181,6 +188,11 @@ class FakeDiscord:
         self.failures.append(FailureRule(method.upper(), pattern, status, times, retry_after, body))
 
     # inspection
+
+    def verify_contract(self) -> None:
+        """Raise AssertionError naming route, JSON path and rule of every contract violation."""
+        if self.violations:
+            raise AssertionError(format_violations(self.violations))
 
     def channel_messages(self, channel_id: int) -> list[dict[str, Any]]:
         """Messages currently in a channel (guild or DM) that the bot posted there."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.fakes.contract import Violation
 
 RecordedFile = tuple[str, bytes, str]
 
@@ -20,6 +23,7 @@ class RecordedRequest:
     files: list[RecordedFile]
     headers: dict[str, str]
     status: int = 0
+    violations: list[Violation] = field(default_factory=list)
 
 
 _DEFAULT_BODIES: dict[int, dict[str, Any]] = {

@@ -21,6 +21,7 @@ API_PREFIX = "/api/v10"
 # Routes authenticated by the interaction/webhook token in the path, not the bot token.
 _TOKEN_ROUTES = ("/webhooks/", "/interactions/")
 _FILES = web.RequestKey("files", list)
+_PARTS = web.RequestKey("file_parts", list)
 _JSON = web.RequestKey("json", object)
 
 
@@ -104,6 +105,7 @@ class RestApi:
         response = (
             self._scripted_failure(record)
             or self._auth_failure(request, record)
+            or self._contract_failure(request, record)
             or self._size_failure(record)
         )
         if response is None:
@@ -114,12 +116,14 @@ class RestApi:
     async def _record(self, request: web.Request) -> RecordedRequest:
         body: Any = None
         files: list[tuple[str, bytes, str]] = []
+        parts: list[str] = []
         if request.content_type == "multipart/form-data":
-            body, files = await _read_multipart(request)
+            body, files, parts = await _read_multipart(request)
         elif request.can_read_body:
             raw = await request.read()
             body = json.loads(raw) if raw else None
         request[_FILES] = files
+        request[_PARTS] = parts
         request[_JSON] = body
         return RecordedRequest(
             method=request.method,
@@ -144,6 +148,33 @@ class RestApi:
         if request.headers.get("Authorization") != f"Bot {self.fake.bot_token}":
             return error(401, 0, "401: Unauthorized")
         return None
+
+    def _contract_failure(
+        self, request: web.Request, record: RecordedRequest
+    ) -> web.Response | None:
+        """Check the request against Discord's contract; answer 400 as Discord would."""
+        if not self.fake.check_contract or "tail" in request.match_info:
+            return None  # routes the fake does not serve are reported as unhandled
+        violations = self.fake.contract.check(
+            record.method,
+            record.path,
+            query=record.query,
+            content_type=request.content_type if request.body_exists else None,
+            body=record.json,
+            file_parts=request[_PARTS],
+        )
+        if not violations:
+            return None
+        record.violations = violations
+        self.fake.violations.extend(violations)
+        for violation in violations:
+            log.warning("contract violation: %s", violation)
+        errors = {
+            v.where: {"_errors": [{"code": "CONTRACT_VIOLATION", "message": v.rule}]}
+            for v in violations
+        }
+        body = {"code": 50035, "message": "Invalid Form Body", "errors": errors}
+        return json_response(body, 400)
 
     def _size_failure(self, record: RecordedRequest) -> web.Response | None:
         limit = self.fake.attachment_size_limit
@@ -580,10 +611,14 @@ class RestApi:
         return web.Response(body=stored.data, headers={"Content-Type": ctype})
 
 
-async def _read_multipart(request: web.Request) -> tuple[Any, list[tuple[str, bytes, str]]]:
-    """Split a multipart body into payload_json and files ordered by their files[n] index."""
+async def _read_multipart(
+    request: web.Request,
+) -> tuple[Any, list[tuple[str, bytes, str]], list[str]]:
+    """Split a multipart body into payload_json, files ordered by their files[n] index, and
+    the names of the file parts."""
     body: Any = None
     parts: list[tuple[int, tuple[str, bytes, str]]] = []
+    names: list[str] = []
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
@@ -595,7 +630,8 @@ async def _read_multipart(request: web.Request) -> tuple[Any, list[tuple[str, by
             ctype = part.headers.get("Content-Type", "application/octet-stream")
             index = _file_index(part.name or "", len(parts))
             parts.append((index, (part.filename, bytes(data), ctype)))
-    return body, [f for _, f in sorted(parts, key=lambda x: x[0])]
+            names.append(part.name or "")
+    return body, [f for _, f in sorted(parts, key=lambda x: x[0])], names
 
 
 def _file_index(name: str, fallback: int) -> int:
