@@ -1,0 +1,105 @@
+"""A database that refuses writes for a while: nothing stalls, nothing is lost, no restart.
+
+The fault is injected on the bot's own SQLite connection with `PRAGMA query_only`: SQLite
+then refuses every write with SQLITE_READONLY, the very error a read-only database file
+gives, while reads go on working (as they do on a full or read-only disk). Turning it off
+is the disk recovering. The black-box variant against the real process is in
+tests/test_store_faults_process.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from bot.store import TaskState
+from tests.conftest import CH_A, GUILD_A, MEMBER_A, MEMBER_A2
+from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
+from tests.helpers import answer_text
+
+MANY = {"user_concurrency": 20, "daily_quota": 100}
+CANNOT_SAVE = "cannot save new tasks or changes right now"
+
+
+async def refuse_writes(bot: Any, refuse: bool) -> None:
+    """Make the bot's database refuse (or take again) every write."""
+    await bot.store.conn.execute(f"PRAGMA query_only = {int(refuse)}")
+
+
+def count_attempts(monkeypatch: Any, repo: Any, name: str) -> Counter[int]:
+    """Count the calls of a repository method per first argument (a task or training id)."""
+    calls: Counter[int] = Counter()
+    real = getattr(repo, name)
+
+    async def counted(key: int, *args: Any, **kwargs: Any) -> Any:
+        calls[key] += 1
+        return await real(key, *args, **kwargs)
+
+    monkeypatch.setattr(repo, name, counted)
+    return calls
+
+
+async def accept(harness: Any, prompt: str, user_id: int = MEMBER_A) -> int:
+    text = await answer_text(await imagine(harness, prompt, user_id=user_id))
+    assert "Accepted as task #" in text, text
+    return task_id_of(text)
+
+
+async def eventually_state(harness: Any, task_id: int, state: TaskState) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (task := await harness.bot.store.tasks.get(task_id)).state != state:
+        assert loop.time() < deadline, f"task {task_id} stayed {task.state}"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("outcome", ["done", "failed"])
+async def test_tasks_ending_while_the_database_refuses_writes_free_their_slot_on_recovery(
+    harness_factory, monkeypatch, outcome
+):
+    h = await harness_factory(
+        miaohua={**FAST_POLLING, "account_concurrency": 1},
+        limits=MANY,
+        emulator={"generation_time": 0.4},
+    )
+    if outcome == "failed":
+        h.emu.state.settings.faults.task_failure_rate = 1.0
+    first = await accept(h, "first")
+    second = await accept(h, "second", user_id=MEMBER_A2)  # waits for the guild's one slot
+    attempts = count_attempts(
+        monkeypatch, h.bot.store.tasks, "mark_done" if outcome == "done" else "mark_failed"
+    )
+    await eventually(lambda: first in h.bot.generation.poller)
+    await refuse_writes(h.bot, True)
+
+    await eventually(lambda: attempts[first] >= 1, timeout=10)
+    assert first in h.bot.generation.poller, "the task left the poller with its state unsaved"
+    await eventually(lambda: attempts[first] >= 2, timeout=10)  # and it is tried again
+    assert second not in h.bot.generation.poller
+    refused = await answer_text(await imagine(h, "during the outage", user_id=MEMBER_A))
+    assert CANNOT_SAVE in refused and "error id" not in refused, refused
+
+    await refuse_writes(h.bot, False)
+    if outcome == "done":
+        for task_id in (first, second):
+            await wait_result(h, task_id, timeout=20)
+        expected = TaskState.DELIVERED
+    else:
+        for task_id in (first, second):
+            await h.fake.wait_for_message(
+                CH_A, lambda m, i=task_id: f"your task #{i} failed" in (m["content"] or ""), 20
+            )
+        expected = TaskState.FAILED
+    for task_id in (first, second):
+        await eventually_state(h, task_id, expected)
+        if outcome == "done":
+            assert len(result_of(h, task_id)) == 1
+    assert not h.bot.generation.poller
+    assert await h.bot.store.tasks.count_active(GUILD_A) == 0
+    # And the guild takes new work again, without a restart.
+    third = await accept(h, "after the outage")
+    if outcome == "done":
+        await wait_result(h, third, timeout=20)
