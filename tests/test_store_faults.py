@@ -10,15 +10,19 @@ tests/test_store_faults_process.py.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from bot.store import TaskState
+from bot.store.trainings import TrainingState
+from bot.training.staging import Staging
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, MEMBER_A2
 from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
 from tests.helpers import answer_text
+from tests.test_training import images, train, wait_state
 
 MANY = {"user_concurrency": 20, "daily_quota": 100}
 CANNOT_SAVE = "cannot save new tasks or changes right now"
@@ -103,3 +107,43 @@ async def test_tasks_ending_while_the_database_refuses_writes_free_their_slot_on
     third = await accept(h, "after the outage")
     if outcome == "done":
         await wait_result(h, third, timeout=20)
+
+
+async def test_training_images_that_cannot_be_written_fail_the_job_and_free_the_slot(harness):
+    # The staging directory cannot be created (a file stands in its place): writing the
+    # images fails with a real OSError, as it does on a full disk.
+    staging = harness.settings.storage.staging_dir
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.write_bytes(b"")
+    text = await train(harness, attachments=images(harness, 3))
+    assert "could not save the training images" in text and "error id" not in text, text
+    training = await harness.bot.store.trainings.get(1)
+    assert (training.state, training.error) == (TrainingState.FAILED, "images_not_saved")
+
+    staging.unlink()
+    assert "#2" in await train(harness, name="Second Try", attachments=images(harness, 3))
+    await wait_state(harness, 2, TrainingState.DONE, timeout=20)
+
+
+async def test_training_whose_images_cannot_be_recorded_ends_once_the_database_recovers(
+    harness, monkeypatch
+):
+    real_write = Staging.write
+
+    async def write_then_lose_the_database(self: Staging, *args: Any) -> list[str]:
+        # The job's row is stored; the disk turns read-only before its images are recorded.
+        await refuse_writes(harness.bot, True)
+        return await real_write(self, *args)
+
+    monkeypatch.setattr(Staging, "write", write_then_lose_the_database)
+    text = await train(harness, attachments=images(harness, 3))
+    assert CANNOT_SAVE in text and "error id" not in text, text
+    assert (await harness.bot.store.trainings.get(1)).state == TrainingState.UPLOADING
+    monkeypatch.setattr(Staging, "write", real_write)
+
+    await refuse_writes(harness.bot, False)
+    training = await wait_state(harness, 1, TrainingState.FAILED)
+    assert training.error == "images_not_saved"
+    assert not (harness.settings.storage.staging_dir / "1").exists()
+    assert "#2" in await train(harness, name="Second Try", attachments=images(harness, 3))
+    await wait_state(harness, 2, TrainingState.DONE, timeout=20)
