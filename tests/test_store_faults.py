@@ -147,3 +147,25 @@ async def test_training_whose_images_cannot_be_recorded_ends_once_the_database_r
     assert not (harness.settings.storage.staging_dir / "1").exists()
     assert "#2" in await train(harness, name="Second Try", attachments=images(harness, 3))
     await wait_state(harness, 2, TrainingState.DONE, timeout=20)
+
+
+async def test_cancel_refused_by_the_database_keeps_the_task_queued(harness_factory):
+    h = await harness_factory(
+        miaohua={**FAST_POLLING, "account_concurrency": 1},
+        limits=MANY,
+        emulator={"generation_time": 0.4},
+    )
+    first = await accept(h, "first")
+    second = await accept(h, "second")
+    await refuse_writes(h.bot, True)
+    ix = await h.fake.slash(
+        "cancel", options={"task": second}, user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A
+    )
+    text = await answer_text(ix)
+    assert CANNOT_SAVE in text and "error id" not in text, text
+    assert h.bot.generation.queue_position(second) == 1, "the task left the queue"
+
+    await refuse_writes(h.bot, False)
+    for task_id in (first, second):
+        await wait_result(h, task_id, timeout=20)
+        await eventually_state(h, task_id, TaskState.DELIVERED)

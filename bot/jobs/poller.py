@@ -185,6 +185,11 @@ class Poller:
             for entry in live:
                 await self._settle(entry, verdict)
             return
+        except StoreUnavailable as exc:
+            log.warning("guild %s: account not readable for polling now (%s)", guild_id, exc)
+            for entry in live:
+                self._retry_later(entry)
+            return
         except Exception:
             log.exception("could not get the account of guild %s for polling", guild_id)
             for entry in live:

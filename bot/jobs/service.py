@@ -257,7 +257,7 @@ class GenerationService:
         try:
             acct = await self._accounts.session_for(task.guild_id)
             service_id = await acct.submit_task(task_params(task))
-        except (AccountBusy, ConnectionFailed) as exc:
+        except (AccountBusy, ConnectionFailed, StoreUnavailable) as exc:
             await self._back_off(task, exc)
         except NoAccount:
             await self._fail(task, FailReason.NO_ACCOUNT, "")
@@ -289,15 +289,16 @@ class GenerationService:
             self.poller.add(submitted)
             await self._emit("task_progress", submitted, None, None)
 
-    async def _back_off(self, task: Task, exc: V1bError) -> None:
+    async def _back_off(self, task: Task, exc: V1bError | StoreUnavailable) -> None:
         """Put a task back at the head of its user's line and pause the guild's submissions."""
         log.info("guild %s: %s; retrying in %gs", task.guild_id, exc, self.busy_backoff)
-        try:
-            requeued = await self._store.tasks.requeue(task.id)
-        except StoreUnavailable as store_exc:
-            # It is still 'queued' in the store; only the attempt count is not recorded.
-            log.warning("task %s: attempt not recorded (%s)", task.id, store_exc)
-            requeued = None
+        requeued = None
+        if not isinstance(exc, StoreUnavailable):
+            try:
+                requeued = await self._store.tasks.requeue(task.id)
+            except StoreUnavailable as store_exc:
+                # It is still 'queued' in the store; only the attempt count is not recorded.
+                log.warning("task %s: attempt not recorded (%s)", task.id, store_exc)
         self._running[task.guild_id].discard(task.id)
         self._paused_until[task.guild_id] = self._clock() + self.busy_backoff
         self._queues[task.guild_id].push_front(requeued or task)
