@@ -11,9 +11,13 @@ file already open). Releasing the lock is the database recovering.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -142,4 +146,89 @@ async def test_database_locked_past_busy_timeout_while_a_task_finishes(world, tm
     assert "Traceback" not in log, log
     results = [m for m in fake.channel_messages(CH_A) if m.get("components")]
     for task_id in (1, 2, 3):
+        assert len([m for m in results if is_result_of(m, task_id)]) == 1
+
+
+class BotOnSmallDisk(BotProcess):
+    """The bot in its own mount namespace, its data directory a tmpfs of `size` bytes."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, data: Path, size: int) -> None:
+        super().__init__(env, cwd)
+        self.data, self.size = data, size
+
+    async def start(self) -> None:
+        script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
+        self.proc = await asyncio.create_subprocess_exec(
+            "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            str(self.size), str(self.data), sys.executable, "-m", "bot", "run",
+            env=self.env, cwd=self.cwd,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    def inside(self, path: Path) -> Path:
+        """`path` as the bot sees it, on its tmpfs."""
+        assert self.proc is not None
+        return Path(f"/proc/{self.proc.pid}/root") / path.relative_to("/")
+
+
+def can_mount_tmpfs() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def fill(path: Path) -> int:
+    """Write to `path` until the disk is full; return the bytes written."""
+    written = 0
+    with path.open("wb", buffering=0) as out:
+        try:
+            while True:
+                written += out.write(b"\0" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return written
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs a private mount namespace for a tmpfs")
+async def test_full_disk_while_a_task_finishes(world, tmp_path):
+    # SQLite resolves /proc/<pid>/root, so the database is watched through Discord and the
+    # emulator here, not read directly.
+    emu, fake, plain = world
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        **plain.env,
+        "MIAOHUA_BOT_STORAGE__PATH": str(data / "bot.sqlite3"),
+        "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(data / "staging"),
+    }
+    bot = BotOnSmallDisk(env, tmp_path, data, 4 * 1024 * 1024)
+    await boot_with_account(fake, bot)
+    text = await slash(fake, "imagine", MEMBER_A, options={"prompt": "before the disk fills"})
+    assert "Accepted as task #1" in text, text
+    (service_id,) = await until(lambda: list(emu.state.stats()["tasks"]), 30, "a submission")
+
+    filler = bot.inside(data / "filler")
+    assert await asyncio.to_thread(fill, filler) > 0
+    try:
+        await until(lambda: emu.state.stats()["tasks"][service_id]["done"], 30, "task 1 done")
+        text = await slash(fake, "imagine", MEMBER_A2, options={"prompt": "on a full disk"})
+        assert CANNOT_SAVE in text and "error id" not in text, text
+        assert not any(is_result_of(m, 1) for m in fake.channel_messages(CH_A))
+    finally:
+        filler.unlink()
+
+    await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 1), 60)
+    text = await slash(fake, "imagine", MEMBER_A2, options={"prompt": "room again"})
+    assert "Accepted as task #2" in text, text
+    await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 2), 60)
+    code, log = await bot.stop(signal.SIGTERM)
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    results = [m for m in fake.channel_messages(CH_A) if m.get("components")]
+    for task_id in (1, 2):
         assert len([m for m in results if is_result_of(m, task_id)]) == 1
