@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from bot.store import TaskState
+from bot.store import Store, StoreUnavailable, TaskState, until_stored
 from bot.store.trainings import TrainingState
 from bot.training.staging import Staging
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, MEMBER_A2
@@ -169,3 +170,65 @@ async def test_cancel_refused_by_the_database_keeps_the_task_queued(harness_fact
     for task_id in (first, second):
         await wait_result(h, task_id, timeout=20)
         await eventually_state(h, task_id, TaskState.DELIVERED)
+
+
+# The pieces underneath, one at a time.
+
+TASK = {
+    "guild_id": GUILD_A, "channel_id": CH_A, "user_id": MEMBER_A, "kind": "t2i",
+    "model": "m", "prompt": "p", "count": 1, "scale": 7, "size": "512x512",
+}  # fmt: skip
+
+
+async def test_refused_writes_raise_store_unavailable_and_reads_go_on(tmp_path):
+    path = tmp_path / "bot.db"
+    async with await Store.open(path, busy_timeout_ms=50) as store:
+        task = await store.tasks.create(**TASK)
+        await store.conn.execute("PRAGMA query_only = ON")  # as a read-only file answers
+        with pytest.raises(StoreUnavailable) as refused:
+            await store.tasks.mark_failed(task.id, "x")
+        assert refused.value.cause == "SQLITE_READONLY"
+        assert (await store.tasks.get(task.id)).state == TaskState.QUEUED
+        await store.conn.execute("PRAGMA query_only = OFF")
+
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            with pytest.raises(StoreUnavailable) as locked:
+                await store.tasks.mark_failed(task.id, "x")
+            assert locked.value.cause == "SQLITE_BUSY"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert (await store.tasks.mark_failed(task.id, "x")).state == TaskState.FAILED
+
+        # A fault of the query itself is not an outage: it stays what it is.
+        with pytest.raises(sqlite3.OperationalError) as bad:
+            await store.tasks._fetch_all("SELECT nope FROM tasks")
+        assert not isinstance(bad.value, StoreUnavailable)
+
+
+async def test_until_stored_retries_only_outages_with_growing_waits(monkeypatch):
+    waits: list[float] = []
+
+    async def no_wait(delay: float) -> None:
+        waits.append(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", no_wait)
+    answers: list[Any] = [StoreUnavailable("SQLITE_FULL")] * 5 + ["stored"]
+
+    async def write() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await until_stored(write, what="x", first_delay=1.0, max_delay=4.0) == "stored"
+    assert waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+
+    async def broken() -> None:
+        raise ValueError("a bug, not an outage")
+
+    with pytest.raises(ValueError):
+        await until_stored(broken, what="x")
+    assert len(waits) == 5
