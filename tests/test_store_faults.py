@@ -232,3 +232,30 @@ async def test_until_stored_retries_only_outages_with_growing_waits(monkeypatch)
     with pytest.raises(ValueError):
         await until_stored(broken, what="x")
     assert len(waits) == 5
+
+
+class FlakyAccounts:
+    """Account lookups of the training service that find the database unavailable at times."""
+
+    def __init__(self, real: Any, failing_calls: set[int]) -> None:
+        self.real, self.failing_calls, self.calls = real, failing_calls, 0
+
+    async def session_for(self, guild_id: int) -> Any:
+        self.calls += 1
+        if self.calls in self.failing_calls:
+            raise StoreUnavailable("SQLITE_BUSY")
+        return await self.real.session_for(guild_id)
+
+
+async def test_training_steps_run_again_when_a_read_finds_the_database_unavailable(
+    harness, monkeypatch
+):
+    # Calls: 1-2 uploading (the first refused), 3 creating the dataset, 4-5 submitting.
+    accounts = FlakyAccounts(harness.bot.accounts, {1, 4})
+    monkeypatch.setattr(harness.bot.training, "_accounts", accounts)
+    assert "#1" in await train(harness, attachments=images(harness, 3))
+    training = await wait_state(harness, 1, TrainingState.DONE, TrainingState.FAILED, timeout=20)
+    assert (training.state, training.error) == (TrainingState.DONE, None)
+    assert accounts.calls >= 5
+    assert harness.emu.state.calls["dataset"] == 1
+    assert harness.emu.state.calls["train_submit"] == 1

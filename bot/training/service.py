@@ -279,6 +279,13 @@ class TrainingService:
                 detail = getattr(exc, "message", "")
                 await self._fail(training, failure_reason(state, exc), detail)
                 return
+            except StoreUnavailable as exc:
+                # Only a read gets here, before the step acted (what a step did at the service
+                # is stored where it happens, retried): the step can simply run again.
+                log.warning(
+                    "training %s: database unavailable while %s: %s", training_id, state, exc
+                )
+                await asyncio.sleep(self._retry_delay)
         if training is not None and training.state is S.TRAINING:
             self._poll_wake.set()
 
@@ -373,8 +380,8 @@ class TrainingService:
     async def _submit(self, training: Training) -> Training | None:
         if (training.id, S.SUBMITTING) not in self._fresh:
             raise StepFailed("submit_uncertain")
-        self._fresh.discard((training.id, S.SUBMITTING))
         session = await self._accounts.session_for(training.guild_id)
+        self._fresh.discard((training.id, S.SUBMITTING))  # from here on it may reach the service
         params = TrainParams(
             name=training.name,
             description=training.description,
