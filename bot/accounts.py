@@ -11,7 +11,7 @@ from bot.crypto import SecretBox, SecretUnreadable, mask_email
 from bot.demo_accounts import DemoAccounts
 from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.logs import redactor
-from bot.store import Store
+from bot.store import Store, StoreUnavailable
 from bot.v1b import AccountSession, V1bClient
 from bot.v1b import errors as v1b
 from bot.v1b.ratelimit import RateLimiter
@@ -140,7 +140,13 @@ class AccountManager:
     def _token_saver(self, guild_id: int) -> Callable[[str], Awaitable[None]]:
         async def save(token: str) -> None:
             redactor.add(token)
-            await self._store.accounts.set_token(guild_id, self._box.encrypt(token), time.time())
+            try:
+                await self._store.accounts.set_token(
+                    guild_id, self._box.encrypt(token), time.time()
+                )
+            except StoreUnavailable as exc:
+                # The session holds the token; storing it only spares a login after a restart.
+                log.warning("guild %s: login token not stored (%s)", guild_id, exc)
 
         return save
 

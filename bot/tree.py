@@ -13,6 +13,7 @@ from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.jobs.errors import AccountUnreadable
 from bot.replies import reply
+from bot.store import StoreUnavailable
 from bot.v1b import errors as v1b
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ def describe_error(error: BaseException, locale: str) -> str | None:
     key = getattr(error, "key", None)
     if key and hasattr(error, "params"):  # admission refusals from the job layer
         return t(f"refused.{key}", locale, **error.params)
+    if isinstance(error, StoreUnavailable):
+        return t("errors.store_unavailable", locale)
     if isinstance(error, SecretUnreadable | AccountUnreadable):
         return t("account.unreadable", locale)
     if isinstance(error, app_commands.NoPrivateMessage):

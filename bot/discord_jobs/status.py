@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.replies import NO_MENTIONS
-from bot.store import Task
+from bot.store import StoreUnavailable, Task
 
 if TYPE_CHECKING:
     from bot.app import BotCore
@@ -130,7 +130,11 @@ class StatusBoard:
         entry.message_id = message.id
         entry.shown = text
         entry.last_edit = self._clock()
-        await self.bot.store.tasks.set_status_message(task_id, message.id)
+        try:
+            await self.bot.store.tasks.set_status_message(task_id, message.id)
+        except StoreUnavailable as exc:
+            # Kept in memory for this run; only a restart would post a fresh status message.
+            log.warning("task %s: status message id not stored (%s)", task_id, exc)
 
     async def _edit(self, task_id: int, entry: _Entry) -> None:
         text = entry.wanted or ""

@@ -15,7 +15,7 @@ from bot.jobs.models import FailReason
 from bot.jobs.polling import PollStrategy
 from bot.jobs.protocols import AccountResolver
 from bot.jobs.timers import TimerHeap
-from bot.store import Store, Task
+from bot.store import Store, StoreUnavailable, Task, until_stored
 from bot.v1b import AccountSession, AuthError, InvalidRequest, TaskFailed, TaskResult, V1bError
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,15 @@ Outcome = TaskResult | V1bError
 DoneCallback = Callable[[Task], Awaitable[None]]
 FailCallback = Callable[[Task, FailReason, str], Awaitable[None]]
 ProgressCallback = Callable[[Task, int | None], Awaitable[None]]
+GoneCallback = Callable[[Task], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """A failure the poller decided on its own (timeout, no usable account)."""
+
+    reason: FailReason
+    detail: str
 
 
 @dataclass(slots=True)
@@ -39,7 +48,12 @@ class _Pending:
 
 
 class Poller:
-    """Polls submitted tasks when due; hands results to the service's callbacks."""
+    """Polls submitted tasks when due; hands results to the service's callbacks.
+
+    A task leaves the poller only once its outcome is stored: while the database refuses
+    writes, its poll group keeps retrying the write (the guild's other tasks wait for the
+    group, as their outcomes could not be stored either), and the task's slot stays taken.
+    """
 
     def __init__(
         self,
@@ -50,6 +64,7 @@ class Poller:
         on_done: DoneCallback,
         on_failed: FailCallback,
         on_progress: ProgressCallback,
+        on_gone: GoneCallback,
         use_batch: bool = True,
         batch_interval: float = 0.5,
         task_timeout: float = 600.0,
@@ -65,6 +80,7 @@ class Poller:
         self._on_done = on_done
         self._on_failed = on_failed
         self._on_progress = on_progress
+        self._on_gone = on_gone
         self.use_batch = use_batch
         self.batch_interval = batch_interval
         self._batch_works = False  # a batch call has succeeded: polls cost per account, not task
@@ -153,7 +169,7 @@ class Poller:
         for entry in entries:
             if self._elapsed(entry.task) >= self.task_timeout:
                 detail = f"no result after {self.task_timeout:g}s"
-                await self._fail(entry, FailReason.TIMEOUT, detail)
+                await self._settle(entry, _Verdict(FailReason.TIMEOUT, detail))
             else:
                 live.append(entry)
         if not live:
@@ -162,11 +178,17 @@ class Poller:
             acct = await self._accounts.session_for(guild_id)
         except NoAccount:
             for entry in live:
-                await self._fail(entry, FailReason.NO_ACCOUNT, "")
+                await self._settle(entry, _Verdict(FailReason.NO_ACCOUNT, ""))
             return
         except AccountUnreadable:
+            verdict = _Verdict(FailReason.ACCOUNT_INVALID, "stored credentials unreadable")
             for entry in live:
-                await self._fail(entry, FailReason.ACCOUNT_INVALID, "stored credentials unreadable")
+                await self._settle(entry, verdict)
+            return
+        except StoreUnavailable as exc:
+            log.warning("guild %s: account not readable for polling now (%s)", guild_id, exc)
+            for entry in live:
+                self._retry_later(entry)
             return
         except Exception:
             log.exception("could not get the account of guild %s for polling", guild_id)
@@ -214,16 +236,21 @@ class Poller:
                 outcome = V1bError("task_results", "task missing from the batch answer")
             await self._settle(entry, outcome)
 
-    async def _settle(self, entry: _Pending, outcome: Outcome) -> None:
+    async def _settle(self, entry: _Pending, outcome: Outcome | _Verdict) -> None:
         try:
             await self._handle(entry, outcome)
+        except StoreUnavailable as exc:
+            log.warning("task %s: poll not recorded (%s), polling again", entry.task.id, exc)
+            self._retry_later(entry)
         except Exception:
             log.exception("handling the poll of task %s failed", entry.task.id)
             self._retry_later(entry)
 
-    async def _handle(self, entry: _Pending, outcome: Outcome) -> None:
+    async def _handle(self, entry: _Pending, outcome: Outcome | _Verdict) -> None:
         task = entry.task
-        if isinstance(outcome, TaskFailed):
+        if isinstance(outcome, _Verdict):
+            await self._fail(entry, outcome.reason, outcome.detail)
+        elif isinstance(outcome, TaskFailed):
             await self._fail(entry, FailReason.GENERATION_FAILED, outcome.message)
         elif isinstance(outcome, AuthError):
             await self._fail(entry, FailReason.ACCOUNT_INVALID, outcome.message)
@@ -246,27 +273,36 @@ class Poller:
         delay = self.strategy.next_interval(task, wait_time, entry.polls, self._elapsed(task))
         self._schedule(entry, delay)
         if wait_time != entry.wait_time:
-            entry.wait_time = wait_time
             next_poll_at = self._wall() + delay
-            updated = await self._store.tasks.record_progress(task.id, wait_time, next_poll_at)
+            try:
+                updated = await self._store.tasks.record_progress(task.id, wait_time, next_poll_at)
+            except StoreUnavailable as exc:
+                log.debug("task %s: progress not recorded (%s)", task.id, exc)
+                return  # recorded at a later poll; the outcome is what must be stored
+            entry.wait_time = wait_time
             if updated is not None:
                 entry.task = updated
                 await self._on_progress(updated, wait_time)
 
     async def _done(self, entry: _Pending, result: TaskResult) -> None:
         task = entry.task
+        images = [image.model_dump() for image in result.images]
+        done = await until_stored(
+            lambda: self._store.tasks.mark_done(task.id, images, result.select_seed),
+            what=f"the result of task {task.id}",
+        )
         self.strategy.completed(task, self._elapsed(task))
         self._forget(task.id)
-        images = [image.model_dump() for image in result.images]
-        done = await self._store.tasks.mark_done(task.id, images, result.select_seed)
         if done is None:
             log.warning("task %s was no longer submitted when found done", task.id)
+            self._on_gone(task)
             return
         await self._on_done(done)
 
     async def _fail(self, entry: _Pending, reason: FailReason, detail: str) -> None:
-        self._forget(entry.task.id)
+        # The callback stores the failure (retrying while the store refuses) and frees the slot.
         await self._on_failed(entry.task, reason, detail)
+        self._forget(entry.task.id)
 
     def _retry_later(self, entry: _Pending) -> None:
         entry.errors += 1

@@ -19,7 +19,7 @@ from bot.jobs.polling import PollStrategy
 from bot.jobs.protocols import AccountResolver, JobEvents
 from bot.jobs.queue import GuildQueue
 from bot.jobs.timers import TimerHeap
-from bot.store import Store, Task, TaskState
+from bot.store import Store, StoreUnavailable, Task, TaskState, until_stored
 from bot.v1b import (
     AccountBusy,
     AuthError,
@@ -86,6 +86,7 @@ class GenerationService:
             on_done=self._on_done,
             on_failed=self._fail,
             on_progress=self._on_poll_progress,
+            on_gone=lambda task: self._release(task.guild_id, task.id),
             use_batch=use_batch,
             batch_interval=batch_interval,
             task_timeout=task_timeout,
@@ -161,7 +162,12 @@ class GenerationService:
             try:
                 task = await self._store.tasks.create(**request.task_fields())
             except BaseException:
-                await admission.refund_quota(self._store, request, day)
+                self._spawn(
+                    until_stored(
+                        lambda: admission.refund_quota(self._store, request, day),
+                        what=f"the quota refund of user {request.user_id}",
+                    )
+                )
                 raise
         queue = self._queues[task.guild_id]
         queue.push(task)
@@ -187,12 +193,18 @@ class GenerationService:
     async def cancel(self, task_id: int) -> bool:
         """Cancel a task that is still queued; True when it was."""
         for guild_id, queue in self._queues.items():
-            if queue.remove(task_id) is not None:
+            if (task := queue.remove(task_id)) is not None:
+                # Out of the queue first, so the dispatcher cannot submit it meanwhile.
+                try:
+                    cancelled = await self._store.tasks.mark_cancelled(task_id)
+                except StoreUnavailable:
+                    self._queues[guild_id].push_front(task)  # still queued, as the store says
+                    self._dispatch_wake.set()
+                    raise
                 self._positions.pop(task_id, None)
-                cancelled = await self._store.tasks.mark_cancelled(task_id)
                 self._spawn(self._report_positions(guild_id))
                 if cancelled is not None:
-                    await self._refund(cancelled)
+                    self._spawn(self._refund(cancelled))
                 return cancelled is not None
         return False
 
@@ -245,7 +257,7 @@ class GenerationService:
         try:
             acct = await self._accounts.session_for(task.guild_id)
             service_id = await acct.submit_task(task_params(task))
-        except (AccountBusy, ConnectionFailed) as exc:
+        except (AccountBusy, ConnectionFailed, StoreUnavailable) as exc:
             await self._back_off(task, exc)
         except NoAccount:
             await self._fail(task, FailReason.NO_ACCOUNT, "")
@@ -264,7 +276,11 @@ class GenerationService:
             log.exception("submitting task %s failed", task.id)
             await self._fail(task, FailReason.SERVICE_ERROR, "internal error")
         else:
-            submitted = await self._store.tasks.mark_submitted(task.id, service_id)
+            # The service runs it now: its id must be stored, or the result is lost.
+            submitted = await until_stored(
+                lambda: self._store.tasks.mark_submitted(task.id, service_id),
+                what=f"the submission of task {task.id}",
+            )
             if submitted is None:
                 log.warning("task %s left 'queued' while it was being submitted", task.id)
                 self._release(task.guild_id, task.id)
@@ -273,10 +289,16 @@ class GenerationService:
             self.poller.add(submitted)
             await self._emit("task_progress", submitted, None, None)
 
-    async def _back_off(self, task: Task, exc: V1bError) -> None:
+    async def _back_off(self, task: Task, exc: V1bError | StoreUnavailable) -> None:
         """Put a task back at the head of its user's line and pause the guild's submissions."""
         log.info("guild %s: %s; retrying in %gs", task.guild_id, exc, self.busy_backoff)
-        requeued = await self._store.tasks.requeue(task.id)
+        requeued = None
+        if not isinstance(exc, StoreUnavailable):
+            try:
+                requeued = await self._store.tasks.requeue(task.id)
+            except StoreUnavailable as store_exc:
+                # It is still 'queued' in the store; only the attempt count is not recorded.
+                log.warning("task %s: attempt not recorded (%s)", task.id, store_exc)
         self._running[task.guild_id].discard(task.id)
         self._paused_until[task.guild_id] = self._clock() + self.busy_backoff
         self._queues[task.guild_id].push_front(requeued or task)
@@ -311,8 +333,14 @@ class GenerationService:
         self._spawn(self._deliver(task.id))
 
     async def _fail(self, task: Task, reason: FailReason, detail: str) -> None:
-        self._release(task.guild_id, task.id)
-        failed = await self._store.tasks.mark_failed(task.id, reason.value, detail)
+        """Store the failure (retrying while the store refuses), free the slot, tell the user."""
+        try:
+            failed = await until_stored(
+                lambda: self._store.tasks.mark_failed(task.id, reason.value, detail),
+                what=f"the failure of task {task.id}",
+            )
+        finally:
+            self._release(task.guild_id, task.id)
         if failed is None:
             log.warning("task %s could not be marked failed (%s)", task.id, reason)
             return
@@ -323,7 +351,10 @@ class GenerationService:
     async def _refund(self, task: Task) -> None:
         """Give a task's images back to its requester's daily quota: they got none."""
         day = admission.utc_day(task.created_at)
-        await self._store.usage.refund(task.guild_id, task.user_id, day, max(1, task.count))
+        await until_stored(
+            lambda: self._store.usage.refund(task.guild_id, task.user_id, day, max(1, task.count)),
+            what=f"the quota refund of task {task.id}",
+        )
 
     # Delivery
 
@@ -337,7 +368,9 @@ class GenerationService:
             self._delivering.discard(task_id)
 
     async def _deliver_once(self, task_id: int) -> None:
-        task = await self._store.tasks.get(task_id)
+        task = await until_stored(
+            lambda: self._store.tasks.get(task_id), what=f"the reading of task {task_id}"
+        )
         if task is None or task.state != TaskState.DONE:
             return
         message_id: int | None = None
@@ -349,7 +382,13 @@ class GenerationService:
             await self._delivery_failed(task)
             return
         self._delivery_failures.pop(task_id, None)
-        if await self._store.tasks.mark_delivered(task_id, message_id) is None:
+        posted: int = message_id
+        # Posted: unless this is stored, a restart would post the result a second time.
+        delivered = await until_stored(
+            lambda: self._store.tasks.mark_delivered(task_id, posted),
+            what=f"the delivery of task {task_id}",
+        )
+        if delivered is None:
             log.warning("task %s was no longer 'done' after delivery", task_id)
 
     async def _delivery_failed(self, task: Task) -> None:

@@ -2,8 +2,10 @@
 
 from bot.store.accounts import AccountRepo, GuildAccount
 from bot.store.datasets import Dataset, DatasetRepo
+from bot.store.errors import StoreUnavailable
 from bot.store.migrate import Migration, MigrationError, load_migrations, migrate, schema_version
 from bot.store.models import ModelRepo, TrainedModel
+from bot.store.retry import until_stored
 from bot.store.settings import SETTING_NAMES, GuildSettings, SettingsRepo
 from bot.store.store import Store
 from bot.store.tasks import ACTIVE_TASK_STATES, Task, TaskRepo, TaskState
@@ -31,6 +33,7 @@ __all__ = [
     "ModelRepo",
     "SettingsRepo",
     "Store",
+    "StoreUnavailable",
     "Task",
     "TaskRepo",
     "TaskState",
@@ -42,4 +45,5 @@ __all__ = [
     "load_migrations",
     "migrate",
     "schema_version",
+    "until_stored",
 ]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
 import aiosqlite
+
+from bot.store.errors import unavailable
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -43,8 +46,14 @@ class Repo:
     async def _fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         # execute_fetchall runs statement and fetch in one hop on the db thread, so an
         # INSERT/UPDATE ... RETURNING completes before any other coroutine's statement.
-        rows = list(await self._conn.execute_fetchall(sql, tuple(params)))
+        rows = await self._fetch_all(sql, params)
         return rows[0] if rows else None
 
     async def _fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        return list(await self._conn.execute_fetchall(sql, tuple(params)))
+        try:
+            return list(await self._conn.execute_fetchall(sql, tuple(params)))
+        except sqlite3.Error as exc:
+            # A full disk, a read-only file or a lock held too long: a typed, retryable error.
+            if (typed := unavailable(exc)) is not None:
+                raise typed from exc
+            raise

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -27,7 +28,7 @@ from bot.background import Background
 from bot.errors import UserFacingError
 from bot.images import CheckedImage
 from bot.jobs.errors import AccountUnreadable, NoAccount
-from bot.store import Store
+from bot.store import Store, StoreUnavailable, until_stored
 from bot.store.trainings import Training, TrainingState
 from bot.training.inputs import check_model_name
 from bot.training.staging import Staging
@@ -203,21 +204,48 @@ class TrainingService:
                 description=request.description,
                 nsfw=request.nsfw,
             )
-            staged = await self._staging.write(training.id, list(request.images))
-            updated = await self._store.trainings.update(
-                training.id, pending_images=staged, dataset_ids=request.dataset_ids
-            )
+            try:
+                staged = await self._staging.write(training.id, list(request.images))
+                updated = await self._store.trainings.update(
+                    training.id, pending_images=staged, dataset_ids=request.dataset_ids
+                )
+            except (OSError, StoreUnavailable) as exc:
+                # Without its images the job cannot run: end it now so it frees the slot.
+                log.warning("training %s: images not saved (%s)", training.id, exc)
+                await self._abandon(training.id)
+                if isinstance(exc, StoreUnavailable):
+                    raise
+                raise UserFacingError("train.images_not_saved") from exc
             assert updated is not None
             training = updated
         log.info("training %s created in guild %s", training.id, training.guild_id)
         message_id = await self._emit(self._events.training_created, training)
         if message_id:
-            training = (
-                await self._store.trainings.update(training.id, progress_message_id=message_id)
-                or training
-            )
+            try:
+                training = (
+                    await self._store.trainings.update(training.id, progress_message_id=message_id)
+                    or training
+                )
+            except StoreUnavailable as exc:
+                # The job runs anyway; its progress message is just not edited.
+                log.warning("training %s: progress message id not stored (%s)", training.id, exc)
         self._spawn(self._advance(training.id))
         return training
+
+    async def _abandon(self, training_id: int) -> None:
+        """Fail a job whose images could not be saved; retried in the background if need be."""
+
+        async def fail() -> None:
+            await self._store.trainings.set_state(
+                training_id, S.FAILED, (S.UPLOADING,), error="images_not_saved"
+            )
+            await self._staging.remove(training_id)
+
+        try:
+            await fail()
+        except StoreUnavailable:
+            # The slot stays taken (the store still says 'uploading') until this is stored.
+            self._spawn(until_stored(fail, what=f"the failure of training {training_id}"))
 
     def remaining(self, training: Training) -> float | None:
         """Estimated seconds left, from the progress rate seen since polling began."""
@@ -230,7 +258,10 @@ class TrainingService:
     # Steps before training
 
     async def _advance(self, training_id: int) -> None:
-        training = await self._store.trainings.get(training_id)
+        training = await until_stored(
+            lambda: self._store.trainings.get(training_id),
+            what=f"the reading of training {training_id}",
+        )
         steps = {
             S.UPLOADING: self._upload,
             S.CREATING_DATASET: self._create_dataset,
@@ -248,6 +279,13 @@ class TrainingService:
                 detail = getattr(exc, "message", "")
                 await self._fail(training, failure_reason(state, exc), detail)
                 return
+            except StoreUnavailable as exc:
+                # Only a read gets here, before the step acted (what a step did at the service
+                # is stored where it happens, retried): the step can simply run again.
+                log.warning(
+                    "training %s: database unavailable while %s: %s", training_id, state, exc
+                )
+                await asyncio.sleep(self._retry_delay)
         if training is not None and training.state is S.TRAINING:
             self._poll_wake.set()
 
@@ -266,8 +304,14 @@ class TrainingService:
             uploaded += await self._upload_files(session, files)
             pending = pending[len(batch) :]
             # URLs and the remaining files are written together: a resumed job never skips one.
-            await self._store.trainings.update(
-                training.id, uploaded_urls=uploaded, pending_images=pending
+            await until_stored(
+                functools.partial(
+                    self._store.trainings.update,
+                    training.id,
+                    uploaded_urls=uploaded,
+                    pending_images=pending,
+                ),
+                what=f"the uploads of training {training.id}",
             )
             log.debug("training %s: %d image(s) uploaded", training.id, len(uploaded))
         following = S.CREATING_DATASET if uploaded else S.SUBMITTING
@@ -306,12 +350,16 @@ class TrainingService:
                 dataset_id = await self._find_dataset(session, name)
                 if dataset_id is None:
                     raise
-        await self._store.datasets.add(
-            guild_id=training.guild_id,
-            dataset_id=str(dataset_id),
-            name=name,
-            image_count=len(training.uploaded_urls),
-            created_by=training.user_id,
+        created = str(dataset_id)
+        await until_stored(
+            lambda: self._store.datasets.add(
+                guild_id=training.guild_id,
+                dataset_id=created,
+                name=name,
+                image_count=len(training.uploaded_urls),
+                created_by=training.user_id,
+            ),
+            what=f"the dataset of training {training.id}",
         )
         log.info("training %s: dataset %s ready", training.id, dataset_id)
         return await self._move(
@@ -332,8 +380,8 @@ class TrainingService:
     async def _submit(self, training: Training) -> Training | None:
         if (training.id, S.SUBMITTING) not in self._fresh:
             raise StepFailed("submit_uncertain")
-        self._fresh.discard((training.id, S.SUBMITTING))
         session = await self._accounts.session_for(training.guild_id)
+        self._fresh.discard((training.id, S.SUBMITTING))  # from here on it may reach the service
         params = TrainParams(
             name=training.name,
             description=training.description,
@@ -358,7 +406,11 @@ class TrainingService:
         self, training: Training, state: TrainingState, from_states: tuple, **fields: Any
     ) -> Training | None:
         self._fresh.add((training.id, state))
-        moved = await self._store.trainings.set_state(training.id, state, from_states, **fields)
+        # What the service did (dataset, submission) must be stored before the job goes on.
+        moved = await until_stored(
+            lambda: self._store.trainings.set_state(training.id, state, from_states, **fields),
+            what=f"training {training.id} moving to {state}",
+        )
         if moved is None:
             self._fresh.discard((training.id, state))
         return moved
@@ -370,6 +422,8 @@ class TrainingService:
             self._poll_wake.clear()
             try:
                 await self.poll_once()
+            except StoreUnavailable as exc:
+                log.warning("training poll round skipped: %s", exc)
             except Exception:
                 log.exception("training poll round failed")
             with contextlib.suppress(TimeoutError):
@@ -414,25 +468,35 @@ class TrainingService:
         self._first_seen.setdefault(training.id, (now, progress.training_progress))
         if progress.training_progress == training.progress:
             return
-        updated = await self._store.trainings.update(
-            training.id, progress=progress.training_progress, last_progress_at=now
-        )
+        try:
+            updated = await self._store.trainings.update(
+                training.id, progress=progress.training_progress, last_progress_at=now
+            )
+        except StoreUnavailable as exc:
+            log.debug("training %s: progress not recorded (%s)", training.id, exc)
+            return  # recorded at a later poll
         if updated is not None:
             await self._emit(self._events.training_progress, updated, self.remaining(updated))
 
     async def _finish(self, training: Training, progress: TrainProgress) -> None:
         # The service renames the model ("my model" -> "my_model"): use its name.
         model_name = progress.model_name or training.name
-        await self._store.models.add(
-            guild_id=training.guild_id,
-            model_name=model_name,
-            display_name=training.name,
-            trigger_word=training.trigger_word,
-            trained_by=training.user_id,
-            training_id=training.id,
+        await until_stored(
+            lambda: self._store.models.add(
+                guild_id=training.guild_id,
+                model_name=model_name,
+                display_name=training.name,
+                trigger_word=training.trigger_word,
+                trained_by=training.user_id,
+                training_id=training.id,
+            ),
+            what=f"the model of training {training.id}",
         )
-        done = await self._store.trainings.set_state(
-            training.id, S.DONE, (S.TRAINING,), model_name=model_name, progress=1.0
+        done = await until_stored(
+            lambda: self._store.trainings.set_state(
+                training.id, S.DONE, (S.TRAINING,), model_name=model_name, progress=1.0
+            ),
+            what=f"the end of training {training.id}",
         )
         if done is None:
             return
@@ -443,8 +507,11 @@ class TrainingService:
         await self._emit(self._events.training_done, done)
 
     async def _fail(self, training: Training, reason: str, detail: str = "") -> None:
-        failed = await self._store.trainings.set_state(
-            training.id, S.FAILED, (*PRE_TRAINING, S.TRAINING), error=reason
+        failed = await until_stored(
+            lambda: self._store.trainings.set_state(
+                training.id, S.FAILED, (*PRE_TRAINING, S.TRAINING), error=reason
+            ),
+            what=f"the failure of training {training.id}",
         )
         self._forget(training.id)
         await self._staging.remove(training.id)

@@ -1,0 +1,234 @@
+"""Black box: `miaohua-bot run` while another process holds its database's write lock.
+
+The fault is real and comes from outside the bot: a second SQLite connection (a maintenance
+script, a backup tool that locks the file) holds the write lock past the bot's busy_timeout,
+so every write of the bot fails with SQLITE_BUSY while its reads go on (WAL). This is the
+one way to make writes really fail for a process running as root, which ignores file
+permissions: a `chmod` of the database file changes nothing for it (nor, for anyone, for a
+file already open). Releasing the lock is the database recovering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.emulator import EmulatorServer, EmulatorSettings
+from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
+from tests.fakes import FakeDiscord
+from tests.genutil import is_result_of
+from tests.helpers import answer_text
+from tests.test_crash_recovery import BotProcess, db_rows, until
+
+TOKEN = "store-fault-token.AbC.987654"
+EMAIL, PASSWORD = "locked@guild.test", "locked-Pass-1"
+CANNOT_SAVE = "cannot save new tasks or changes right now"
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[tuple[EmulatorServer, FakeDiscord, BotProcess]]:
+    emu = EmulatorServer(EmulatorSettings(accounts={EMAIL: PASSWORD}, generation_time=1.5))
+    fake = FakeDiscord(application_id=900, bot_user_id=900, bot_token=TOKEN)
+    fake.add_guild(GUILD_A, "Guild A", owner_id=ADMIN_A)
+    fake.add_channel(GUILD_A, CH_A, "art")
+    fake.add_member(GUILD_A, ADMIN_A, "admin", manage_guild=True, manage_messages=True)
+    fake.add_member(GUILD_A, MEMBER_A, "member")
+    fake.add_member(GUILD_A, MEMBER_A2, "member2")
+    async with emu, fake:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOHUA_BOT_")}
+        env.update(
+            {
+                "MIAOHUA_BOT_DISCORD__TOKEN": TOKEN,
+                "MIAOHUA_BOT_DISCORD__API_BASE_URL": fake.api_base_url,
+                "MIAOHUA_BOT_DISCORD__GATEWAY_URL": fake.gateway_url,
+                "MIAOHUA_BOT_MIAOHUA__BASE_URL": emu.base_url,
+                "MIAOHUA_BOT_MIAOHUA__POLL_STRATEGY": "fixed",
+                "MIAOHUA_BOT_MIAOHUA__POLL_INTERVAL": "0.1",
+                # One task at a time: a slot that is never freed stalls everything after it.
+                "MIAOHUA_BOT_MIAOHUA__ACCOUNT_CONCURRENCY": "1",
+                "MIAOHUA_BOT_STORAGE__PATH": str(tmp_path / "bot.sqlite3"),
+                "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(tmp_path / "staging"),
+                "MIAOHUA_BOT_SECURITY__SECRET_KEY": "store-fault-key",
+                "MIAOHUA_BOT_LIMITS__USER_CONCURRENCY": "10",
+                "MIAOHUA_BOT_LOGGING__LEVEL": "WARNING",
+            }
+        )
+        yield emu, fake, BotProcess(env, tmp_path)
+
+
+class WriteLock:
+    """Another process's connection holding the database's write lock."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    async def take(self) -> None:
+        await asyncio.to_thread(self._conn.execute, "BEGIN IMMEDIATE")
+
+    async def release(self) -> None:
+        await asyncio.to_thread(self._conn.execute, "ROLLBACK")
+        self._conn.close()
+
+
+async def slash(fake: FakeDiscord, name: str, user: int, **kwargs: Any) -> str:
+    ix = await fake.slash(name, user_id=user, guild_id=GUILD_A, channel_id=CH_A, **kwargs)
+    return await answer_text(ix, 40)
+
+
+async def boot_with_account(fake: FakeDiscord, bot: BotProcess) -> None:
+    await bot.start()
+    for _ in range(600):
+        if "imagine" in fake.world.command_names():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the bot did not register its commands")
+    ix = await fake.slash(
+        "account", subcommand="set", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
+    )
+    await ix.response(20)
+    done = await fake.submit_modal(
+        "account:set", {"email": EMAIL, "password": PASSWORD},
+        user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A,
+    )  # fmt: skip
+    assert "saved" in await answer_text(done, 20)
+
+
+async def test_database_locked_past_busy_timeout_while_a_task_finishes(world, tmp_path):
+    emu, fake, bot = world
+    db = tmp_path / "bot.sqlite3"
+    await boot_with_account(fake, bot)
+    for user, prompt in ((MEMBER_A, "before the lock"), (MEMBER_A2, "queued behind it")):
+        text = await slash(fake, "imagine", user, options={"prompt": prompt})
+        assert "Accepted as task" in text, text
+
+    def first_submitted() -> str | None:
+        rows = db_rows(db, "SELECT service_task_id FROM tasks WHERE id = 1 AND state = 'submitted'")
+        return rows[0][0] if rows else None
+
+    service_id = await until(first_submitted, 30, "task 1 submitted")
+    lock = WriteLock(db)
+    await lock.take()
+    try:
+        # The service finishes task 1 while the bot cannot store that.
+        await until(lambda: emu.state.stats()["tasks"][service_id]["done"], 30, "task 1 done")
+        text = await slash(fake, "imagine", MEMBER_A, options={"prompt": "during the lock"})
+        assert CANNOT_SAVE in text and "error id" not in text, text
+        assert db_rows(db, "SELECT state FROM tasks WHERE id = 1") == [("submitted",)]
+    finally:
+        await lock.release()
+
+    def all_delivered() -> bool:
+        rows = db_rows(db, "SELECT state FROM tasks")
+        return len(rows) == 2 and all(state == "delivered" for (state,) in rows)
+
+    await until(all_delivered, 60, "both tasks delivered without a restart")
+    text = await slash(fake, "imagine", MEMBER_A, options={"prompt": "after the lock"})
+    assert "Accepted as task #3" in text, text
+    await until(
+        lambda: db_rows(db, "SELECT state FROM tasks WHERE id = 3") == [("delivered",)],
+        60,
+        "a new task delivered after the lock",
+    )
+    code, log = await bot.stop(signal.SIGTERM)
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    results = [m for m in fake.channel_messages(CH_A) if m.get("components")]
+    for task_id in (1, 2, 3):
+        assert len([m for m in results if is_result_of(m, task_id)]) == 1
+
+
+class BotOnSmallDisk(BotProcess):
+    """The bot in its own mount namespace, its data directory a tmpfs of `size` bytes."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, data: Path, size: int) -> None:
+        super().__init__(env, cwd)
+        self.data, self.size = data, size
+
+    async def start(self) -> None:
+        script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
+        self.proc = await asyncio.create_subprocess_exec(
+            "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            str(self.size), str(self.data), sys.executable, "-m", "bot", "run",
+            env=self.env, cwd=self.cwd,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    def inside(self, path: Path) -> Path:
+        """`path` as the bot sees it, on its tmpfs."""
+        assert self.proc is not None
+        return Path(f"/proc/{self.proc.pid}/root") / path.relative_to("/")
+
+
+def can_mount_tmpfs() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def fill(path: Path) -> int:
+    """Write to `path` until the disk is full; return the bytes written."""
+    written = 0
+    with path.open("wb", buffering=0) as out:
+        try:
+            while True:
+                written += out.write(b"\0" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return written
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs a private mount namespace for a tmpfs")
+async def test_full_disk_while_a_task_finishes(world, tmp_path):
+    # SQLite resolves /proc/<pid>/root, so the database is watched through Discord and the
+    # emulator here, not read directly.
+    emu, fake, plain = world
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        **plain.env,
+        "MIAOHUA_BOT_STORAGE__PATH": str(data / "bot.sqlite3"),
+        "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(data / "staging"),
+    }
+    bot = BotOnSmallDisk(env, tmp_path, data, 4 * 1024 * 1024)
+    await boot_with_account(fake, bot)
+    text = await slash(fake, "imagine", MEMBER_A, options={"prompt": "before the disk fills"})
+    assert "Accepted as task #1" in text, text
+    (service_id,) = await until(lambda: list(emu.state.stats()["tasks"]), 30, "a submission")
+
+    filler = bot.inside(data / "filler")
+    assert await asyncio.to_thread(fill, filler) > 0
+    try:
+        await until(lambda: emu.state.stats()["tasks"][service_id]["done"], 30, "task 1 done")
+        text = await slash(fake, "imagine", MEMBER_A2, options={"prompt": "on a full disk"})
+        assert CANNOT_SAVE in text and "error id" not in text, text
+        assert not any(is_result_of(m, 1) for m in fake.channel_messages(CH_A))
+    finally:
+        filler.unlink()
+
+    await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 1), 60)
+    text = await slash(fake, "imagine", MEMBER_A2, options={"prompt": "room again"})
+    assert "Accepted as task #2" in text, text
+    await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 2), 60)
+    code, log = await bot.stop(signal.SIGTERM)
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    results = [m for m in fake.channel_messages(CH_A) if m.get("components")]
+    for task_id in (1, 2):
+        assert len([m for m in results if is_result_of(m, task_id)]) == 1
