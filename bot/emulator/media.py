@@ -83,7 +83,8 @@ def add_media_routes(app: web.Application, state: EmulatorState) -> None:
         state.calls["image"] += 1
         task = state.tasks.get(request.match_info["task_id"])
         index = int(request.match_info["index"])
-        if task is None or not task.finished or task.error_msg or index >= task.n_images:
+        listed = task.n_images + state.settings.faults.extra_images if task else 0
+        if task is None or not task.finished or task.error_msg or index >= listed:
             raise web.HTTPNotFound()
         key = request.path
         data = cache.get(key)
