@@ -168,3 +168,14 @@ def test_running_note_is_plural_correct_in_english_and_says_nothing_when_idle():
     chinese = note(2, 1, "zh-CN")
     assert "2 个任务和1 个训练" in chinese and "之前的账号" in chinese
     assert t("account.running.replaced.one", "zh-CN", work="x").startswith("x仍在")
+
+
+async def test_an_account_held_by_a_submission_in_flight_is_not_deleted(harness):
+    # A task being submitted records its account only once the service answers.
+    bot = harness.bot
+    harness.emu.add_account(NEW_EMAIL, NEW_PASSWORD)
+    bound = await bot.accounts.acquire(GUILD_A)
+    assert not await bot.accounts.set_account(GUILD_A, NEW_EMAIL, NEW_PASSWORD)
+    assert await bot.store.accounts.get_by_id(bound.account_id) is not None
+    await bot.accounts.release(bound)  # the submission failed: nothing refers to it any more
+    assert await bot.store.accounts.get_by_id(bound.account_id) is None
