@@ -173,6 +173,29 @@ async def test_a_300_mb_answer_fails_the_task_clearly_without_reading_it(harness
     assert h.emu.state.streamed_bytes < HUGE / 4
 
 
+async def test_an_endless_result_image_is_cut_at_the_download_limit(harness_factory):
+    h = await harness_factory(miaohua=FAST_POLLING, limits={"download_bytes": 2 * MiB})
+    h.bot.generation.delivery_retry = 0.05
+    faults = h.emu.state.settings.faults
+    faults.huge_body_endpoints = ["image"]
+    faults.huge_body_bytes = HUGE
+    gc.collect()
+    tracemalloc.start()
+    try:
+        task_id = task_id_of(await answer_text(await imagine(h, count=1)))
+        message = await h.fake.wait_for_message(
+            CH_A, lambda m: m["content"].startswith(f"<@{MEMBER_A}> your task #{task_id} failed")
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "could not be posted" in message["content"]
+    assert peak < HUGE / 10, f"peak {peak / MiB:.1f} MiB"
+    attempts = h.bot.generation.delivery_attempts
+    await _until_cut(h.emu, attempts)  # every delivery attempt hung up at the limit
+    assert h.emu.state.streamed_bytes < attempts * 2 * MiB + HUGE / 4
+
+
 async def test_a_huge_training_progress_answer_fails_the_training_clearly(harness_factory):
     h = await harness_factory()
     faults = h.emu.state.settings.faults

@@ -14,6 +14,7 @@ from aiohttp import web
 from bot.emulator.admin import add_admin_routes
 from bot.emulator.api import V1bApi
 from bot.emulator.errors import ApiError
+from bot.emulator.hugebody import huge_body_due, stream_huge_body
 from bot.emulator.media import add_media_routes
 from bot.emulator.scheduler import GenerationQueue
 from bot.emulator.settings import EmulatorSettings, FaultSettings
@@ -26,7 +27,6 @@ STATE_KEY = web.AppKey("emulator_state", EmulatorState)
 # Endpoints whose success answers the spec shows bare; every other one is enveloped.
 SPEC_BARE = frozenset({"get_token", "task_submit", "task_result", "dataset_all", "train_progress"})
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
-HUGE_BODY_CHUNK = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[Any]]
 
@@ -75,37 +75,6 @@ class _FaultInjector:
             return web.json_response(envelope("", code=500, msg="internal error"), status=status)
         return None
 
-    def huge_body_due(self, endpoint: str) -> bool:
-        """Whether this endpoint answers with a huge streamed body instead."""
-        return self.faults.huge_body_bytes > 0 and endpoint in self.faults.huge_body_endpoints
-
-    async def huge_body(self, request: web.Request) -> web.StreamResponse:
-        """Stream a JSON body of `huge_body_bytes`, made up chunk by chunk as it is sent."""
-        size = self.faults.huge_body_bytes
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()  # no Content-Length: the client cannot tell upfront
-        await response.prepare(request)
-        head, tail = b'{"state": "pending", "padding": "', b'"}'
-        filler = b"x" * HUGE_BODY_CHUNK
-        left = max(0, size - len(head) - len(tail))
-        try:
-            await self._send(response, head)
-            while left > 0:
-                piece = filler if left >= len(filler) else filler[:left]
-                await self._send(response, piece)
-                left -= len(piece)
-            await self._send(response, tail)
-            await response.write_eof()
-        except ConnectionError:
-            # What a careful client does: stop reading and hang up.
-            self._state.streams_cut += 1
-            log.info("client hung up on a huge body (%d bytes sent)", self._state.streamed_bytes)
-        return response
-
-    async def _send(self, response: web.StreamResponse, data: bytes) -> None:
-        await response.write(data)
-        self._state.streamed_bytes += len(data)
-
     def respond(self, body: Any) -> web.Response:
         """Return the JSON answer, or a truncated one when a malformed body is due."""
         text = json.dumps(body, ensure_ascii=False)
@@ -123,8 +92,8 @@ def _endpoint(state: EmulatorState, name: str, handler: Handler) -> Handler:
         failure = injector.early_failure()
         if failure is not None:
             return failure
-        if injector.huge_body_due(name):
-            return await injector.huge_body(request)
+        if huge_body_due(state, name):
+            return await stream_huge_body(request, state)
         try:
             body = shape(name, await handler(request), state.settings.faults.envelope)
         except ApiError as exc:
