@@ -131,8 +131,11 @@ class AccountCog(
         if running is None:
             await reply(interaction, t("account.none", locale))
             return
-        note = running_note(running, locale, removed=True)
-        await reply(interaction, "\n".join(filter(None, [t("account.removed", locale), note])))
+        lines = [t("account.removed", locale), running_note(running, locale, removed=True)]
+        queued = self.bot.generation.queue_depth(interaction.guild_id)
+        if queued and not self.bot.accounts.has_demo:  # with demo accounts they go to the demo
+            lines.append(tn("account.queued.removed", queued, locale))
+        await reply(interaction, "\n".join(filter(None, lines)))
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -22,9 +22,9 @@ SLOW = {"generation_time": 3.0, "training_time": 3.0}
 ROOMY = {"user_concurrency": 10, "daily_quota": 100}
 
 
-async def _slow_harness(harness_factory) -> Any:
+async def _slow_harness(harness_factory, concurrency: int = 4) -> Any:
     h = await harness_factory(
-        miaohua={**FAST_POLLING, "account_concurrency": 4}, limits=ROOMY, emulator=SLOW
+        miaohua={**FAST_POLLING, "account_concurrency": concurrency}, limits=ROOMY, emulator=SLOW
     )
     h.emu.add_account(NEW_EMAIL, NEW_PASSWORD)
     return h
@@ -110,9 +110,11 @@ async def test_switching_account_while_tasks_run_delivers_every_one(harness_fact
 async def test_removing_account_while_tasks_run_finishes_them_even_across_a_restart(
     harness_factory,
 ):
-    h = await _slow_harness(harness_factory)
+    h = await _slow_harness(harness_factory, concurrency=2)
     old_id = (await h.bot.store.accounts.get(GUILD_A)).id
     ids = await _running_tasks(h, 2)
+    waiting = task_id_of(await answer_text(await imagine(h, prompt="queued", count=1)))
+    assert h.bot.generation.queue_depth(GUILD_A) == 1  # both slots are taken
 
     text = await _remove_account(h)
     assert "removed" in text
@@ -120,14 +122,20 @@ async def test_removing_account_while_tasks_run_finishes_them_even_across_a_rest
         "2 tasks are still running on the removed account; they will finish on it, "
         "then the account's credentials are deleted."
     ) in text
+    assert "1 queued task has not been sent to Miaohua yet: it will fail unless" in text
     assert await h.bot.store.accounts.get(GUILD_A) is None
     # New tasks are refused: the server has no account for new work.
     refused = await answer_text(await imagine(h, prompt="no account now", count=1))
     assert "/account set" in refused and "Accepted" not in refused
 
     await h.restart()  # the retired credentials come back from the database
-    tasks = await all_finished(h, ids, timeout=30)
-    assert [task.state for task in tasks] == [TaskState.DELIVERED] * 2, [t.error for t in tasks]
+    tasks = await all_finished(h, [*ids, waiting], timeout=30)
+    states = [task.state for task in tasks]
+    assert states == [TaskState.DELIVERED] * 2 + [TaskState.FAILED], [t.error for t in tasks]
+    assert tasks[-1].error == "no_account"  # as the admin was told; its requester is too
+    await h.fake.wait_for_message(
+        CH_A, lambda m: m["content"].startswith(f"<@{MEMBER_A}> your task #{waiting} failed")
+    )
     assert _owners(h, ids, tasks) == {OLD_EMAIL}
     await eventually(lambda: not h.bot.accounts._retired, timeout=5)
     assert await h.bot.store.accounts.get_by_id(old_id) is None
