@@ -1,7 +1,8 @@
-"""Per-guild Miaohua accounts: credentials at rest (encrypted) and one live session each."""
+"""Miaohua accounts of the guilds: credentials at rest (encrypted) and their live sessions."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -67,12 +68,16 @@ class AccountManager:
         self._demo_sessions: dict[int, AccountSession] = {}
         self._retired: set[int] = set()  # retired accounts still kept for running work
         self._held: Counter[int] = Counter()
+        self._changes: Counter[int] = Counter()  # guild -> account changes, to spot stale reads
+        # Between reading the current account and holding it, no retired account is deleted.
+        self._prune_lock = asyncio.Lock()
 
     async def current(self, guild_id: int) -> BoundSession:
         """The guild's account for new work; raises NoAccount, or AccountUnreadable."""
         cached = self._current.get(guild_id)
         if cached is not None:
             return cached
+        seen = self._changes[guild_id]
         row = await self._store.accounts.get(guild_id)
         if row is None:
             if self._demo is None:
@@ -80,7 +85,8 @@ class AccountManager:
             bound = BoundSession(None, self._demo_session(guild_id))
         else:
             bound = BoundSession(row.id, self._open(row))
-        self._current[guild_id] = bound
+        if self._changes[guild_id] == seen:  # else set or removed meanwhile: do not cache
+            self._current[guild_id] = bound
         return bound
 
     async def session_for(self, guild_id: int) -> AccountSession:
@@ -107,9 +113,10 @@ class AccountManager:
 
     async def acquire(self, guild_id: int) -> BoundSession:
         """The guild's current account, kept until `release` even if replaced meanwhile."""
-        bound = await self.current(guild_id)
-        if bound.account_id is not None:
-            self._held[bound.account_id] += 1
+        async with self._prune_lock:
+            bound = await self.current(guild_id)
+            if bound.account_id is not None:
+                self._held[bound.account_id] += 1
         return bound
 
     async def release(self, bound: BoundSession) -> None:
@@ -133,9 +140,10 @@ class AccountManager:
 
     async def prune(self) -> None:
         """Delete the credentials of retired accounts that no unfinished work refers to."""
-        for account_id in await self._store.accounts.prune(keep=set(self._held)):
-            self._by_id.pop(account_id, None)
-        self._retired = set(await self._store.accounts.retired_ids())
+        async with self._prune_lock:
+            for account_id in await self._store.accounts.prune(keep=set(self._held)):
+                self._by_id.pop(account_id, None)
+            self._retired = set(await self._store.accounts.retired_ids())
 
     async def set_account(self, guild_id: int, email: str, password: str) -> RunningWork:
         """Log in with the credentials and store them only if the service accepts them.
@@ -173,6 +181,7 @@ class AccountManager:
             email, password, token=token, on_token=self._token_saver(row.id)
         )
         self._by_id[row.id] = session
+        self._changes[guild_id] += 1
         self._current[guild_id] = BoundSession(row.id, session)
         log.info("guild %s set its Miaohua account", guild_id)
         running = await self._store.accounts.running_work(
@@ -184,6 +193,7 @@ class AccountManager:
     async def remove(self, guild_id: int) -> RunningWork | None:
         """Retire the guild's account; None when it had none, else the work still running on
         it (which finishes on it before its credentials are deleted)."""
+        self._changes[guild_id] += 1
         self._current.pop(guild_id, None)
         account_id = await self._store.accounts.retire(guild_id)
         if account_id is None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from bot.i18n import t
+from bot.jobs import NoAccount
 from bot.store import RunningWork, TaskState
 from bot.store.trainings import TrainingState
 from cogs.account import running_note
@@ -187,3 +190,14 @@ async def test_an_account_held_by_a_submission_in_flight_is_not_deleted(harness)
     assert await bot.store.accounts.get_by_id(bound.account_id) is not None
     await bot.accounts.release(bound)  # the submission failed: nothing refers to it any more
     assert await bot.store.accounts.get_by_id(bound.account_id) is None
+
+
+async def test_a_lookup_racing_a_removal_does_not_bring_the_account_back(harness):
+    bot = harness.bot
+    bot.accounts.forget_session(GUILD_A)
+    lookup = asyncio.create_task(bot.accounts.current(GUILD_A))
+    await asyncio.sleep(0)  # the lookup has sent its read of the (still current) account
+    await bot.accounts.remove(GUILD_A)
+    assert (await lookup).account_id is not None  # it answered what was current when asked
+    with pytest.raises(NoAccount):
+        await bot.accounts.current(GUILD_A)  # but did not cache it past the removal
