@@ -86,10 +86,12 @@ class BotCore:
             requests_per_second=m.requests_per_second,
             max_retries=m.max_retries,
             retry_budget=m.retry_budget,
+            max_response_bytes=m.max_response_bytes,
         )
         self.accounts = AccountManager(
             self.store, self.v1b, self.secrets, demo_provisioner=self.demo_provisioner
         )
+        await self.accounts.prune()  # retired credentials whose work ended while stopped
         self.forms = FormCache(self.accounts, ttl=m.form_cache_ttl)
         self.delivery = DiscordJobEvents(self, download_bytes=settings.limits.download_bytes)
         self.generation = GenerationService(

@@ -84,6 +84,7 @@ class MiaohuaSettings(_Section):
     requests_per_second: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     retry_budget: float = Field(default=20.0, gt=0)
+    max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     account_concurrency: int = Field(default=2, ge=1)
     busy_backoff: float = Field(default=5.0, gt=0)
     poll_strategy: Literal["adaptive", "fixed"] = "adaptive"

@@ -27,6 +27,7 @@ _V1B_KEYS: tuple[tuple[type[v1b.V1bError], str], ...] = (
     (v1b.NotEnoughPoints, "v1b.not_enough_points"),
     (v1b.InvalidRequest, "v1b.invalid_request"),
     (v1b.TaskFailed, "v1b.task_failed"),
+    (v1b.ResponseTooLarge, "v1b.response_too_large"),
     (v1b.ServiceError, "v1b.service_error"),
     (v1b.V1bError, "v1b.service_error"),
 )

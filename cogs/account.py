@@ -10,15 +10,35 @@ from discord import app_commands
 from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
-from bot.i18n import t
+from bot.i18n import t, tn
 from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
+from bot.store import RunningWork
 from bot.ui import ReportingModal, unique_custom_id
 
 log = logging.getLogger(__name__)
 
 EMAIL_MAX = 254
 PASSWORD_MAX = 128
+
+
+def running_note(running: RunningWork, locale: str, *, removed: bool) -> str:
+    """What happens to the work still running on the replaced or removed account ("" if none)."""
+    parts = [
+        tn(key, count, locale)
+        for key, count in (
+            ("account.running.tasks", running.tasks),
+            ("account.running.trainings", running.trainings),
+        )
+        if count
+    ]
+    if not parts:
+        return ""
+    work = parts[0]
+    if len(parts) > 1:
+        work = t("account.running.and", locale, first=parts[0], second=parts[1])
+    key = "account.running.removed" if removed else "account.running.replaced"
+    return tn(key, running.tasks + running.trainings, locale, work=work)
 
 
 class AccountModal(ReportingModal):
@@ -48,9 +68,12 @@ class AccountModal(ReportingModal):
             return
         await defer(interaction)
         assert interaction.guild_id is not None
-        await self.bot.accounts.set_account(interaction.guild_id, email, self.password.value)
+        running = await self.bot.accounts.set_account(
+            interaction.guild_id, email, self.password.value
+        )
         self.bot.forms.invalidate(interaction.guild_id)
-        await reply(interaction, t("account.saved", self.locale))
+        note = running_note(running, self.locale, removed=False)
+        await reply(interaction, "\n".join(filter(None, [t("account.saved", self.locale), note])))
 
 
 @app_commands.guild_only()
@@ -103,9 +126,16 @@ class AccountCog(
     async def remove(self, interaction: discord.Interaction) -> None:
         locale = self.bot.locale_for(interaction)
         assert interaction.guild_id is not None
-        removed = await self.bot.accounts.remove(interaction.guild_id)
+        running = await self.bot.accounts.remove(interaction.guild_id)
         self.bot.forms.invalidate(interaction.guild_id)
-        await reply(interaction, t("account.removed" if removed else "account.none", locale))
+        if running is None:
+            await reply(interaction, t("account.none", locale))
+            return
+        lines = [t("account.removed", locale), running_note(running, locale, removed=True)]
+        queued = self.bot.generation.queue_depth(interaction.guild_id)
+        if queued and not self.bot.accounts.has_demo:  # with demo accounts they go to the demo
+            lines.append(tn("account.queued.removed", queued, locale))
+        await reply(interaction, "\n".join(filter(None, lines)))
 
 
 async def setup(bot: commands.Bot) -> None:

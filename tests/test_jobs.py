@@ -52,6 +52,18 @@ class Resolver:
             raise NoAccount()
         return self.client.account(*self.accounts[guild_id])
 
+    async def session_for_account(self, guild_id: int, account_id: int | None) -> AccountSession:
+        return await self.session_for(guild_id)  # one account per guild here, never replaced
+
+    async def acquire(self, guild_id: int) -> SimpleNamespace:
+        return SimpleNamespace(account_id=None, session=await self.session_for(guild_id))
+
+    async def release(self, bound: SimpleNamespace) -> None:
+        pass
+
+    async def finished_with(self, account_id: int | None) -> None:
+        pass
+
 
 class Events:
     """Records every callback; deliveries can be made to fail."""

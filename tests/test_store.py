@@ -14,6 +14,7 @@ from bot.crypto import SecretBox, mask_email
 from bot.store import (
     Migration,
     MigrationError,
+    RunningWork,
     Store,
     TaskState,
     TrainingState,
@@ -82,7 +83,7 @@ async def test_open_from_empty_creates_parent_dir_and_latest_schema(tmp_path: Pa
         version, objects = await _schema(store.conn)
         assert version == len(load_migrations())
         names = {name for kind, name, _ in objects if kind == "table"}
-        assert {"guild_accounts", "guild_settings", "tasks", "trainings"} <= names
+        assert {"accounts", "guild_settings", "tasks", "trainings"} <= names
         assert {"datasets", "trained_models", "daily_usage"} <= names
     finally:
         await store.close()
@@ -160,25 +161,25 @@ async def test_memory_database_is_allowed() -> None:
 # --- accounts ------------------------------------------------------------------------------
 
 
-async def test_account_round_trip_token_and_delete(store: Store) -> None:
+async def test_account_round_trip_token_and_retire(store: Store) -> None:
     assert await store.accounts.get(1) is None
-    created = await store.accounts.upsert(
+    created = await store.accounts.replace(
         guild_id=1, email_encrypted=b"E1", password_encrypted=b"P1", email_hint="d***@x.io"
     )
     assert (created.token_encrypted, created.token_ok, created.last_login_at) == (None, False, None)
-    assert await store.accounts.get(1) == created
+    assert created.current and await store.accounts.get(1) == created
 
-    with_token = await store.accounts.set_token(1, b"T1", 123.0)
+    with_token = await store.accounts.set_token(created.id, b"T1", 123.0)
     assert with_token is not None
     assert (with_token.token_encrypted, with_token.token_ok, with_token.last_login_at) == (
         b"T1",
         True,
         123.0,
     )
-    bad = await store.accounts.set_token_ok(1, False)
+    bad = await store.accounts.set_token_ok(created.id, False)
     assert bad is not None and bad.token_ok is False and bad.token_encrypted == b"T1"
 
-    replaced = await store.accounts.upsert(
+    replaced = await store.accounts.replace(
         guild_id=1,
         email_encrypted=b"E2",
         password_encrypted=b"P2",
@@ -187,15 +188,110 @@ async def test_account_round_trip_token_and_delete(store: Store) -> None:
         last_login_at=5.0,
         token_ok=True,
     )
-    assert replaced.created_at == created.created_at
-    assert replaced.updated_at > created.updated_at
+    assert replaced.id > created.id
     assert (replaced.email_encrypted, replaced.token_encrypted) == (b"E2", b"T2")
     assert "E2" not in repr(replaced)
+    assert await store.accounts.get(1) == replaced
+    old = await store.accounts.get_by_id(created.id)  # kept, retired, for its running work
+    assert old is not None and not old.current and old.password_encrypted == b"P1"
 
-    assert await store.accounts.set_token(2, b"T", 1.0) is None
-    assert await store.accounts.delete(1) is True
-    assert await store.accounts.delete(1) is False
+    assert await store.accounts.set_token(999, b"T", 1.0) is None
+    assert await store.accounts.retire(1) == replaced.id
+    assert await store.accounts.retire(1) is None
     assert await store.accounts.get(1) is None
+    assert await store.accounts.retired_ids() == [created.id, replaced.id]
+
+
+async def _account(store: Store, guild_id: int, hint: str = "a***@x.io") -> int:
+    row = await store.accounts.replace(
+        guild_id=guild_id, email_encrypted=b"E", password_encrypted=b"P", email_hint=hint
+    )
+    return row.id
+
+
+async def test_retired_accounts_are_kept_until_their_running_work_ends(store: Store) -> None:
+    first = await _account(store, 1)
+    task = await store.tasks.create(**_task_params(guild_id=1))
+    submitted = await store.tasks.mark_submitted(task.id, "svc-1", first)
+    assert submitted is not None and submitted.account_id == first
+    training = await store.trainings.create(
+        guild_id=1, channel_id=2, user_id=3, name="m", main_body="person", base_model="",
+        trigger_word="", account_id=first,
+    )  # fmt: skip
+    queued = await store.tasks.create(**_task_params(guild_id=1))  # takes no account yet
+    second = await _account(store, 1)
+
+    assert await store.accounts.running_work(1, first) == RunningWork(tasks=1, trainings=1)
+    assert await store.accounts.running_work(1, second) == RunningWork()
+    assert not await store.accounts.running_work(2, first)
+    assert await store.accounts.prune() == []
+
+    await store.tasks.mark_done(task.id, [], 1)
+    assert await store.accounts.prune() == []  # the training still runs on it
+    await store.trainings.set_state(training.id, TrainingState.FAILED, [TrainingState.UPLOADING])
+    assert await store.accounts.prune(keep={first}) == []  # held by a submission in flight
+    assert await store.accounts.prune() == [first]
+    assert await store.accounts.get_by_id(first) is None
+    assert (await store.tasks.get(task.id)).account_id == first  # ids are never reused
+    assert (await store.tasks.get(queued.id)).account_id is None
+    assert await store.accounts.get_by_id(second) is not None  # the current one stays
+
+
+async def test_requeue_forgets_the_account(store: Store) -> None:
+    account = await _account(store, 1)
+    task = await store.tasks.create(**_task_params(guild_id=1))
+    await store.tasks.mark_submitted(task.id, "svc-1", account)
+    requeued = await store.tasks.requeue(task.id)
+    assert requeued is not None and requeued.account_id is None
+
+
+async def test_upgrade_from_0001_keeps_accounts_and_binds_running_work(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await migrate(conn, target=1)
+        await conn.execute(
+            "INSERT INTO guild_accounts (guild_id, email_encrypted, password_encrypted,"
+            " token_encrypted, email_hint, last_login_at, token_ok, created_at, updated_at)"
+            " VALUES (7, x'45', x'50', x'54', 'a***@x.io', 5.0, 1, 1.0, 2.0)"
+        )
+        task_sql = (
+            "INSERT INTO tasks (guild_id, channel_id, user_id, kind, model, prompt, count, scale,"
+            " size, state, created_at, queued_at, updated_at)"
+            " VALUES (?, 1, 1, 't2i', 'm', 'p', 1, 7, '512x512', ?, 1, 1, 1)"
+        )
+        for guild_id, state in [
+            (7, "submitted"),
+            (7, "queued"),
+            (7, "delivered"),
+            (8, "submitted"),
+        ]:
+            await conn.execute(task_sql, (guild_id, state))
+        training_sql = (
+            "INSERT INTO trainings (guild_id, channel_id, user_id, name, main_body, base_model,"
+            " trigger_word, state, created_at, updated_at)"
+            " VALUES (?, 1, 1, ?, 'p', '', '', ?, 1, 1)"
+        )
+        await conn.execute(training_sql, (7, "running", "training"))
+        await conn.execute(training_sql, (7, "old", "done"))
+    async with await Store.open(path) as store:
+        account = await store.accounts.get(7)
+        assert account is not None and account.current
+        assert (account.email_encrypted, account.password_encrypted) == (b"E", b"P")
+        assert (account.token_encrypted, account.token_ok, account.last_login_at) == (
+            b"T",
+            True,
+            5.0,
+        )
+        tasks = [await store.tasks.get(i) for i in (1, 2, 3, 4)]
+        # Only the task running at the service is bound to the guild's account; a guild
+        # without one (8) ran on its demo account.
+        assert [t.account_id for t in tasks] == [account.id, None, None, None]
+        trainings = [await store.trainings.get(i) for i in (1, 2)]
+        assert [t.account_id for t in trainings] == [account.id, None]
+        assert await store.accounts.running_work(7, account.id) == RunningWork(1, 1)
+        replaced = await _account(store, 7)
+        assert (await store.accounts.get(7)).id == replaced
+        assert await store.accounts.prune() == []  # the migrated running work still needs it
 
 
 async def test_accounts_store_only_ciphertext(tmp_path: Path) -> None:
@@ -203,7 +299,7 @@ async def test_accounts_store_only_ciphertext(tmp_path: Path) -> None:
     email, password, token = "dave@miaohua.local", "hunter2-Pa55word", "tok-abcdef123456"
     path = tmp_path / "bot.db"
     async with await Store.open(path) as store:
-        await store.accounts.upsert(
+        await store.accounts.replace(
             guild_id=7,
             email_encrypted=box.encrypt(email),
             password_encrypted=box.encrypt(password),

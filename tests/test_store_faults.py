@@ -240,11 +240,14 @@ class FlakyAccounts:
     def __init__(self, real: Any, failing_calls: set[int]) -> None:
         self.real, self.failing_calls, self.calls = real, failing_calls, 0
 
-    async def session_for(self, guild_id: int) -> Any:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    async def session_for_account(self, guild_id: int, account_id: int | None) -> Any:
         self.calls += 1
         if self.calls in self.failing_calls:
             raise StoreUnavailable("SQLITE_BUSY")
-        return await self.real.session_for(guild_id)
+        return await self.real.session_for_account(guild_id, account_id)
 
 
 async def test_training_steps_run_again_when_a_read_finds_the_database_unavailable(

@@ -148,6 +148,7 @@ async def test_restart_during_upload_resumes_without_duplicates(harness):
 async def stored_training(harness: Any, state: str, **fields: Any) -> Any:
     """A job persisted directly in `state`, as a crash would have left it."""
     store = harness.bot.store
+    account = await store.accounts.get(GUILD_A)
     training = await store.trainings.create(
         guild_id=GUILD_A,
         channel_id=CH_A,
@@ -156,6 +157,7 @@ async def stored_training(harness: Any, state: str, **fields: Any) -> Any:
         main_body="Style",
         base_model="",
         trigger_word="crash",
+        account_id=account.id,
     )
     return await store.trainings.set_state(training.id, state, ("uploading",), **fields)
 

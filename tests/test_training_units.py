@@ -122,7 +122,7 @@ def make_training(**fields) -> Training:
         base_model="", trigger_word="ink", nsfw=False, state=TrainingState.TRAINING,
         uploaded_urls=(), pending_images=(), dataset_ids=(), service_task_id="t", progress=0.5,
         model_name=None, progress_message_id=99, error=None, created_at=1000.0,
-        updated_at=1000.0, finished_at=None, last_progress_at=None,
+        updated_at=1000.0, finished_at=None, last_progress_at=None, account_id=None,
     )  # fmt: skip
     return Training(**{**base, **fields})
 

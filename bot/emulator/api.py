@@ -112,9 +112,10 @@ class V1bApi:
         images = []
         if task.finished and not task.error_msg:
             base = origin(request, self.state)
+            listed = task.n_images + self.state.settings.faults.extra_images
             images = [
                 {**image_urls(base, task, n), "save_index": n, "share": False, "shareable": True}
-                for n in range(task.n_images)
+                for n in range(listed)
             ]
         return {
             "state": "done" if task.finished else "pending",

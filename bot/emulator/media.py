@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from aiohttp import web
 
+from bot.emulator.hugebody import huge_body_due, stream_huge_body
 from bot.emulator.render import ImageCache, RenderRequest, encode, render
 from bot.emulator.state import EmulatorState, GenerationTask, Upload
 
@@ -79,11 +80,14 @@ def add_media_routes(app: web.Application, state: EmulatorState) -> None:
     """Serve result images (rendered on first request, then cached) and uploads."""
     cache = ImageCache()
 
-    async def result_image(request: web.Request) -> web.Response:
+    async def result_image(request: web.Request) -> web.StreamResponse:
         state.calls["image"] += 1
+        if huge_body_due(state, "image"):
+            return await stream_huge_body(request, state)
         task = state.tasks.get(request.match_info["task_id"])
         index = int(request.match_info["index"])
-        if task is None or not task.finished or task.error_msg or index >= task.n_images:
+        listed = task.n_images + state.settings.faults.extra_images if task else 0
+        if task is None or not task.finished or task.error_msg or index >= listed:
             raise web.HTTPNotFound()
         key = request.path
         data = cache.get(key)

@@ -15,6 +15,7 @@ from aiohttp import web
 from bot.emulator.admin import add_admin_routes
 from bot.emulator.api import V1bApi
 from bot.emulator.errors import ApiError
+from bot.emulator.hugebody import huge_body_due, stream_huge_body
 from bot.emulator.media import add_media_routes
 from bot.emulator.scheduler import GenerationQueue
 from bot.emulator.settings import EmulatorSettings, FaultSettings
@@ -86,12 +87,14 @@ class _FaultInjector:
 def _endpoint(state: EmulatorState, name: str, handler: Handler) -> Handler:
     injector = _FaultInjector(state)
 
-    async def handle(request: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.StreamResponse:
         state.calls[name] += 1
         await injector.delay()
         failure = injector.early_failure()
         if failure is not None:
             return failure
+        if huge_body_due(state, name):
+            return await stream_huge_body(request, state)
         try:
             body = shape(name, await handler(request), state.settings.faults.envelope)
         except ApiError as exc:

@@ -32,6 +32,12 @@ class FaultSettings(BaseModel):
     task_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
     batch_enabled: bool = True
     token_ttl: float = Field(3600.0, gt=0.0)
+    # A finished task lists this many image URLs beyond the images it asked for (all served).
+    extra_images: int = Field(0, ge=0, le=100_000)
+    # Instead of their answer, these endpoints ("image": result images) stream a body of this
+    # many bytes, made up while it is sent (never held in memory); 0 turns it off.
+    huge_body_bytes: int = Field(0, ge=0)
+    huge_body_endpoints: list[str] = Field(default_factory=lambda: ["task_result", "task_results"])
 
 
 class EmulatorSettings(BaseModel):

@@ -190,6 +190,9 @@ class EmulatorState:
         self.uploads: dict[str, Upload] = {}
         self.datasets: dict[int, Dataset] = {}
         self.trainings: dict[str, Training] = {}
+        # Huge bodies (a fault): bytes written, and how many the client hung up on.
+        self.streamed_bytes = 0
+        self.streams_cut = 0
         # Separate streams, so faults do not shift the seeds or timings of a reproducible run.
         self.fault_rng = random.Random(settings.seed)
         self.task_rng = random.Random(settings.seed + 1)

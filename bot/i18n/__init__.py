@@ -65,6 +65,14 @@ def t(key: str, locale: str | discord.Locale | None = None, /, **params: object)
         return template
 
 
+def tn(
+    key: str, count: int, locale: str | discord.Locale | None = None, /, **params: object
+) -> str:
+    """Render the plural form of a message: `<key>.one` for a count of 1, else `<key>.other`."""
+    form = "one" if count == 1 else "other"
+    return t(f"{key}.{form}", locale, count=count, **params)
+
+
 def command_key(
     context: app_commands.TranslationContextTypes, string: app_commands.locale_str
 ) -> str:

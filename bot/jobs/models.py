@@ -73,6 +73,7 @@ class FailReason(StrEnum):
     ACCOUNT_INVALID = "account_invalid"
     INVALID_REQUEST = "invalid_request"
     SERVICE_ERROR = "service_error"
+    RESPONSE_TOO_LARGE = "response_too_large"
     GENERATION_FAILED = "generation_failed"
     TIMEOUT = "timeout"
     DELIVERY_FAILED = "delivery_failed"

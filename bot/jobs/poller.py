@@ -16,7 +16,16 @@ from bot.jobs.polling import PollStrategy
 from bot.jobs.protocols import AccountResolver
 from bot.jobs.timers import TimerHeap
 from bot.store import Store, StoreUnavailable, Task, until_stored
-from bot.v1b import AccountSession, AuthError, InvalidRequest, TaskFailed, TaskResult, V1bError
+from bot.v1b import (
+    AccountSession,
+    AuthError,
+    InvalidRequest,
+    ResponseTooLarge,
+    ResultImage,
+    TaskFailed,
+    TaskResult,
+    V1bError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,23 @@ class _Verdict:
 
     reason: FailReason
     detail: str
+
+
+def requested_images(task: Task, result: TaskResult) -> list[ResultImage]:
+    """The result's images, at most as many as the task asked for.
+
+    A broken or hostile service may list hundreds: each one would be downloaded.
+    """
+    wanted = max(1, task.count)
+    if len(result.images) > wanted:
+        log.warning(
+            "task %s: the service listed %d images for %d requested; keeping %d",
+            task.id,
+            len(result.images),
+            wanted,
+            wanted,
+        )
+    return list(result.images[:wanted])
 
 
 @dataclass(slots=True)
@@ -172,10 +198,21 @@ class Poller:
                 await self._settle(entry, _Verdict(FailReason.TIMEOUT, detail))
             else:
                 live.append(entry)
-        if not live:
-            return
+        # Each task is polled on the account it was submitted with, which may no longer be
+        # the guild's current one.
+        by_account: defaultdict[int | None, list[_Pending]] = defaultdict(list)
+        for entry in live:
+            by_account[entry.task.account_id].append(entry)
+        for account_id, group in by_account.items():
+            if self._stopping:
+                return
+            await self._poll_account(guild_id, account_id, group)
+
+    async def _poll_account(
+        self, guild_id: int, account_id: int | None, live: list[_Pending]
+    ) -> None:
         try:
-            acct = await self._accounts.session_for(guild_id)
+            acct = await self._accounts.session_for_account(guild_id, account_id)
         except NoAccount:
             for entry in live:
                 await self._settle(entry, _Verdict(FailReason.NO_ACCOUNT, ""))
@@ -191,12 +228,12 @@ class Poller:
                 self._retry_later(entry)
             return
         except Exception:
-            log.exception("could not get the account of guild %s for polling", guild_id)
+            log.exception("could not get account %s of guild %s for polling", account_id, guild_id)
             for entry in live:
                 self._retry_later(entry)
             return
         if self.use_batch and acct.batch_supported is not False:
-            live += self._ride_along(guild_id, live)
+            live += self._ride_along(guild_id, account_id, live)
             for start in range(0, len(live), BATCH_SIZE):
                 await self._poll_batch(acct, live[start : start + BATCH_SIZE])
         else:
@@ -209,14 +246,18 @@ class Poller:
                     outcome = exc
                 await self._settle(entry, outcome)
 
-    def _ride_along(self, guild_id: int, polled: list[_Pending]) -> list[_Pending]:
-        """The guild's other pending tasks: in a batch call they cost nothing extra."""
-        self._due.pop(guild_id, None)
+    def _ride_along(
+        self, guild_id: int, account_id: int | None, polled: list[_Pending]
+    ) -> list[_Pending]:
+        """The account's other pending tasks: in a batch call they cost nothing extra."""
+        waiting = [e for e in self._due.pop(guild_id, []) if e.task.account_id != account_id]
+        if waiting:
+            self._due[guild_id] = waiting  # other accounts' tasks wait for the next group
         taken = {entry.task.id for entry in polled}
         extra = []
         for task_id in self._by_guild.get(guild_id, ()):
             entry = self._pending.get(task_id)
-            if entry is not None and task_id not in taken:
+            if entry is not None and task_id not in taken and entry.task.account_id == account_id:
                 self._timers.discard(task_id)
                 extra.append(entry)
         return extra
@@ -256,6 +297,8 @@ class Poller:
             await self._fail(entry, FailReason.ACCOUNT_INVALID, outcome.message)
         elif isinstance(outcome, InvalidRequest):
             await self._fail(entry, FailReason.INVALID_REQUEST, outcome.message)
+        elif isinstance(outcome, ResponseTooLarge):
+            await self._fail(entry, FailReason.RESPONSE_TOO_LARGE, outcome.message)
         elif isinstance(outcome, V1bError):
             log.warning("poll of task %s failed, retrying: %s", task.id, outcome)
             self._retry_later(entry)
@@ -286,7 +329,7 @@ class Poller:
 
     async def _done(self, entry: _Pending, result: TaskResult) -> None:
         task = entry.task
-        images = [image.model_dump() for image in result.images]
+        images = [image.model_dump() for image in requested_images(task, result)]
         done = await until_stored(
             lambda: self._store.tasks.mark_done(task.id, images, result.select_seed),
             what=f"the result of task {task.id}",

@@ -11,11 +11,37 @@ from bot.v1b import AccountSession
 log = logging.getLogger(__name__)
 
 
+class BoundAccount(Protocol):
+    """A session and the id of the account it belongs to (None: the guild's demo account)."""
+
+    @property
+    def account_id(self) -> int | None: ...
+
+    @property
+    def session(self) -> AccountSession: ...
+
+
 class AccountResolver(Protocol):
-    """Finds the Miaohua account session of a guild."""
+    """Finds Miaohua account sessions: a guild's current one, or the one work ran on."""
 
     async def session_for(self, guild_id: int) -> AccountSession:
         """Return the guild's session; raise `bot.jobs.errors.NoAccount` when it has none."""
+        ...
+
+    async def session_for_account(self, guild_id: int, account_id: int | None) -> AccountSession:
+        """Return the session of the account a task was submitted with (even if replaced)."""
+        ...
+
+    async def acquire(self, guild_id: int) -> BoundAccount:
+        """Return the guild's current account, kept until `release` even if replaced."""
+        ...
+
+    async def release(self, bound: BoundAccount) -> None:
+        """End an `acquire` once the work recorded its account (or failed)."""
+        ...
+
+    async def finished_with(self, account_id: int | None) -> None:
+        """Work submitted with this account finished (a retired one may now be deleted)."""
         ...
 
 

@@ -16,7 +16,7 @@ from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.jobs.models import FailReason, GenerationRequest, Limits
 from bot.jobs.poller import Poller
 from bot.jobs.polling import PollStrategy
-from bot.jobs.protocols import AccountResolver, JobEvents
+from bot.jobs.protocols import AccountResolver, BoundAccount, JobEvents
 from bot.jobs.queue import GuildQueue
 from bot.jobs.timers import TimerHeap
 from bot.store import Store, StoreUnavailable, Task, TaskState, until_stored
@@ -26,6 +26,7 @@ from bot.v1b import (
     ConnectionFailed,
     InvalidRequest,
     NotEnoughPoints,
+    ResponseTooLarge,
     TaskParams,
     V1bError,
 )
@@ -254,9 +255,10 @@ class GenerationService:
             self._spawn(self._report_positions(guild_id))
 
     async def _submit(self, task: Task) -> None:
+        bound: BoundAccount | None = None  # held until the task records it (or fails)
         try:
-            acct = await self._accounts.session_for(task.guild_id)
-            service_id = await acct.submit_task(task_params(task))
+            bound = await self._accounts.acquire(task.guild_id)
+            service_id = await bound.session.submit_task(task_params(task))
         except (AccountBusy, ConnectionFailed, StoreUnavailable) as exc:
             await self._back_off(task, exc)
         except NoAccount:
@@ -269,6 +271,8 @@ class GenerationService:
             await self._fail(task, FailReason.ACCOUNT_INVALID, exc.message)
         except InvalidRequest as exc:
             await self._fail(task, FailReason.INVALID_REQUEST, exc.message)
+        except ResponseTooLarge as exc:
+            await self._fail(task, FailReason.RESPONSE_TOO_LARGE, exc.message)
         except V1bError as exc:
             # The request may have reached the service: submitting again could charge twice.
             await self._fail(task, FailReason.SERVICE_ERROR, exc.message)
@@ -277,8 +281,9 @@ class GenerationService:
             await self._fail(task, FailReason.SERVICE_ERROR, "internal error")
         else:
             # The service runs it now: its id must be stored, or the result is lost.
+            account_id = bound.account_id
             submitted = await until_stored(
-                lambda: self._store.tasks.mark_submitted(task.id, service_id),
+                lambda: self._store.tasks.mark_submitted(task.id, service_id, account_id),
                 what=f"the submission of task {task.id}",
             )
             if submitted is None:
@@ -288,6 +293,9 @@ class GenerationService:
             log.debug("task %s submitted as %s", task.id, service_id)
             self.poller.add(submitted)
             await self._emit("task_progress", submitted, None, None)
+        finally:
+            if bound is not None:
+                await self._accounts.release(bound)
 
     async def _back_off(self, task: Task, exc: V1bError | StoreUnavailable) -> None:
         """Put a task back at the head of its user's line and pause the guild's submissions."""
@@ -331,6 +339,7 @@ class GenerationService:
     async def _on_done(self, task: Task) -> None:
         self._release(task.guild_id, task.id)
         self._spawn(self._deliver(task.id))
+        await self._accounts.finished_with(task.account_id)
 
     async def _fail(self, task: Task, reason: FailReason, detail: str) -> None:
         """Store the failure (retrying while the store refuses), free the slot, tell the user."""
@@ -345,6 +354,7 @@ class GenerationService:
             log.warning("task %s could not be marked failed (%s)", task.id, reason)
             return
         log.info("task %s failed: %s %s", task.id, reason, detail)
+        await self._accounts.finished_with(failed.account_id)
         await self._refund(failed)
         await self._emit("task_failed", failed)
 

@@ -1,6 +1,6 @@
 """Persistent state of the bot in SQLite; knows nothing of Discord or the v1b client."""
 
-from bot.store.accounts import AccountRepo, GuildAccount
+from bot.store.accounts import AccountRepo, GuildAccount, RunningWork
 from bot.store.datasets import Dataset, DatasetRepo
 from bot.store.errors import StoreUnavailable
 from bot.store.migrate import Migration, MigrationError, load_migrations, migrate, schema_version
@@ -31,6 +31,7 @@ __all__ = [
     "Migration",
     "MigrationError",
     "ModelRepo",
+    "RunningWork",
     "SettingsRepo",
     "Store",
     "StoreUnavailable",

@@ -74,6 +74,7 @@ class Task:
     next_poll_at: float | None
     poll_count: int
     attempts: int
+    account_id: int | None  # the accounts row it was submitted with; None: the demo account
 
     @property
     def active(self) -> bool:
@@ -103,7 +104,7 @@ _GET_IN_GUILD = "SELECT * FROM tasks WHERE id = ? AND guild_id = ?"
 
 _MARK_SUBMITTED = """
 UPDATE tasks
-SET state = 'submitted', service_task_id = ?, submitted_at = ?, updated_at = ?,
+SET state = 'submitted', service_task_id = ?, account_id = ?, submitted_at = ?, updated_at = ?,
     wait_time = NULL, next_poll_at = NULL, poll_count = 0
 WHERE id = ? AND state = 'queued'
 RETURNING *
@@ -148,7 +149,8 @@ RETURNING *
 
 _REQUEUE = """
 UPDATE tasks
-SET state = 'queued', service_task_id = NULL, submitted_at = NULL, wait_time = NULL,
+SET state = 'queued', service_task_id = NULL, account_id = NULL, submitted_at = NULL,
+    wait_time = NULL,
     next_poll_at = ?, poll_count = 0, attempts = attempts + 1, updated_at = ?
 WHERE id = ? AND state IN ('queued', 'submitted')
 RETURNING *
@@ -237,10 +239,13 @@ class TaskRepo(Repo):
         row = await self._fetch_one(_BY_RESULT_MESSAGE, (guild_id, message_id))
         return _task(row) if row else None
 
-    async def mark_submitted(self, task_id: int, service_task_id: str) -> Task | None:
-        """queued -> submitted, recording the service's task id."""
+    async def mark_submitted(
+        self, task_id: int, service_task_id: str, account_id: int | None = None
+    ) -> Task | None:
+        """queued -> submitted, recording the service's task id and the account it runs on."""
         now = self._clock()
-        return await self._transition(_MARK_SUBMITTED, (str(service_task_id), now, now, task_id))
+        params = (str(service_task_id), account_id, now, now, task_id)
+        return await self._transition(_MARK_SUBMITTED, params)
 
     async def record_progress(
         self, task_id: int, wait_time: int | None, next_poll_at: float | None

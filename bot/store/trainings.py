@@ -57,6 +57,7 @@ class Training:
     updated_at: float
     finished_at: float | None
     last_progress_at: float | None
+    account_id: int | None  # the accounts row it runs on from start to end; None: demo account
 
     @property
     def active(self) -> bool:
@@ -107,8 +108,8 @@ UPDATABLE_TRAINING_FIELDS: frozenset[str] = frozenset(_ENCODERS)
 
 _INSERT = """
 INSERT INTO trainings (guild_id, channel_id, user_id, name, description, main_body, base_model,
-                       trigger_word, nsfw, pending_images, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       trigger_word, nsfw, pending_images, account_id, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING *
 """
 
@@ -151,8 +152,9 @@ class TrainingRepo(Repo):
         description: str = "",
         nsfw: bool = False,
         pending_images: Iterable[str] = (),
+        account_id: int | None = None,
     ) -> Training:
-        """Persist a new training job in state 'uploading'."""
+        """Persist a new training job in state 'uploading', on the given account."""
         now = self._clock()
         params = (
             guild_id,
@@ -165,6 +167,7 @@ class TrainingRepo(Repo):
             trigger_word,
             int(nsfw),
             _strings(pending_images),
+            account_id,
             now,
             now,
         )

@@ -28,6 +28,7 @@ from bot.background import Background
 from bot.errors import UserFacingError
 from bot.images import CheckedImage
 from bot.jobs.errors import AccountUnreadable, NoAccount
+from bot.jobs.protocols import BoundAccount
 from bot.store import Store, StoreUnavailable, until_stored
 from bot.store.trainings import Training, TrainingState
 from bot.training.inputs import check_model_name
@@ -56,9 +57,17 @@ class TrainingEvents(Protocol):
 
 
 class Sessions(Protocol):
-    """Resolves a guild's v1b session (bot.accounts.AccountManager)."""
+    """Resolves v1b sessions (bot.accounts.AccountManager)."""
 
-    async def session_for(self, guild_id: int) -> AccountSession: ...
+    async def session_for_account(
+        self, guild_id: int, account_id: int | None
+    ) -> AccountSession: ...
+
+    async def acquire(self, guild_id: int) -> BoundAccount: ...
+
+    async def release(self, bound: BoundAccount) -> None: ...
+
+    async def finished_with(self, account_id: int | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,8 @@ def failure_reason(state: TrainingState, exc: BaseException) -> str:
         return "account_invalid"
     if isinstance(exc, v1b.NotEnoughPoints):
         return "not_enough_points"
+    if isinstance(exc, v1b.ResponseTooLarge):
+        return "response_too_large"
     if state is S.UPLOADING:
         return "upload_failed"
     if state is S.CREATING_DATASET:
@@ -193,17 +204,23 @@ class TrainingService:
         async with self._guild_locks[request.guild_id]:
             await self.check_capacity(request.guild_id)
             name = check_model_name(request.name, await self.taken_names(request.guild_id))
-            training = await self._store.trainings.create(
-                guild_id=request.guild_id,
-                channel_id=request.channel_id,
-                user_id=request.user_id,
-                name=name,
-                main_body=request.main_body,
-                base_model=request.base_model or "",
-                trigger_word=request.trigger_word,
-                description=request.description,
-                nsfw=request.nsfw,
-            )
+            # Every step runs on the account current now, even if the guild changes it later.
+            bound = await self._accounts.acquire(request.guild_id)
+            try:
+                training = await self._store.trainings.create(
+                    guild_id=request.guild_id,
+                    channel_id=request.channel_id,
+                    user_id=request.user_id,
+                    name=name,
+                    main_body=request.main_body,
+                    base_model=request.base_model or "",
+                    trigger_word=request.trigger_word,
+                    description=request.description,
+                    nsfw=request.nsfw,
+                    account_id=bound.account_id,
+                )
+            finally:
+                await self._accounts.release(bound)
             try:
                 staged = await self._staging.write(training.id, list(request.images))
                 updated = await self._store.trainings.update(
@@ -294,7 +311,7 @@ class TrainingService:
         uploaded = list(training.uploaded_urls)
         if not pending and not uploaded and not training.dataset_ids:
             raise StepFailed("staging_lost")
-        session = await self._accounts.session_for(training.guild_id) if pending else None
+        session = await self._session(training) if pending else None
         while pending:
             batch = pending[: self._upload_batch]
             files = await self._staging.read(training.id, batch)
@@ -335,7 +352,7 @@ class TrainingService:
         raise AssertionError("unreachable")
 
     async def _create_dataset(self, training: Training) -> Training | None:
-        session = await self._accounts.session_for(training.guild_id)
+        session = await self._session(training)
         name = dataset_name(training)
         dataset_id = None
         if (training.id, S.CREATING_DATASET) not in self._fresh:
@@ -380,7 +397,7 @@ class TrainingService:
     async def _submit(self, training: Training) -> Training | None:
         if (training.id, S.SUBMITTING) not in self._fresh:
             raise StepFailed("submit_uncertain")
-        session = await self._accounts.session_for(training.guild_id)
+        session = await self._session(training)
         self._fresh.discard((training.id, S.SUBMITTING))  # from here on it may reach the service
         params = TrainParams(
             name=training.name,
@@ -443,7 +460,7 @@ class TrainingService:
                 await self._fail(training, "timeout")
                 continue
             try:
-                session = await self._accounts.session_for(training.guild_id)
+                session = await self._session(training)
                 assert training.service_task_id is not None
                 progress = await session.train_progress(training.service_task_id)
             except v1b.ServiceError as exc:
@@ -503,6 +520,7 @@ class TrainingService:
         self._on_model(training.guild_id)
         self._forget(training.id)
         await self._staging.remove(training.id)
+        await self._accounts.finished_with(training.account_id)
         log.info("training %s done: model %s", training.id, model_name)
         await self._emit(self._events.training_done, done)
 
@@ -517,10 +535,14 @@ class TrainingService:
         await self._staging.remove(training.id)
         if failed is None:
             return
+        await self._accounts.finished_with(training.account_id)
         log.info("training %s failed: %s", training.id, reason)
         await self._emit(self._events.training_failed, failed, detail[:300])
 
     # Helpers
+
+    async def _session(self, training: Training) -> AccountSession:
+        return await self._accounts.session_for_account(training.guild_id, training.account_id)
 
     async def _active(self, guild_id: int) -> list[Training]:
         return [t for t in await self._store.trainings.list_active() if t.guild_id == guild_id]

@@ -18,6 +18,7 @@ from .errors import (
     InvalidCredentials,
     InvalidRequest,
     NotEnoughPoints,
+    ResponseTooLarge,
     ServiceError,
     TaskFailed,
     V1bError,
@@ -249,6 +250,9 @@ class AccountSession:
                     # One unknown id rejects the whole batch: poll one by one to isolate it.
                     log.debug("v1b: task_results rejected a chunk, polling it one by one")
                     self._client.batch_supported = True
+                except ResponseTooLarge:
+                    # Likely one task's answer is oversized: alone, only that task fails.
+                    log.warning("v1b: task_results answer too large, polling one by one")
             results.update(await self._one_by_one(chunk))
         return results
 

@@ -12,7 +12,7 @@ import aiohttp
 
 from . import envelope
 from .account import AccountSession
-from .errors import ConnectionFailed, ServiceError, V1bError
+from .errors import ConnectionFailed, ResponseTooLarge, ServiceError, V1bError
 from .ratelimit import RateLimiter
 from .request import Request
 from .retry import RetryPolicy
@@ -20,6 +20,9 @@ from .retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 class V1bClient:
@@ -37,9 +40,11 @@ class V1bClient:
         session: aiohttp.ClientSession | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.requests_per_second = requests_per_second
+        self.max_response_bytes = max_response_bytes
         self.retry = RetryPolicy(
             max_retries=max_retries, budget=retry_budget, base=backoff_base, cap=backoff_cap
         )
@@ -60,8 +65,13 @@ class V1bClient:
         *,
         token: str | None = None,
         on_token: Callable[[str], Awaitable[None]] | None = None,
+        refresh: bool = True,
     ) -> AccountSession:
-        """Return the session of this account, creating it on first use."""
+        """Return the session of this account, creating it on first use.
+
+        An existing session takes the given password, token and callback unless `refresh`
+        is False (the caller holds older credentials of the same account).
+        """
         acct = self._accounts.get(email)
         if acct is None:
             acct = AccountSession(
@@ -74,7 +84,7 @@ class V1bClient:
                 rate_limiter=RateLimiter(self.requests_per_second, burst=1.0),
             )
             self._accounts[email] = acct
-        else:
+        elif refresh:
             acct.update(password, token=token, on_token=on_token)
         return acct
 
@@ -130,7 +140,8 @@ class V1bClient:
                 headers=headers,
                 timeout=self._timeout,
             ) as resp:
-                status, body = resp.status, await resp.read()
+                status = resp.status
+                body = await read_capped(resp, self.max_response_bytes, req.endpoint)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise ConnectionFailed(req.endpoint, f"cannot connect ({type(exc).__name__})") from None
         except TimeoutError:
@@ -140,3 +151,27 @@ class V1bClient:
         elapsed = (time.perf_counter() - started) * 1000
         log.debug("v1b %s -> HTTP %d in %.0f ms", req.endpoint, status, elapsed)
         return envelope.decode(req.endpoint, status, body, req.adapter, secrets)
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int, endpoint: str) -> bytes:
+    """The response body, read in chunks; ResponseTooLarge as soon as it exceeds `limit`.
+
+    Reading stops there, so a huge or endless body costs at most `limit` bytes of memory
+    (the connection is then closed instead of being drained).
+    """
+    if resp.content_length is not None and resp.content_length > limit:
+        raise ResponseTooLarge(endpoint, f"answer larger than {describe_size(limit)}")
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise ResponseTooLarge(endpoint, f"answer larger than {describe_size(limit)}")
+    return bytes(body)
+
+
+def describe_size(size: int) -> str:
+    """A byte count for people: '8 MiB', '512 KiB', '300 bytes'."""
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}"
+    return f"{size} bytes"

@@ -69,6 +69,13 @@ class ConnectionFailed(ServiceError):
     """The request never reached the server (connection refused or connect timeout)."""
 
 
+class ResponseTooLarge(V1bError):
+    """The answer's body exceeded the client's size cap; reading stopped there.
+
+    Not retried: a service that answers this way does so again, and each try costs the cap.
+    """
+
+
 class FeatureUnavailable(V1bError):
     """The server does not offer an optional endpoint (answered 404)."""
 
