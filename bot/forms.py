@@ -22,6 +22,9 @@ class FormCache:
         self._clock = clock
         self._entries: dict[tuple[str, int], tuple[float, object]] = {}
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     async def generation_form(self, guild_id: int) -> GenerationForm:
         """The generation form as the guild's account sees it (trained models included)."""
         return await self._cached("gen", guild_id, lambda s: s.generation_form())
