@@ -114,6 +114,7 @@ class BotCore:
             retention_days=settings.storage.retention_days,
             loop_lag=self.loop_lag,
             sizes=self.memory_sizes,
+            forget_idle=self.forms.forget_idle,
         )
         self.housekeeping.start()
         await self.tree.set_translator(CatalogTranslator())

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class Housekeeping:
-    """Every `interval` seconds: prune the store, then log memory, loop lag and state sizes.
+    """Every `interval` seconds: prune the store and idle caches, log memory, lag and sizes.
 
     The log line ("housekeeping: ...") is how an operator (and the soak benchmark) sees that
     memory, loop lag and in-memory state stay flat however long the bot runs.
@@ -29,6 +29,7 @@ class Housekeeping:
         retention_days: float,
         loop_lag: LoopLagMonitor | None = None,
         sizes: Callable[[], Mapping[str, int]] = dict,
+        forget_idle: Callable[[], object] = lambda: None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -36,6 +37,7 @@ class Housekeeping:
         self.interval = prune_interval(retention_days)
         self._loop_lag = loop_lag
         self._sizes = sizes
+        self._forget_idle = forget_idle
         self._wall = wall_clock
         self._background = Background(log, "housekeeping")
         self._task: asyncio.Task[None] | None = None
@@ -55,6 +57,7 @@ class Housekeeping:
     async def run_once(self) -> Pruned:
         """One pass: prune, then log the health line; return what was pruned."""
         pruned = await prune(self._store, retention_days=self.retention_days, now=self._wall())
+        self._forget_idle()
         lag = self._loop_lag.take_window() if self._loop_lag is not None else "-"
         sizes = ", ".join(f"{name} {count}" for name, count in self._sizes().items())
         log.info(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from bot.forms import FormCache
+from bot.housekeeping import Housekeeping
 from bot.i18n import t
 from bot.jobs.admission import utc_day
 from bot.jobs.locks import KeyedLocks
@@ -213,3 +217,47 @@ async def test_a_button_on_a_task_gone_without_pruning_still_says_not_found(harn
         result, f"mh:rerun:{task_id}", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A
     )
     assert await answer_text(ix) == t("result.not_found", "en-US", id=task_id)
+
+
+async def test_form_cache_drops_forms_long_unused_but_keeps_a_recent_stale_copy():
+    class Accounts:
+        async def session_for(self, guild_id: int) -> object:
+            return Session()
+
+    class Session:
+        async def generation_form(self) -> str:
+            return "form"
+
+    now = [0.0]
+    forms = FormCache(Accounts(), ttl=10, clock=lambda: now[0])
+    await forms.generation_form(GUILD_A)
+    now[0] = 50.0
+    await forms.generation_form(GUILD_B)
+    now[0] = 10 * 10 + 1.0  # GUILD_A's copy is ten TTLs old, GUILD_B's is not
+    assert forms.forget_idle() == 1
+    assert len(forms) == 1
+
+
+async def test_housekeeping_logs_its_health_and_survives_a_failed_pass(store, clock, caplog):
+    passes = 0
+    real_prune = store.usage.prune
+
+    async def flaky_prune(before_day: str) -> int:
+        nonlocal passes
+        passes += 1
+        if passes == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real_prune(before_day)
+
+    store.usage.prune = flaky_prune  # type: ignore[method-assign]
+    job = Housekeeping(store, retention_days=0.1 / DAY, sizes=lambda: {"queues": 0})
+    caplog.set_level(logging.INFO, logger="bot.housekeeping")
+    job.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while passes < 2 or "housekeeping: pruned" not in caplog.text:
+        assert loop.time() < deadline, "no second pass"
+        await asyncio.sleep(0.01)
+    await job.stop()
+    assert "housekeeping pass failed" in caplog.text
+    assert "rss " in caplog.text and "in memory: queues 0" in caplog.text
