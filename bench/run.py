@@ -1,7 +1,8 @@
 """The benchmark: the bot as a separate process against the emulator and a fake Discord.
 
 Usage: `.venv/bin/python -m bench [--tasks 500 --guilds 50 --users 100 --rate 50]`
-(`--smoke` for a run of a few seconds). Prints a table and writes JSON.
+(`--smoke` for a run of a few seconds, `--soak` for 20,000 tasks watching memory, database
+size and loop lag as the bot ages). Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -417,12 +418,15 @@ async def run_recovery(work: Workload, pending: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: `python -m bench`."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=500)
-    parser.add_argument("--guilds", type=int, default=50)
+    parser.add_argument("--tasks", type=int, default=None, help="default 500; 20000 with --soak")
+    parser.add_argument("--guilds", type=int, default=None, help="default 50; 20 with --soak")
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--rate", type=float, default=50.0, help="slash commands per second")
     parser.add_argument(
-        "--generation-time", type=float, default=2.0, help="seconds per 512x512 image"
+        "--generation-time",
+        type=float,
+        default=None,
+        help="seconds per 512x512 image (default 2; 0.05 with --soak)",
     )
     parser.add_argument("--workers", type=int, default=48, help="emulator generations at once")
     parser.add_argument(
@@ -442,8 +446,27 @@ def main(argv: list[str] | None = None) -> int:
         help="extra emulator flag (repeatable), e.g. --emulator-arg=--error-rate=0.05",
     )
     parser.add_argument("--smoke", action="store_true", help="a few tasks, a few seconds")
-    parser.add_argument("--out", default="bench/results/latest.json")
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="many 512x512 tasks through a fast emulator, closed-loop: RSS, database size and "
+        "loop lag at the start and the end (writes bench/results/soak.json)",
+    )
+    parser.add_argument("--inflight", type=int, default=100, help="--soak: tasks in flight")
+    parser.add_argument(
+        "--retention-seconds",
+        type=float,
+        default=60.0,
+        help="--soak: the bot's storage.retention_days, in seconds, so pruning runs during it",
+    )
+    parser.add_argument("--out", default=None, help="default bench/results/latest.json")
     args = parser.parse_args(argv)
+    if args.soak:
+        return _soak(args)
+    args.tasks = 500 if args.tasks is None else args.tasks
+    args.guilds = 50 if args.guilds is None else args.guilds
+    args.generation_time = 2.0 if args.generation_time is None else args.generation_time
+    args.out = args.out or "bench/results/latest.json"
     if args.smoke:
         args.tasks, args.guilds, args.users, args.rate = 6, 2, 4, 20.0
         args.generation_time, args.recovery = 0.2, 6
@@ -456,6 +479,27 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from bench.soak import render_soak, run_soak  # bench.soak builds on this module
+
+    work = Workload(
+        20_000 if args.tasks is None else args.tasks,
+        20 if args.guilds is None else args.guilds,
+        args.users,
+        args.rate,
+        0.05 if args.generation_time is None else args.generation_time,
+        args.workers,
+    )
+    report = asyncio.run(run_soak(work, args.inflight, args.retention_seconds))
+    report["machine"] = _machine()
+    print(render_soak(report))
+    out = Path(args.out or "bench/results/soak.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {out}")
     return 0
 

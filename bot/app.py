@@ -17,6 +17,7 @@ from bot.demo_accounts import DemoAccounts
 from bot.diagnostics import LoopLagMonitor
 from bot.discord_jobs import DiscordJobEvents
 from bot.forms import FormCache
+from bot.housekeeping import Housekeeping
 from bot.i18n import CatalogTranslator, pick_locale
 from bot.jobs import GenerationService, PollStrategy, make_strategy
 from bot.logs import hide_gateway_payloads
@@ -59,6 +60,7 @@ class BotCore:
     delivery: DiscordJobEvents
     generation: GenerationService
     training: TrainingService
+    housekeeping: Housekeeping
 
     def _init_core(
         self, settings: Settings, *, emulator_base_url: str | None, demo: DemoAccounts | None
@@ -112,6 +114,14 @@ class BotCore:
         await self.generation.start()
         self.training = create_training_service(self)
         await self.training.start()
+        self.housekeeping = Housekeeping(
+            self.store,
+            retention_days=settings.storage.retention_days,
+            loop_lag=self.loop_lag,
+            sizes=self.memory_sizes,
+            forget_idle=self.forms.forget_idle,
+        )
+        self.housekeeping.start()
         await self.tree.set_translator(CatalogTranslator())
         for name in cog_modules():
             await self.load_extension(name)
@@ -129,6 +139,14 @@ class BotCore:
             synced = await self.tree.sync()
         log.info("synced %d application commands", len(synced))
 
+    def memory_sizes(self) -> dict[str, int]:
+        """Entries of the in-memory per-guild, per-member and per-task state, by structure."""
+        return {
+            **self.generation.memory_sizes(),
+            "status_messages": len(self.delivery.status),
+            "forms": len(self.forms),
+        }
+
     def locale_for(self, interaction: discord.Interaction) -> str:
         """The interaction's language, then the guild's setting, then en-US."""
         guild_lang = self.guild_languages.get(interaction.guild_id or 0)
@@ -139,6 +157,8 @@ class BotCore:
             return
         self.closing = True
         log.info("shutting down")
+        if hasattr(self, "housekeeping"):
+            await self.housekeeping.stop()
         if hasattr(self, "training"):
             await self.training.stop()
         if hasattr(self, "generation"):

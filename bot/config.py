@@ -110,6 +110,8 @@ class MiaohuaSettings(_Section):
 class StorageSettings(_Section):
     path: Path = Path("data/miaohua-bot.sqlite3")
     staging_dir: Path = Path("data/staging")
+    # Finished tasks are deleted this many days after their last change (fractions allowed).
+    retention_days: float = Field(default=90.0, gt=0, le=36500)
 
 
 class SecuritySettings(_Section):

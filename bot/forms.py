@@ -11,6 +11,11 @@ from bot.v1b import GenerationForm, TrainForm
 T = TypeVar("T")
 
 
+# A stale copy is kept this many TTLs for when a refresh fails; then it is dropped, so the
+# forms of guilds that stopped using the bot do not stay in memory.
+KEEP_STALE_TTLS = 10
+
+
 class FormCache:
     """Keeps each guild's forms for `ttl` seconds; a failed refresh serves the stale copy."""
 
@@ -22,6 +27,9 @@ class FormCache:
         self._clock = clock
         self._entries: dict[tuple[str, int], tuple[float, object]] = {}
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     async def generation_form(self, guild_id: int) -> GenerationForm:
         """The generation form as the guild's account sees it (trained models included)."""
         return await self._cached("gen", guild_id, lambda s: s.generation_form())
@@ -29,6 +37,14 @@ class FormCache:
     async def train_form(self, guild_id: int) -> TrainForm:
         """The training form of the guild's account."""
         return await self._cached("train", guild_id, lambda s: s.train_form())
+
+    def forget_idle(self) -> int:
+        """Drop the forms fetched more than `KEEP_STALE_TTLS` TTLs ago; return how many."""
+        cutoff = self._clock() - self._ttl * KEEP_STALE_TTLS
+        idle = [key for key, (fetched, _) in self._entries.items() if fetched < cutoff]
+        for key in idle:
+            del self._entries[key]
+        return len(idle)
 
     def invalidate(self, guild_id: int) -> None:
         """Forget a guild's forms, e.g. after its account changed or a model was trained."""

@@ -28,3 +28,20 @@ def test_benchmark_smoke_run(tmp_path):
     assert batch.get("task_results", 0) > 0 and batch.get("task_result", 0) == 0
     assert report["recovery"]["tracked_again"] == report["recovery"]["pending"]
     assert "| metric |" in result.stdout and "recovery:" in result.stdout
+
+
+def test_benchmark_soak_smoke_run(tmp_path):
+    out = tmp_path / "soak.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--soak", "--tasks", "60", "--guilds", "3",
+         "--inflight", "20", "--retention-seconds", "2", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["finished"] == report["tasks"] == 60 and report["failed"] == 0
+    assert report["pruned_tasks"] > 0  # the bot's own periodic job ran during the soak
+    for window in ("start", "middle", "end"):
+        assert report[window]["rss_mb_median"] > 0 and report[window]["db_mb_max"] > 0
+    assert report["lag_reports"], "no housekeeping line was seen"
+    assert "| soak |" in result.stdout

@@ -34,11 +34,13 @@ async def _guarded(
 
 async def _task_of(interaction: discord.Interaction, task_id: int) -> Task:
     """The task behind a button, only within the guild where the button was clicked."""
+    bot: Any = interaction.client
     task = None
     if interaction.guild_id is not None:
-        task = await interaction.client.store.tasks.get_in_guild(  # type: ignore[attr-defined]
-            interaction.guild_id, task_id
-        )
+        task = await bot.store.tasks.get_in_guild(interaction.guild_id, task_id)
+        if task is None and await bot.store.tasks.was_pruned(interaction.guild_id, task_id):
+            days = bot.settings.storage.retention_days
+            raise UserFacingError("result.too_old", id=task_id, days=f"{days:g}")
     if task is None:
         raise UserFacingError("result.not_found", id=task_id)
     return task

@@ -56,6 +56,9 @@ class StatusBoard:
         # Tasks whose final text was requested: late progress events must not overwrite it.
         self._finished: OrderedDict[int, None] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def message_id(self, task_id: int) -> int | None:
         """The status message of a task this board is tracking."""
         entry = self._entries.get(task_id)
@@ -107,7 +110,9 @@ class StatusBoard:
             self._forget_if_settled(task_id, entry)
 
     def _forget_if_settled(self, task_id: int, entry: _Entry) -> None:
-        if entry.final and entry.timer is None and entry.wanted == entry.shown:
+        # A final text that could not be sent is not retried either: keeping the entry
+        # would only hold memory for a task that is over.
+        if entry.final and entry.timer is None:
             self._entries.pop(task_id, None)
 
     def _channel(self, entry: _Entry) -> discord.PartialMessageable:

@@ -131,6 +131,17 @@ class Poller:
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._pending
 
+    def memory_sizes(self) -> dict[str, int]:
+        """Entries of the poller's per-guild and per-task structures (see the service's)."""
+        strategy_sizes = getattr(self.strategy, "memory_sizes", dict)
+        return {
+            "polled_tasks": len(self._pending),
+            "polled_guilds": len(self._by_guild),
+            "poll_timers": len(self._timers),
+            "poll_due_guilds": len(self._due),
+            **strategy_sizes(),
+        }
+
     def add(self, task: Task, *, now: bool = False) -> None:
         """Start watching a submitted task; `now` polls it at once (e.g. after a restart)."""
         entry = self._pending[task.id] = _Pending(task, polls=task.poll_count)
@@ -355,6 +366,10 @@ class Poller:
     def _forget(self, task_id: int) -> None:
         entry = self._pending.pop(task_id, None)
         if entry is not None:
-            self._by_guild[entry.task.guild_id].discard(task_id)
+            guild_tasks = self._by_guild.get(entry.task.guild_id)
+            if guild_tasks is not None:
+                guild_tasks.discard(task_id)
+                if not guild_tasks:
+                    del self._by_guild[entry.task.guild_id]
         self._timers.discard(task_id)
         self.strategy.forget(task_id)

@@ -137,6 +137,10 @@ class AdaptiveInterval:
         """Tasks per second leaving the service's queue: learned, else `workers / mean`."""
         return self._drain if self._drain is not None else self.workers / max(mean, 0.01)
 
+    def memory_sizes(self) -> dict[str, int]:
+        """Tasks tracked now, and (size, count) pairs learned (bounded by the form)."""
+        return {"poll_tracks": len(self._tracks), "learned_sizes": len(self._log_factor)}
+
     def summary(self) -> str:
         """What has been learned, for the log."""
         drain = "unknown" if self._drain is None else f"{self._drain:.2f} tasks/s"

@@ -13,6 +13,7 @@ from typing import Any
 from bot.background import Background
 from bot.jobs import admission
 from bot.jobs.errors import AccountUnreadable, NoAccount
+from bot.jobs.locks import KeyedLocks
 from bot.jobs.models import FailReason, GenerationRequest, Limits
 from bot.jobs.poller import Poller
 from bot.jobs.polling import PollStrategy
@@ -99,7 +100,7 @@ class GenerationService:
         self._positions: dict[int, int] = {}
         self._running: dict[int, set[int]] = defaultdict(set)  # guild -> submitting/submitted
         self._paused_until: dict[int, float] = {}
-        self._admission_locks: dict[tuple[int, int], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._admission_locks: KeyedLocks[tuple[int, int]] = KeyedLocks()  # (guild, member)
         self._dispatch_wake = asyncio.Event()
         self._retries = TimerHeap()
         self._retry_wake = asyncio.Event()
@@ -158,7 +159,7 @@ class GenerationService:
         """Admit a request, persist it as queued and wake the dispatcher; return the task."""
         admission.check_request(request, limits)
         await self._accounts.session_for(request.guild_id)
-        async with self._admission_locks[(request.guild_id, request.user_id)]:
+        async with self._admission_locks.hold((request.guild_id, request.user_id)):
             day = await admission.admit(self._store, request, limits, wall_clock=self._wall)
             try:
                 task = await self._store.tasks.create(**request.task_fields())
@@ -185,6 +186,25 @@ class GenerationService:
             if (position := queue.positions().get(task_id)) is not None:
                 return position
         return None
+
+    def memory_sizes(self) -> dict[str, int]:
+        """How many entries each per-guild, per-member and per-task structure holds.
+
+        Every one of them shrinks back when its guild, member or task goes idle; the
+        housekeeping log line reports them so growth would show.
+        """
+        return {
+            "queues": len(self._queues),
+            "positions": len(self._positions),
+            "running_guilds": len(self._running),
+            "paused_guilds": len(self._paused_until),
+            "admission_locks": len(self._admission_locks),
+            "delivery_retries": len(self._retries),
+            "delivery_failures": len(self._delivery_failures),
+            "delivering": len(self._delivering),
+            "workers": len(self._workers),
+            **self.poller.memory_sizes(),
+        }
 
     def queue_depth(self, guild_id: int) -> int:
         """Return how many tasks of the guild wait to be submitted."""
@@ -233,6 +253,7 @@ class GenerationService:
                 if paused > 0:
                     resume = paused if resume is None else min(resume, paused)
                     continue
+                self._paused_until.pop(guild_id, None)
                 self._dispatch_guild(guild_id)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(resume):
@@ -251,6 +272,8 @@ class GenerationService:
             taken = True
         if not queue:
             del self._queues[guild_id]
+        if not running:
+            del self._running[guild_id]
         if taken:
             self._spawn(self._report_positions(guild_id))
 
@@ -307,14 +330,18 @@ class GenerationService:
             except StoreUnavailable as store_exc:
                 # It is still 'queued' in the store; only the attempt count is not recorded.
                 log.warning("task %s: attempt not recorded (%s)", task.id, store_exc)
-        self._running[task.guild_id].discard(task.id)
+        self._release(task.guild_id, task.id)
         self._paused_until[task.guild_id] = self._clock() + self.busy_backoff
         self._queues[task.guild_id].push_front(requeued or task)
         self._spawn(self._report_positions(task.guild_id))
         self._dispatch_wake.set()
 
     def _release(self, guild_id: int, task_id: int) -> None:
-        self._running[guild_id].discard(task_id)
+        running = self._running.get(guild_id)
+        if running is not None:
+            running.discard(task_id)
+            if not running:  # an idle guild keeps no entry
+                del self._running[guild_id]
         self._dispatch_wake.set()
 
     async def _report_positions(self, guild_id: int) -> None:
@@ -382,6 +409,7 @@ class GenerationService:
             lambda: self._store.tasks.get(task_id), what=f"the reading of task {task_id}"
         )
         if task is None or task.state != TaskState.DONE:
+            self._delivery_failures.pop(task_id, None)
             return
         message_id: int | None = None
         try:

@@ -33,6 +33,8 @@ class TaskState(StrEnum):
 
 
 ACTIVE_TASK_STATES = (TaskState.QUEUED, TaskState.SUBMITTED)
+# States no task leaves on its own: such a task may be deleted once it is old enough.
+FINISHED_TASK_STATES = (TaskState.DELIVERED, TaskState.FAILED, TaskState.CANCELLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,26 @@ SELECT * FROM tasks WHERE guild_id = ?1 AND (?2 IS NULL OR user_id = ?2) ORDER B
 _BY_RESULT_MESSAGE = "SELECT * FROM tasks WHERE guild_id = ? AND result_message_id = ?"
 
 _COUNTS_BY_STATE = "SELECT state, COUNT(*) FROM tasks WHERE guild_id = ? GROUP BY state"
+
+_PRUNABLE = """
+SELECT id, guild_id FROM tasks
+WHERE state IN ('delivered', 'failed', 'cancelled') AND updated_at < ?
+ORDER BY id LIMIT ?
+"""
+
+_RAISE_PRUNED_MARK = """
+INSERT INTO pruned_tasks (guild_id, pruned_through) VALUES (?, ?)
+ON CONFLICT (guild_id) DO UPDATE SET pruned_through = MAX(pruned_through, excluded.pruned_through)
+"""
+
+# The state and age are checked again: only a row that is still finished and old goes.
+_DELETE_PRUNABLE = """
+DELETE FROM tasks
+WHERE id IN (SELECT value FROM json_each(?))
+  AND state IN ('delivered', 'failed', 'cancelled') AND updated_at < ?
+"""
+
+_PRUNED_THROUGH = "SELECT pruned_through FROM pruned_tasks WHERE guild_id = ?"
 
 
 class TaskRepo(Repo):
@@ -318,6 +340,32 @@ class TaskRepo(Repo):
         for state, count in await self._fetch_all(_COUNTS_BY_STATE, (guild_id,)):
             counts[state] = int(count)
         return counts
+
+    async def prune_finished(self, before: float, *, batch: int = 500) -> int:
+        """Delete finished tasks last changed before `before` (epoch); return how many.
+
+        Works in batches so other statements run in between. Each guild's pruning mark is
+        raised before its rows go, so a task missing below the mark was pruned, not unknown.
+        """
+        removed = 0
+        while True:
+            rows = await self._fetch_all(_PRUNABLE, (before, batch))
+            if not rows:
+                return removed
+            marks: dict[int, int] = {}
+            for task_id, guild_id in rows:
+                marks[guild_id] = max(marks.get(guild_id, 0), task_id)
+            await self._conn.executemany(_RAISE_PRUNED_MARK, list(marks.items()))
+            ids = json.dumps([task_id for task_id, _ in rows])
+            async with self._conn.execute(_DELETE_PRUNABLE, (ids, before)) as cursor:
+                removed += cursor.rowcount
+            if len(rows) < batch:
+                return removed
+
+    async def was_pruned(self, guild_id: int, task_id: int) -> bool:
+        """True when the guild's task `task_id` may have been deleted as too old."""
+        row = await self._fetch_one(_PRUNED_THROUGH, (guild_id,))
+        return row is not None and task_id <= int(row[0])
 
     async def _transition(self, sql: str, params: tuple[Any, ...]) -> Task | None:
         row = await self._fetch_one(sql, params)

@@ -28,6 +28,7 @@ from bot.background import Background
 from bot.errors import UserFacingError
 from bot.images import CheckedImage
 from bot.jobs.errors import AccountUnreadable, NoAccount
+from bot.jobs.locks import KeyedLocks
 from bot.jobs.protocols import BoundAccount
 from bot.store import Store, StoreUnavailable, until_stored
 from bot.store.trainings import Training, TrainingState
@@ -151,7 +152,7 @@ class TrainingService:
         self._upload_attempts = upload_attempts
         self._retry_delay = retry_delay
         self._clock = clock
-        self._guild_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._guild_locks: KeyedLocks[int] = KeyedLocks()
         # Jobs this process moved into a state itself; any other job in creating_dataset or
         # submitting was interrupted there and is recovered cautiously.
         self._fresh: set[tuple[int, TrainingState]] = set()
@@ -201,7 +202,7 @@ class TrainingService:
 
     async def create(self, request: TrainingRequest) -> Training:
         """Persist a job, stage its images and start it; raises UserFacingError on refusal."""
-        async with self._guild_locks[request.guild_id]:
+        async with self._guild_locks.hold(request.guild_id):
             await self.check_capacity(request.guild_id)
             name = check_model_name(request.name, await self.taken_names(request.guild_id))
             # Every step runs on the account current now, even if the guild changes it later.
