@@ -212,9 +212,11 @@ async def test_delivery_retried_until_accepted_then_exactly_once(
     assert events.attempts[task.id] == 4 and events.delivered[task.id] == 1
     stored = await store.tasks.get(task.id)
     assert stored is not None and stored.state == TaskState.DELIVERED
-    await service.redeliver(task.id)  # a re-post does not change the recorded delivery
+    await service.redeliver(task.id)  # a re-post stays delivered, now at the new message
     again = await store.tasks.get(task.id)
-    assert events.delivered[task.id] == 2 and again == stored
+    assert events.delivered[task.id] == 2 and again is not None
+    assert again.state == TaskState.DELIVERED and again.delivered_at == stored.delivered_at
+    assert again.result_message_id == events._next_message != stored.result_message_id
 
 
 async def test_delivery_gives_up_after_bounded_attempts(make_service: ServiceFactory) -> None:

@@ -197,17 +197,26 @@ class GenerationService:
         return False
 
     async def redeliver(self, task_id: int) -> None:
-        """Post a finished task's result again (a 'done' one is then marked delivered)."""
+        """Post a finished task's result again (a 'done' one is then marked delivered).
+
+        A delivered task then points at the new message, so its reactions work and a later
+        check finds it.
+        """
         task = await self._store.tasks.get(task_id)
         if task is None:
             return
         if task.state == TaskState.DONE:
             await self._deliver(task_id)
-        elif task.state == TaskState.DELIVERED:
+        elif task.state == TaskState.DELIVERED and task_id not in self._delivering:
+            self._delivering.add(task_id)
             try:
-                await self._events.task_done(task)
+                message_id = await self._events.task_done(task)
+                if message_id is not None:
+                    await self._store.tasks.set_result_message(task_id, message_id)
             except Exception:
                 log.exception("re-posting the result of task %s failed", task_id)
+            finally:
+                self._delivering.discard(task_id)
 
     # Dispatch
 

@@ -363,6 +363,18 @@ class FakeDiscord:
         message = source.payload.get("message")
         return await self._send(5, data, user_id, guild_id, channel_id, locale, message=message)
 
+    async def delete_message(self, message_id: int) -> bool:
+        """Delete a message as a moderator would (MESSAGE_DELETE follows); False if unknown."""
+        message = self.world.remove_message(int(message_id))
+        if message is None:
+            return False
+        event = {"id": message["id"], "channel_id": message["channel_id"]}
+        if "guild_id" in message:
+            event["guild_id"] = message["guild_id"]
+        await self.gateway.dispatch("MESSAGE_DELETE", event)
+        await self.changes.notify()
+        return True
+
     async def react(
         self, message: MessageRef, emoji: str, *, user_id: int, guild_id: int | None
     ) -> None:
