@@ -101,8 +101,8 @@ class StatusCog(commands.Cog):
         wait = self._reposts.try_start((interaction.guild_id, interaction.user.id))
         if wait > 0:
             return t("status.repost_cooldown", locale, seconds=math.ceil(wait))
-        await self.bot.generation.redeliver(task.id)
-        return t("status.reposted", locale)
+        posted = await self.bot.generation.redeliver(task.id, replacing=task.result_message_id)
+        return t("status.reposted" if posted else "status.repost_failed", locale)
 
     def _task_embed(self, task: Task, locale: str) -> discord.Embed:
         embed = discord.Embed(

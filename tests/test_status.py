@@ -113,6 +113,15 @@ async def test_reposts_have_a_per_member_cooldown_answered_privately(gen):
     assert len(result_of(gen, 1)) == 1
 
 
+async def test_a_repost_that_nobody_takes_says_so(gen):
+    assert await gen.fake.delete_message(result_of(gen, 1)[0]["id"])
+    gen.fake.fail("POST", rf"/channels/{CH_A}/messages", 403)
+    gen.fake.world.dm_closed.add(MEMBER_A)
+    text = await status(gen, MEMBER_A, task=1)
+    assert t("status.repost_failed", "en-US") in text
+    assert result_of(gen, 1) == [] and gen.fake.dm_messages(MEMBER_A) == []
+
+
 async def test_a_result_delivered_by_dm_is_found_there(harness_factory):
     h = await harness_factory(miaohua=FAST_POLLING)
     h.fake.fail("POST", rf"/channels/{CH_A}/messages", 403, times=2)  # status message, result
