@@ -113,6 +113,16 @@ async def test_reposts_have_a_per_member_cooldown_answered_privately(gen):
     assert len(result_of(gen, 1)) == 1
 
 
+async def test_a_result_discord_cannot_check_is_linked_not_posted(gen):
+    result = result_of(gen, 1)[0]
+    gen.fake.fail("GET", rf"/channels/{CH_A}/messages/{result['id']}", 400)
+    posts = message_posts(gen)
+    text = await status(gen, MEMBER_A, task=1)
+    link = f"https://discord.com/channels/{GUILD_A}/{CH_A}/{result['id']}"
+    assert t("status.result_unchecked", "en-US", url=link) in text
+    assert message_posts(gen) == posts
+
+
 async def test_a_repost_that_nobody_takes_says_so(gen):
     assert await gen.fake.delete_message(result_of(gen, 1)[0]["id"])
     gen.fake.fail("POST", rf"/channels/{CH_A}/messages", 403)
