@@ -126,6 +126,7 @@ class LimitsSettings(_Section):
     user_concurrency: int = Field(default=2, ge=1)
     daily_quota: int | None = Field(default=50, ge=1)
     rerun_cooldown: float = Field(default=5.0, ge=0)
+    repost_cooldown: float = Field(default=60.0, ge=0, le=86_400)
     download_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     training_concurrency: int = Field(default=1, ge=1)
     archive_files: int = Field(default=50, ge=1)

@@ -2,15 +2,57 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 import discord
+from discord import app_commands
 
+from bot.errors import UserFacingError
 from bot.tree import report_error
 
+log = logging.getLogger(__name__)
 
-class ReportingModal(discord.ui.Modal):
-    """A modal whose failures are reported to the user, translated."""
+
+class BoundModal(discord.ui.Modal):
+    """A modal that only its opener may submit, in the guild it was opened in.
+
+    discord.py routes a submission by the modal's custom_id alone, and Discord accepts a
+    MODAL_SUBMIT from anyone who knows that id. So every submission is checked here against
+    who opened the form, where, and the permissions it needs; the permissions are checked
+    again at submit time because they may have been revoked while the form was open.
+    Refusals and other failures reach the submitter as translated ephemeral replies.
+    """
+
+    def __init__(
+        self,
+        opener: discord.Interaction,
+        *,
+        title: str,
+        custom_id: str,
+        required: discord.Permissions | None = None,
+    ) -> None:
+        super().__init__(title=title, custom_id=custom_id)
+        self.opener_id = opener.user.id
+        self.opener_guild_id = opener.guild_id
+        self.required = required or discord.Permissions.none()
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if interaction.user.id != self.opener_id or interaction.guild_id != self.opener_guild_id:
+            log.warning(
+                "modal %s opened by user %s in guild %s was submitted by user %s in guild %s",
+                self.custom_id.rsplit(":", 1)[0],
+                self.opener_id,
+                self.opener_guild_id,
+                interaction.user.id,
+                interaction.guild_id,
+            )
+            raise UserFacingError("errors.modal_not_yours")
+        held = interaction.permissions
+        if not held >= self.required:
+            missing = [name for name, needed in self.required if needed and not getattr(held, name)]
+            raise app_commands.MissingPermissions(missing)
+        return True
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
         await report_error(interaction, error)

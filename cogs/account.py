@@ -14,7 +14,7 @@ from bot.i18n import t, tn
 from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.store import RunningWork
-from bot.ui import ReportingModal, unique_custom_id
+from bot.ui import BoundModal, unique_custom_id
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,15 @@ def running_note(running: RunningWork, locale: str, *, removed: bool) -> str:
     return tn(key, running.tasks + running.trainings, locale, work=work)
 
 
-class AccountModal(ReportingModal):
+class AccountModal(BoundModal):
     """Asks for the account's email and password; both stay out of logs and messages."""
 
-    def __init__(self, bot: commands.Bot, locale: str) -> None:
+    def __init__(self, bot: commands.Bot, opener: discord.Interaction, locale: str) -> None:
         super().__init__(
-            title=t("account.modal.title", locale), custom_id=unique_custom_id("account:set")
+            opener,
+            title=t("account.modal.title", locale),
+            custom_id=unique_custom_id("account:set"),
+            required=discord.Permissions(manage_guild=True),
         )
         self.bot = bot
         self.locale = locale
@@ -62,15 +65,15 @@ class AccountModal(ReportingModal):
         self.add_item(self.password)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        email = self.email.value.strip()
+        # Read both values before any await: a refused submission by someone else still
+        # refills the inputs (discord.py does so before the check).
+        email, password = self.email.value.strip(), self.password.value
         if "@" not in email or " " in email:
             await reply(interaction, t("account.bad_email", self.locale))
             return
         await defer(interaction)
         assert interaction.guild_id is not None
-        running = await self.bot.accounts.set_account(
-            interaction.guild_id, email, self.password.value
-        )
+        running = await self.bot.accounts.set_account(interaction.guild_id, email, password)
         self.bot.forms.invalidate(interaction.guild_id)
         note = running_note(running, self.locale, removed=False)
         await reply(interaction, "\n".join(filter(None, [t("account.saved", self.locale), note])))
@@ -95,7 +98,7 @@ class AccountCog(
     @app_commands.command(name=_T("set"), description=_T("Set the Miaohua account (opens a form)"))
     async def set_account(self, interaction: discord.Interaction) -> None:
         locale = self.bot.locale_for(interaction)
-        await interaction.response.send_modal(AccountModal(self.bot, locale))
+        await interaction.response.send_modal(AccountModal(self.bot, interaction, locale))
 
     @app_commands.command(
         name=_T("status"), description=_T("Show the account and whether its login works")

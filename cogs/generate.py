@@ -24,7 +24,7 @@ from bot.jobs import GenerationRequest, Limits
 from bot.jobs.admission import check_request
 from bot.offload import offload
 from bot.replies import defer, reply
-from bot.ui import ReportingModal, unique_custom_id
+from bot.ui import BoundModal, unique_custom_id
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,20 @@ OPTION_HELP = {
 }
 
 
-class InitImageModal(ReportingModal):
+class InitImageModal(BoundModal):
     """Asks for the prompt of an img2img from a message's image."""
 
-    def __init__(self, cog: GenerateCog, attachment: discord.Attachment, locale: str) -> None:
+    def __init__(
+        self,
+        cog: GenerateCog,
+        opener: discord.Interaction,
+        attachment: discord.Attachment,
+        locale: str,
+    ) -> None:
         super().__init__(
-            title=t("generate.modal.title", locale), custom_id=unique_custom_id("generate:init")
+            opener,
+            title=t("generate.modal.title", locale),
+            custom_id=unique_custom_id("generate:init"),
         )
         self.cog = cog
         self.attachment = attachment
@@ -176,7 +184,7 @@ class GenerateCog(commands.Cog):
         if attachment is None:
             await reply(interaction, t("generate.no_image", locale))
             return
-        await interaction.response.send_modal(InitImageModal(self, attachment, locale))
+        await interaction.response.send_modal(InitImageModal(self, interaction, attachment, locale))
 
     async def img2img_from(
         self,

@@ -1,8 +1,9 @@
-"""`/status`: a member's tasks, the guild's queue and account, or one task re-posted."""
+"""`/status`: a member's tasks, the guild's queue and account, or one task and its result."""
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import discord
@@ -10,7 +11,9 @@ from discord import app_commands
 from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
+from bot.cooldown import Cooldowns
 from bot.discord_jobs import render
+from bot.discord_jobs.events import ResultCheck
 from bot.i18n import t
 from bot.replies import defer, reply
 from bot.store import Task, TaskState
@@ -20,6 +23,10 @@ log = logging.getLogger(__name__)
 
 RECENT_LIMIT = 10
 _REPOSTABLE = (TaskState.DONE, TaskState.DELIVERED)
+_RESULT_NOTES = {
+    ResultCheck.FOUND: "status.result_here",
+    ResultCheck.UNKNOWN: "status.result_unchecked",
+}
 
 
 @app_commands.guild_only()
@@ -28,10 +35,16 @@ class StatusCog(commands.Cog):
 
     def __init__(self, bot: commands.Bot) -> None:
         self.bot: Any = bot
+        # Per (guild, member): re-posting uploads the images again and pings the requester.
+        self._reposts: Cooldowns[tuple[int, int]] = Cooldowns(
+            self.bot.settings.limits.repost_cooldown
+        )
 
     @app_commands.command(name=_T("status"), description=_T("Show your tasks, or one task"))
     @app_commands.rename(task=_T("task"))
-    @app_commands.describe(task=_T("A task number: show it and post its result again"))
+    @app_commands.describe(
+        task=_T("A task number: show it and link its result, posting it again if it was deleted")
+    )
     async def status(
         self, interaction: discord.Interaction, task: app_commands.Range[int, 1] | None = None
     ) -> None:
@@ -69,11 +82,27 @@ class StatusCog(commands.Cog):
         if task is None or (task.user_id != interaction.user.id and not sees_all):
             await reply(interaction, t("status.not_found", locale, id=task_id))
             return
-        embed = self._task_embed(task, locale)
+        note = None
         if task.state in _REPOSTABLE:
-            await self.bot.generation.redeliver(task.id)
-            embed.set_footer(text=t("status.reposted", locale))
+            note = await self._result_note(interaction, task, locale)
+            task = await self.bot.store.tasks.get(task.id) or task  # a re-post moved its link
+        embed = self._task_embed(task, locale)
+        if note is not None:
+            embed.add_field(name=t("status.result", locale), value=note, inline=False)
         await reply(interaction, embed=embed)
+
+    async def _result_note(self, interaction: discord.Interaction, task: Task, locale: str) -> str:
+        """Link the task's result if it is still there, else post it again (once per cooldown)."""
+        if task.state == TaskState.DELIVERED:
+            found = await self.bot.delivery.find_result(task)
+            if found.check is not ResultCheck.GONE:
+                return t(_RESULT_NOTES[found.check], locale, url=found.url)
+        assert interaction.guild_id is not None
+        wait = self._reposts.try_start((interaction.guild_id, interaction.user.id))
+        if wait > 0:
+            return t("status.repost_cooldown", locale, seconds=math.ceil(wait))
+        posted = await self.bot.generation.redeliver(task.id, replacing=task.result_message_id)
+        return t("status.reposted" if posted else "status.repost_failed", locale)
 
     def _task_embed(self, task: Task, locale: str) -> discord.Embed:
         embed = discord.Embed(

@@ -113,6 +113,18 @@ async def wait_for(predicate: Callable[[], bool], within: float = 8.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def delivered_in(store: Store, task_id: int, within: float = 8.0) -> Task:
+    """Wait until the store records the task as delivered, and return it."""
+    deadline = time.monotonic() + within
+    while True:
+        task = await store.tasks.get(task_id)
+        if task is not None and task.state == TaskState.DELIVERED:
+            return task
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} not recorded as delivered in time")
+        await asyncio.sleep(0.01)
+
+
 def request(
     user: int = 1, guild: int = GUILD, prompt: str = "a red fox", **kw: Any
 ) -> GenerationRequest:
@@ -224,9 +236,25 @@ async def test_delivery_retried_until_accepted_then_exactly_once(
     assert events.attempts[task.id] == 4 and events.delivered[task.id] == 1
     stored = await store.tasks.get(task.id)
     assert stored is not None and stored.state == TaskState.DELIVERED
-    await service.redeliver(task.id)  # a re-post does not change the recorded delivery
+
+
+async def test_redeliver_posts_once_in_place_of_the_message_found_gone(
+    store: Store, make_service: ServiceFactory
+) -> None:
+    events = Events()
+    service = await make_service(events)
+    task = await service.enqueue(request(), limits=OPEN)
+    stored = await delivered_in(store, task.id)
+    # Another caller already replaced the message found gone: nothing is posted.
+    assert await service.redeliver(task.id, replacing=stored.result_message_id + 1)
+    assert events.delivered[task.id] == 1
+    assert await service.redeliver(task.id, replacing=stored.result_message_id)
     again = await store.tasks.get(task.id)
-    assert events.delivered[task.id] == 2 and again == stored
+    assert events.delivered[task.id] == 2 and again is not None
+    assert again.state == TaskState.DELIVERED and again.delivered_at == stored.delivered_at
+    assert again.result_message_id == events._next_message != stored.result_message_id
+    events.deliver = False  # neither the channel nor DMs take it
+    assert not await service.redeliver(task.id, replacing=again.result_message_id)
 
 
 async def test_delivery_gives_up_after_bounded_attempts(make_service: ServiceFactory) -> None:

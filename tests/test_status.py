@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from bot.i18n import t
 from bot.store import TaskState
 from tests.conftest import ADMIN_A, ADMIN_B, CH_A, CH_B, GUILD_A, GUILD_B, MEMBER_A, MEMBER_A2
-from tests.genutil import FAST_POLLING, imagine, result_of, task_id_of, wait_result
+from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
 from tests.helpers import answer, answer_text, is_ephemeral, message_text
 
 
@@ -21,6 +22,7 @@ async def gen(harness_factory):
     for user_id in (MEMBER_A, MEMBER_A2):
         task_id = task_id_of(await answer_text(await imagine(h, f"by {user_id}", user_id=user_id)))
         await wait_result(h, task_id)
+        await wait_delivered(h, task_id)
     return h
 
 
@@ -51,15 +53,97 @@ async def test_managers_see_the_whole_guild(gen):
     assert t("status.title.guild", "en-US") in text
 
 
-async def test_status_of_a_delivered_task_reposts_it(gen):
-    text = await status(gen, MEMBER_A, task=1)
-    assert "Task #1" in text and t("status.reposted", "en-US") in text
-    for _ in range(100):
-        if len(result_of(gen, 1)) == 2:
-            break
+async def wait_delivered(h, task_id: int):
+    """Wait until the task is recorded as delivered, and return it."""
+    for _ in range(250):
+        task = await h.bot.store.tasks.get(task_id)
+        if task.state == TaskState.DELIVERED:
+            return task
         await asyncio.sleep(0.02)
-    assert len(result_of(gen, 1)) == 2
-    assert (await gen.bot.store.tasks.get(1)).state == TaskState.DELIVERED
+    raise AssertionError(f"task {task_id} was not recorded as delivered")
+
+
+def message_posts(h) -> int:
+    """Messages the bot has created in channels and DMs so far (deleted ones included)."""
+    return sum(
+        1
+        for r in h.fake.requests
+        if r.method == "POST" and re.fullmatch(r"/channels/\d+/messages", r.path)
+    )
+
+
+async def test_status_of_a_task_whose_result_is_there_links_it_without_posting(gen):
+    result = result_of(gen, 1)[0]
+    posts = message_posts(gen)
+    link = f"https://discord.com/channels/{GUILD_A}/{CH_A}/{result['id']}"
+    for _ in range(10):
+        text = await status(gen, MEMBER_A, task=1)
+        assert t("status.result_here", "en-US", url=link) in text
+    assert message_posts(gen) == posts  # no post, no file, no ping
+    assert (await gen.bot.store.tasks.get(1)).result_message_id == int(result["id"])
+
+
+async def test_status_reposts_a_deleted_result_once_and_then_links_the_new_one(gen):
+    assert await gen.fake.delete_message(result_of(gen, 1)[0]["id"])
+    posts = message_posts(gen)
+    texts = [await status(gen, MEMBER_A, task=1) for _ in range(10)]
+    assert message_posts(gen) == posts + 1
+    (again,) = result_of(gen, 1)
+    assert f"<@{MEMBER_A}>" in again["content"] and again["attachments"]
+    task = await gen.bot.store.tasks.get(1)
+    assert task.state == TaskState.DELIVERED and task.result_message_id == int(again["id"])
+    assert t("status.reposted", "en-US") in texts[0]
+    link = f"https://discord.com/channels/{GUILD_A}/{CH_A}/{again['id']}"
+    assert all(t("status.result_here", "en-US", url=link) in text for text in texts[1:])
+
+
+async def test_reposts_have_a_per_member_cooldown_answered_privately(gen):
+    assert await gen.fake.delete_message(result_of(gen, 1)[0]["id"])
+    assert t("status.reposted", "en-US") in await status(gen, MEMBER_A, task=1)
+    assert await gen.fake.delete_message(result_of(gen, 1)[0]["id"])
+    posts = message_posts(gen)
+    text = await status(gen, MEMBER_A, task=1)  # `status` asserts the answer is ephemeral
+    template = re.escape(t("status.repost_cooldown", "en-US", seconds="SECONDS"))
+    waited = re.search(template.replace("SECONDS", r"(\d+)"), text)
+    assert waited is not None, text
+    assert 0 < int(waited[1]) <= gen.settings.limits.repost_cooldown
+    assert message_posts(gen) == posts and result_of(gen, 1) == []
+    # Another member's cooldown is their own: the admin may have it posted.
+    assert t("status.reposted", "en-US") in await status(gen, ADMIN_A, task=1)
+    assert len(result_of(gen, 1)) == 1
+
+
+async def test_a_result_discord_cannot_check_is_linked_not_posted(gen):
+    result = result_of(gen, 1)[0]
+    gen.fake.fail("GET", rf"/channels/{CH_A}/messages/{result['id']}", 400)
+    posts = message_posts(gen)
+    text = await status(gen, MEMBER_A, task=1)
+    link = f"https://discord.com/channels/{GUILD_A}/{CH_A}/{result['id']}"
+    assert t("status.result_unchecked", "en-US", url=link) in text
+    assert message_posts(gen) == posts
+
+
+async def test_a_repost_that_nobody_takes_says_so(gen):
+    assert await gen.fake.delete_message(result_of(gen, 1)[0]["id"])
+    gen.fake.fail("POST", rf"/channels/{CH_A}/messages", 403)
+    gen.fake.world.dm_closed.add(MEMBER_A)
+    text = await status(gen, MEMBER_A, task=1)
+    assert t("status.repost_failed", "en-US") in text
+    assert result_of(gen, 1) == [] and gen.fake.dm_messages(MEMBER_A) == []
+
+
+async def test_a_result_delivered_by_dm_is_found_there(harness_factory):
+    h = await harness_factory(miaohua=FAST_POLLING)
+    h.fake.fail("POST", rf"/channels/{CH_A}/messages", 403, times=2)  # status message, result
+    task_id = task_id_of(await answer_text(await imagine(h, count=1)))
+    (dm,) = await eventually(lambda: h.fake.dm_messages(MEMBER_A))
+    task = await wait_delivered(h, task_id)
+    assert task.result_message_id == int(dm["id"])
+    posts = message_posts(h)
+    text = await status(h, MEMBER_A, task=task_id)
+    link = f"https://discord.com/channels/@me/{dm['channel_id']}/{dm['id']}"
+    assert t("status.result_here", "en-US", url=link) in text
+    assert message_posts(h) == posts
 
 
 async def test_status_of_a_done_undelivered_task_delivers_it(gen):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
@@ -22,6 +24,22 @@ log = logging.getLogger(__name__)
 
 RERUN_EMOJI = "🔁"
 DM_UPLOAD_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+
+class ResultCheck(enum.Enum):
+    """What Discord says about a delivered task's result message."""
+
+    FOUND = "found"
+    GONE = "gone"  # deleted, or never posted
+    UNKNOWN = "unknown"  # Discord could not be asked
+
+
+@dataclass(frozen=True, slots=True)
+class PostedResult:
+    """Whether a task's result message is still there, and the link to it when known."""
+
+    check: ResultCheck
+    url: str | None = None
 
 
 def _nonce(task: Task, kind: str) -> str:
@@ -108,6 +126,31 @@ class DiscordJobEvents:
         if message is None:
             message = await self._post_by_dm(task, images)
         return message
+
+    async def find_result(self, task: Task) -> PostedResult:
+        """Look for a delivered task's result message: in its channel, else the requester's DMs."""
+        message_id = task.result_message_id
+        if not message_id:
+            return PostedResult(ResultCheck.GONE)
+        stored = render.jump_url(task.guild_id, task.channel_id, message_id)
+        try:
+            await self._channel(task).fetch_message(message_id)
+            return PostedResult(ResultCheck.FOUND, stored)
+        except (discord.NotFound, discord.Forbidden):
+            pass  # deleted, or posted by DM because the channel was unavailable
+        except discord.HTTPException as exc:
+            log.info("task %s: result message not checked (%s)", task.id, exc.status)
+            return PostedResult(ResultCheck.UNKNOWN, stored)
+        try:
+            user = await self._user(task.user_id)
+            dm = user.dm_channel or await user.create_dm()
+            await dm.fetch_message(message_id)
+            return PostedResult(ResultCheck.FOUND, render.jump_url(None, dm.id, message_id))
+        except (discord.NotFound, discord.Forbidden):
+            return PostedResult(ResultCheck.GONE)
+        except discord.HTTPException as exc:
+            log.info("task %s: result message not checked in DMs (%s)", task.id, exc.status)
+            return PostedResult(ResultCheck.UNKNOWN, stored)
 
     async def send_originals(self, task: Task, user: discord.abc.User) -> bool:
         """DM a user the task's images and parameters; False when their DMs are closed."""

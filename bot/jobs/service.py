@@ -229,18 +229,35 @@ class GenerationService:
                 return cancelled is not None
         return False
 
-    async def redeliver(self, task_id: int) -> None:
-        """Post a finished task's result again (a 'done' one is then marked delivered)."""
+    async def redeliver(self, task_id: int, *, replacing: int | None = None) -> bool:
+        """Post a finished task's result again (a 'done' one is then marked delivered).
+
+        A delivered task is posted again only while it still points at `replacing` (the
+        message found gone), so callers racing each other post it once; it then points at
+        the new message. False when the result could not be posted.
+        """
         task = await self._store.tasks.get(task_id)
-        if task is None:
-            return
+        if task is None or task.state not in (TaskState.DONE, TaskState.DELIVERED):
+            return False
+        if task_id in self._delivering:
+            return True  # being posted right now
         if task.state == TaskState.DONE:
             await self._deliver(task_id)
-        elif task.state == TaskState.DELIVERED:
-            try:
-                await self._events.task_done(task)
-            except Exception:
-                log.exception("re-posting the result of task %s failed", task_id)
+            after = await self._store.tasks.get(task_id)
+            return after is not None and after.state == TaskState.DELIVERED
+        if task.result_message_id != replacing:
+            return True  # already posted again
+        self._delivering.add(task_id)
+        try:
+            message_id = await self._events.task_done(task)
+            if message_id is not None:
+                await self._store.tasks.set_result_message(task_id, message_id)
+        except Exception:
+            log.exception("re-posting the result of task %s failed", task_id)
+            return False
+        finally:
+            self._delivering.discard(task_id)
+        return message_id is not None
 
     # Dispatch
 

@@ -162,6 +162,11 @@ _SET_STATUS_MESSAGE = """
 UPDATE tasks SET status_message_id = ?, updated_at = ? WHERE id = ? RETURNING *
 """
 
+_SET_RESULT_MESSAGE = """
+UPDATE tasks SET result_message_id = ?, updated_at = ? WHERE id = ? AND state = 'delivered'
+RETURNING *
+"""
+
 _QUEUED_FOR_GUILD = "SELECT * FROM tasks WHERE guild_id = ? AND state = 'queued' ORDER BY id"
 
 _COUNT_ACTIVE = """
@@ -309,6 +314,10 @@ class TaskRepo(Repo):
     async def set_status_message(self, task_id: int, message_id: int) -> Task | None:
         """Remember the progress message of the task."""
         return await self._transition(_SET_STATUS_MESSAGE, (message_id, self._clock(), task_id))
+
+    async def set_result_message(self, task_id: int, message_id: int) -> Task | None:
+        """Record where a delivered task's result was posted again."""
+        return await self._transition(_SET_RESULT_MESSAGE, (message_id, self._clock(), task_id))
 
     async def list_by_state(self, *states: str) -> list[Task]:
         """Return the tasks in any of the given states, oldest first."""

@@ -162,6 +162,21 @@ class FakeDiscord:
         )
         self.world.add_member(guild_id, member)
 
+    def set_permissions(
+        self,
+        guild_id: int,
+        user_id: int,
+        *,
+        manage_guild: bool | None = None,
+        manage_messages: bool | None = None,
+    ) -> None:
+        """Grant or revoke a member's permission flags; later interactions carry the change."""
+        member = self.world.guild(guild_id).members[user_id]
+        if manage_guild is not None:
+            member.manage_guild = manage_guild
+        if manage_messages is not None:
+            member.manage_messages = manage_messages
+
     def add_role(self, guild_id: int, role_id: int, name: str, permissions: int = 0) -> None:
         """Add a role to a guild."""
         guild = self.world.guild(guild_id)
@@ -338,25 +353,41 @@ class FakeDiscord:
         guild_id: int | None,
         channel_id: int,
         locale: str = "en-US",
+        shown_to: int | None = None,
     ) -> FakeInteraction:
         """Submit the modal the bot most recently showed this user with this custom_id.
 
         `custom_id` may also be the prefix before a per-opening suffix (`prefix:xyz`).
+        `shown_to` picks the modal shown to another user: Discord accepts a submission of
+        any open modal from whoever sends its custom_id (a modified client can).
         """
+        opener = user_id if shown_to is None else shown_to
 
         def matches(ix: FakeInteraction) -> bool:
             shown = (ix.modal or {}).get("custom_id", "")
             user = (ix.payload.get("member") or {}).get("user") or ix.payload.get("user") or {}
-            same_user = str(user.get("id")) == str(user_id)
+            same_user = str(user.get("id")) == str(opener)
             return same_user and (shown == custom_id or shown.startswith(custom_id + ":"))
 
         source = next((ix for ix in reversed(self.interactions.values()) if matches(ix)), None)
         if source is None or source.modal is None:
-            raise LookupError(f"the bot never showed user {user_id} a modal {custom_id!r}")
+            raise LookupError(f"the bot never showed user {opener} a modal {custom_id!r}")
         components = modal_submit_components(source.modal, values)
         data = {"custom_id": source.modal["custom_id"], "components": components}
         message = source.payload.get("message")
         return await self._send(5, data, user_id, guild_id, channel_id, locale, message=message)
+
+    async def delete_message(self, message_id: int) -> bool:
+        """Delete a message as a moderator would (MESSAGE_DELETE follows); False if unknown."""
+        message = self.world.remove_message(int(message_id))
+        if message is None:
+            return False
+        event = {"id": message["id"], "channel_id": message["channel_id"]}
+        if "guild_id" in message:
+            event["guild_id"] = message["guild_id"]
+        await self.gateway.dispatch("MESSAGE_DELETE", event)
+        await self.changes.notify()
+        return True
 
     async def react(
         self, message: MessageRef, emoji: str, *, user_id: int, guild_id: int | None

@@ -512,14 +512,7 @@ class RestApi:
         return message
 
     async def _delete(self, message_id: int) -> None:
-        message = self.world.remove_message(message_id)
-        if message is None:
-            return
-        event = {"id": message["id"], "channel_id": message["channel_id"]}
-        if "guild_id" in message:
-            event["guild_id"] = message["guild_id"]
-        await self.fake.gateway.dispatch("MESSAGE_DELETE", event)
-        await self.fake.changes.notify()
+        await self.fake.delete_message(message_id)
 
     # reactions
 
