@@ -23,12 +23,12 @@ from bot.images import check_image
 from bot.jobs import GenerationRequest, Limits
 from bot.jobs.admission import check_request
 from bot.replies import defer, reply
+from bot.text import NEGATIVE_PROMPT_MAX
 from bot.ui import ReportingModal, unique_custom_id
 
 log = logging.getLogger(__name__)
 
 PROMPT_MAX = 2000  # Discord-side cap; the guild's prompt_length limit is enforced at admission
-NEGATIVE_PROMPT_MAX = 1000
 SEED_MAX = 2**31 - 1
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 

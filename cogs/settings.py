@@ -15,10 +15,10 @@ from bot.i18n import LOCALES, t
 from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.store.settings import GuildSettings
+from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt, clean_text
 
 log = logging.getLogger(__name__)
 
-NEGATIVE_PROMPT_MAX = 1000
 BLOCKED_WORD_MAX = 100
 BLOCKED_WORDS_LIMIT = 200
 
@@ -126,7 +126,13 @@ class SettingsCog(
             if scale is not None:
                 changes["scale"] = options.check_scale(form, scale)
         if negative_prompt is not None:
-            changes["negative_prompt"] = "" if negative_prompt.strip() == "-" else negative_prompt
+            changes["negative_prompt"] = (
+                ""
+                if negative_prompt.strip() == "-"
+                else clean_prompt(
+                    negative_prompt, max_length=NEGATIVE_PROMPT_MAX, field="negative_prompt"
+                )
+            )
         await self._save(interaction, **changes)
 
     @app_commands.command(name=_T("limits"), description=_T("Set per-user limits and language"))
@@ -206,7 +212,8 @@ class SettingsCog(
         locale = self.bot.locale_for(interaction)
         current = await self.bot.store.settings.get(interaction.guild_id)
         words = list(current.blocked_words)
-        needle = (word or "").strip().casefold()
+        # Cleaned like prompts are, so a word typed with invisible characters still matches.
+        needle = clean_text(word).casefold()
         if action == "clear":
             words = []
         elif not needle:

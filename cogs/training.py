@@ -14,6 +14,7 @@ from bot.autocomplete import matching_choices
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.replies import defer, reply
+from bot.text import TRIGGER_WORD_MAX, clean_prompt
 from bot.training import SampleButton, TrainingRequest
 from bot.training.inputs import (
     check_archive,
@@ -146,7 +147,7 @@ class TrainingCog(commands.Cog):
         archive: discord.Attachment | None = None,
         main_body: str | None = None,
         base_model: str | None = None,
-        trigger_word: app_commands.Range[str, 1, 60] | None = None,
+        trigger_word: app_commands.Range[str, 1, TRIGGER_WORD_MAX] | None = None,
         description: app_commands.Range[str, 1, 300] | None = None,
         nsfw: bool = False,
         datasets: app_commands.Range[str, 1, 200] | None = None,
@@ -181,7 +182,9 @@ class TrainingCog(commands.Cog):
             name=name,
             main_body=body or DEFAULT_MAIN_BODY,
             base_model=base,
-            trigger_word=(trigger_word or "").strip(),
+            trigger_word=clean_prompt(
+                trigger_word, required=False, max_length=TRIGGER_WORD_MAX, field="trigger_word"
+            ),
             description=(description or "").strip(),
             nsfw=nsfw,
             images=tuple(images),
