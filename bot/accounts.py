@@ -67,8 +67,8 @@ class AccountManager:
             except SecretUnreadable:
                 log.warning("guild %s: stored Miaohua account unreadable (key changed?)", guild_id)
                 raise AccountUnreadable() from None
-            for secret in (password, token):
-                redactor.add(secret)
+            _mask_password(guild_id, password)
+            _mask_token(guild_id, token)
             session = self._client.account(
                 email, password, token=token, on_token=self._token_saver(guild_id)
             )
@@ -77,7 +77,6 @@ class AccountManager:
 
     async def set_account(self, guild_id: int, email: str, password: str) -> None:
         """Log in with the credentials and store them only if the service accepts them."""
-        redactor.add(password)
         tokens: list[str] = []
 
         async def keep(token: str) -> None:
@@ -94,6 +93,10 @@ class AccountManager:
         )
         await probe.login()  # raises WrongPassword / InvalidCredentials / NotBusinessAccount
         token = tokens[-1] if tokens else None
+        # Masked from here on, not before: a rejected password is no secret in use, and
+        # masking one typed by mistake ("task", an id) would scramble every log line.
+        _mask_password(guild_id, password)
+        _mask_token(guild_id, token)
         await self._store.accounts.upsert(
             guild_id=guild_id,
             email_encrypted=self._box.encrypt(email),
@@ -111,7 +114,10 @@ class AccountManager:
     async def remove(self, guild_id: int) -> bool:
         """Forget the guild's account; True when there was one."""
         self._sessions.pop(guild_id, None)
-        return await self._store.accounts.delete(guild_id)
+        removed = await self._store.accounts.delete(guild_id)
+        _mask_password(guild_id, None)
+        _mask_token(guild_id, None)
+        return removed
 
     async def status(self, guild_id: int) -> AccountStatus | None:
         """Masked state of the guild's account, checking that its token still works."""
@@ -142,7 +148,7 @@ class AccountManager:
 
     def _token_saver(self, guild_id: int) -> Callable[[str], Awaitable[None]]:
         async def save(token: str) -> None:
-            redactor.add(token)
+            _mask_token(guild_id, token)
             await self._store.accounts.set_token(guild_id, self._box.encrypt(token), time.time())
 
         return save
@@ -153,6 +159,14 @@ class AccountManager:
         assert self._demo is not None
         self._demo(email, password)
         return self._client.account(email, password)
+
+
+def _mask_password(guild_id: int, password: str | None) -> None:
+    redactor.set(f"account:{guild_id}:password", password)
+
+
+def _mask_token(guild_id: int, token: str | None) -> None:
+    redactor.set(f"account:{guild_id}:token", token)
 
 
 def _demo_email(guild_id: int) -> str:

@@ -41,7 +41,7 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
     """Start everything, run until closed, and clean up; returns the exit code."""
     assert settings.discord.token is not None
     token = settings.discord.token.get_secret_value().strip()
-    redactor.add(token)
+    redactor.set("discord:token", token)
     async with AsyncExitStack() as stack:
         extra: dict[str, Any] = {}
         if embedded_emulator:
