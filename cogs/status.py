@@ -11,6 +11,7 @@ from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
 from bot.discord_jobs import render
+from bot.display import clip
 from bot.i18n import t
 from bot.replies import defer, reply
 from bot.store import Task, TaskState
@@ -115,7 +116,7 @@ class StatusCog(commands.Cog):
         if trainings:
             embed.add_field(
                 name=t("status.trainings", locale),
-                value="\n".join(trainings)[: render.FIELD_MAX],
+                value=clip("\n".join(trainings), render.FIELD_MAX),
                 inline=False,
             )
         embed.add_field(
@@ -130,7 +131,7 @@ class StatusCog(commands.Cog):
         if not tasks:
             return t("status.none", locale)
         text = "\n".join(render.task_summary(task, locale) for task in tasks)
-        return text[: render.FIELD_MAX]
+        return clip(text, render.FIELD_MAX)
 
     async def _account(self, guild_id: int, locale: str) -> str:
         row = await self.bot.store.accounts.get(guild_id)

@@ -11,6 +11,7 @@ from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
 from bot.autocomplete import matching_choices
+from bot.display import in_code, render
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.replies import defer, reply
@@ -191,10 +192,14 @@ class TrainingCog(commands.Cog):
             dataset_ids=tuple(dataset_ids),
         )
         training = await service.create(request)
-        text = t("train.accepted", locale, id=training.id, name=training.name, count=len(images))
+        text = render(
+            "train.accepted", locale, id=training.id, name=training.name, count=len(images)
+        )
         if skipped:
-            shown = ", ".join(f"`{s}`" for s in skipped[:10])
-            text += "\n" + t("train.skipped", locale, count=len(skipped), names=shown)
+            names = ", ".join(f"`{in_code(s)}`" for s in skipped[:10])
+            text += "\n" + render(
+                "train.skipped", locale, trusted={"names": names}, count=len(skipped)
+            )
         await reply(interaction, text)
 
     async def _check_datasets(self, guild_id: int, dataset_ids: list[int]) -> None:
@@ -243,7 +248,8 @@ class TrainingCog(commands.Cog):
             await reply(interaction, t("datasets.none", locale))
             return
         lines = [
-            t("datasets.line", locale, id=d.id, name=d.name, count=d.images_num or 0) for d in found
+            render("datasets.line", locale, id=d.id, name=d.name, count=d.images_num or 0)
+            for d in found
         ]
         title = t("datasets.title", locale, count=len(found))
         for chunk in chunk_lines(lines)[:10]:  # Discord allows 10 embeds per message
@@ -260,13 +266,13 @@ class TrainingCog(commands.Cog):
             await reply(interaction, t("models.none", locale))
             return
         lines = [
-            t(
+            render(
                 "models.line",
                 locale,
+                trusted={"user": f"<@{m.trained_by}>" if m.trained_by else "-"},
                 name=m.display_name,
                 model=m.model_name,
                 trigger=m.trigger_word or "-",
-                user=f"<@{m.trained_by}>" if m.trained_by else "-",
             )
             for m in trained
         ]
