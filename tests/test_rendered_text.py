@@ -10,7 +10,7 @@ from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A
 from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
 from tests.helpers import answer, answer_text, message_text, png_bytes
 from tests.limits import assert_within_limits
-from tests.test_training import train, zip_bytes
+from tests.test_training import announcement, images, train, zip_bytes
 
 # A masked link: "[text](url)" whose "[" is not escaped.
 MASKED_LINK = re.compile(r"(?<!\\)\[[^\]]*\]\(\s*<?https?://")
@@ -110,3 +110,19 @@ async def test_result_embed_stays_within_6000_with_a_large_prompt_length(harness
     )
     await answer(status)
     assert_within_limits(h.fake)
+
+
+async def test_training_names_are_shown_literally(harness) -> None:
+    text = await train(harness, name="__Ink__ Style", attachments=images(harness, 3))
+    assert r"**\_\_Ink\_\_ Style**" in text
+    done = await announcement(harness, "is ready")
+    assert r"\_\_Ink\_\_ Style" in done["content"] and "__Ink__ Style" not in done["content"]
+    progress = harness.fake.channel_messages(CH_A)[0]
+    assert r"\_\_Ink\_\_ Style" in progress["content"]
+    assert_within_limits(harness.fake)
+
+
+async def test_a_trigger_word_is_measured_after_normalisation(harness) -> None:
+    text = await train(harness, trigger_word="\ufdfa" * 10, attachments=images(harness, 3))
+    assert text == t("text.too_long.trigger_word", "en-US", length=180, limit=60)
+    assert await harness.bot.store.trainings.recent(GUILD_A) == []
