@@ -24,6 +24,7 @@ _INVISIBLE = regex.compile(
 
 NEGATIVE_PROMPT_MAX = 1000
 TRIGGER_WORD_MAX = 60
+DESCRIPTION_MAX = 300  # of a trained model
 
 
 def strip_invisible(text: str) -> str:

@@ -15,7 +15,7 @@ from bot.display import in_code, render
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.replies import defer, reply
-from bot.text import TRIGGER_WORD_MAX, clean_prompt
+from bot.text import DESCRIPTION_MAX, TRIGGER_WORD_MAX, clean_prompt
 from bot.training import SampleButton, TrainingRequest
 from bot.training.inputs import (
     check_archive,
@@ -149,7 +149,7 @@ class TrainingCog(commands.Cog):
         main_body: str | None = None,
         base_model: str | None = None,
         trigger_word: app_commands.Range[str, 1, TRIGGER_WORD_MAX] | None = None,
-        description: app_commands.Range[str, 1, 300] | None = None,
+        description: app_commands.Range[str, 1, DESCRIPTION_MAX] | None = None,
         nsfw: bool = False,
         datasets: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
@@ -186,7 +186,9 @@ class TrainingCog(commands.Cog):
             trigger_word=clean_prompt(
                 trigger_word, required=False, max_length=TRIGGER_WORD_MAX, field="trigger_word"
             ),
-            description=(description or "").strip(),
+            description=clean_prompt(
+                description, required=False, max_length=DESCRIPTION_MAX, field="description"
+            ),
             nsfw=nsfw,
             images=tuple(images),
             dataset_ids=tuple(dataset_ids),

@@ -122,7 +122,9 @@ async def test_training_names_are_shown_literally(harness) -> None:
     assert_within_limits(harness.fake)
 
 
-async def test_a_trigger_word_is_measured_after_normalisation(harness) -> None:
+async def test_trigger_word_and_description_are_measured_after_normalisation(harness) -> None:
     text = await train(harness, trigger_word="\ufdfa" * 10, attachments=images(harness, 3))
     assert text == t("text.too_long.trigger_word", "en-US", length=180, limit=60)
+    text = await train(harness, description="\ufdfa" * 17, attachments=images(harness, 3))
+    assert text == t("text.too_long.description", "en-US", length=306, limit=300)
     assert await harness.bot.store.trainings.recent(GUILD_A) == []
