@@ -13,14 +13,16 @@ import regex
 from bot.errors import UserFacingError
 
 _SPACES = re.compile(r"\s+")
-# Everything a renderer may draw as nothing, except whitespace (kept as word separators):
-# - Default_Ignorable_Code_Point, complete (4,174 code points as of Unicode 15/16);
+# Dropped, as a renderer may draw them as nothing (whitespace is kept as word separators):
+# - Default_Ignorable_Code_Point, complete (4,174 code points as of Unicode 15/16; the set
+#   excludes whitespace by definition);
+# - U+2800 BRAILLE PATTERN BLANK: a visible symbol by its properties, but drawn blank;
 # - the rest of Cc/Cf/Cs/Co/Cn: controls, format characters outside the set (U+FFF9..FFFB),
-#   lone surrogates, private use and unassigned code points have no business in a prompt;
-# - U+2800 BRAILLE PATTERN BLANK: a visible symbol by its properties, but drawn blank.
-_INVISIBLE = regex.compile(
-    r"(?:(?!\s)[\p{Default_Ignorable_Code_Point}\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\u2800])+"
-)
+#   lone surrogates, private use and unassigned code points have no business in a prompt.
+#   These categories are read from unicodedata, whose Unicode version NFKC uses too, so a
+#   character that Python cannot normalise yet (unassigned to it) is never kept.
+_IGNORABLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\u2800]+")
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 NEGATIVE_PROMPT_MAX = 1000
 TRIGGER_WORD_MAX = 60
@@ -28,8 +30,12 @@ DESCRIPTION_MAX = 300  # of a trained model
 
 
 def strip_invisible(text: str) -> str:
-    """Drop every character that renders as nothing (see `_INVISIBLE`)."""
-    return _INVISIBLE.sub("", text)
+    """Drop every character that renders as nothing (see `_IGNORABLE`)."""
+    return "".join(
+        ch
+        for ch in _IGNORABLE.sub("", text)
+        if ch.isspace() or unicodedata.category(ch) not in _DROPPED_CATEGORIES
+    )
 
 
 def clean_text(text: str | None) -> str:
