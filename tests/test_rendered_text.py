@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from bot.display import QUOTED_MAX, render, shown
 from bot.i18n import t
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A
 from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
@@ -128,3 +129,15 @@ async def test_trigger_word_and_description_are_measured_after_normalisation(har
     text = await train(harness, description="\ufdfa" * 17, attachments=images(harness, 3))
     assert text == t("text.too_long.description", "en-US", length=306, limit=300)
     assert await harness.bot.store.trainings.recent(GUILD_A) == []
+
+
+def test_every_masked_link_on_a_line_is_escaped() -> None:
+    # discord.utils.escape_markdown alone escapes only the first of these.
+    text = shown("[a](https://x.test) then [Free Nitro](https://discord.gift/y)")
+    assert not MASKED_LINK.search(text), text
+
+
+def test_values_in_code_spans_are_not_backslashed_but_cannot_close_the_span() -> None:
+    text = render("image.bad_type", "en-US", name="my_file`.png")
+    assert text == t("image.bad_type", "en-US", name="my_fileˋ.png")
+    assert render("image.bad_type", "en-US", name="x" * 5000).count("x") == QUOTED_MAX - 1
