@@ -140,6 +140,8 @@ class AccountManager:
         async with self._prune_lock:
             for account_id in await self._store.accounts.prune(keep=set(self._held)):
                 self._by_id.pop(account_id, None)
+                _mask_password(account_id, None)  # no longer a secret in use
+                _mask_token(account_id, None)
             self._retired = set(await self._store.accounts.retired_ids())
 
     async def set_account(self, guild_id: int, email: str, password: str) -> RunningWork:
@@ -147,7 +149,6 @@ class AccountManager:
 
         Returns the work still running on the previous account, which finishes on it.
         """
-        redactor.add(password)
         tokens: list[str] = []
 
         async def keep(token: str) -> None:
@@ -174,6 +175,10 @@ class AccountManager:
             last_login_at=time.time(),
             token_ok=True,
         )
+        # Masked from here on, not before: a rejected password is no secret in use, and
+        # masking one typed by mistake ("task", an id) would scramble every log line.
+        _mask_password(row.id, password)
+        _mask_token(row.id, token)
         session = self._client.account(
             email, password, token=token, on_token=self._token_saver(row.id)
         )
@@ -237,8 +242,8 @@ class AccountManager:
         except SecretUnreadable:
             log.warning("guild %s: stored Miaohua account unreadable (key changed?)", row.guild_id)
             raise AccountUnreadable() from None
-        for secret in (password, token):
-            redactor.add(secret)
+        _mask_password(row.id, password)
+        _mask_token(row.id, token)
         # A retired account never overrides the credentials of a live session of the same
         # email: those are newer.
         session = self._client.account(
@@ -253,7 +258,7 @@ class AccountManager:
 
     def _token_saver(self, account_id: int) -> Callable[[str], Awaitable[None]]:
         async def save(token: str) -> None:
-            redactor.add(token)
+            _mask_token(account_id, token)
             try:
                 await self._store.accounts.set_token(
                     account_id, self._box.encrypt(token), time.time()
@@ -270,5 +275,14 @@ class AccountManager:
             return cached
         assert self._demo is not None
         email, password = self._demo.provision(guild_id)
+        redactor.set(f"demo:{guild_id}", password)
         session = self._demo_sessions[guild_id] = self._client.account(email, password)
         return session
+
+
+def _mask_password(account_id: int, password: str | None) -> None:
+    redactor.set(f"account:{account_id}:password", password)
+
+
+def _mask_token(account_id: int, token: str | None) -> None:
+    redactor.set(f"account:{account_id}:token", token)

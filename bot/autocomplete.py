@@ -10,6 +10,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.display import CHOICE_MAX, clip
 from bot.forms import size_choices
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,19 @@ async def matching_choices(
         return []
     needle = current.casefold().strip()
     return [
-        app_commands.Choice(name=label[:100], value=value)
+        app_commands.Choice(name=clip(label, CHOICE_MAX), value=value)
         for label, value in pairs
-        if needle in label.casefold()
+        if needle in label.casefold() and _sendable(label, value)
     ][:MAX_CHOICES]
+
+
+def _sendable(label: str, value: str) -> bool:
+    """Whether Discord accepts the choice: one too long or empty makes it reject the whole list.
+
+    A value cannot be clipped (it would name another model), so such an entry is left out;
+    the member can still type it in full.
+    """
+    return bool(label.strip()) and 0 < len(value) <= CHOICE_MAX
 
 
 async def _models(bot: Any, guild_id: int) -> list[tuple[str, str]]:

@@ -7,34 +7,88 @@ import logging
 import sys
 import threading
 import time
+from collections import Counter
 from typing import Literal
 
 _REDACTED = "***"
+# Shorter strings are too likely to be ordinary words or ids ("task", a guild id) to mask.
+SECRET_MIN_LENGTH = 8
 
 
 class SecretRedactor(logging.Filter):
-    """Replaces registered secret strings in log records, as a last line of defence."""
+    """Replaces the secrets in use in log records, as a last line of defence.
+
+    Secrets are registered under a key (e.g. one guild's account) and replaced as a group, so
+    an account's old password and token stop being masked once it changes or is removed.
+    A line is cut into its windows of SECRET_MIN_LENGTH characters, which are looked up among
+    the secrets' prefixes: the cost per line does not grow with the number of secrets (one
+    alternation regex of them all would be tried branch by branch at every position).
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self._secrets: set[str] = set()
+        self._by_key: dict[str, frozenset[str]] = {}
+        self._uses: Counter[str] = Counter()
+        # Replaced whole on change (never mutated), so lines logged from other threads read a
+        # consistent pair: prefix -> the secrets starting with it, and the set of prefixes.
+        self._state: tuple[dict[str, frozenset[str]], frozenset[str]] = ({}, frozenset())
         self._lock = threading.Lock()
 
-    def add(self, secret: str | None) -> None:
-        """Register a secret (ignored when empty or too short to be one)."""
-        if secret and len(secret) >= 4:
-            with self._lock:
-                self._secrets.add(secret)
+    def set(self, key: str, *secrets: str | None) -> None:
+        """Make `secrets` the ones masked for `key`, replacing what it had (short ones ignored)."""
+        kept = frozenset(s for s in secrets if s and len(s) >= SECRET_MIN_LENGTH)
+        with self._lock:
+            old = self._by_key.pop(key, frozenset())
+            if kept:
+                self._by_key[key] = kept
+            index = dict(self._state[0])
+            for secret in old - kept:
+                self._uses[secret] -= 1
+                if not self._uses[secret]:
+                    del self._uses[secret]
+                    prefix = secret[:SECRET_MIN_LENGTH]
+                    index[prefix] = index[prefix] - {secret}
+                    if not index[prefix]:
+                        del index[prefix]
+            for secret in kept - old:
+                self._uses[secret] += 1
+                prefix = secret[:SECRET_MIN_LENGTH]
+                index[prefix] = index.get(prefix, frozenset()) | {secret}
+            self._state = (index, frozenset(index))
+
+    def discard(self, key: str) -> None:
+        """Stop masking the secrets registered under `key`."""
+        self.set(key)
+
+    @property
+    def secret_count(self) -> int:
+        """How many distinct secrets are masked now."""
+        return len(self._uses)
 
     def redact(self, text: str) -> str:
         """Return text with every registered secret replaced."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, _REDACTED)
-        return text
+        index, prefixes = self._state
+        size = SECRET_MIN_LENGTH
+        if not index or len(text) < size:
+            return text
+        windows = {text[i : i + size] for i in range(len(text) - size + 1)}
+        if windows.isdisjoint(prefixes):
+            return text
+        parts: list[str] = []
+        start = pos = 0
+        while pos <= len(text) - size:
+            candidates = sorted(index.get(text[pos : pos + size], ()), key=len, reverse=True)
+            found = next((s for s in candidates if text.startswith(s, pos)), None)
+            if found is None:
+                pos += 1
+                continue
+            parts += (text[start:pos], _REDACTED)
+            pos = start = pos + len(found)
+        parts.append(text[start:])
+        return "".join(parts)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        if not self._state[0]:
             return True
         message = self.redact(record.getMessage())
         record.msg, record.args = message, None

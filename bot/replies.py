@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import discord
 
+from bot.display import CONTENT_MAX, clip
+
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
@@ -15,7 +17,12 @@ async def reply(
     view: discord.ui.View | None = None,
     ephemeral: bool = True,
 ) -> None:
-    """Answer an interaction: the first response if it is still open, else a follow-up."""
+    """Answer an interaction: the first response if it is still open, else a follow-up.
+
+    Content longer than Discord accepts is clipped rather than refused as a whole.
+    """
+    if content is not None:
+        content = clip(content, CONTENT_MAX)
     kwargs: dict = {"content": content, "ephemeral": ephemeral, "allowed_mentions": NO_MENTIONS}
     if embed is not None:
         kwargs["embed"] = embed

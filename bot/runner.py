@@ -42,7 +42,7 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
     """Start everything, run until closed, and clean up; returns the exit code."""
     assert settings.discord.token is not None
     token = settings.discord.token.get_secret_value().strip()
-    redactor.add(token)
+    redactor.set("discord:token", token)
     stopping = asyncio.Event()
     _on_signals(stopping.set)
     api_base = settings.discord.api_base_url or discord.http.Route.BASE

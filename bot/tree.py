@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 
 from bot.crypto import SecretUnreadable
+from bot.display import render
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.jobs.errors import AccountUnreadable
@@ -36,10 +37,10 @@ _V1B_KEYS: tuple[tuple[type[v1b.V1bError], str], ...] = (
 def describe_error(error: BaseException, locale: str) -> str | None:
     """The localized message for a known error, or None when it is unexpected."""
     if isinstance(error, UserFacingError):
-        return t(error.key, locale, **error.params)
+        return render(error.key, locale, **error.params)
     key = getattr(error, "key", None)
     if key and hasattr(error, "params"):  # admission refusals from the job layer
-        return t(f"refused.{key}", locale, **error.params)
+        return render(f"refused.{key}", locale, **error.params)
     if isinstance(error, StoreUnavailable):
         return t("errors.store_unavailable", locale)
     if isinstance(error, SecretUnreadable | AccountUnreadable):
@@ -53,10 +54,10 @@ def describe_error(error: BaseException, locale: str) -> str | None:
     if isinstance(error, app_commands.CheckFailure):
         return t("errors.not_allowed", locale)
     if isinstance(error, app_commands.TransformerError):
-        return t("errors.bad_option", locale, value=str(error.value)[:100])
+        return render("errors.bad_option", locale, value=str(error.value))
     for cls, msg_key in _V1B_KEYS:
         if isinstance(error, cls):
-            return t(msg_key, locale, detail=getattr(error, "message", "")[:300])
+            return render(msg_key, locale, detail=getattr(error, "message", ""))
     return None
 
 
@@ -89,5 +90,11 @@ async def report_error(interaction: discord.Interaction, error: BaseException) -
         message = t("errors.unexpected", locale, error_id=error_id)
     try:
         await reply(interaction, message)
-    except discord.HTTPException:
-        log.warning("could not send the error reply for interaction %s", interaction.id)
+    except discord.HTTPException as refused:
+        # Discord refused the reply (it should not, every value is clipped): say something
+        # short rather than leave the member looking at "thinking..." until it times out.
+        log.warning("error reply refused for interaction %s: %s", interaction.id, refused)
+        try:
+            await reply(interaction, t("errors.reply_failed", locale))
+        except discord.HTTPException:
+            log.warning("could not send any error reply for interaction %s", interaction.id)

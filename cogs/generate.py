@@ -24,12 +24,12 @@ from bot.jobs import GenerationRequest, Limits
 from bot.jobs.admission import check_request
 from bot.offload import offload
 from bot.replies import defer, reply
+from bot.text import NEGATIVE_PROMPT_MAX
 from bot.ui import BoundModal, unique_custom_id
 
 log = logging.getLogger(__name__)
 
 PROMPT_MAX = 2000  # Discord-side cap; the guild's prompt_length limit is enforced at admission
-NEGATIVE_PROMPT_MAX = 1000
 SEED_MAX = 2**31 - 1
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 

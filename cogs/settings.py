@@ -11,14 +11,15 @@ from discord.ext import commands
 
 from bot import options
 from bot.autocomplete import model_autocomplete, size_autocomplete
+from bot.display import FIELD_VALUE_MAX, TITLE_MAX, clip, in_code, render, shown
 from bot.i18n import LOCALES, t
 from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.store.settings import GuildSettings
+from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt, clean_text
 
 log = logging.getLogger(__name__)
 
-NEGATIVE_PROMPT_MAX = 1000
 BLOCKED_WORD_MAX = 100
 BLOCKED_WORDS_LIMIT = 200
 
@@ -31,21 +32,25 @@ def settings_embed(s: GuildSettings, locale: str, guild: discord.Guild | None) -
         "settings.all_channels", locale
     )
     fields = {
-        "settings.field.model": s.model or unset,
-        "settings.field.size": s.size or unset,
+        "settings.field.model": shown(s.model, FIELD_VALUE_MAX) if s.model else unset,
+        "settings.field.size": shown(s.size, FIELD_VALUE_MAX) if s.size else unset,
         "settings.field.count": s.count or unset,
         "settings.field.scale": s.scale or unset,
-        "settings.field.negative_prompt": s.negative_prompt or unset,
+        "settings.field.negative_prompt": (
+            shown(s.negative_prompt, FIELD_VALUE_MAX) if s.negative_prompt else unset
+        ),
         "settings.field.channels": channels,
-        "settings.field.blocked_words": ", ".join(f"`{w}`" for w in s.blocked_words) or unset,
+        "settings.field.blocked_words": ", ".join(f"`{in_code(w)}`" for w in s.blocked_words)
+        or unset,
         "settings.field.user_concurrency": s.user_concurrency or unset,
         "settings.field.daily_quota": unlimited if s.daily_quota == 0 else s.daily_quota or unset,
         "settings.field.language": s.language or unset,
         "settings.field.trainer_role": f"<@&{s.trainer_role_id}>" if s.trainer_role_id else unset,
     }
-    embed = discord.Embed(title=t("settings.title", locale, guild=guild.name if guild else ""))
+    title = render("settings.title", locale, guild=guild.name if guild else "")
+    embed = discord.Embed(title=clip(title, TITLE_MAX))
     for key, value in fields.items():
-        embed.add_field(name=t(key, locale), value=str(value)[:1024], inline=True)
+        embed.add_field(name=t(key, locale), value=clip(str(value), FIELD_VALUE_MAX), inline=True)
     return embed
 
 
@@ -126,7 +131,13 @@ class SettingsCog(
             if scale is not None:
                 changes["scale"] = options.check_scale(form, scale)
         if negative_prompt is not None:
-            changes["negative_prompt"] = "" if negative_prompt.strip() == "-" else negative_prompt
+            changes["negative_prompt"] = (
+                ""
+                if negative_prompt.strip() == "-"
+                else clean_prompt(
+                    negative_prompt, max_length=NEGATIVE_PROMPT_MAX, field="negative_prompt"
+                )
+            )
         await self._save(interaction, **changes)
 
     @app_commands.command(name=_T("limits"), description=_T("Set per-user limits and language"))
@@ -206,7 +217,8 @@ class SettingsCog(
         locale = self.bot.locale_for(interaction)
         current = await self.bot.store.settings.get(interaction.guild_id)
         words = list(current.blocked_words)
-        needle = (word or "").strip().casefold()
+        # Cleaned like prompts are, so a word typed with invisible characters still matches.
+        needle = clean_text(word).casefold()
         if action == "clear":
             words = []
         elif not needle:

@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.cooldown import Cooldowns
 from bot.discord_jobs import render
 from bot.discord_jobs.events import ResultCheck
+from bot.display import clip
 from bot.i18n import t
 from bot.replies import defer, reply
 from bot.store import Task, TaskState
@@ -144,7 +145,7 @@ class StatusCog(commands.Cog):
         if trainings:
             embed.add_field(
                 name=t("status.trainings", locale),
-                value="\n".join(trainings)[: render.FIELD_MAX],
+                value=clip("\n".join(trainings), render.FIELD_MAX),
                 inline=False,
             )
         embed.add_field(
@@ -159,7 +160,7 @@ class StatusCog(commands.Cog):
         if not tasks:
             return t("status.none", locale)
         text = "\n".join(render.task_summary(task, locale) for task in tasks)
-        return text[: render.FIELD_MAX]
+        return clip(text, render.FIELD_MAX)
 
     async def _account(self, guild_id: int, locale: str) -> str:
         row = await self.bot.store.accounts.get(guild_id)

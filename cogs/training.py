@@ -10,10 +10,12 @@ from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
 from bot.autocomplete import matching_choices
+from bot.display import in_code, render
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.offload import offload
 from bot.replies import defer, reply
+from bot.text import DESCRIPTION_MAX, TRIGGER_WORD_MAX, clean_prompt
 from bot.training import SampleButton, TrainingRequest
 from bot.training.inputs import (
     check_archive,
@@ -146,8 +148,8 @@ class TrainingCog(commands.Cog):
         archive: discord.Attachment | None = None,
         main_body: str | None = None,
         base_model: str | None = None,
-        trigger_word: app_commands.Range[str, 1, 60] | None = None,
-        description: app_commands.Range[str, 1, 300] | None = None,
+        trigger_word: app_commands.Range[str, 1, TRIGGER_WORD_MAX] | None = None,
+        description: app_commands.Range[str, 1, DESCRIPTION_MAX] | None = None,
         nsfw: bool = False,
         datasets: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
@@ -181,17 +183,25 @@ class TrainingCog(commands.Cog):
             name=name,
             main_body=body or DEFAULT_MAIN_BODY,
             base_model=base,
-            trigger_word=(trigger_word or "").strip(),
-            description=(description or "").strip(),
+            trigger_word=clean_prompt(
+                trigger_word, required=False, max_length=TRIGGER_WORD_MAX, field="trigger_word"
+            ),
+            description=clean_prompt(
+                description, required=False, max_length=DESCRIPTION_MAX, field="description"
+            ),
             nsfw=nsfw,
             images=tuple(images),
             dataset_ids=tuple(dataset_ids),
         )
         training = await service.create(request)
-        text = t("train.accepted", locale, id=training.id, name=training.name, count=len(images))
+        text = render(
+            "train.accepted", locale, id=training.id, name=training.name, count=len(images)
+        )
         if skipped:
-            shown = ", ".join(f"`{s}`" for s in skipped[:10])
-            text += "\n" + t("train.skipped", locale, count=len(skipped), names=shown)
+            names = ", ".join(f"`{in_code(s)}`" for s in skipped[:10])
+            text += "\n" + render(
+                "train.skipped", locale, trusted={"names": names}, count=len(skipped)
+            )
         await reply(interaction, text)
 
     async def _check_datasets(self, guild_id: int, dataset_ids: list[int]) -> None:
@@ -240,7 +250,8 @@ class TrainingCog(commands.Cog):
             await reply(interaction, t("datasets.none", locale))
             return
         lines = [
-            t("datasets.line", locale, id=d.id, name=d.name, count=d.images_num or 0) for d in found
+            render("datasets.line", locale, id=d.id, name=d.name, count=d.images_num or 0)
+            for d in found
         ]
         title = t("datasets.title", locale, count=len(found))
         for chunk in chunk_lines(lines)[:10]:  # Discord allows 10 embeds per message
@@ -257,13 +268,13 @@ class TrainingCog(commands.Cog):
             await reply(interaction, t("models.none", locale))
             return
         lines = [
-            t(
+            render(
                 "models.line",
                 locale,
+                trusted={"user": f"<@{m.trained_by}>" if m.trained_by else "-"},
                 name=m.display_name,
                 model=m.model_name,
                 trigger=m.trigger_word or "-",
-                user=f"<@{m.trained_by}>" if m.trained_by else "-",
             )
             for m in trained
         ]

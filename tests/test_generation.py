@@ -132,7 +132,7 @@ async def test_admission_refusals_and_quota(harness_factory):
     h = await harness_factory(miaohua=FAST_POLLING, limits={"prompt_length": 40})
     store = h.bot.store.settings
     text = await answer_text(await imagine(h, "x" * 41))
-    assert text == t("refused.prompt_too_long", "en-US", limit=40)
+    assert text == t("refused.prompt_too_long", "en-US", length=41, limit=40)
     await store.update(GUILD_A, blocked_words=["gore"])
     text = await answer_text(await imagine(h, "Some GORE please"))
     assert text == t("refused.blocked_word", "en-US", word="gore")

@@ -553,7 +553,7 @@ async def test_admission_refusals(make_service: ServiceFactory) -> None:
     assert refused.value.params == {"word": "dragon"}
     with pytest.raises(PromptTooLong) as refused:
         await service.enqueue(request(prompt="x" * 11), limits=Limits(prompt_length=10))
-    assert refused.value.params == {"limit": 10}
+    assert refused.value.params == {"length": 11, "limit": 10}
     with pytest.raises(NoAccount) as refused:
         await service.enqueue(request(guild=NO_ACCOUNT_GUILD), limits=OPEN)
     assert refused.value.key == "no_account"

@@ -7,6 +7,7 @@ import logging
 import discord
 
 from bot.discord_jobs.payload import FittedImages
+from bot.display import DESCRIPTION_MAX, FIELD_VALUE_MAX, fit_embed, render, shown
 from bot.i18n import t
 from bot.jobs import FailReason
 from bot.store import Task, TaskState
@@ -14,7 +15,7 @@ from bot.store import Task, TaskState
 log = logging.getLogger(__name__)
 
 EMBED_COLOUR = discord.Colour(0x6C5CE7)
-FIELD_MAX = 1024
+FIELD_MAX = FIELD_VALUE_MAX
 _DETAIL_MAX = 300
 _FAIL_KEYS = {reason.value: f"fail.{reason.value}" for reason in FailReason}
 
@@ -28,7 +29,7 @@ def failure_reason(task: Task, locale: str | None) -> str:
     """Why a task failed, in words the requester can act on."""
     key = _FAIL_KEYS.get(task.error or "", "fail.unknown")
     detail = (task.error_detail or "").strip()[:_DETAIL_MAX] or "-"
-    return t(key, locale, detail=detail)
+    return render(key, locale, detail=detail)
 
 
 def queued_text(task: Task, position: int) -> str:
@@ -81,16 +82,16 @@ def elapsed_seconds(task: Task) -> float | None:
 
 
 def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) -> discord.Embed:
-    """The embed of a result: parameters, timing, the grid preview and any linked images."""
-    embed = discord.Embed(
-        title=t("result.title", locale, id=task.id),
-        description=_clip(task.prompt, 4000),
-        colour=EMBED_COLOUR,
-    )
+    """The embed of a result: parameters, timing, the grid preview and any linked images.
+
+    Everything the member or the service wrote is escaped; the prompt gets what is left of
+    Discord's 6,000 characters once the rest is in place.
+    """
+    embed = discord.Embed(title=t("result.title", locale, id=task.id), colour=EMBED_COLOUR)
     if task.negative_prompt:
         embed.add_field(
             name=t("result.negative_prompt", locale),
-            value=_clip(task.negative_prompt),
+            value=shown(task.negative_prompt, FIELD_MAX),
             inline=False,
         )
     seed = task.seed_used if task.seed_used is not None else task.seed
@@ -104,7 +105,7 @@ def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) ->
     if elapsed is not None:
         fields["result.elapsed"] = t("result.seconds", locale, seconds=f"{elapsed:.1f}")
     for key, value in fields.items():
-        embed.add_field(name=t(key, locale), value=_clip(str(value)), inline=True)
+        embed.add_field(name=t(key, locale), value=shown(value, FIELD_MAX) or "-", inline=True)
     if task.parent_id:
         embed.add_field(
             name=t("result.parent", locale), value=t("result.rerun_of", locale, id=task.parent_id)
@@ -123,13 +124,14 @@ def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) ->
             inline=False,
         )
     embed.set_footer(text=t("result.footer", locale, id=task.id, kind=task.kind))
-    return embed
+    embed.description = shown(task.prompt or "-", DESCRIPTION_MAX)
+    return fit_embed(embed)
 
 
 def task_summary(task: Task, locale: str | None) -> str:
     """One line about a task for `/status` lists."""
     state = t(f"task.state.{task.state.value}", locale)
-    prompt = _clip(task.prompt.replace("\n", " "), 60)
+    prompt = shown(task.prompt.replace("\n", " "), 60)
     line = f"`#{task.id}` {state} · {prompt}"
     if task.state == TaskState.DELIVERED and task.result_message_id:
         url = jump_url(task.guild_id, task.channel_id, task.result_message_id)
@@ -146,8 +148,3 @@ def _links(note: str, urls: tuple[str, ...]) -> str:
             continue
         text += link
     return text
-
-
-def _clip(text: str, limit: int = FIELD_MAX) -> str:
-    text = text or "-"
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -12,7 +12,7 @@ from bot.images import closest_size
 from bot.jobs import GenerationRequest, Limits
 from bot.store import Task
 from bot.store.settings import GuildSettings
-from bot.text import clean_prompt
+from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt
 
 if TYPE_CHECKING:
     from bot.app import BotCore
@@ -110,7 +110,12 @@ def request_from_options(
         kind="i2i" if init_image_url else "t2i",
         model=opts.model,
         prompt=clean_prompt(prompt),
-        negative_prompt=clean_prompt(opts.negative_prompt, required=False),
+        negative_prompt=clean_prompt(
+            opts.negative_prompt,
+            required=False,
+            max_length=NEGATIVE_PROMPT_MAX,
+            field="negative_prompt",
+        ),
         count=opts.count,
         scale=opts.scale,
         seed=opts.seed,

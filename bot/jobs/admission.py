@@ -45,7 +45,7 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
     if limits.allowed_channels and request.channel_id not in limits.allowed_channels:
         raise ChannelNotAllowed(channel_id=request.channel_id)
     if len(request.prompt) > limits.prompt_length:
-        raise PromptTooLong(limit=limits.prompt_length)
+        raise PromptTooLong(length=len(request.prompt), limit=limits.prompt_length)
     word = find_blocked_word(f"{request.prompt}\n{request.negative_prompt}", limits.blocked_words)
     if word is not None:
         raise BlockedWord(word=word)

@@ -45,7 +45,7 @@ class BlockedWord(Refused):
 
 
 class PromptTooLong(Refused):
-    """The prompt is longer than `limit` characters."""
+    """The prompt, once cleaned, is `length` characters: more than `limit`."""
 
     key = "prompt_too_long"
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import discord
 
+from bot.display import render, shown
 from bot.i18n import pick_locale, t
 from bot.replies import NO_MENTIONS
 from bot.store.trainings import Training
@@ -53,7 +54,7 @@ class DiscordTrainingEvents:
     async def training_created(self, training: Training) -> int | None:
         """Post the progress message; return its id."""
         locale = await self._locale(training.guild_id)
-        text = progress_text(training, locale, time.time())
+        text = progress_text(training, locale, time.time(), name=shown(training.name))
         try:
             message = await self._channel(training).send(text, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:
@@ -76,10 +77,10 @@ class DiscordTrainingEvents:
         """Show the final state and announce the model with a sample button."""
         await self._final_edit(training)
         locale = await self._locale(training.guild_id)
-        text = t(
+        text = render(
             "train.done",
             locale,
-            user=f"<@{training.user_id}>",
+            trusted={"user": f"<@{training.user_id}>"},
             name=training.name,
             model=training.model_name or training.name,
             trigger=training.trigger_word or "-",
@@ -91,8 +92,10 @@ class DiscordTrainingEvents:
         await self._final_edit(training)
         locale = await self._locale(training.guild_id)
         reason = t(f"train.reason.{training.error or 'unknown'}", locale)
-        text = t("train.failed", locale, user=f"<@{training.user_id}>", name=training.name)
-        text = f"{text}\n{reason}" + (f"\n> {detail}" if detail else "")
+        text = render(
+            "train.failed", locale, trusted={"user": f"<@{training.user_id}>"}, name=training.name
+        )
+        text = f"{text}\n{reason}" + (f"\n> {shown(detail)}" if detail else "")
         await self._announce(training, text, None)
 
     async def _announce(self, training: Training, text: str, view: discord.ui.View | None) -> None:
@@ -111,7 +114,9 @@ class DiscordTrainingEvents:
         if throttle and throttle.timer:
             throttle.timer.cancel()
         locale = await self._locale(training.guild_id)
-        await self._edit(training, progress_text(training, locale, time.time()))
+        await self._edit(
+            training, progress_text(training, locale, time.time(), name=shown(training.name))
+        )
 
     async def _flush_later(self, training_id: int, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -126,7 +131,9 @@ class DiscordTrainingEvents:
             return
         training = throttle.latest
         locale = await self._locale(training.guild_id)
-        text = progress_text(training, locale, time.time(), throttle.remaining)
+        text = progress_text(
+            training, locale, time.time(), throttle.remaining, name=shown(training.name)
+        )
         if text == throttle.last_text:
             return
         throttle.last_text, throttle.last_edit = text, self._clock()

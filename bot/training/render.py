@@ -32,12 +32,20 @@ def duration(seconds: float) -> str:
 
 
 def progress_text(
-    training: Training, locale: str, now: float, remaining: float | None = None
+    training: Training,
+    locale: str,
+    now: float,
+    remaining: float | None = None,
+    *,
+    name: str | None = None,
 ) -> str:
-    """The progress message: name, bar, percentage, state, elapsed and remaining time."""
+    """The progress message: name, bar, percentage, state, elapsed and remaining time.
+
+    `name` is the training's name as the caller's medium shows it (escaped for Discord).
+    """
     state = t(f"train.state.{training.state.value}", locale)
     lines = [
-        t("train.progress.title", locale, id=training.id, name=training.name),
+        t("train.progress.title", locale, id=training.id, name=name or training.name),
         f"`{progress_bar(training.progress)}` {training.progress * 100:.0f}%",
         t("train.progress.state", locale, state=state),
         t("train.progress.elapsed", locale, elapsed=duration(now - training.created_at)),

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from bot.display import in_code, shown
 from bot.i18n import t
 from bot.store.trainings import TrainingState
 from bot.training.render import duration
@@ -23,13 +24,13 @@ async def training_lines(bot: Any, guild_id: int, user_id: int | None, locale: s
         if user_id is not None and training.user_id != user_id:
             continue
         state = t(f"train.state.{training.state.value}", locale)
-        line = f"🧪 #{training.id} **{training.name}** · {state}"
+        line = f"🧪 #{training.id} **{shown(training.name)}** · {state}"
         if training.state is TrainingState.TRAINING:
             line += f" {training.progress * 100:.0f}%"
         if training.active:
             line += f" · {duration(now - training.created_at)}"
         elif training.state is TrainingState.DONE and training.model_name:
-            line += f" · `{training.model_name}`"
+            line += f" · `{in_code(training.model_name)}`"
         if training.progress_message_id:
             url = (
                 f"https://discord.com/channels/{guild_id}/{training.channel_id}/"
