@@ -63,6 +63,7 @@ class AccountManager:
         self._current: dict[int, BoundSession] = {}  # guild -> its account for new work
         self._by_id: dict[int, AccountSession] = {}  # accounts row -> session
         self._demo_sessions: dict[int, AccountSession] = {}
+        self._masked: set[str] = set()  # redactor keys of the secrets in use
         self._retired: set[int] = set()  # retired accounts still kept for running work
         self._held: Counter[int] = Counter()
         self._changes: Counter[int] = Counter()  # guild -> account changes, to spot stale reads
@@ -140,8 +141,8 @@ class AccountManager:
         async with self._prune_lock:
             for account_id in await self._store.accounts.prune(keep=set(self._held)):
                 self._by_id.pop(account_id, None)
-                _mask_password(account_id, None)  # no longer a secret in use
-                _mask_token(account_id, None)
+                self._mask(f"account:{account_id}:password", None)  # no longer a secret in use
+                self._mask(f"account:{account_id}:token", None)
             self._retired = set(await self._store.accounts.retired_ids())
 
     async def set_account(self, guild_id: int, email: str, password: str) -> RunningWork:
@@ -177,8 +178,8 @@ class AccountManager:
         )
         # Masked from here on, not before: a rejected password is no secret in use, and
         # masking one typed by mistake ("task", an id) would scramble every log line.
-        _mask_password(row.id, password)
-        _mask_token(row.id, token)
+        self._mask(f"account:{row.id}:password", password)
+        self._mask(f"account:{row.id}:token", token)
         session = self._client.account(
             email, password, token=token, on_token=self._token_saver(row.id)
         )
@@ -242,8 +243,8 @@ class AccountManager:
         except SecretUnreadable:
             log.warning("guild %s: stored Miaohua account unreadable (key changed?)", row.guild_id)
             raise AccountUnreadable() from None
-        _mask_password(row.id, password)
-        _mask_token(row.id, token)
+        self._mask(f"account:{row.id}:password", password)
+        self._mask(f"account:{row.id}:token", token)
         # A retired account never overrides the credentials of a live session of the same
         # email: those are newer.
         session = self._client.account(
@@ -256,9 +257,23 @@ class AccountManager:
         self._by_id[row.id] = session
         return session
 
+    def _mask(self, key: str, secret: str | None) -> None:
+        """Mask `secret` in logs under `key` (None stops masking what the key held)."""
+        redactor.set(key, secret)
+        if secret is None:
+            self._masked.discard(key)
+        else:
+            self._masked.add(key)
+
+    async def stop(self) -> None:
+        """Stop masking this manager's secrets: its sessions end with it."""
+        for key in self._masked:
+            redactor.discard(key)
+        self._masked.clear()
+
     def _token_saver(self, account_id: int) -> Callable[[str], Awaitable[None]]:
         async def save(token: str) -> None:
-            _mask_token(account_id, token)
+            self._mask(f"account:{account_id}:token", token)
             try:
                 await self._store.accounts.set_token(
                     account_id, self._box.encrypt(token), time.time()
@@ -275,14 +290,6 @@ class AccountManager:
             return cached
         assert self._demo is not None
         email, password = self._demo.provision(guild_id)
-        redactor.set(f"demo:{guild_id}", password)
+        self._mask(f"demo:{guild_id}", password)
         session = self._demo_sessions[guild_id] = self._client.account(email, password)
         return session
-
-
-def _mask_password(account_id: int, password: str | None) -> None:
-    redactor.set(f"account:{account_id}:password", password)
-
-
-def _mask_token(account_id: int, token: str | None) -> None:
-    redactor.set(f"account:{account_id}:token", token)

@@ -170,6 +170,8 @@ class BotCore:
                 await self.unload_extension(name)
             except Exception:
                 log.exception("failed to unload %s", name)
+        if hasattr(self, "accounts"):
+            await self.accounts.stop()
         if hasattr(self, "v1b"):
             await self.v1b.close()
         if hasattr(self, "store"):
