@@ -35,7 +35,7 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait after the `attempt`-th failure (0-based)."""
-        ceiling = min(self.cap, self.first * 2 ** min(attempt, 32))
+        ceiling = min(self.cap, self.first * 2.0 ** min(attempt, 32))
         return ceiling * rng.uniform(0.5, 1.0)
 
 

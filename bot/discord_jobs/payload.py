@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import discord
 
@@ -54,7 +55,9 @@ class ResultImages:
     middles: list[bytes | None] | None = None
 
 
-async def download_result(fetcher: ImageFetcher, images: Sequence[dict]) -> ResultImages:
+async def download_result(
+    fetcher: ImageFetcher, images: Sequence[Mapping[str, Any]]
+) -> ResultImages:
     """Download the full-resolution images of a task concurrently."""
     urls = tuple(str(image.get("large", "")) for image in images)
     middles = tuple(str(image.get("middle") or image.get("large", "")) for image in images)
@@ -72,16 +75,16 @@ async def fit_images(
     grid_file: NamedFile | None = None
     if grid and len(available) > 1:
         grid_bytes = await offload(make_grid, available)
-        grid_bytes = await offload(shrink_to, grid_bytes, limit // 4)
-        if grid_bytes is not None:
-            grid_file = NamedFile(GRID_NAME, grid_bytes)
+        shrunk = await offload(shrink_to, grid_bytes, limit // 4)
+        if shrunk is not None:
+            grid_file = NamedFile(GRID_NAME, shrunk)
     budget = limit - (len(grid_file.data) if grid_file else 0)
     slots = MAX_FILES - (1 if grid_file else 0)
     count = len(result.urls)
     total = sum(len(data) for data in available)
     if len(available) == count and total <= budget and count <= slots:
-        files = [_named(prefix, i, data) for i, data in enumerate(available)]
-        return FittedImages(_with_grid(grid_file, files), grid_file, (), False)
+        as_is = [_named(prefix, i, data) for i, data in enumerate(available)]
+        return FittedImages(_with_grid(grid_file, as_is), grid_file, (), False)
     per_file = budget // max(1, min(count, slots))
     files: list[NamedFile] = []
     linked: list[str] = []

@@ -55,7 +55,9 @@ def train_form() -> dict[str, list[str]]:
     return {"base_model": list(TRAIN_BASE_MODELS), "main_body": list(TRAIN_MAIN_BODIES)}
 
 
-def _int_field(name: str, description: str, default: int, bounds: tuple[int, int]) -> dict:
+def _int_field(
+    name: str, description: str, default: int, bounds: tuple[int, int]
+) -> dict[str, int | str]:
     return {
         "default": default,
         "description": description,

@@ -5,23 +5,25 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
 from bot.store.errors import unavailable
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 Clock = Callable[[], float]
 
 
-def build(cls: type[T], row: Mapping[str, Any], **overrides: Any) -> T:
+def build(cls: type[T], row: aiosqlite.Row, **overrides: Any) -> T:
     """Build dataclass `cls` from the row's columns of the same names, with overrides."""
     values = {
-        f.name: overrides[f.name] if f.name in overrides else row[f.name]
-        for f in fields(cls)  # type: ignore[arg-type]
+        f.name: overrides[f.name] if f.name in overrides else row[f.name] for f in fields(cls)
     }
     return cls(**values)
 

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from pydantic import TypeAdapter
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from .client import V1bClient
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BATCH_LIMIT = 50
 MAX_DATASET_PAGES = 100
@@ -164,10 +166,12 @@ class AccountSession:
         """Return a token and whether it was obtained during this call."""
         if self._token:
             return self._token, False
+        return await self._login_once(), True
+
+    async def _login_once(self) -> str:
         async with self._login_lock:
-            if self._token:
-                return self._token, True
-            return await self._login(), True
+            # The caller that held the lock may have logged in meanwhile: use its token.
+            return self._token or await self._login()
 
     async def _relogin(self, stale: str) -> str:
         async with self._login_lock:
@@ -178,7 +182,7 @@ class AccountSession:
     async def _authed(
         self,
         endpoint: str,
-        adapter: TypeAdapter[Any],
+        adapter: TypeAdapter[T],
         *,
         body: dict[str, Any] | None = None,
         method: str = "POST",
@@ -186,10 +190,10 @@ class AccountSession:
         query: dict[str, Any] | None = None,
         form: Callable[[str], aiohttp.FormData] | None = None,
         read_only: bool = True,
-    ) -> Any:
+    ) -> T:
         """Call an endpoint with the token in the body (POST) or query (GET) and as Bearer."""
 
-        def build(token: str) -> Request:
+        def build(token: str) -> Request[T]:
             return Request(
                 endpoint,
                 adapter,

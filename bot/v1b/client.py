@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
 
@@ -107,7 +107,7 @@ class V1bClient:
             self._owns_session = True
         return self._session
 
-    async def call(self, req: Request, limiter: RateLimiter, secrets: Iterable[str]) -> Any:
+    async def call(self, req: Request[T], limiter: RateLimiter, secrets: Iterable[str]) -> T:
         """Send a request, retrying transient failures as the retry policy allows."""
         secrets = tuple(secrets)
         loop = asyncio.get_running_loop()
@@ -126,7 +126,7 @@ class V1bClient:
                 await asyncio.sleep(delay)
                 attempt += 1
 
-    async def _attempt(self, req: Request, limiter: RateLimiter, secrets: tuple[str, ...]) -> Any:
+    async def _attempt(self, req: Request[T], limiter: RateLimiter, secrets: tuple[str, ...]) -> T:
         await limiter.acquire()
         headers = {"Authorization": f"Bearer {req.token}"} if req.token else None
         started = time.perf_counter()

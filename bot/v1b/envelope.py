@@ -87,8 +87,8 @@ def _check_status(endpoint: str, status: int, body: bytes, secrets: Iterable[str
     raise errors.ServiceError(endpoint, f"service unavailable ({detail})")
 
 
-def unwrap(endpoint: str, status: int, body: bytes, secrets: Iterable[str] = ()) -> Any:
-    """Return the payload of a response, raising the typed error it carries."""
+def unwrap(endpoint: str, status: int, body: bytes, secrets: Iterable[str] = ()) -> object:
+    """Return the payload of a response (unvalidated JSON), raising the typed error it carries."""
     _check_status(endpoint, status, body, secrets)
     try:
         data = json.loads(body)
@@ -107,7 +107,7 @@ def unwrap(endpoint: str, status: int, body: bytes, secrets: Iterable[str] = ())
     return {k: v for k, v in data.items() if k not in ("code", "msg")}
 
 
-def parse(endpoint: str, payload: Any, adapter: TypeAdapter[T]) -> T:
+def parse(endpoint: str, payload: object, adapter: TypeAdapter[T]) -> T:
     """Validate a payload, turning any mismatch into a ServiceError."""
     try:
         return adapter.validate_python(payload)

@@ -5,20 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 from pydantic import TypeAdapter
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
-class Request:
-    """One v1b call: endpoint, body and the model its payload is validated into."""
+class Request(Generic[T]):
+    """One v1b call: endpoint, body and the model (`T`) its payload is validated into."""
 
     endpoint: str
-    adapter: TypeAdapter[Any]
+    adapter: TypeAdapter[T]
     method: str = "POST"
     path: str | None = None  # URL path below the base URL when it differs from endpoint
     json: dict[str, Any] | None = None
