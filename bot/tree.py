@@ -8,43 +8,23 @@ import secrets
 import discord
 from discord import app_commands
 
-from bot.crypto import SecretUnreadable
 from bot.display import render
-from bot.errors import UserFacingError
+from bot.errors import DomainError
 from bot.i18n import t
-from bot.jobs.errors import AccountUnreadable
 from bot.replies import reply
-from bot.store import StoreUnavailable
-from bot.v1b import errors as v1b
 
 log = logging.getLogger(__name__)
 
-# Most specific first: the first matching class decides the message.
-_V1B_KEYS: tuple[tuple[type[v1b.V1bError], str], ...] = (
-    (v1b.WrongPassword, "v1b.wrong_password"),
-    (v1b.NotBusinessAccount, "v1b.not_business"),
-    (v1b.InvalidCredentials, "v1b.invalid_credentials"),
-    (v1b.AccountBusy, "v1b.account_busy"),
-    (v1b.NotEnoughPoints, "v1b.not_enough_points"),
-    (v1b.InvalidRequest, "v1b.invalid_request"),
-    (v1b.TaskFailed, "v1b.task_failed"),
-    (v1b.ResponseTooLarge, "v1b.response_too_large"),
-    (v1b.ServiceError, "v1b.service_error"),
-    (v1b.V1bError, "v1b.service_error"),
-)
-
 
 def describe_error(error: BaseException, locale: str) -> str | None:
-    """The localized message for a known error, or None when it is unexpected."""
-    if isinstance(error, UserFacingError):
-        return render(error.key, locale, **error.params)
-    key = getattr(error, "key", None)
-    if key and hasattr(error, "params"):  # admission refusals from the job layer
-        return render(f"refused.{key}", locale, **error.params)
-    if isinstance(error, StoreUnavailable):
-        return t("errors.store_unavailable", locale)
-    if isinstance(error, SecretUnreadable | AccountUnreadable):
-        return t("account.unreadable", locale)
+    """The localized message for a known error, or None when it is unexpected.
+
+    The one place where errors become replies: commands, modals, views, buttons and reactions
+    all come here. Domain errors name their own message; discord.py's are mapped below.
+    """
+    domain = _domain_error(error)
+    if domain is not None:
+        return render(domain.key, locale, None, **domain.params)  # nothing trusted: all literal
     if isinstance(error, app_commands.NoPrivateMessage):
         return t("errors.guild_only", locale)
     if isinstance(error, app_commands.MissingPermissions):
@@ -55,14 +35,25 @@ def describe_error(error: BaseException, locale: str) -> str | None:
         return t("errors.not_allowed", locale)
     if isinstance(error, app_commands.TransformerError):
         return render("errors.bad_option", locale, value=str(error.value))
-    for cls, msg_key in _V1B_KEYS:
-        if isinstance(error, cls):
-            return render(msg_key, locale, detail=getattr(error, "message", ""))
     return None
 
 
+def _domain_error(error: BaseException) -> DomainError | None:
+    """The domain error behind `error`, also when discord.py wrapped it in one of its own."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    elif isinstance(error, app_commands.TransformerError) and error.__cause__ is not None:
+        error = error.__cause__  # a transformer refused the value with a reason of its own
+    return error if isinstance(error, DomainError) else None
+
+
 class MiaohuaTree(app_commands.CommandTree):
-    """Command tree with server-only commands and translated error replies."""
+    """Command tree with server-only commands and translated error replies.
+
+    discord.py hands this tree only its own errors from checks (anything else raised in a
+    check escapes unreported), so commands raise domain errors from their body, where they
+    arrive wrapped in `CommandInvokeError`.
+    """
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         if (
@@ -80,7 +71,7 @@ class MiaohuaTree(app_commands.CommandTree):
 
 async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
     """Tell the user what went wrong, in their language; log unexpected errors with an id."""
-    original = getattr(error, "original", error)
+    original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
     locale = interaction.client.locale_for(interaction)  # type: ignore[attr-defined]
     message = describe_error(original, locale)
     if message is None:

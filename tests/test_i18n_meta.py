@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 
 from bot.app import cog_modules
+from bot.errors import DomainError
 from bot.i18n import LOCALES, catalog, t
-from bot.jobs.errors import Refused
 from bot.jobs.models import FailReason
-from bot.tree import _V1B_KEYS
+from bot.training.reasons import TrainingFailReason
 from tests.conftest import ADMIN_A, CH_A, GUILD_A
 from tests.helpers import answer_text
 
@@ -30,13 +30,48 @@ def test_every_message_key_used_in_code_exists_in_both_catalogs():
             continue
         used |= set(KEY_USE.findall(path.read_text(encoding="utf-8")))
     assert used, "no message keys found"
-    # Keys chosen at run time: error tables and admission refusals.
-    used |= {key for _, key in _V1B_KEYS}
-    used |= {f"refused.{cls.key}" for cls in _subclasses(Refused)}
-    used |= {f"fail.{reason.value}" for reason in FailReason}
+    # Keys chosen at run time: errors and failure reasons.
+    used |= error_keys()
+    used |= reason_keys()
     for locale in LOCALES:
         missing = sorted(k for k in used if k not in catalog(locale))
         assert not missing, f"{locale} lacks {missing}"
+
+
+def error_keys() -> set[str]:
+    """The message key of every domain error whose class names one (the rest pass it in)."""
+    return {vars(cls)["key"] for cls in _subclasses(DomainError) if "key" in vars(cls)}
+
+
+def reason_keys() -> set[str]:
+    """The message of every failure reason of generation and training, and their fallbacks."""
+    return {
+        "fail.unknown",
+        "train.reason.unknown",
+        *(f"fail.{reason.value}" for reason in FailReason),
+        *(f"train.reason.{reason.value}" for reason in TrainingFailReason),
+    }
+
+
+def test_every_error_and_failure_reason_has_a_message_in_both_catalogs():
+    errors = error_keys()
+    # Every family is there: refusals, account problems, the service's and the store's errors.
+    assert {"refused.user_busy", "account.unreadable", "v1b.wrong_password"} <= errors
+    assert "errors.store_unavailable" in errors
+    for locale in LOCALES:
+        missing = sorted(k for k in errors | reason_keys() if k not in catalog(locale))
+        assert not missing, f"{locale} lacks {missing}"
+
+
+def test_every_failure_reason_message_belongs_to_a_reason():
+    """A reason message no enum member stores is dead text, or a reason the enum lost."""
+    known = reason_keys() | {"fail.message"}
+    stale = sorted(
+        key
+        for key in catalog("en-US")
+        if key.startswith(("fail.", "train.reason.")) and key not in known
+    )
+    assert not stale, f"messages of no failure reason: {stale}"
 
 
 def _subclasses(cls: type) -> set[type]:

@@ -547,7 +547,7 @@ async def test_admission_refusals(make_service: ServiceFactory) -> None:
     service = await make_service(Events(), start=False)
     with pytest.raises(ChannelNotAllowed) as refused:
         await service.enqueue(request(), limits=Limits(allowed_channels=frozenset({99})))
-    assert refused.value.key == "channel_not_allowed"
+    assert refused.value.reason == "channel_not_allowed"
     with pytest.raises(BlockedWord) as refused:
         await service.enqueue(request(prompt="A Dragon"), limits=Limits(blocked_words=["dragon"]))
     assert refused.value.params == {"word": "dragon"}
@@ -556,7 +556,7 @@ async def test_admission_refusals(make_service: ServiceFactory) -> None:
     assert refused.value.params == {"length": 11, "limit": 10}
     with pytest.raises(NoAccount) as refused:
         await service.enqueue(request(guild=NO_ACCOUNT_GUILD), limits=OPEN)
-    assert refused.value.key == "no_account"
+    assert refused.value.reason == "no_account"
     one = Limits(user_concurrency=1)
     await service.enqueue(request(), limits=one)
     with pytest.raises(UserBusy) as refused:

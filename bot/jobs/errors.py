@@ -1,68 +1,64 @@
-"""Errors of the job layer: admission refusals, each with a stable key for localized messages."""
+"""Errors of the job layer: admission refusals and account problems, each with a message key."""
 
 from __future__ import annotations
 
-import logging
-from typing import Any, ClassVar
-
-log = logging.getLogger(__name__)
+from bot.errors import AccountProblem, DomainError
 
 
-class JobError(Exception):
+class JobError(DomainError):
     """Base of the job layer's errors."""
 
 
-class AccountUnreadable(JobError):
+class AccountUnreadable(JobError, AccountProblem):
     """The guild's stored credentials cannot be decrypted: the bot's secret key changed."""
+
+    key = "account.unreadable"
 
 
 class Refused(JobError):
-    """A request was refused at admission; `key` names the reason, `params` fill its message."""
+    """A request was refused at admission; each kind's `key` is `refused.<reason>`."""
 
-    key: ClassVar[str] = "refused"
-
-    def __init__(self, **params: Any) -> None:
-        self.params = params
+    def __init__(self, **params: object) -> None:
         shown = ", ".join(f"{name}={value!r}" for name, value in params.items())
-        super().__init__(f"{self.key}({shown})" if shown else self.key)
+        super().__init__(params=params, text=f"{self.reason}({shown})" if shown else self.reason)
 
     @property
     def reason(self) -> str:
-        """The stable reason key (same as `key`)."""
-        return self.key
+        """The stable reason code, e.g. `user_busy`."""
+        return self.key.removeprefix("refused.")
 
 
 class ChannelNotAllowed(Refused):
     """Generation is not allowed in this channel."""
 
-    key = "channel_not_allowed"
+    key = "refused.channel_not_allowed"
 
 
 class BlockedWord(Refused):
     """The prompt contains a blocked word (`word`)."""
 
-    key = "blocked_word"
+    key = "refused.blocked_word"
 
 
 class PromptTooLong(Refused):
     """The prompt, once cleaned, is `length` characters: more than `limit`."""
 
-    key = "prompt_too_long"
+    key = "refused.prompt_too_long"
 
 
 class UserBusy(Refused):
     """The user already has `limit` tasks queued or running in this guild."""
 
-    key = "user_busy"
+    key = "refused.user_busy"
 
 
 class QuotaExceeded(Refused):
     """The user used up the daily quota (`limit`); it resets at `resets_at` (epoch seconds)."""
 
-    key = "quota_exceeded"
+    key = "refused.quota_exceeded"
 
 
-class NoAccount(Refused):
+class NoAccount(Refused, AccountProblem):
     """The guild has no Miaohua account configured."""
 
-    key = "no_account"
+    key = "refused.no_account"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+from bot.errors import ServiceFailure
+
 log = logging.getLogger(__name__)
 
 # Primary result codes meaning "the database cannot take this now", not "this query is wrong":
@@ -21,15 +23,17 @@ _UNAVAILABLE_CODES = frozenset(
 )
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(ServiceFailure):
     """The database refused an operation for a reason outside the bot (`cause` says which).
 
     Nothing was written: every statement is its own transaction. The same operation can be
     tried again later and may succeed once the disk has room or the lock is gone.
     """
 
+    key = "errors.store_unavailable"
+
     def __init__(self, cause: str) -> None:
-        super().__init__(f"the database is unavailable: {cause}")
+        super().__init__(text=f"the database is unavailable: {cause}")
         self.cause = cause
 
 

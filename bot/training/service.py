@@ -33,6 +33,7 @@ from bot.jobs.protocols import BoundAccount
 from bot.store import Store, StoreUnavailable, until_stored
 from bot.store.trainings import Training, TrainingState
 from bot.training.inputs import check_model_name
+from bot.training.reasons import TrainingFailReason
 from bot.training.staging import Staging
 from bot.v1b import AccountSession, TrainParams, TrainProgress
 from bot.v1b import errors as v1b
@@ -91,7 +92,7 @@ class TrainingRequest:
 class StepFailed(Exception):
     """A step cannot go on; `reason` is stored as the training's error."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: TrainingFailReason, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
@@ -102,23 +103,23 @@ def dataset_name(training: Training) -> str:
     return f"{training.name}-{training.id}"
 
 
-def failure_reason(state: TrainingState, exc: BaseException) -> str:
+def failure_reason(state: TrainingState, exc: BaseException) -> TrainingFailReason:
     """The reason code stored when `exc` ends a job in `state`."""
     if isinstance(exc, NoAccount):
-        return "no_account"
+        return TrainingFailReason.NO_ACCOUNT
     if isinstance(exc, v1b.AuthError | AccountUnreadable):
-        return "account_invalid"
+        return TrainingFailReason.ACCOUNT_INVALID
     if isinstance(exc, v1b.NotEnoughPoints):
-        return "not_enough_points"
+        return TrainingFailReason.NOT_ENOUGH_POINTS
     if isinstance(exc, v1b.ResponseTooLarge):
-        return "response_too_large"
+        return TrainingFailReason.RESPONSE_TOO_LARGE
     if state is S.UPLOADING:
-        return "upload_failed"
+        return TrainingFailReason.UPLOAD_FAILED
     if state is S.CREATING_DATASET:
-        return "dataset_failed"
+        return TrainingFailReason.DATASET_FAILED
     if isinstance(exc, v1b.InvalidRequest):
-        return "invalid_request"
-    return "service_error"
+        return TrainingFailReason.INVALID_REQUEST
+    return TrainingFailReason.SERVICE_ERROR
 
 
 class TrainingService:
@@ -255,7 +256,7 @@ class TrainingService:
 
         async def fail() -> None:
             await self._store.trainings.set_state(
-                training_id, S.FAILED, (S.UPLOADING,), error="images_not_saved"
+                training_id, S.FAILED, (S.UPLOADING,), error=TrainingFailReason.IMAGES_NOT_SAVED
             )
             await self._staging.remove(training_id)
 
@@ -311,13 +312,13 @@ class TrainingService:
         pending = list(training.pending_images)
         uploaded = list(training.uploaded_urls)
         if not pending and not uploaded and not training.dataset_ids:
-            raise StepFailed("staging_lost")
+            raise StepFailed(TrainingFailReason.STAGING_LOST)
         session = await self._session(training) if pending else None
         while pending:
             batch = pending[: self._upload_batch]
             files = await self._staging.read(training.id, batch)
             if files is None:
-                raise StepFailed("staging_lost")
+                raise StepFailed(TrainingFailReason.STAGING_LOST)
             assert session is not None
             uploaded += await self._upload_files(session, files)
             pending = pending[len(batch) :]
@@ -397,7 +398,7 @@ class TrainingService:
 
     async def _submit(self, training: Training) -> Training | None:
         if (training.id, S.SUBMITTING) not in self._fresh:
-            raise StepFailed("submit_uncertain")
+            raise StepFailed(TrainingFailReason.SUBMIT_UNCERTAIN)
         session = await self._session(training)
         self._fresh.discard((training.id, S.SUBMITTING))  # from here on it may reach the service
         params = TrainParams(
@@ -458,7 +459,7 @@ class TrainingService:
     async def _poll_guild(self, trainings: list[Training]) -> None:
         for training in trainings:
             if self._clock() - training.created_at > self._timeout:
-                await self._fail(training, "timeout")
+                await self._fail(training, TrainingFailReason.TIMEOUT)
                 continue
             try:
                 session = await self._session(training)
@@ -470,14 +471,14 @@ class TrainingService:
             except (v1b.V1bError, NoAccount, AccountUnreadable) as exc:
                 reason = failure_reason(S.TRAINING, exc)
                 if isinstance(exc, v1b.InvalidRequest):
-                    reason = "training_failed"
+                    reason = TrainingFailReason.TRAINING_FAILED
                 await self._fail(training, reason, getattr(exc, "message", ""))
                 continue
             await self._record(training, progress)
 
     async def _record(self, training: Training, progress: TrainProgress) -> None:
         if progress.failed:
-            await self._fail(training, "training_failed", progress.error_msg)
+            await self._fail(training, TrainingFailReason.TRAINING_FAILED, progress.error_msg)
             return
         if progress.done:
             await self._finish(training, progress)
@@ -525,7 +526,7 @@ class TrainingService:
         log.info("training %s done: model %s", training.id, model_name)
         await self._emit(self._events.training_done, done)
 
-    async def _fail(self, training: Training, reason: str, detail: str = "") -> None:
+    async def _fail(self, training: Training, reason: TrainingFailReason, detail: str = "") -> None:
         failed = await until_stored(
             lambda: self._store.trainings.set_state(
                 training.id, S.FAILED, (*PRE_TRAINING, S.TRAINING), error=reason
