@@ -102,6 +102,7 @@ class MiaohuaBot(commands.Bot):
         )
         await self.accounts.prune()  # retired credentials whose work ended while stopped
         self.forms = FormCache(self.accounts, ttl=m.form_cache_ttl)
+        self.accounts.on_change(self.forms.invalidate)
         self.delivery = DiscordJobEvents(self, download_bytes=settings.limits.download_bytes)
         self.generation = GenerationService(
             self.store,
