@@ -46,7 +46,8 @@ class ResultsCog(commands.Cog):
         emoji = str(payload.emoji)
         if emoji not in REACTIONS or payload.guild_id is None or payload.member is None:
             return
-        if payload.user_id == self.bot.user.id or payload.member.bot:
+        me = self.bot.user
+        if (me is not None and payload.user_id == me.id) or payload.member.bot:
             return
         task = await self.bot.store.tasks.get_by_result_message(
             payload.guild_id, payload.message_id

@@ -73,8 +73,6 @@ class StatusCog(commands.Cog):
         if not await self.bot.generation.cancel(task):
             await reply(interaction, t("cancel.too_late", locale, id=task))
             return
-        cancelled = await self.bot.store.tasks.get(task)
-        await self.bot.delivery.status.show(cancelled, render.cancelled_text(cancelled), final=True)
         await reply(interaction, t("cancel.done", locale, id=task))
 
     async def _one(self, interaction: BotInteraction, task_id: int) -> None:

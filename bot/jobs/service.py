@@ -239,9 +239,11 @@ class GenerationService:
                     raise
                 self._positions.pop(task_id, None)
                 self._spawn(self._report_positions(guild_id))
-                if cancelled is not None:
-                    self._spawn(self._refund(cancelled))
-                return cancelled is not None
+                if cancelled is None:
+                    return False
+                self._spawn(self._refund(cancelled))
+                await self._emit("task_cancelled", cancelled)
+                return True
         return False
 
     async def redeliver(self, task_id: int, *, replacing: int | None = None) -> bool:
