@@ -24,6 +24,7 @@ from bot.i18n import CatalogTranslator, pick_locale
 from bot.jobs import GenerationService, PollStrategy, make_strategy
 from bot.logs import hide_gateway_payloads
 from bot.store import Store
+from bot.store.settings import GuildSettings
 from bot.training import TrainingService
 from bot.tree import MiaohuaTree
 from bot.v1b import V1bClient
@@ -117,6 +118,7 @@ class MiaohuaBot(commands.Bot):
             busy_backoff=m.busy_backoff,
         )
         self.guild_languages.update(await self.store.settings.languages())
+        self.store.settings.on_change(self._remember_language)
         self.loop_lag = LoopLagMonitor()
         self.loop_lag.start()
         # Resume unfinished work first: it needs only REST, not the gateway or the commands.
@@ -155,6 +157,10 @@ class MiaohuaBot(commands.Bot):
             "status_messages": len(self.delivery.status),
             "forms": len(self.forms),
         }
+
+    def _remember_language(self, settings: GuildSettings) -> None:
+        """Keep the guild-language cache in step with the stored settings."""
+        self.guild_languages[settings.guild_id] = settings.language
 
     def locale_for(self, interaction: discord.Interaction) -> str:
         """The interaction's language, then the guild's setting, then en-US."""

@@ -83,7 +83,6 @@ class SettingsCog(
         assert interaction.guild_id is not None
         locale = self.bot.locale_for(interaction)
         updated = await self.bot.store.settings.update(interaction.guild_id, **changes)
-        self.bot.guild_languages[interaction.guild_id] = updated.language
         embed = settings_embed(updated, locale, interaction.guild)
         await reply(interaction, t("settings.saved", locale), embed=embed)
 
