@@ -68,6 +68,14 @@ async def _sizes(bot: MiaohuaBot, guild_id: int) -> list[tuple[str, str]]:
     return size_choices(await bot.forms.generation_form(guild_id))
 
 
+async def _main_bodies(bot: MiaohuaBot, guild_id: int) -> list[tuple[str, str]]:
+    return [(body, body) for body in (await bot.forms.train_form(guild_id)).main_bodies]
+
+
+async def _base_models(bot: MiaohuaBot, guild_id: int) -> list[tuple[str, str]]:
+    return [(base, base) for base in (await bot.forms.train_form(guild_id)).base_models]
+
+
 async def model_autocomplete(
     interaction: BotInteraction, current: str
 ) -> list[app_commands.Choice[str]]:
@@ -80,3 +88,17 @@ async def size_autocomplete(
 ) -> list[app_commands.Choice[str]]:
     """The form's sizes grouped by aspect ratio, e.g. '1:1 512x512'."""
     return await matching_choices(interaction, current, _sizes, "size")
+
+
+async def main_body_autocomplete(
+    interaction: BotInteraction, current: str
+) -> list[app_commands.Choice[str]]:
+    """Subjects offered by the guild's training form."""
+    return await matching_choices(interaction, current, _main_bodies, "subject")
+
+
+async def base_model_autocomplete(
+    interaction: BotInteraction, current: str
+) -> list[app_commands.Choice[str]]:
+    """Base models offered by the guild's training form."""
+    return await matching_choices(interaction, current, _base_models, "base model")

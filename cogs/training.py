@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -11,7 +10,7 @@ from discord import app_commands
 from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
-from bot.autocomplete import Options, matching_choices
+from bot.autocomplete import base_model_autocomplete, main_body_autocomplete
 from bot.discord_training import SampleButton
 from bot.display import in_code, render
 from bot.errors import UserFacingError
@@ -23,7 +22,6 @@ from bot.text import DESCRIPTION_MAX, TRIGGER_WORD_MAX, clean_prompt
 from bot.training import TrainingRequest
 from bot.training.inputs import check_archive, check_uploads, parse_dataset_ids, require_enough
 from bot.types import BotInteraction
-from bot.v1b import TrainForm
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
@@ -51,31 +49,6 @@ def channel_is_nsfw(interaction: BotInteraction) -> bool:
     """Whether the interaction's channel is age-restricted."""
     is_nsfw = getattr(interaction.channel, "is_nsfw", None)
     return bool(is_nsfw()) if callable(is_nsfw) else False
-
-
-def _train_form_choices(field: Callable[[TrainForm], list[str]]) -> Options:
-    async def options(bot: MiaohuaBot, guild_id: int) -> list[tuple[str, str]]:
-        return [(value, value) for value in field(await bot.forms.train_form(guild_id))]
-
-    return options
-
-
-async def main_body_autocomplete(
-    interaction: BotInteraction, current: str
-) -> list[app_commands.Choice[str]]:
-    """Subjects offered by the guild's training form."""
-    return await matching_choices(
-        interaction, current, _train_form_choices(lambda form: form.main_bodies), "subject"
-    )
-
-
-async def base_model_autocomplete(
-    interaction: BotInteraction, current: str
-) -> list[app_commands.Choice[str]]:
-    """Base models offered by the guild's training form."""
-    return await matching_choices(
-        interaction, current, _train_form_choices(lambda form: form.base_models), "base model"
-    )
 
 
 def chunk_lines(lines: list[str], limit: int = EMBED_TEXT_MAX) -> list[str]:
