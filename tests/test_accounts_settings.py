@@ -356,7 +356,8 @@ async def test_a_changed_account_drops_the_guilds_cached_forms_whoever_changes_i
     await bot.forms.generation_form(GUILD_A)
     assert calls["get_generation_form"] == fetched  # served from the cache
     # The account service publishes the change; no command has to clear the cache.
-    await bot.accounts.set_account(GUILD_A, *ACCOUNTS[GUILD_A])
+    harness.emu.add_account("forms@guild.test", "forms-Secret-7")
+    await bot.accounts.set_account(GUILD_A, "forms@guild.test", "forms-Secret-7")
     await bot.forms.generation_form(GUILD_A)
     assert calls["get_generation_form"] == fetched + 1
     await bot.forms.generation_form(GUILD_B)  # another guild keeps its copy
