@@ -69,6 +69,15 @@ class AccountManager:
         self._changes: Counter[int] = Counter()  # guild -> account changes, to spot stale reads
         # Between reading the current account and holding it, no retired account is deleted.
         self._prune_lock = asyncio.Lock()
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_change(self, listener: Callable[[int], None]) -> None:
+        """Call listener(guild_id) whenever a guild's account is set or removed."""
+        self._listeners.append(listener)
+
+    def _notify(self, guild_id: int) -> None:
+        for listener in self._listeners:
+            listener(guild_id)
 
     async def current(self, guild_id: int) -> BoundSession:
         """The guild's account for new work; raises NoAccount, or AccountUnreadable."""
@@ -187,6 +196,7 @@ class AccountManager:
         self._changes[guild_id] += 1
         self._current[guild_id] = BoundSession(row.id, session)
         log.info("guild %s set its Miaohua account", guild_id)
+        self._notify(guild_id)
         running = await self._store.accounts.running_work(
             guild_id, previous.id if previous else None
         )
@@ -199,6 +209,7 @@ class AccountManager:
         self._changes[guild_id] += 1
         self._current.pop(guild_id, None)
         account_id = await self._store.accounts.retire(guild_id)
+        self._notify(guild_id)
         if account_id is None:
             return None
         running = await self._store.accounts.running_work(guild_id, account_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pkgutil
+from typing import Any
 
 import discord
 import yarl
@@ -16,13 +17,15 @@ from bot.crypto import SecretBox
 from bot.demo_accounts import DemoAccounts
 from bot.diagnostics import LoopLagMonitor
 from bot.discord_jobs import DiscordJobEvents
+from bot.discord_training import create_training_service
 from bot.forms import FormCache
 from bot.housekeeping import Housekeeping
 from bot.i18n import CatalogTranslator, pick_locale
 from bot.jobs import GenerationService, PollStrategy, make_strategy
 from bot.logs import hide_gateway_payloads
 from bot.store import Store
-from bot.training import TrainingService, create_training_service
+from bot.store.settings import GuildSettings
+from bot.training import TrainingService
 from bot.tree import MiaohuaTree
 from bot.v1b import V1bClient
 
@@ -48,8 +51,8 @@ def point_at_discord(settings: Settings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord.gateway_url)
 
 
-class BotCore:
-    """Behaviour shared by the plain and the sharded bot."""
+class MiaohuaBot(commands.Bot):
+    """The bot on a single gateway connection; its services are typed attributes."""
 
     settings: Settings
     store: Store
@@ -62,9 +65,15 @@ class BotCore:
     training: TrainingService
     housekeeping: Housekeeping
 
-    def _init_core(
-        self, settings: Settings, *, emulator_base_url: str | None, demo: DemoAccounts | None
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        emulator_base_url: str | None = None,
+        demo: DemoAccounts | None = None,
+        **kwargs: Any,
     ) -> None:
+        super().__init__(**_bot_kwargs(settings), **kwargs)
         self.settings = settings
         self.emulator_base_url = emulator_base_url
         self.demo_provisioner = demo
@@ -95,6 +104,7 @@ class BotCore:
         )
         await self.accounts.prune()  # retired credentials whose work ended while stopped
         self.forms = FormCache(self.accounts, ttl=m.form_cache_ttl)
+        self.accounts.on_change(self.forms.invalidate)
         self.delivery = DiscordJobEvents(self, download_bytes=settings.limits.download_bytes)
         self.generation = GenerationService(
             self.store,
@@ -108,6 +118,7 @@ class BotCore:
             busy_backoff=m.busy_backoff,
         )
         self.guild_languages.update(await self.store.settings.languages())
+        self.store.settings.on_change(self._remember_language)
         self.loop_lag = LoopLagMonitor()
         self.loop_lag.start()
         # Resume unfinished work first: it needs only REST, not the gateway or the commands.
@@ -147,6 +158,10 @@ class BotCore:
             "forms": len(self.forms),
         }
 
+    def _remember_language(self, settings: GuildSettings) -> None:
+        """Keep the guild-language cache in step with the stored settings."""
+        self.guild_languages[settings.guild_id] = settings.language
+
     def locale_for(self, interaction: discord.Interaction) -> str:
         """The interaction's language, then the guild's setting, then en-US."""
         guild_lang = self.guild_languages.get(interaction.guild_id or 0)
@@ -178,7 +193,7 @@ class BotCore:
             await self.store.close()
         if hasattr(self, "loop_lag"):
             await self.loop_lag.stop()
-        await super().close()  # type: ignore[misc]
+        await super().close()
 
 
 def poll_strategy(m: MiaohuaSettings) -> PollStrategy:
@@ -188,7 +203,7 @@ def poll_strategy(m: MiaohuaSettings) -> PollStrategy:
     return make_strategy("adaptive", base_seconds=m.expected_generation_time)
 
 
-def _bot_kwargs(settings: Settings) -> dict:
+def _bot_kwargs(settings: Settings) -> dict[str, Any]:
     return {
         "command_prefix": commands.when_mentioned,
         "help_command": None,
@@ -200,28 +215,23 @@ def _bot_kwargs(settings: Settings) -> dict:
     }
 
 
-class MiaohuaBot(BotCore, commands.Bot):
-    """The bot on a single gateway connection."""
+class ShardedMiaohuaBot(MiaohuaBot, commands.AutoShardedBot):
+    """The bot spread over several gateway shards.
 
-    def __init__(self, settings: Settings, *, emulator_base_url=None, demo=None, **kwargs) -> None:
-        super().__init__(**_bot_kwargs(settings), **kwargs)
-        self._init_core(settings, emulator_base_url=emulator_base_url, demo=demo)
+    A subclass of `MiaohuaBot`, so code typed against `MiaohuaBot` takes either bot; the
+    method resolution order puts `AutoShardedClient` before `Client`.
+    """
 
-
-class ShardedMiaohuaBot(BotCore, commands.AutoShardedBot):
-    """The bot spread over several gateway shards."""
-
-    def __init__(self, settings: Settings, *, emulator_base_url=None, demo=None, **kwargs) -> None:
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(
-            **_bot_kwargs(settings),
+            settings,
             shard_count=settings.discord.shard_count,
             shard_ids=settings.discord.shard_ids,
             **kwargs,
         )
-        self._init_core(settings, emulator_base_url=emulator_base_url, demo=demo)
 
 
-def create_bot(settings: Settings, **kwargs) -> MiaohuaBot | ShardedMiaohuaBot:
+def create_bot(settings: Settings, **kwargs: Any) -> MiaohuaBot:
     """Build the bot exactly as `miaohua-bot run` does."""
     point_at_discord(settings)
     hide_gateway_payloads()
@@ -230,3 +240,7 @@ def create_bot(settings: Settings, **kwargs) -> MiaohuaBot | ShardedMiaohuaBot:
     sharded = settings.discord.shard_count or settings.discord.shard_ids
     cls = ShardedMiaohuaBot if sharded else MiaohuaBot
     return cls(settings, **kwargs)
+
+
+# The name the Discord adapters used for the bot type before the two bots shared a class.
+BotCore = MiaohuaBot

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from bot.errors import UserFacingError
 from bot.v1b import GenerationForm, TrainForm
 
 T = TypeVar("T")
@@ -14,58 +15,112 @@ T = TypeVar("T")
 # A stale copy is kept this many TTLs for when a refresh fails; then it is dropped, so the
 # forms of guilds that stopped using the bot do not stay in memory.
 KEEP_STALE_TTLS = 10
+# The subject of a training when the member names none, if the form offers it.
+DEFAULT_MAIN_BODY = "Style"
+
+
+class FormSource(Protocol):
+    """What the cache fetches forms from: a guild's account session."""
+
+    async def generation_form(self) -> GenerationForm: ...
+
+    async def train_form(self) -> TrainForm: ...
+
+
+class Sessions(Protocol):
+    """Finds the account session of a guild."""
+
+    async def session_for(self, guild_id: int) -> FormSource: ...
 
 
 class FormCache:
-    """Keeps each guild's forms for `ttl` seconds; a failed refresh serves the stale copy."""
+    """Keeps each guild's forms for `ttl` seconds; a failed refresh serves the stale copy.
+
+    Whoever changes what a guild's forms show (its account, its trained models) calls
+    `invalidate`; the bot wires that up, so commands never need to.
+    """
 
     def __init__(
-        self, accounts, *, ttl: float = 600.0, clock: Callable[[], float] = time.monotonic
-    ):
+        self,
+        accounts: Sessions,
+        *,
+        ttl: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._accounts = accounts
         self._ttl = ttl
         self._clock = clock
-        self._entries: dict[tuple[str, int], tuple[float, object]] = {}
+        self._generation: dict[int, tuple[float, GenerationForm]] = {}
+        self._training: dict[int, tuple[float, TrainForm]] = {}
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._generation) + len(self._training)
 
     async def generation_form(self, guild_id: int) -> GenerationForm:
         """The generation form as the guild's account sees it (trained models included)."""
-        return await self._cached("gen", guild_id, lambda s: s.generation_form())
+        return await self._cached(self._generation, guild_id, lambda s: s.generation_form())
 
     async def train_form(self, guild_id: int) -> TrainForm:
         """The training form of the guild's account."""
-        return await self._cached("train", guild_id, lambda s: s.train_form())
+        return await self._cached(self._training, guild_id, lambda s: s.train_form())
+
+    async def training_choices(
+        self, guild_id: int, main_body: str | None, base_model: str | None
+    ) -> tuple[str, str | None]:
+        """The subject and base model of a training, checked against the training form.
+
+        An omitted subject is "Style" (or the form's first); an omitted base model is left
+        to the service. A form that offers nothing for a field rules nothing out.
+        """
+        form = await self.train_form(guild_id)
+        default_body = DEFAULT_MAIN_BODY
+        if form.main_bodies and default_body not in form.main_bodies:
+            default_body = form.main_bodies[0]
+        body = _pick(main_body, form.main_bodies, "train.bad_main_body") or default_body
+        return body, _pick(base_model, form.base_models, "train.bad_base_model")
 
     def forget_idle(self) -> int:
         """Drop the forms fetched more than `KEEP_STALE_TTLS` TTLs ago; return how many."""
         cutoff = self._clock() - self._ttl * KEEP_STALE_TTLS
-        idle = [key for key, (fetched, _) in self._entries.items() if fetched < cutoff]
-        for key in idle:
-            del self._entries[key]
-        return len(idle)
+        dropped = 0
+        for entries in (self._generation, self._training):
+            idle = [key for key, (fetched, _) in entries.items() if fetched < cutoff]
+            for key in idle:
+                del entries[key]
+            dropped += len(idle)
+        return dropped
 
     def invalidate(self, guild_id: int) -> None:
         """Forget a guild's forms, e.g. after its account changed or a model was trained."""
-        for kind in ("gen", "train"):
-            self._entries.pop((kind, guild_id), None)
+        self._generation.pop(guild_id, None)
+        self._training.pop(guild_id, None)
 
-    async def _cached(self, kind: str, guild_id: int, fetch: Callable[..., Awaitable[T]]) -> T:
-        key = (kind, guild_id)
-        entry = self._entries.get(key)
+    async def _cached(
+        self,
+        entries: dict[int, tuple[float, T]],
+        guild_id: int,
+        fetch: Callable[[FormSource], Awaitable[T]],
+    ) -> T:
+        entry = entries.get(guild_id)
         now = self._clock()
         if entry and now - entry[0] < self._ttl:
-            return entry[1]  # type: ignore[return-value]
+            return entry[1]
         session = await self._accounts.session_for(guild_id)
         try:
             value = await fetch(session)
         except Exception:
             if entry is not None:
-                return entry[1]  # type: ignore[return-value]
+                return entry[1]
             raise
-        self._entries[key] = (now, value)
+        entries[guild_id] = (now, value)
         return value
+
+
+def _pick(value: str | None, offered: list[str], key: str) -> str | None:
+    """Return value if the form offers it (or offers nothing to check against)."""
+    if value is not None and offered and value not in offered:
+        raise UserFacingError(key, value=value[:100], choices=", ".join(offered)[:1500])
+    return value
 
 
 def size_label(aspect: str, size: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -14,7 +15,11 @@ from bot.i18n import t, tn
 from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.store import RunningWork
+from bot.types import BotInteraction
 from bot.ui import BoundModal, unique_custom_id
+
+if TYPE_CHECKING:
+    from bot.app import MiaohuaBot
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,7 @@ def running_note(running: RunningWork, locale: str, *, removed: bool) -> str:
 class AccountModal(BoundModal):
     """Asks for the account's email and password; both stay out of logs and messages."""
 
-    def __init__(self, bot: commands.Bot, opener: discord.Interaction, locale: str) -> None:
+    def __init__(self, bot: MiaohuaBot, opener: BotInteraction, locale: str) -> None:
         super().__init__(
             opener,
             title=t("account.modal.title", locale),
@@ -53,10 +58,10 @@ class AccountModal(BoundModal):
         )
         self.bot = bot
         self.locale = locale
-        self.email = discord.ui.TextInput(
+        self.email: discord.ui.TextInput[AccountModal] = discord.ui.TextInput(
             label=t("account.modal.email", locale), max_length=EMAIL_MAX, custom_id="email"
         )
-        self.password = discord.ui.TextInput(
+        self.password: discord.ui.TextInput[AccountModal] = discord.ui.TextInput(
             label=t("account.modal.password", locale),
             max_length=PASSWORD_MAX,
             custom_id="password",
@@ -64,7 +69,7 @@ class AccountModal(BoundModal):
         self.add_item(self.email)
         self.add_item(self.password)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
+    async def on_submit(self, interaction: discord.Interaction[discord.Client], /) -> None:
         # Read both values before any await: a refused submission by someone else still
         # refills the inputs (discord.py does so before the check).
         email, password = self.email.value.strip(), self.password.value
@@ -74,7 +79,6 @@ class AccountModal(BoundModal):
         await defer(interaction)
         assert interaction.guild_id is not None
         running = await self.bot.accounts.set_account(interaction.guild_id, email, password)
-        self.bot.forms.invalidate(interaction.guild_id)
         note = running_note(running, self.locale, removed=False)
         await reply(interaction, "\n".join(filter(None, [t("account.saved", self.locale), note])))
 
@@ -88,22 +92,22 @@ class AccountCog(
 ):
     """The guild's Miaohua account."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: MiaohuaBot) -> None:
         self.bot = bot
         super().__init__()
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+    async def interaction_check(self, interaction: discord.Interaction[discord.Client], /) -> bool:
         return require_manage_guild(interaction)
 
     @app_commands.command(name=_T("set"), description=_T("Set the Miaohua account (opens a form)"))
-    async def set_account(self, interaction: discord.Interaction) -> None:
+    async def set_account(self, interaction: BotInteraction) -> None:
         locale = self.bot.locale_for(interaction)
         await interaction.response.send_modal(AccountModal(self.bot, interaction, locale))
 
     @app_commands.command(
         name=_T("status"), description=_T("Show the account and whether its login works")
     )
-    async def status(self, interaction: discord.Interaction) -> None:
+    async def status(self, interaction: BotInteraction) -> None:
         locale = self.bot.locale_for(interaction)
         await defer(interaction)
         assert interaction.guild_id is not None
@@ -126,11 +130,10 @@ class AccountCog(
         await reply(interaction, embed=embed)
 
     @app_commands.command(name=_T("remove"), description=_T("Remove the account from this server"))
-    async def remove(self, interaction: discord.Interaction) -> None:
+    async def remove(self, interaction: BotInteraction) -> None:
         locale = self.bot.locale_for(interaction)
         assert interaction.guild_id is not None
         running = await self.bot.accounts.remove(interaction.guild_id)
-        self.bot.forms.invalidate(interaction.guild_id)
         if running is None:
             await reply(interaction, t("account.none", locale))
             return
@@ -141,6 +144,6 @@ class AccountCog(
         await reply(interaction, "\n".join(filter(None, lines)))
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: MiaohuaBot) -> None:
     """Load the cog."""
     await bot.add_cog(AccountCog(bot))

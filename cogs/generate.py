@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -19,19 +19,25 @@ from bot.discord_jobs.requests import (
 )
 from bot.errors import UserFacingError
 from bot.i18n import t
-from bot.images import check_image
+from bot.images import CheckedImage, check_image
 from bot.jobs import GenerationRequest, Limits
-from bot.jobs.admission import check_request
 from bot.offload import offload
 from bot.replies import defer, reply
 from bot.text import NEGATIVE_PROMPT_MAX
+from bot.types import BotInteraction
 from bot.ui import BoundModal, unique_custom_id
+
+if TYPE_CHECKING:
+    from bot.app import MiaohuaBot
 
 log = logging.getLogger(__name__)
 
 PROMPT_MAX = 2000  # Discord-side cap; the guild's prompt_length limit is enforced at admission
 SEED_MAX = 2**31 - 1
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# The modal's submission reaches the cog typed for any client; the cog's services come
+# from `self.bot`, so its helpers need nothing of the interaction's client.
+AnyInteraction = discord.Interaction[discord.Client]
 
 
 def _is_image(attachment: discord.Attachment) -> bool:
@@ -61,7 +67,7 @@ class InitImageModal(BoundModal):
     def __init__(
         self,
         cog: GenerateCog,
-        opener: discord.Interaction,
+        opener: BotInteraction,
         attachment: discord.Attachment,
         locale: str,
     ) -> None:
@@ -72,13 +78,13 @@ class InitImageModal(BoundModal):
         )
         self.cog = cog
         self.attachment = attachment
-        self.prompt = discord.ui.TextInput(
+        self.prompt: discord.ui.TextInput[InitImageModal] = discord.ui.TextInput(
             label=t("generate.modal.prompt", locale),
             style=discord.TextStyle.paragraph,
             max_length=PROMPT_MAX,
             custom_id="prompt",
         )
-        self.negative = discord.ui.TextInput(
+        self.negative: discord.ui.TextInput[InitImageModal] = discord.ui.TextInput(
             label=t("generate.modal.negative_prompt", locale),
             style=discord.TextStyle.paragraph,
             max_length=NEGATIVE_PROMPT_MAX,
@@ -88,7 +94,7 @@ class InitImageModal(BoundModal):
         self.add_item(self.prompt)
         self.add_item(self.negative)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
+    async def on_submit(self, interaction: discord.Interaction[discord.Client], /) -> None:
         await self.cog.img2img_from(
             interaction,
             self.attachment,
@@ -101,8 +107,8 @@ class InitImageModal(BoundModal):
 class GenerateCog(commands.Cog):
     """Image generation commands."""
 
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot: Any = bot
+    def __init__(self, bot: MiaohuaBot) -> None:
+        self.bot = bot
         self.init_image_menu = app_commands.ContextMenu(
             name=_T("Use as init image"), callback=self.use_as_init_image
         )
@@ -120,7 +126,7 @@ class GenerateCog(commands.Cog):
     @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
     async def imagine(
         self,
-        interaction: discord.Interaction,
+        interaction: BotInteraction,
         prompt: app_commands.Range[str, 1, PROMPT_MAX],
         negative_prompt: app_commands.Range[str, 0, NEGATIVE_PROMPT_MAX] | None = None,
         model: str | None = None,
@@ -153,7 +159,7 @@ class GenerateCog(commands.Cog):
     @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
     async def img2img(
         self,
-        interaction: discord.Interaction,
+        interaction: BotInteraction,
         image: discord.Attachment,
         prompt: app_commands.Range[str, 1, PROMPT_MAX],
         negative_prompt: app_commands.Range[str, 0, NEGATIVE_PROMPT_MAX] | None = None,
@@ -176,7 +182,7 @@ class GenerateCog(commands.Cog):
         )
 
     async def use_as_init_image(
-        self, interaction: discord.Interaction, message: discord.Message
+        self, interaction: BotInteraction, message: discord.Message
     ) -> None:
         """Message command: ask for a prompt, then run img2img on the message's first image."""
         locale = self.bot.locale_for(interaction)
@@ -188,7 +194,7 @@ class GenerateCog(commands.Cog):
 
     async def img2img_from(
         self,
-        interaction: discord.Interaction,
+        interaction: AnyInteraction,
         attachment: discord.Attachment,
         *,
         prompt: str,
@@ -222,13 +228,7 @@ class GenerateCog(commands.Cog):
             negative_prompt=negative_prompt,
             aspect=checked.aspect,
         )
-        # Cheap refusals first, so nothing is uploaded for a request that cannot run.
-        check_request(self._request(interaction, opts, prompt), await self._limits(interaction))
-        session = await self.bot.accounts.session_for(interaction.guild_id)
-        (url,) = await session.upload_images(
-            [(checked.filename, checked.data, checked.content_type)]
-        )
-        await self._enqueue(interaction, opts, prompt, init_image_url=url)
+        await self._enqueue(interaction, opts, prompt, init_image=checked)
 
     async def _read(self, attachment: discord.Attachment, max_bytes: int) -> bytes:
         if attachment.size > max_bytes:  # refuse before downloading it
@@ -245,16 +245,12 @@ class GenerateCog(commands.Cog):
                 "generate.attachment_unreadable", name=attachment.filename
             ) from None
 
-    async def _limits(self, interaction: discord.Interaction) -> Limits:
+    async def _limits(self, interaction: AnyInteraction) -> Limits:
         assert interaction.guild_id is not None
         return await guild_limits(self.bot, interaction.guild_id)
 
     def _request(
-        self,
-        interaction: discord.Interaction,
-        opts: GenerationOptions,
-        prompt: str,
-        init_image_url: str | None = None,
+        self, interaction: AnyInteraction, opts: GenerationOptions, prompt: str
     ) -> GenerationRequest:
         assert interaction.guild_id is not None and interaction.channel_id is not None
         return request_from_options(
@@ -264,23 +260,27 @@ class GenerateCog(commands.Cog):
             user_id=interaction.user.id,
             locale=self.bot.locale_for(interaction),
             prompt=prompt.strip(),
-            init_image_url=init_image_url,
             interaction_id=interaction.id,
         )
 
     async def _enqueue(
         self,
-        interaction: discord.Interaction,
+        interaction: AnyInteraction,
         opts: GenerationOptions,
         prompt: str,
-        init_image_url: str | None = None,
+        init_image: CheckedImage | None = None,
     ) -> None:
-        request = self._request(interaction, opts, prompt, init_image_url)
-        task = await self.bot.generation.enqueue(request, limits=await self._limits(interaction))
+        request = self._request(interaction, opts, prompt)
+        limits = await self._limits(interaction)
+        generation = self.bot.generation
+        if init_image is None:
+            task = await generation.enqueue(request, limits=limits)
+        else:
+            task = await generation.enqueue_with_image(request, init_image, limits=limits)
         locale = self.bot.locale_for(interaction)
         await reply(interaction, t("generate.accepted", locale, id=task.id))
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: MiaohuaBot) -> None:
     """Load the cog."""
     await bot.add_cog(GenerateCog(bot))

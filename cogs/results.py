@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
@@ -14,6 +14,9 @@ from bot.discord_jobs.buttons import DYNAMIC_ITEMS
 from bot.i18n import t
 from bot.store import Task
 from bot.tree import describe_error
+
+if TYPE_CHECKING:
+    from bot.app import MiaohuaBot
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,8 @@ _COOLDOWN_PRUNE_AT = 10_000
 class ResultsCog(commands.Cog):
     """Buttons and reactions on the bot's result messages."""
 
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot: Any = bot
+    def __init__(self, bot: MiaohuaBot) -> None:
+        self.bot = bot
         self._last_reaction: dict[tuple[int, int], float] = {}
 
     async def cog_load(self) -> None:
@@ -43,7 +46,8 @@ class ResultsCog(commands.Cog):
         emoji = str(payload.emoji)
         if emoji not in REACTIONS or payload.guild_id is None or payload.member is None:
             return
-        if payload.user_id == self.bot.user.id or payload.member.bot:
+        me = self.bot.user
+        if (me is not None and payload.user_id == me.id) or payload.member.bot:
             return
         task = await self.bot.store.tasks.get_by_result_message(
             payload.guild_id, payload.message_id
@@ -115,6 +119,6 @@ class ResultsCog(commands.Cog):
             log.info("could not DM member %s about task %s", member.id, task.id)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: MiaohuaBot) -> None:
     """Load the cog."""
     await bot.add_cog(ResultsCog(bot))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -16,7 +17,11 @@ from bot.i18n import LOCALES, t
 from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.store.settings import GuildSettings
-from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt, clean_text
+from bot.text import NEGATIVE_PROMPT_MAX, clean_text
+from bot.types import BotInteraction
+
+if TYPE_CHECKING:
+    from bot.app import MiaohuaBot
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +72,22 @@ class SettingsCog(
 ):
     """Guild defaults, filters and limits."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: MiaohuaBot) -> None:
         self.bot = bot
         super().__init__()
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+    async def interaction_check(self, interaction: discord.Interaction[discord.Client], /) -> bool:
         return require_manage_guild(interaction)
 
-    async def _save(self, interaction: discord.Interaction, **changes: object) -> None:
+    async def _save(self, interaction: BotInteraction, **changes: object) -> None:
         assert interaction.guild_id is not None
         locale = self.bot.locale_for(interaction)
         updated = await self.bot.store.settings.update(interaction.guild_id, **changes)
-        self.bot.guild_languages[interaction.guild_id] = updated.language
         embed = settings_embed(updated, locale, interaction.guild)
         await reply(interaction, t("settings.saved", locale), embed=embed)
 
     @app_commands.command(name=_T("show"), description=_T("Show every setting of this server"))
-    async def show(self, interaction: discord.Interaction) -> None:
+    async def show(self, interaction: BotInteraction) -> None:
         assert interaction.guild_id is not None
         current = await self.bot.store.settings.get(interaction.guild_id)
         locale = self.bot.locale_for(interaction)
@@ -107,7 +111,7 @@ class SettingsCog(
     @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
     async def defaults(
         self,
-        interaction: discord.Interaction,
+        interaction: BotInteraction,
         model: str | None = None,
         size: str | None = None,
         count: int | None = None,
@@ -116,28 +120,16 @@ class SettingsCog(
     ) -> None:
         assert interaction.guild_id is not None
         await defer(interaction)
-        changes: dict[str, object] = {}
-        if any(v is not None for v in (model, size, count, scale)):
-            form = await self.bot.forms.generation_form(interaction.guild_id)
-            trained = [
-                m.model_name for m in await self.bot.store.models.for_guild(interaction.guild_id)
-            ]
-            if model is not None:
-                changes["model"] = options.check_model(form, trained, model)
-            if size is not None:
-                changes["size"] = options.check_size(form, size)
-            if count is not None:
-                changes["count"] = options.check_count(form, count)
-            if scale is not None:
-                changes["scale"] = options.check_scale(form, scale)
-        if negative_prompt is not None:
-            changes["negative_prompt"] = (
-                ""
-                if negative_prompt.strip() == "-"
-                else clean_prompt(
-                    negative_prompt, max_length=NEGATIVE_PROMPT_MAX, field="negative_prompt"
-                )
-            )
+        changes = await options.checked_defaults(
+            self.bot.forms,
+            self.bot.store,
+            interaction.guild_id,
+            model=model,
+            size=size,
+            count=count,
+            scale=scale,
+            negative_prompt=negative_prompt,
+        )
         await self._save(interaction, **changes)
 
     @app_commands.command(name=_T("limits"), description=_T("Set per-user limits and language"))
@@ -156,7 +148,7 @@ class SettingsCog(
     @app_commands.choices(language=_choices(*LOCALES))
     async def limits(
         self,
-        interaction: discord.Interaction,
+        interaction: BotInteraction,
         user_concurrency: app_commands.Range[int, 1, 50] | None = None,
         daily_quota: app_commands.Range[int, 0, 100_000] | None = None,
         language: str | None = None,
@@ -181,7 +173,7 @@ class SettingsCog(
     @app_commands.choices(action=_choices("allow", "disallow", "clear"))
     async def channels(
         self,
-        interaction: discord.Interaction,
+        interaction: BotInteraction,
         action: str,
         channel: discord.TextChannel | None = None,
     ) -> None:
@@ -209,7 +201,7 @@ class SettingsCog(
     @app_commands.choices(action=_choices("add", "remove", "clear"))
     async def blocked_words(
         self,
-        interaction: discord.Interaction,
+        interaction: BotInteraction,
         action: str,
         word: app_commands.Range[str, 1, BLOCKED_WORD_MAX] | None = None,
     ) -> None:
@@ -236,6 +228,6 @@ class SettingsCog(
         await self._save(interaction, blocked_words=words)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: MiaohuaBot) -> None:
     """Load the cog."""
     await bot.add_cog(SettingsCog(bot))

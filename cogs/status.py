@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -14,11 +14,15 @@ from discord.ext import commands
 from bot.cooldown import Cooldowns
 from bot.discord_jobs import render
 from bot.discord_jobs.events import ResultCheck
+from bot.discord_training.status import training_lines
 from bot.display import clip
 from bot.i18n import t
 from bot.replies import defer, reply
 from bot.store import Task, TaskState
-from bot.training.status import training_lines
+from bot.types import BotInteraction
+
+if TYPE_CHECKING:
+    from bot.app import MiaohuaBot
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +38,8 @@ _RESULT_NOTES = {
 class StatusCog(commands.Cog):
     """Where tasks stand."""
 
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot: Any = bot
+    def __init__(self, bot: MiaohuaBot) -> None:
+        self.bot = bot
         # Per (guild, member): re-posting uploads the images again and pings the requester.
         self._reposts: Cooldowns[tuple[int, int]] = Cooldowns(
             self.bot.settings.limits.repost_cooldown
@@ -47,7 +51,7 @@ class StatusCog(commands.Cog):
         task=_T("A task number: show it and link its result, posting it again if it was deleted")
     )
     async def status(
-        self, interaction: discord.Interaction, task: app_commands.Range[int, 1] | None = None
+        self, interaction: BotInteraction, task: app_commands.Range[int, 1] | None = None
     ) -> None:
         await defer(interaction)
         if task is None:
@@ -58,9 +62,7 @@ class StatusCog(commands.Cog):
     @app_commands.command(name=_T("cancel"), description=_T("Cancel a task still in the queue"))
     @app_commands.rename(task=_T("task"))
     @app_commands.describe(task=_T("The task number"))
-    async def cancel(
-        self, interaction: discord.Interaction, task: app_commands.Range[int, 1]
-    ) -> None:
+    async def cancel(self, interaction: BotInteraction, task: app_commands.Range[int, 1]) -> None:
         assert interaction.guild_id is not None
         locale = self.bot.locale_for(interaction)
         found = await self.bot.store.tasks.get_in_guild(interaction.guild_id, task)
@@ -71,11 +73,9 @@ class StatusCog(commands.Cog):
         if not await self.bot.generation.cancel(task):
             await reply(interaction, t("cancel.too_late", locale, id=task))
             return
-        cancelled = await self.bot.store.tasks.get(task)
-        await self.bot.delivery.status.show(cancelled, render.cancelled_text(cancelled), final=True)
         await reply(interaction, t("cancel.done", locale, id=task))
 
-    async def _one(self, interaction: discord.Interaction, task_id: int) -> None:
+    async def _one(self, interaction: BotInteraction, task_id: int) -> None:
         assert interaction.guild_id is not None
         locale = self.bot.locale_for(interaction)
         task = await self.bot.store.tasks.get_in_guild(interaction.guild_id, task_id)
@@ -92,7 +92,7 @@ class StatusCog(commands.Cog):
             embed.add_field(name=t("status.result", locale), value=note, inline=False)
         await reply(interaction, embed=embed)
 
-    async def _result_note(self, interaction: discord.Interaction, task: Task, locale: str) -> str:
+    async def _result_note(self, interaction: BotInteraction, task: Task, locale: str) -> str:
         """Link the task's result if it is still there, else post it again (once per cooldown)."""
         if task.state == TaskState.DELIVERED:
             found = await self.bot.delivery.find_result(task)
@@ -124,7 +124,7 @@ class StatusCog(commands.Cog):
             )
         return embed
 
-    async def _overview(self, interaction: discord.Interaction) -> None:
+    async def _overview(self, interaction: BotInteraction) -> None:
         assert interaction.guild_id is not None
         guild_id = interaction.guild_id
         locale = self.bot.locale_for(interaction)
@@ -171,6 +171,6 @@ class StatusCog(commands.Cog):
         return t(key, locale, email=row.email_hint)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: MiaohuaBot) -> None:
     """Load the cog."""
     await bot.add_cog(StatusCog(bot))

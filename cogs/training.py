@@ -3,87 +3,52 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
-from bot.autocomplete import matching_choices
+from bot.autocomplete import base_model_autocomplete, main_body_autocomplete
+from bot.discord_training import SampleButton
 from bot.display import in_code, render
 from bot.errors import UserFacingError
 from bot.i18n import t
+from bot.images import CheckedImage
 from bot.offload import offload
 from bot.replies import defer, reply
 from bot.text import DESCRIPTION_MAX, TRIGGER_WORD_MAX, clean_prompt
-from bot.training import SampleButton, TrainingRequest
-from bot.training.inputs import (
-    check_archive,
-    check_model_name,
-    check_uploads,
-    parse_dataset_ids,
-    require_enough,
-)
-from bot.v1b import TrainForm
+from bot.training import TrainingRequest
+from bot.training.inputs import check_archive, check_uploads, parse_dataset_ids, require_enough
+from bot.types import BotInteraction
+
+if TYPE_CHECKING:
+    from bot.app import MiaohuaBot
 
 log = logging.getLogger(__name__)
 
 EMBED_TEXT_MAX = 4000
-DEFAULT_MAIN_BODY = "Style"
 IMAGE_OPTIONS = tuple(f"image{i}" for i in range(1, 11))
 
 
-async def ensure_trainer(interaction: discord.Interaction) -> None:
+async def ensure_trainer(interaction: BotInteraction) -> None:
     """Members with Manage Server, or with the guild's trainer role, may train."""
     if interaction.permissions.manage_guild:
         return
-    bot = interaction.client
     assert interaction.guild_id is not None
-    settings = await bot.store.settings.get(interaction.guild_id)  # type: ignore[attr-defined]
+    settings = await interaction.client.store.settings.get(interaction.guild_id)
     role_id = settings.trainer_role_id
-    roles = getattr(interaction.user, "roles", [])
-    if role_id and any(role.id == role_id for role in roles):
+    user = interaction.user
+    if role_id and isinstance(user, discord.Member) and any(r.id == role_id for r in user.roles):
         return
     raise UserFacingError("train.not_allowed")
 
 
-def channel_is_nsfw(interaction: discord.Interaction) -> bool:
+def channel_is_nsfw(interaction: BotInteraction) -> bool:
     """Whether the interaction's channel is age-restricted."""
     is_nsfw = getattr(interaction.channel, "is_nsfw", None)
     return bool(is_nsfw()) if callable(is_nsfw) else False
-
-
-def pick_choice(value: str | None, offered: list[str], key: str, default: str | None) -> str | None:
-    """Return value if the form offers it (or offers nothing to check against)."""
-    if value is None:
-        return default
-    if offered and value not in offered:
-        raise UserFacingError(key, value=value[:100], choices=", ".join(offered)[:1500])
-    return value
-
-
-def _train_form_field(field: str):
-    async def options(bot, guild_id: int) -> list[tuple[str, str]]:
-        form: TrainForm = await bot.forms.train_form(guild_id)
-        return [(value, value) for value in getattr(form, field)]
-
-    return options
-
-
-async def main_body_autocomplete(
-    interaction: discord.Interaction, current: str
-) -> list[app_commands.Choice[str]]:
-    """Subjects offered by the guild's training form."""
-    return await matching_choices(interaction, current, _train_form_field("main_bodies"), "subject")
-
-
-async def base_model_autocomplete(
-    interaction: discord.Interaction, current: str
-) -> list[app_commands.Choice[str]]:
-    """Base models offered by the guild's training form."""
-    return await matching_choices(
-        interaction, current, _train_form_field("base_models"), "base model"
-    )
 
 
 def chunk_lines(lines: list[str], limit: int = EMBED_TEXT_MAX) -> list[str]:
@@ -103,7 +68,7 @@ def chunk_lines(lines: list[str], limit: int = EMBED_TEXT_MAX) -> list[str]:
 class TrainingCog(commands.Cog):
     """Model training commands."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: MiaohuaBot) -> None:
         self.bot = bot
 
     @app_commands.command(name=_T("train"), description=_T("Train a model on your images"))
@@ -133,7 +98,7 @@ class TrainingCog(commands.Cog):
     @app_commands.autocomplete(main_body=main_body_autocomplete, base_model=base_model_autocomplete)
     async def train(
         self,
-        interaction: discord.Interaction,
+        interaction: BotInteraction,
         name: app_commands.Range[str, 1, 100],
         image1: discord.Attachment | None = None,
         image2: discord.Attachment | None = None,
@@ -161,17 +126,7 @@ class TrainingCog(commands.Cog):
             raise UserFacingError("train.nsfw_channel")
         dataset_ids = parse_dataset_ids(datasets)
         await defer(interaction)
-        service = self.bot.training
-        await service.check_capacity(guild_id)
-        check_model_name(name, await service.taken_names(guild_id))
-        form = await self.bot.forms.train_form(guild_id)
-        default_body = DEFAULT_MAIN_BODY
-        if form.main_bodies and default_body not in form.main_bodies:
-            default_body = form.main_bodies[0]
-        body = pick_choice(main_body, form.main_bodies, "train.bad_main_body", default_body)
-        base = pick_choice(base_model, form.base_models, "train.bad_base_model", None)
-        if dataset_ids:
-            await self._check_datasets(guild_id, dataset_ids)
+        body, base = await self.bot.forms.training_choices(guild_id, main_body, base_model)
         attachments = [a for a in (image1, image2, image3, image4, image5, image6, image7,
                                    image8, image9, image10) if a is not None]  # fmt: skip
         images, skipped = await self._read_images(attachments, archive)
@@ -181,7 +136,7 @@ class TrainingCog(commands.Cog):
             channel_id=interaction.channel_id or 0,
             user_id=interaction.user.id,
             name=name,
-            main_body=body or DEFAULT_MAIN_BODY,
+            main_body=body,
             base_model=base,
             trigger_word=clean_prompt(
                 trigger_word, required=False, max_length=TRIGGER_WORD_MAX, field="trigger_word"
@@ -193,7 +148,7 @@ class TrainingCog(commands.Cog):
             images=tuple(images),
             dataset_ids=tuple(dataset_ids),
         )
-        training = await service.create(request)
+        training = await self.bot.training.create(request)
         text = render(
             "train.accepted", locale, id=training.id, name=training.name, count=len(images)
         )
@@ -204,16 +159,9 @@ class TrainingCog(commands.Cog):
             )
         await reply(interaction, text)
 
-    async def _check_datasets(self, guild_id: int, dataset_ids: list[int]) -> None:
-        session = await self.bot.accounts.session_for(guild_id)
-        known = {d.id for d in await session.list_datasets()}
-        missing = [str(i) for i in dataset_ids if i not in known]
-        if missing:
-            raise UserFacingError("train.unknown_datasets", ids=", ".join(missing))
-
     async def _read_images(
         self, attachments: list[discord.Attachment], archive: discord.Attachment | None
-    ) -> tuple[list, list[str]]:
+    ) -> tuple[list[CheckedImage], list[str]]:
         limits = self.bot.settings.limits
         for attachment in attachments:
             if attachment.size > limits.attachment_bytes:  # refuse before downloading
@@ -238,14 +186,13 @@ class TrainingCog(commands.Cog):
 
     @app_commands.command(name=_T("datasets"), description=_T("List this server's datasets"))
     @app_commands.guild_only()
-    async def datasets(self, interaction: discord.Interaction) -> None:
+    async def datasets(self, interaction: BotInteraction) -> None:
         guild_id = interaction.guild_id
         assert guild_id is not None
         locale = self.bot.locale_for(interaction)
         await ensure_trainer(interaction)
         await defer(interaction)
-        session = await self.bot.accounts.session_for(guild_id)
-        found = await session.list_datasets()
+        found = await self.bot.training.datasets(guild_id)
         if not found:
             await reply(interaction, t("datasets.none", locale))
             return
@@ -259,7 +206,7 @@ class TrainingCog(commands.Cog):
 
     @app_commands.command(name=_T("models"), description=_T("List this server's trained models"))
     @app_commands.guild_only()
-    async def models(self, interaction: discord.Interaction) -> None:
+    async def models(self, interaction: BotInteraction) -> None:
         guild_id = interaction.guild_id
         assert guild_id is not None
         locale = self.bot.locale_for(interaction)
@@ -284,12 +231,12 @@ class TrainingCog(commands.Cog):
         )
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: MiaohuaBot) -> None:
     """Load the cog and the persistent sample button."""
     bot.add_dynamic_items(SampleButton)
     await bot.add_cog(TrainingCog(bot))
 
 
-async def teardown(bot: commands.Bot) -> None:
+async def teardown(bot: MiaohuaBot) -> None:
     """Forget the persistent sample button."""
     bot.remove_dynamic_items(SampleButton)

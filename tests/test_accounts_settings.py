@@ -346,3 +346,34 @@ async def test_sharded_bot_runs_with_shard_settings(harness_factory):
         "account", subcommand="status", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
     )
     assert "a***@guild.test" in await answer_text(ix)
+
+
+async def test_a_changed_account_drops_the_guilds_cached_forms_whoever_changes_it(harness):
+    bot, calls = harness.bot, harness.emu.state.calls
+    await bot.forms.generation_form(GUILD_A)
+    await bot.forms.generation_form(GUILD_B)
+    fetched = calls["get_generation_form"]
+    await bot.forms.generation_form(GUILD_A)
+    assert calls["get_generation_form"] == fetched  # served from the cache
+    # The account service publishes the change; no command has to clear the cache.
+    harness.emu.add_account("forms@guild.test", "forms-Secret-7")
+    await bot.accounts.set_account(GUILD_A, "forms@guild.test", "forms-Secret-7")
+    await bot.forms.generation_form(GUILD_A)
+    assert calls["get_generation_form"] == fetched + 1
+    await bot.forms.generation_form(GUILD_B)  # another guild keeps its copy
+    assert calls["get_generation_form"] == fetched + 1
+    await bot.accounts.remove(GUILD_B)
+    assert len(bot.forms) == 1  # only guild A's fresh copy is left
+
+
+async def test_a_stored_language_change_reaches_replies_without_the_settings_command(harness):
+    async def status_in_french() -> str:
+        ix = await harness.fake.slash(
+            "account", subcommand="status", user_id=MEMBER_A, guild_id=GUILD_A,
+            channel_id=CH_A, locale="fr",
+        )  # fmt: skip
+        return await answer_text(ix)
+
+    assert "Manage Server" in await status_in_french()
+    await harness.bot.store.settings.update(GUILD_A, language="zh-CN")
+    assert "管理服务器" in await status_in_french()

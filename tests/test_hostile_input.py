@@ -13,7 +13,7 @@ from PIL import Image
 from bot import options
 from bot.errors import UserFacingError
 from bot.images import check_image, closest_size, sniff_content_type
-from bot.v1b import GenerationForm
+from bot.v1b import GenerationForm, InvalidRequest, TaskParams, validate_task_params
 
 FORM = GenerationForm.model_validate(
     [
@@ -34,6 +34,8 @@ FORM = GenerationForm.model_validate(
         },
     ]
 )
+# A form that lists no models and no sizes: it rules none out (the service still checks).
+BARE_FORM = GenerationForm.model_validate([])
 LIMITS = {"max_bytes": 2_000_000, "max_pixels": 4096 * 4096}
 fuzz = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -205,3 +207,45 @@ def test_dataset_ids_parse_to_positive_integers_or_a_clear_refusal(text):
         assert err.key == "train.bad_dataset_ids"
     else:
         assert all(isinstance(i, int) and i > 0 for i in ids)
+
+
+def _accepted_by_options(form: GenerationForm, params: TaskParams, trained: list[str]) -> bool:
+    try:
+        options.check_model(form, trained, params.model_name)
+        options.check_size(form, params.output_size)
+        options.check_count(form, params.n_images)
+        options.check_scale(form, params.scale)
+        options.check_seed(form, params.select_seed)
+    except UserFacingError:
+        return False
+    return True
+
+
+def _accepted_by_validation(form: GenerationForm, params: TaskParams, trained: list[str]) -> bool:
+    try:
+        validate_task_params(params, form, extra_models=trained)
+    except InvalidRequest:
+        return False
+    return True
+
+
+@fuzz
+@given(
+    form=st.sampled_from([FORM, BARE_FORM]),
+    model=st.sampled_from(["Artist_V0.1.3", "mine", "other", ""]),
+    size=st.sampled_from(["512x512", "768x512", "999x999"]),
+    count=st.integers(-1, 10),
+    scale=st.integers(-1, 22),
+    seed=st.integers(-3, 10_000_001),
+)
+def test_member_options_and_submitted_parameters_follow_one_set_of_form_rules(
+    form, model, size, count, scale, seed
+):
+    params = TaskParams(
+        model_name=model, prompt="cat", n_images=count, scale=scale, select_seed=seed,
+        output_size=size,
+    )  # fmt: skip
+    trained = ["mine"]
+    assert _accepted_by_options(form, params, trained) == _accepted_by_validation(
+        form, params, trained
+    )

@@ -74,6 +74,7 @@ class Events:
         self.delivered = delivered if delivered is not None else Counter()
         self.attempts: Counter[int] = Counter()
         self.failed: dict[int, Task] = {}
+        self.cancelled: list[int] = []
         self.failures_left = 0
         self.deliver = True
         self._next_message = 5000
@@ -100,6 +101,9 @@ class Events:
 
     async def task_failed(self, task: Task) -> None:
         self.failed[task.id] = task
+
+    async def task_cancelled(self, task: Task) -> None:
+        self.cancelled.append(task.id)
 
     def settled(self, ids: Iterable[int]) -> bool:
         return all(i in self.delivered or i in self.failed for i in ids)
@@ -350,6 +354,8 @@ async def test_cancel_only_queued(store: Store, make_service: ServiceFactory) ->
     stored = await store.tasks.get(third.id)
     assert stored is not None
     assert stored.state in (TaskState.CANCELLED, TaskState.DELIVERED)
+    # The Discord side hears of a cancellation (to mark the status message) and of no other.
+    assert events.cancelled == ([third.id] if stored.state == TaskState.CANCELLED else [])
 
 
 # Failures

@@ -359,3 +359,31 @@ async def test_training_form_autocomplete_answers_within_discords_window(harness
     assert await choices("base_model", "") == []
     assert loop.time() - started < 3.0
     harness.emu.state.settings.faults.latency = 0.0
+
+
+async def test_the_training_service_itself_refuses_unknown_datasets(harness):
+    from bot.errors import UserFacingError
+    from bot.training import TrainingRequest
+
+    request = TrainingRequest(
+        guild_id=GUILD_A, channel_id=CH_A, user_id=ADMIN_A, name="Nope Style",
+        main_body="Style", base_model=None, trigger_word="", description="", nsfw=False,
+        dataset_ids=(99999,),
+    )  # fmt: skip
+    try:
+        await harness.bot.training.create(request)
+    except UserFacingError as refused:
+        assert refused.key == "train.unknown_datasets"
+        assert refused.params["ids"] == "99999"
+    else:
+        raise AssertionError("a training on a dataset the account lacks was accepted")
+    assert await harness.bot.store.trainings.recent(GUILD_A) == []
+
+
+async def test_subject_and_base_model_must_be_offered_by_the_training_form(harness):
+    bad_body = await train(harness, main_body="Spaceships", attachments=images(harness, 3))
+    assert "`Spaceships` is not a subject the service offers: Style, Human" in bad_body
+    bad_base = await train(harness, base_model="Nothing", attachments=images(harness, 3))
+    assert "`Nothing` is not a base model the service offers" in bad_base
+    assert await harness.bot.store.trainings.recent(GUILD_A) == []
+    assert harness.emu.state.calls["upload_imgs"] == 0

@@ -93,6 +93,10 @@ class DiscordJobEvents:
         await self.status.show(task, render.done_text(task, url), final=True)
         return message.id if message is not None else None
 
+    async def task_cancelled(self, task: Task) -> None:
+        """Mark the task's status message cancelled."""
+        await self.status.show(task, render.cancelled_text(task), final=True)
+
     async def task_failed(self, task: Task) -> None:
         """Tell the requester why the task failed, and mark its status message failed."""
         await self.status.show(task, render.failed_text(task), final=True)

@@ -63,3 +63,7 @@ class JobEvents(Protocol):
     async def task_failed(self, task: Task) -> None:
         """A task failed; `task.error` holds the reason code, `task.error_detail` the text."""
         ...
+
+    async def task_cancelled(self, task: Task) -> None:
+        """A queued task was cancelled before it was submitted."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -11,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bot.background import Background
+from bot.images import CheckedImage
 from bot.jobs import admission
 from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.jobs.locks import KeyedLocks
@@ -155,6 +157,19 @@ class GenerationService:
             log.info("polling learned: %s", summary())
         log.info("generation service stopped")
 
+    async def enqueue_with_image(
+        self, request: GenerationRequest, image: CheckedImage, *, limits: Limits
+    ) -> Task:
+        """Upload an init image to the guild's account, then enqueue the request as img2img.
+
+        Cheap refusals come first, so nothing is uploaded for a request that cannot run.
+        """
+        admission.check_request(request, limits)
+        session = await self._accounts.session_for(request.guild_id)
+        (url,) = await session.upload_images([(image.filename, image.data, image.content_type)])
+        i2i = dataclasses.replace(request, kind="i2i", init_image_url=url)
+        return await self.enqueue(i2i, limits=limits)
+
     async def enqueue(self, request: GenerationRequest, *, limits: Limits) -> Task:
         """Admit a request, persist it as queued and wake the dispatcher; return the task."""
         admission.check_request(request, limits)
@@ -224,9 +239,11 @@ class GenerationService:
                     raise
                 self._positions.pop(task_id, None)
                 self._spawn(self._report_positions(guild_id))
-                if cancelled is not None:
-                    self._spawn(self._refund(cancelled))
-                return cancelled is not None
+                if cancelled is None:
+                    return False
+                self._spawn(self._refund(cancelled))
+                await self._emit("task_cancelled", cancelled)
+                return True
         return False
 
     async def redeliver(self, task_id: int, *, replacing: int | None = None) -> bool:

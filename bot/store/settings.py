@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiosqlite
 from aiosqlite import Row
 
-from bot.store.base import Repo, build, dump_list, load_list
+from bot.store.base import Clock, Repo, build, dump_list, load_list
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,15 @@ def _upsert_sql(columns: list[str]) -> str:
 
 
 class SettingsRepo(Repo):
-    """Reads and writes `guild_settings`."""
+    """Reads and writes `guild_settings`; tells listeners about every change."""
+
+    def __init__(self, conn: aiosqlite.Connection, clock: Clock = time.time) -> None:
+        super().__init__(conn, clock)
+        self._listeners: list[Callable[[GuildSettings], None]] = []
+
+    def on_change(self, listener: Callable[[GuildSettings], None]) -> None:
+        """Call listener(settings) with a guild's settings after each change of them."""
+        self._listeners.append(listener)
 
     async def get(self, guild_id: int) -> GuildSettings:
         """Return the guild's settings, defaults when it never changed any."""
@@ -99,7 +109,10 @@ class SettingsRepo(Repo):
         row = await self._fetch_one(_upsert_sql(columns), (guild_id, *values, self._clock()))
         assert row is not None
         log.debug("Guild %s settings changed: %s", guild_id, ", ".join(columns))
-        return _settings(row)
+        updated = _settings(row)
+        for listener in self._listeners:
+            listener(updated)
+        return updated
 
     async def languages(self) -> dict[int, str]:
         """Every guild's chosen language, for guilds that chose one."""

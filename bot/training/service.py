@@ -29,13 +29,13 @@ from bot.errors import UserFacingError
 from bot.images import CheckedImage
 from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.jobs.locks import KeyedLocks
-from bot.jobs.protocols import BoundAccount
+from bot.jobs.protocols import AccountResolver
 from bot.store import Store, StoreUnavailable, until_stored
 from bot.store.trainings import Training, TrainingState
 from bot.training.inputs import check_model_name
 from bot.training.reasons import TrainingFailReason
 from bot.training.staging import Staging
-from bot.v1b import AccountSession, TrainParams, TrainProgress
+from bot.v1b import AccountSession, Dataset, TrainParams, TrainProgress
 from bot.v1b import errors as v1b
 
 log = logging.getLogger(__name__)
@@ -56,20 +56,6 @@ class TrainingEvents(Protocol):
     async def training_failed(self, training: Training, detail: str) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class Sessions(Protocol):
-    """Resolves v1b sessions (bot.accounts.AccountManager)."""
-
-    async def session_for_account(
-        self, guild_id: int, account_id: int | None
-    ) -> AccountSession: ...
-
-    async def acquire(self, guild_id: int) -> BoundAccount: ...
-
-    async def release(self, bound: BoundAccount) -> None: ...
-
-    async def finished_with(self, account_id: int | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -128,7 +114,7 @@ class TrainingService:
     def __init__(
         self,
         store: Store,
-        accounts: Sessions,
+        accounts: AccountResolver,
         events: TrainingEvents,
         *,
         staging: Staging,
@@ -201,8 +187,22 @@ class TrainingService:
         if len(await self._active(guild_id)) >= self.concurrency:
             raise UserFacingError("train.busy", limit=self.concurrency)
 
+    async def datasets(self, guild_id: int) -> list[Dataset]:
+        """The datasets of the guild's current account."""
+        session = await self._accounts.session_for(guild_id)
+        return await session.list_datasets()
+
+    async def _check_datasets(self, guild_id: int, dataset_ids: tuple[int, ...]) -> None:
+        """Refuse dataset ids the guild's account does not have."""
+        known = {d.id for d in await self.datasets(guild_id)}
+        missing = [str(i) for i in dataset_ids if i not in known]
+        if missing:
+            raise UserFacingError("train.unknown_datasets", ids=", ".join(missing))
+
     async def create(self, request: TrainingRequest) -> Training:
         """Persist a job, stage its images and start it; raises UserFacingError on refusal."""
+        if request.dataset_ids:
+            await self._check_datasets(request.guild_id, request.dataset_ids)
         async with self._guild_locks.hold(request.guild_id):
             await self.check_capacity(request.guild_id)
             name = check_model_name(request.name, await self.taken_names(request.guild_id))
