@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pkgutil
+from typing import Any
 
 import discord
 import yarl
@@ -48,8 +49,8 @@ def point_at_discord(settings: Settings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord.gateway_url)
 
 
-class BotCore:
-    """Behaviour shared by the plain and the sharded bot."""
+class MiaohuaBot(commands.Bot):
+    """The bot on a single gateway connection; its services are typed attributes."""
 
     settings: Settings
     store: Store
@@ -62,9 +63,15 @@ class BotCore:
     training: TrainingService
     housekeeping: Housekeeping
 
-    def _init_core(
-        self, settings: Settings, *, emulator_base_url: str | None, demo: DemoAccounts | None
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        emulator_base_url: str | None = None,
+        demo: DemoAccounts | None = None,
+        **kwargs: Any,
     ) -> None:
+        super().__init__(**_bot_kwargs(settings), **kwargs)
         self.settings = settings
         self.emulator_base_url = emulator_base_url
         self.demo_provisioner = demo
@@ -176,7 +183,7 @@ class BotCore:
             await self.store.close()
         if hasattr(self, "loop_lag"):
             await self.loop_lag.stop()
-        await super().close()  # type: ignore[misc]
+        await super().close()
 
 
 def poll_strategy(m: MiaohuaSettings) -> PollStrategy:
@@ -186,7 +193,7 @@ def poll_strategy(m: MiaohuaSettings) -> PollStrategy:
     return make_strategy("adaptive", base_seconds=m.expected_generation_time)
 
 
-def _bot_kwargs(settings: Settings) -> dict:
+def _bot_kwargs(settings: Settings) -> dict[str, Any]:
     return {
         "command_prefix": commands.when_mentioned,
         "help_command": None,
@@ -198,28 +205,23 @@ def _bot_kwargs(settings: Settings) -> dict:
     }
 
 
-class MiaohuaBot(BotCore, commands.Bot):
-    """The bot on a single gateway connection."""
+class ShardedMiaohuaBot(MiaohuaBot, commands.AutoShardedBot):
+    """The bot spread over several gateway shards.
 
-    def __init__(self, settings: Settings, *, emulator_base_url=None, demo=None, **kwargs) -> None:
-        super().__init__(**_bot_kwargs(settings), **kwargs)
-        self._init_core(settings, emulator_base_url=emulator_base_url, demo=demo)
+    A subclass of `MiaohuaBot`, so code typed against `MiaohuaBot` takes either bot; the
+    method resolution order puts `AutoShardedClient` before `Client`.
+    """
 
-
-class ShardedMiaohuaBot(BotCore, commands.AutoShardedBot):
-    """The bot spread over several gateway shards."""
-
-    def __init__(self, settings: Settings, *, emulator_base_url=None, demo=None, **kwargs) -> None:
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(
-            **_bot_kwargs(settings),
+            settings,
             shard_count=settings.discord.shard_count,
             shard_ids=settings.discord.shard_ids,
             **kwargs,
         )
-        self._init_core(settings, emulator_base_url=emulator_base_url, demo=demo)
 
 
-def create_bot(settings: Settings, **kwargs) -> MiaohuaBot | ShardedMiaohuaBot:
+def create_bot(settings: Settings, **kwargs: Any) -> MiaohuaBot:
     """Build the bot exactly as `miaohua-bot run` does."""
     point_at_discord(settings)
     hide_gateway_payloads()
@@ -228,3 +230,7 @@ def create_bot(settings: Settings, **kwargs) -> MiaohuaBot | ShardedMiaohuaBot:
     sharded = settings.discord.shard_count or settings.discord.shard_ids
     cls = ShardedMiaohuaBot if sharded else MiaohuaBot
     return cls(settings, **kwargs)
+
+
+# The name the Discord adapters used for the bot type before the two bots shared a class.
+BotCore = MiaohuaBot
