@@ -236,15 +236,21 @@ class ShardedMiaohuaBot(MiaohuaBot, commands.AutoShardedBot):
         )
 
 
-def create_bot(settings: Settings, **kwargs: Any) -> MiaohuaBot:
-    """Build the bot exactly as `miaohua-bot run` does."""
+def create_bot(
+    settings: Settings,
+    *,
+    emulator_base_url: str | None = None,
+    demo: DemoAccounts | None = None,
+    **client_options: Any,
+) -> MiaohuaBot:
+    """Build the bot exactly as `miaohua-bot run` does (`client_options` go to discord.py)."""
     point_at_discord(settings)
     hide_gateway_payloads()
     # The bot never joins voice: discord.py's warnings about missing voice libraries are noise.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     sharded = settings.discord.shard_count or settings.discord.shard_ids
     cls = ShardedMiaohuaBot if sharded else MiaohuaBot
-    return cls(settings, **kwargs)
+    return cls(settings, emulator_base_url=emulator_base_url, demo=demo, **client_options)
 
 
 # The name the Discord adapters used for the bot type before the two bots shared a class.
