@@ -23,7 +23,7 @@ from bot.forms import FormCache
 from bot.housekeeping import Housekeeping
 from bot.i18n import CatalogTranslator, pick_locale
 from bot.jobs import GenerationService, PollStrategy, make_strategy
-from bot.lifecycle import Lifecycle, Step, nothing
+from bot.lifecycle import Lifecycle, ShuttingDown, Step, nothing
 from bot.logs import hide_gateway_payloads
 from bot.store import Store
 from bot.training import TrainingService, create_training_service
@@ -87,6 +87,16 @@ class MiaohuaBot(commands.Bot):
         self.closing = False
 
     async def setup_hook(self) -> None:
+        try:
+            await self._start_services()
+        except ShuttingDown:
+            # Closed (e.g. SIGTERM) while starting: what had started is stopped already, and
+            # discord.py does not connect a closed client.
+            log.info("stopped while starting")
+            return
+        await self._sync_commands()
+
+    async def _start_services(self) -> None:
         """Build and start the services in dependency order; `close` stops them in reverse."""
         settings, m = self.settings, self.settings.miaohua
         start = self.lifecycle.start
@@ -145,7 +155,6 @@ class MiaohuaBot(commands.Bot):
         # The commands come last and go first: no new work arrives while the services stop.
         for name in cog_modules():
             await start(Step(name, partial(self.load_extension, name), self._unloader(name)))
-        await self._sync_commands()
 
     async def _open_store(self) -> None:
         self.store = await Store.open(self.settings.storage.path)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
 from bot.app import cog_modules
-from bot.lifecycle import Lifecycle, Step, nothing
+from bot.lifecycle import Lifecycle, ShuttingDown, Step, nothing
 
 # What a running bot has started, in start order (the cogs come last: commands go first).
 SERVICES = ["store", "v1b", "accounts", "delivery", "loop lag", "generation", "training"]
@@ -115,3 +116,29 @@ async def test_a_step_cannot_be_started_twice() -> None:
     with pytest.raises(ValueError, match="a is already started"):
         await lifecycle.start(journal.step("a"))
     assert journal.done == ["start a"]
+
+
+async def test_nothing_starts_once_stopping_began_and_a_start_in_flight_is_undone() -> None:
+    journal, lifecycle = Journal(), Lifecycle()
+    await lifecycle.start(journal.step("a"))
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def slow_start() -> None:
+        entered.set()
+        await release.wait()
+        journal.done.append("start slow")
+
+    async def slow_stop() -> None:
+        journal.done.append("stop slow")
+
+    starting = asyncio.create_task(lifecycle.start(Step("slow", slow_start, slow_stop)))
+    await entered.wait()
+    await lifecycle.stop()  # a signal while the bot is still starting
+    release.set()
+    with pytest.raises(ShuttingDown, match="not starting slow"):
+        await starting
+    with pytest.raises(ShuttingDown, match="not starting b"):
+        await lifecycle.start(journal.step("b"))
+    assert journal.done == ["start a", "stop a", "start slow", "stop slow"]
+    assert lifecycle.started == []
