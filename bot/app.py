@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import pkgutil
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import discord
@@ -22,6 +24,7 @@ from bot.forms import FormCache
 from bot.housekeeping import Housekeeping
 from bot.i18n import CatalogTranslator, pick_locale
 from bot.jobs import GenerationService, PollStrategy, make_strategy
+from bot.lifecycle import Lifecycle, ShuttingDown, Step, nothing
 from bot.logs import hide_gateway_payloads
 from bot.store import Store
 from bot.store.settings import GuildSettings
@@ -52,16 +55,20 @@ def point_at_discord(settings: Settings) -> None:
 
 
 class MiaohuaBot(commands.Bot):
-    """The bot on a single gateway connection; its services are typed attributes."""
+    """The bot on a single gateway connection; its services are typed attributes.
+
+    The services exist once `setup_hook` has started them; `close` stops them.
+    """
 
     settings: Settings
     store: Store
+    secrets: SecretBox
     v1b: V1bClient
     accounts: AccountManager
-    secrets: SecretBox
     forms: FormCache
     delivery: DiscordJobEvents
     generation: GenerationService
+    loop_lag: LoopLagMonitor
     training: TrainingService
     housekeeping: Housekeeping
 
@@ -78,18 +85,30 @@ class MiaohuaBot(commands.Bot):
         self.emulator_base_url = emulator_base_url
         self.demo_provisioner = demo
         self.guild_languages: dict[int, str | None] = {}
+        self.lifecycle = Lifecycle()
         self.closing = False
 
     async def setup_hook(self) -> None:
-        settings = self.settings
-        self.store = await Store.open(settings.storage.path)
+        try:
+            await self._start_services()
+        except ShuttingDown:
+            # Closed (e.g. SIGTERM) while starting: what had started is stopped already, and
+            # discord.py does not connect a closed client.
+            log.info("stopped while starting")
+            return
+        await self._sync_commands()
+
+    async def _start_services(self) -> None:
+        """Build and start the services in dependency order; `close` stops them in reverse."""
+        settings, m = self.settings, self.settings.miaohua
+        start = self.lifecycle.start
+        await start(Step("store", self._open_store, lambda: self.store.close()))
         self.secrets = SecretBox.from_settings(
             settings.security.secret_key.get_secret_value()
             if settings.security.secret_key
             else None,
             settings.security.key_file,
         )
-        m = settings.miaohua
         self.v1b = V1bClient(
             self.emulator_base_url or m.base_url,
             timeout=m.request_timeout,
@@ -99,13 +118,16 @@ class MiaohuaBot(commands.Bot):
             retry_budget=m.retry_budget,
             max_response_bytes=m.max_response_bytes,
         )
+        await start(Step("v1b", nothing, self.v1b.close))  # its HTTP session opens on first use
         self.accounts = AccountManager(
             self.store, self.v1b, self.secrets, demo_provisioner=self.demo_provisioner
         )
-        await self.accounts.prune()  # retired credentials whose work ended while stopped
+        # Retired credentials whose work ended while the bot was stopped.
+        await start(Step("accounts", self.accounts.prune, self.accounts.stop))
         self.forms = FormCache(self.accounts, ttl=m.form_cache_ttl)
         self.accounts.on_change(self.forms.invalidate)
         self.delivery = DiscordJobEvents(self, download_bytes=settings.limits.download_bytes)
+        await start(Step("delivery", nothing, self.delivery.close))
         self.generation = GenerationService(
             self.store,
             self.accounts,
@@ -120,11 +142,11 @@ class MiaohuaBot(commands.Bot):
         self.guild_languages.update(await self.store.settings.languages())
         self.store.settings.on_change(self._remember_language)
         self.loop_lag = LoopLagMonitor()
-        self.loop_lag.start()
+        await start(Step("loop lag", _now(self.loop_lag.start), self.loop_lag.stop))
         # Resume unfinished work first: it needs only REST, not the gateway or the commands.
-        await self.generation.start()
+        await start(Step("generation", self.generation.start, self.generation.stop))
         self.training = create_training_service(self)
-        await self.training.start()
+        await start(Step("training", self.training.start, self.training.stop))
         self.housekeeping = Housekeeping(
             self.store,
             retention_days=settings.storage.retention_days,
@@ -132,11 +154,21 @@ class MiaohuaBot(commands.Bot):
             sizes=self.memory_sizes,
             forget_idle=self.forms.forget_idle,
         )
-        self.housekeeping.start()
+        await start(Step("housekeeping", _now(self.housekeeping.start), self.housekeeping.stop))
         await self.tree.set_translator(CatalogTranslator())
+        # The commands come last and go first: no new work arrives while the services stop.
         for name in cog_modules():
-            await self.load_extension(name)
-        await self._sync_commands()
+            await start(Step(name, partial(self.load_extension, name), self._unloader(name)))
+
+    async def _open_store(self) -> None:
+        self.store = await Store.open(self.settings.storage.path)
+
+    def _unloader(self, name: str) -> Callable[[], Awaitable[None]]:
+        async def unload() -> None:
+            if name in self.extensions:  # a cog may have been unloaded by hand
+                await self.unload_extension(name)
+
+        return unload
 
     async def _sync_commands(self) -> None:
         if not self.settings.discord.sync_commands:
@@ -162,38 +194,28 @@ class MiaohuaBot(commands.Bot):
         """Keep the guild-language cache in step with the stored settings."""
         self.guild_languages[settings.guild_id] = settings.language
 
-    def locale_for(self, interaction: discord.Interaction) -> str:
+    def locale_for(self, interaction: discord.Interaction[discord.Client]) -> str:
         """The interaction's language, then the guild's setting, then en-US."""
         guild_lang = self.guild_languages.get(interaction.guild_id or 0)
         return pick_locale(interaction.locale, guild_lang)
 
     async def close(self) -> None:
+        """Stop the services (last started first), then disconnect from Discord."""
         if self.closing:
             return
         self.closing = True
         log.info("shutting down")
-        if hasattr(self, "housekeeping"):
-            await self.housekeeping.stop()
-        if hasattr(self, "training"):
-            await self.training.stop()
-        if hasattr(self, "generation"):
-            await self.generation.stop()
-        if hasattr(self, "delivery"):
-            await self.delivery.close()
-        for name in list(self.extensions):
-            try:
-                await self.unload_extension(name)
-            except Exception:
-                log.exception("failed to unload %s", name)
-        if hasattr(self, "accounts"):
-            await self.accounts.stop()
-        if hasattr(self, "v1b"):
-            await self.v1b.close()
-        if hasattr(self, "store"):
-            await self.store.close()
-        if hasattr(self, "loop_lag"):
-            await self.loop_lag.stop()
+        await self.lifecycle.stop()
         await super().close()
+
+
+def _now(start: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    """A synchronous start (one that spawns its background task) as a lifecycle action."""
+
+    async def run() -> None:
+        start()
+
+    return run
 
 
 def poll_strategy(m: MiaohuaSettings) -> PollStrategy:
@@ -231,15 +253,21 @@ class ShardedMiaohuaBot(MiaohuaBot, commands.AutoShardedBot):
         )
 
 
-def create_bot(settings: Settings, **kwargs: Any) -> MiaohuaBot:
-    """Build the bot exactly as `miaohua-bot run` does."""
+def create_bot(
+    settings: Settings,
+    *,
+    emulator_base_url: str | None = None,
+    demo: DemoAccounts | None = None,
+    **client_options: Any,
+) -> MiaohuaBot:
+    """Build the bot exactly as `miaohua-bot run` does (`client_options` go to discord.py)."""
     point_at_discord(settings)
     hide_gateway_payloads()
     # The bot never joins voice: discord.py's warnings about missing voice libraries are noise.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     sharded = settings.discord.shard_count or settings.discord.shard_ids
     cls = ShardedMiaohuaBot if sharded else MiaohuaBot
-    return cls(settings, **kwargs)
+    return cls(settings, emulator_base_url=emulator_base_url, demo=demo, **client_options)
 
 
 # The name the Discord adapters used for the bot type before the two bots shared a class.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 
 from bot.display import CONTENT_MAX, clip
@@ -10,7 +12,7 @@ NO_MENTIONS = discord.AllowedMentions.none()
 
 
 async def reply(
-    interaction: discord.Interaction,
+    interaction: discord.Interaction[discord.Client],
     content: str | None = None,
     *,
     embed: discord.Embed | None = None,
@@ -23,7 +25,11 @@ async def reply(
     """
     if content is not None:
         content = clip(content, CONTENT_MAX)
-    kwargs: dict = {"content": content, "ephemeral": ephemeral, "allowed_mentions": NO_MENTIONS}
+    kwargs: dict[str, Any] = {
+        "content": content,
+        "ephemeral": ephemeral,
+        "allowed_mentions": NO_MENTIONS,
+    }
     if embed is not None:
         kwargs["embed"] = embed
     if view is not None:
@@ -34,7 +40,9 @@ async def reply(
         await interaction.response.send_message(**kwargs)
 
 
-async def defer(interaction: discord.Interaction, *, ephemeral: bool = True) -> None:
+async def defer(
+    interaction: discord.Interaction[discord.Client], *, ephemeral: bool = True
+) -> None:
     """Acknowledge within Discord's 3-second window before slow work (no-op when already done)."""
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)

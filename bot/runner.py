@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from typing import Any
+from typing import TypedDict
 
 import aiohttp
 import discord
@@ -23,6 +23,13 @@ from bot.reachability import describe_failure, public_address, wait_until_reacha
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+class EmulatorWiring(TypedDict, total=False):
+    """What `create_bot` needs to run on the embedded emulator (nothing without one)."""
+
+    emulator_base_url: str
+    demo: DemoAccounts
 
 
 def run_bot(settings: Settings, *, embedded_emulator: bool = False) -> int:
@@ -59,7 +66,7 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
     if not reached:
         return EXIT_FAILED
     async with AsyncExitStack() as stack:
-        extra: dict[str, Any] = {}
+        extra: EmulatorWiring = {}
         if embedded_emulator:
             try:
                 extra = await stack.enter_async_context(_embedded_emulator(settings))
@@ -101,7 +108,7 @@ def _say(line: str) -> None:
 
 
 @asynccontextmanager
-async def _embedded_emulator(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+async def _embedded_emulator(settings: Settings) -> AsyncIterator[EmulatorWiring]:
     """Serve the emulator in-process and hand every guild a demo account on it."""
     from bot.emulator import EmulatorServer, EmulatorSettings
 

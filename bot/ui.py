@@ -10,6 +10,7 @@ from discord import app_commands
 
 from bot.errors import UserFacingError
 from bot.tree import report_error
+from bot.types import BotInteraction, bot_interaction
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +23,13 @@ class BoundModal(discord.ui.Modal):
     who opened the form, where, and the permissions it needs; the permissions are checked
     again at submit time because they may have been revoked while the form was open.
     Refusals and other failures reach the submitter as translated ephemeral replies.
+
+    Subclasses implement `submitted`, which receives the interaction typed as the bot's.
     """
 
     def __init__(
         self,
-        opener: discord.Interaction,
+        opener: BotInteraction,
         *,
         title: str,
         custom_id: str,
@@ -37,7 +40,10 @@ class BoundModal(discord.ui.Modal):
         self.opener_guild_id = opener.guild_id
         self.required = required or discord.Permissions.none()
 
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+    # discord.py types these callbacks for any client: `discord.Interaction[discord.Client]`
+    # accepts them all; `bot_interaction` narrows it to this bot's.
+
+    async def interaction_check(self, interaction: discord.Interaction[discord.Client], /) -> bool:
         if interaction.user.id != self.opener_id or interaction.guild_id != self.opener_guild_id:
             log.warning(
                 "modal %s opened by user %s in guild %s was submitted by user %s in guild %s",
@@ -54,17 +60,31 @@ class BoundModal(discord.ui.Modal):
             raise app_commands.MissingPermissions(missing)
         return True
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:
-        await report_error(interaction, error)
+    async def on_submit(self, interaction: discord.Interaction[discord.Client], /) -> None:
+        await self.submitted(bot_interaction(interaction))
+
+    async def submitted(self, interaction: BotInteraction) -> None:
+        """Act on a submission that passed the checks above."""
+        raise NotImplementedError
+
+    # discord.py's Modal.on_error drops the `item` parameter of the View.on_error it overrides.
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction[discord.Client], error: Exception, /
+    ) -> None:
+        await report_error(bot_interaction(interaction), error)
 
 
 class ReportingView(discord.ui.View):
     """A view whose failures are reported to the user, translated."""
 
     async def on_error(
-        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item, /
+        self,
+        interaction: discord.Interaction[discord.Client],
+        error: Exception,
+        item: discord.ui.Item[discord.ui.View],
+        /,
     ) -> None:
-        await report_error(interaction, error)
+        await report_error(bot_interaction(interaction), error)
 
 
 def unique_custom_id(prefix: str) -> str:
