@@ -16,13 +16,14 @@ from bot.crypto import SecretBox
 from bot.demo_accounts import DemoAccounts
 from bot.diagnostics import LoopLagMonitor
 from bot.discord_jobs import DiscordJobEvents
+from bot.discord_training import create_training_service
 from bot.forms import FormCache
 from bot.housekeeping import Housekeeping
 from bot.i18n import CatalogTranslator, pick_locale
 from bot.jobs import GenerationService, PollStrategy, make_strategy
 from bot.logs import hide_gateway_payloads
 from bot.store import Store
-from bot.training import TrainingService, create_training_service
+from bot.training import TrainingService
 from bot.tree import MiaohuaTree
 from bot.v1b import V1bClient
 

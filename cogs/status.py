@@ -14,11 +14,11 @@ from discord.ext import commands
 from bot.cooldown import Cooldowns
 from bot.discord_jobs import render
 from bot.discord_jobs.events import ResultCheck
+from bot.discord_training.status import training_lines
 from bot.display import clip
 from bot.i18n import t
 from bot.replies import defer, reply
 from bot.store import Task, TaskState
-from bot.training.status import training_lines
 
 log = logging.getLogger(__name__)
 

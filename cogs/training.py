@@ -10,13 +10,14 @@ from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
 from bot.autocomplete import matching_choices
+from bot.discord_training import SampleButton
 from bot.display import in_code, render
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.offload import offload
 from bot.replies import defer, reply
 from bot.text import DESCRIPTION_MAX, TRIGGER_WORD_MAX, clean_prompt
-from bot.training import SampleButton, TrainingRequest
+from bot.training import TrainingRequest
 from bot.training.inputs import (
     check_archive,
     check_model_name,

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from bot.discord_training.notifier import DiscordTrainingEvents
 from bot.errors import UserFacingError
 from bot.store.trainings import Training, TrainingState
 from bot.training.archive import ArchiveLimits, bounded_read, read_archive, unsafe_name
 from bot.training.inputs import check_model_name, parse_dataset_ids
-from bot.training.notifier import DiscordTrainingEvents
 from bot.training.render import duration, progress_bar, progress_text
 
 LIMITS = ArchiveLimits(files=10, total_bytes=1_000_000, file_bytes=500_000)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 
+from bot.discord_jobs.throttle import ThrottledMessage
 from bot.replies import NO_MENTIONS
 from bot.store import StoreUnavailable, Task
 
@@ -26,17 +25,13 @@ FINISHED_MEMORY = 10_000
 
 @dataclass(slots=True)
 class _Entry:
-    """What a task's status message shows and what it should show next."""
+    """Where a task's status message is, and the throttled text it shows."""
 
     channel_id: int
     guild_id: int
     message_id: int | None
-    shown: str | None = None
-    wanted: str | None = None
+    message: ThrottledMessage
     final: bool = False
-    last_edit: float = float("-inf")
-    timer: asyncio.Task[None] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class StatusBoard:
@@ -74,52 +69,47 @@ class StatusBoard:
                 self._finished.popitem(last=False)
         entry = self._entries.get(task.id)
         if entry is None:
-            entry = _Entry(task.channel_id, task.guild_id, task.status_message_id)
+            entry = self._entry(task)
             self._entries[task.id] = entry
-        entry.wanted = text
+        entry.message.want(text)
         entry.final = final
-        async with entry.lock:
-            if entry.message_id is None:
-                await self._post(task.id, entry)
-            elif entry.wanted != entry.shown:
-                delay = entry.last_edit + self.interval - self._clock()
-                if delay <= 0:
-                    await self._edit(task.id, entry)
-                elif entry.timer is None:
-                    entry.timer = asyncio.create_task(self._edit_later(task.id, entry, delay))
-            self._forget_if_settled(task.id, entry)
+        async with entry.message.lock:
+            posting = entry.message_id is None
+            if posting:
+                await self._post(task.id, entry, text)
+        if not posting:
+            await entry.message.update()
+        self._forget_if_settled(task.id, entry)
 
     async def close(self) -> None:
         """Send pending edits now and stop the timers."""
-        for task_id, entry in list(self._entries.items()):
-            if entry.timer is not None:
-                entry.timer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await entry.timer
-                entry.timer = None
-                if entry.wanted != entry.shown and entry.message_id:
-                    await self._edit(task_id, entry)
+        for entry in list(self._entries.values()):
+            await entry.message.flush()
         self._entries.clear()
 
-    async def _edit_later(self, task_id: int, entry: _Entry, delay: float) -> None:
-        await asyncio.sleep(delay)
-        async with entry.lock:
-            entry.timer = None
-            if entry.wanted != entry.shown:
-                await self._edit(task_id, entry)
+    def _entry(self, task: Task) -> _Entry:
+        task_id = task.id
+
+        async def edit(text: str) -> bool:
+            return await self._edit(task_id, entry, text)
+
+        def settled() -> None:
             self._forget_if_settled(task_id, entry)
+
+        message = ThrottledMessage(edit, interval=self.interval, clock=self._clock, on_idle=settled)
+        entry = _Entry(task.channel_id, task.guild_id, task.status_message_id, message)
+        return entry
 
     def _forget_if_settled(self, task_id: int, entry: _Entry) -> None:
         # A final text that could not be sent is not retried either: keeping the entry
         # would only hold memory for a task that is over.
-        if entry.final and entry.timer is None:
+        if entry.final and not entry.message.waiting:
             self._entries.pop(task_id, None)
 
     def _channel(self, entry: _Entry) -> discord.PartialMessageable:
         return self.bot.get_partial_messageable(entry.channel_id, guild_id=entry.guild_id)  # type: ignore[attr-defined]
 
-    async def _post(self, task_id: int, entry: _Entry) -> None:
-        text = entry.wanted or ""
+    async def _post(self, task_id: int, entry: _Entry, text: str) -> None:
         try:
             message = await self._channel(entry).send(text, allowed_mentions=NO_MENTIONS)
         except (discord.Forbidden, discord.NotFound):
@@ -127,26 +117,23 @@ class StatusBoard:
                 "task %s: no status message, channel %s unavailable", task_id, entry.channel_id
             )
             entry.message_id = 0  # never retried; 0 marks "no message"
-            entry.shown = text
+            entry.message.shown = text
             return
         except discord.HTTPException as exc:
             log.warning("task %s: status message not posted (%s)", task_id, exc.status)
             return
         entry.message_id = message.id
-        entry.shown = text
-        entry.last_edit = self._clock()
+        entry.message.sent(text)
         try:
             await self.bot.store.tasks.set_status_message(task_id, message.id)
         except StoreUnavailable as exc:
             # Kept in memory for this run; only a restart would post a fresh status message.
             log.warning("task %s: status message id not stored (%s)", task_id, exc)
 
-    async def _edit(self, task_id: int, entry: _Entry) -> None:
-        text = entry.wanted or ""
-        entry.last_edit = self._clock()
+    async def _edit(self, task_id: int, entry: _Entry, text: str) -> bool:
+        """Edit the status message; whether it now shows `text` (or there is none to edit)."""
         if not entry.message_id:
-            entry.shown = text
-            return
+            return True
         try:
             await (
                 self._channel(entry)
@@ -158,5 +145,5 @@ class StatusBoard:
             entry.message_id = 0
         except discord.HTTPException as exc:
             log.warning("task %s: status edit failed (%s)", task_id, exc.status)
-            return
-        entry.shown = text
+            return False
+        return True

@@ -1,18 +1,10 @@
-"""Model training: safe intake of images, the resumable job flow and its Discord messages."""
+"""Model training: safe intake of images and the resumable job flow (no Discord here).
 
-from bot.training.notifier import DiscordTrainingEvents
-from bot.training.sample import SampleButton
-from bot.training.service import TrainingRequest, TrainingService
+The Discord side (progress messages, the sample button, `/status` lines, wiring) is
+`bot.discord_training`; the two meet at `TrainingEvents` and the account resolver Protocol.
+"""
+
+from bot.training.service import TrainingEvents, TrainingRequest, TrainingService
 from bot.training.staging import Staging
-from bot.training.status import training_lines
-from bot.training.wiring import create_training_service
 
-__all__ = [
-    "DiscordTrainingEvents",
-    "SampleButton",
-    "Staging",
-    "TrainingRequest",
-    "TrainingService",
-    "create_training_service",
-    "training_lines",
-]
+__all__ = ["Staging", "TrainingEvents", "TrainingRequest", "TrainingService"]

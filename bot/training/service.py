@@ -29,7 +29,7 @@ from bot.errors import UserFacingError
 from bot.images import CheckedImage
 from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.jobs.locks import KeyedLocks
-from bot.jobs.protocols import BoundAccount
+from bot.jobs.protocols import AccountResolver
 from bot.store import Store, StoreUnavailable, until_stored
 from bot.store.trainings import Training, TrainingState
 from bot.training.inputs import check_model_name
@@ -55,20 +55,6 @@ class TrainingEvents(Protocol):
     async def training_failed(self, training: Training, detail: str) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class Sessions(Protocol):
-    """Resolves v1b sessions (bot.accounts.AccountManager)."""
-
-    async def session_for_account(
-        self, guild_id: int, account_id: int | None
-    ) -> AccountSession: ...
-
-    async def acquire(self, guild_id: int) -> BoundAccount: ...
-
-    async def release(self, bound: BoundAccount) -> None: ...
-
-    async def finished_with(self, account_id: int | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -127,7 +113,7 @@ class TrainingService:
     def __init__(
         self,
         store: Store,
-        accounts: Sessions,
+        accounts: AccountResolver,
         events: TrainingEvents,
         *,
         staging: Staging,

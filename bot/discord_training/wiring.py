@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.training.notifier import DiscordTrainingEvents
+from bot.discord_training.notifier import DiscordTrainingEvents
 from bot.training.service import TrainingService
 from bot.training.staging import Staging
 

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import discord
 
+from bot.discord_jobs.throttle import ThrottledMessage
+from bot.discord_training.sample import sample_view
 from bot.display import render, shown
 from bot.i18n import pick_locale, t
 from bot.replies import NO_MENTIONS
 from bot.store.trainings import Training
 from bot.training.render import progress_text
-from bot.training.sample import sample_view
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Throttle:
-    last_text: str = ""
-    last_edit: float = float("-inf")
-    latest: Training | None = None
-    remaining: float | None = None
-    timer: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class DiscordTrainingEvents:
@@ -42,14 +32,15 @@ class DiscordTrainingEvents:
         self._bot = bot
         self._interval = edit_interval
         self._clock = clock
-        self._throttles: dict[int, _Throttle] = {}
+        self._messages: dict[int, ThrottledMessage] = {}
+        self._latest: dict[int, Training] = {}  # the newest state of each job, for its edits
 
     async def close(self) -> None:
         """Drop pending delayed edits (the next start shows the current state anyway)."""
-        for throttle in self._throttles.values():
-            if throttle.timer is not None:
-                throttle.timer.cancel()
-        self._throttles.clear()
+        for message in self._messages.values():
+            message.cancel()
+        self._messages.clear()
+        self._latest.clear()
 
     async def training_created(self, training: Training) -> int | None:
         """Post the progress message; return its id."""
@@ -60,18 +51,21 @@ class DiscordTrainingEvents:
         except discord.HTTPException as exc:
             log.warning("training %s: cannot post progress: %s", training.id, exc.status)
             return None
-        self._throttles[training.id] = _Throttle(last_text=text, last_edit=self._clock())
+        self._message(training.id).sent(text)
         return message.id
 
     async def training_progress(self, training: Training, remaining: float | None) -> None:
         """Edit the progress message, at most once per interval and only on change."""
-        throttle = self._throttles.setdefault(training.id, _Throttle())
-        throttle.latest, throttle.remaining = training, remaining
-        wait = throttle.last_edit + self._interval - self._clock()
-        if wait <= 0:
-            await self._flush(training.id)
-        elif throttle.timer is None:
-            throttle.timer = asyncio.create_task(self._flush_later(training.id, wait))
+        self._latest[training.id] = training
+
+        async def text() -> str:
+            # Rendered when sent: a delayed edit shows the elapsed time of its own moment.
+            locale = await self._locale(training.guild_id)
+            return progress_text(
+                training, locale, time.time(), remaining, name=shown(training.name)
+            )
+
+        await self._message(training.id).update(text)
 
     async def training_done(self, training: Training) -> None:
         """Show the final state and announce the model with a sample button."""
@@ -110,34 +104,28 @@ class DiscordTrainingEvents:
 
     async def _final_edit(self, training: Training) -> None:
         # The outcome is shown at once rather than waiting for the next edit slot.
-        throttle = self._throttles.pop(training.id, None)
-        if throttle and throttle.timer:
-            throttle.timer.cancel()
+        message = self._messages.pop(training.id, None)
+        self._latest.pop(training.id, None)
+        if message is not None:
+            message.cancel()
         locale = await self._locale(training.guild_id)
         await self._edit(
             training, progress_text(training, locale, time.time(), name=shown(training.name))
         )
 
-    async def _flush_later(self, training_id: int, delay: float) -> None:
-        await asyncio.sleep(delay)
-        throttle = self._throttles.get(training_id)
-        if throttle is not None:
-            throttle.timer = None
-            await self._flush(training_id)
+    def _message(self, training_id: int) -> ThrottledMessage:
+        message = self._messages.get(training_id)
+        if message is None:
 
-    async def _flush(self, training_id: int) -> None:
-        throttle = self._throttles.get(training_id)
-        if throttle is None or throttle.latest is None:
-            return
-        training = throttle.latest
-        locale = await self._locale(training.guild_id)
-        text = progress_text(
-            training, locale, time.time(), throttle.remaining, name=shown(training.name)
-        )
-        if text == throttle.last_text:
-            return
-        throttle.last_text, throttle.last_edit = text, self._clock()
-        await self._edit(training, text)
+            async def edit(text: str) -> bool:
+                training = self._latest.get(training_id)
+                if training is not None:
+                    await self._edit(training, text)
+                return True  # a failed edit is not retried until the text changes
+
+            message = ThrottledMessage(edit, interval=self._interval, clock=self._clock)
+            self._messages[training_id] = message
+        return message
 
     async def _edit(self, training: Training, text: str) -> None:
         if not training.progress_message_id:

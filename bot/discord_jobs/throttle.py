@@ -1,0 +1,119 @@
+"""One message edited on change, at most once per interval: task status and training progress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+# The text a message should show, or how to build it when it is sent (so a delayed edit
+# shows the state of its own moment, e.g. the elapsed time, not the one it was asked at).
+Text = str | Callable[[], Awaitable[str]]
+Sender = Callable[[str], Awaitable[bool]]
+
+
+class ThrottledMessage:
+    """The wanted text of one message, sent only when it differs from what the message shows.
+
+    A change within `interval` seconds of the last send is held: the newest text goes out by
+    one delayed send, so a busy message costs at most one edit per interval. `send` returns
+    whether the message now shows the text (False: it may be tried again on the next change).
+    """
+
+    def __init__(
+        self,
+        send: Sender,
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_idle: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._send = send
+        self.interval = interval
+        self._clock = clock
+        self._on_idle = on_idle
+        self._wanted: Text | None = None
+        self.shown: str | None = None
+        self._sent_at = float("-inf")
+        self._timer: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()  # one send at a time; callers may hold it to post first
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a delayed send is scheduled."""
+        return self._timer is not None
+
+    def want(self, text: Text) -> None:
+        """Record the newest text without sending (a later `update` or `flush` sends it)."""
+        self._wanted = text
+
+    def sent(self, text: str) -> None:
+        """Record that the message shows `text` as of now (e.g. it was just posted)."""
+        self.shown = text
+        self._sent_at = self._clock()
+
+    async def update(self, text: Text | None = None) -> None:
+        """Show `text` (or the text last wanted): now if the interval allows, else later."""
+        if text is not None:
+            self._wanted = text
+        async with self.lock:
+            await self._update_locked()
+
+    async def _update_locked(self) -> None:
+        if self._timer is not None:
+            return  # the delayed send picks up the newest text
+        delay = self._sent_at + self.interval - self._clock()
+        if delay > 0:
+            if await self._differs():
+                self._timer = asyncio.create_task(self._send_later(delay))
+            return
+        rendered = await self._rendered()
+        if rendered is not None and rendered != self.shown:
+            await self._deliver(rendered)
+
+    async def flush(self) -> None:
+        """Stop the delayed send and send what it would have sent, now."""
+        timer, self._timer = self._timer, None
+        if timer is None:
+            return
+        timer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await timer
+        async with self.lock:
+            rendered = await self._rendered()
+            if rendered is not None and rendered != self.shown:
+                await self._deliver(rendered)
+
+    def cancel(self) -> None:
+        """Drop the delayed send, if any."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _send_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self.lock:
+            self._timer = None
+            rendered = await self._rendered()
+            if rendered is not None and rendered != self.shown:
+                await self._deliver(rendered)
+        self._on_idle()
+
+    async def _differs(self) -> bool:
+        rendered = await self._rendered()
+        return rendered is not None and rendered != self.shown
+
+    async def _rendered(self) -> str | None:
+        wanted = self._wanted
+        if wanted is None or isinstance(wanted, str):
+            return wanted
+        return await wanted()
+
+    async def _deliver(self, text: str) -> None:
+        self._sent_at = self._clock()
+        if await self._send(text):
+            self.shown = text
