@@ -26,10 +26,9 @@ from bot.v1b import (
     TaskResult,
     V1bError,
 )
+from bot.v1b.account import BATCH_LIMIT
 
 log = logging.getLogger(__name__)
-
-BATCH_SIZE = 50
 
 Outcome = TaskResult | V1bError
 DoneCallback = Callable[[Task], Awaitable[None]]
@@ -109,7 +108,9 @@ class Poller:
         self._on_gone = on_gone
         self.use_batch = use_batch
         self.batch_interval = batch_interval
-        self._batch_works = False  # a batch call has succeeded: polls cost per account, not task
+        # The session of the last batch call: its client knows whether the service answers
+        # batch calls (then polls cost per account, not per task).
+        self._batch_session: AccountSession | None = None
         self.task_timeout = task_timeout
         self.error_backoff = error_backoff
         self.max_error_backoff = max_error_backoff
@@ -176,7 +177,7 @@ class Poller:
         return max(0.0, self._wall() - (task.submitted_at or self._wall()))
 
     def _schedule(self, entry: _Pending, delay: float) -> None:
-        if self._batch_works:
+        if self._batch_session is not None and self._batch_session.batch_supported is True:
             # One call polls every task of the account: keep them all on one short beat.
             delay = min(delay, self.batch_interval)
         remaining = self.task_timeout - self._elapsed(entry.task)
@@ -245,8 +246,8 @@ class Poller:
             return
         if self.use_batch and acct.batch_supported is not False:
             live += self._ride_along(guild_id, account_id, live)
-            for start in range(0, len(live), BATCH_SIZE):
-                await self._poll_batch(acct, live[start : start + BATCH_SIZE])
+            for start in range(0, len(live), BATCH_LIMIT):
+                await self._poll_batch(acct, live[start : start + BATCH_LIMIT])
         else:
             for entry in live:
                 if self._stopping:
@@ -277,7 +278,7 @@ class Poller:
         ids = [entry.task.service_task_id or "" for entry in chunk]
         try:
             results = await acct.task_results(ids)
-            self._batch_works = acct.batch_supported is True
+            self._batch_session = acct
         except V1bError as exc:
             for entry in chunk:
                 await self._settle(entry, exc)
