@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bot.crypto import SecretBox, SecretUnreadable, mask_email
 from bot.demo_accounts import DemoAccounts
 from bot.jobs.errors import AccountUnreadable, NoAccount
+from bot.jobs.protocols import BoundAccount
 from bot.logs import redactor
 from bot.store import GuildAccount, RunningWork, Store, StoreUnavailable
 from bot.v1b import AccountSession, V1bClient
@@ -116,7 +117,7 @@ class AccountManager:
                 self._held[bound.account_id] += 1
         return bound
 
-    async def release(self, bound: BoundSession) -> None:
+    async def release(self, bound: BoundAccount) -> None:
         """End an `acquire`: the work has recorded its account (or never will)."""
         if bound.account_id is None:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -195,9 +196,9 @@ class Poller:
             group = asyncio.create_task(self._poll_guild(guild_id, entries))
             self._groups.add(group)
             group.add_done_callback(self._groups.discard)
-            group.add_done_callback(lambda _, guild_id=guild_id: self._group_done(guild_id))
+            group.add_done_callback(functools.partial(self._group_done, guild_id))
 
-    def _group_done(self, guild_id: int) -> None:
+    def _group_done(self, guild_id: int, _group: asyncio.Task[None]) -> None:
         self._polling.discard(guild_id)
         if guild_id in self._due:
             self._wake.set()

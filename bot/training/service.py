@@ -272,16 +272,16 @@ class TrainingService:
             S.SUBMITTING: self._submit,
         }
         while training is not None and training.state in steps:
-            state = training.state
+            state, current = training.state, training
             try:
-                training = await steps[state](training)
+                training = await steps[state](current)
             except StepFailed as exc:
-                await self._fail(training, exc.reason, exc.detail)
+                await self._fail(current, exc.reason, exc.detail)
                 return
             except (v1b.V1bError, NoAccount, AccountUnreadable) as exc:
                 log.warning("training %s failed while %s: %s", training_id, state, exc)
                 detail = getattr(exc, "message", "")
-                await self._fail(training, failure_reason(state, exc), detail)
+                await self._fail(current, failure_reason(state, exc), detail)
                 return
             except StoreUnavailable as exc:
                 # Only a read gets here, before the step acted (what a step did at the service
@@ -407,7 +407,11 @@ class TrainingService:
         )
 
     async def _move(
-        self, training: Training, state: TrainingState, from_states: tuple, **fields: Any
+        self,
+        training: Training,
+        state: TrainingState,
+        from_states: tuple[TrainingState, ...],
+        **fields: Any,
     ) -> Training | None:
         self._fresh.add((training.id, state))
         # What the service did (dataset, submission) must be stored before the job goes on.
