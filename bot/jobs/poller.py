@@ -1,4 +1,5 @@
-"""One polling loop for every submitted task: a timer heap, grouped per account."""
+"""One polling loop for the bot: every submitted task, grouped per account, and the
+periodic rounds other services register (training jobs poll on their own interval)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,16 @@ def requested_images(task: Task, result: TaskResult) -> list[ResultImage]:
 
 
 @dataclass(slots=True)
+class _Round:
+    """A periodic poll registered with `Poller.every`."""
+
+    run: Callable[[], Awaitable[None]]
+    interval: float
+    task: asyncio.Task[None] | None = None
+    woken: bool = False  # woken while running: run again as soon as this round ends
+
+
+@dataclass(slots=True)
 class _Pending:
     """A submitted task the poller watches."""
 
@@ -120,7 +131,8 @@ class Poller:
         self._wall = wall_clock
         self._pending: dict[int, _Pending] = {}
         self._by_guild: defaultdict[int, set[int]] = defaultdict(set)
-        self._timers = TimerHeap()
+        self._timers: TimerHeap[int | str] = TimerHeap()  # task ids and round names
+        self._rounds: dict[str, _Round] = {}
         self._wake = asyncio.Event()
         self._groups: set[asyncio.Task[None]] = set()
         self._polling: set[int] = set()  # guilds with a poll group running
@@ -139,7 +151,7 @@ class Poller:
         return {
             "polled_tasks": len(self._pending),
             "polled_guilds": len(self._by_guild),
-            "poll_timers": len(self._timers),
+            "poll_timers": len(self._timers) - sum(name in self._timers for name in self._rounds),
             "poll_due_guilds": len(self._due),
             **strategy_sizes(),
         }
@@ -151,19 +163,66 @@ class Poller:
         delay = 0.0 if now else self.strategy.next_interval(task, None, 0, self._elapsed(task))
         self._schedule(entry, delay)
 
+    def every(self, name: str, interval: float, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run` now, then `interval` seconds after each run ends (or when woken)."""
+        self._rounds[name] = _Round(run, interval)
+        self._timers.schedule(name, self._clock())
+        self._wake.set()
+
+    def wake(self, name: str) -> None:
+        """Run the round `name` now, or again right after its current run."""
+        entry = self._rounds.get(name)
+        if entry is None:
+            return
+        if entry.task is not None:
+            entry.woken = True
+        else:
+            self._timers.schedule(name, self._clock())
+            self._wake.set()
+
+    async def cancel(self, name: str) -> None:
+        """Stop the round `name`, cancelling its current run."""
+        entry = self._rounds.pop(name, None)
+        self._timers.discard(name)
+        if entry is not None and entry.task is not None:
+            entry.task.cancel()
+            await asyncio.gather(entry.task, return_exceptions=True)
+
     async def run(self) -> None:
-        """Poll due tasks until cancelled."""
+        """Poll due tasks and run due rounds until cancelled."""
         self._stopping = False
         while True:
             self._wake.clear()
             due = self._timers.pop_due(self._clock() + self.coalesce)
-            if due or self._due:
-                self._launch(due)
+            task_ids = [key for key in due if isinstance(key, int)]
+            for name in (key for key in due if isinstance(key, str)):
+                self._start_round(name)
+            if task_ids or self._due:
+                self._launch(task_ids)
             next_due = self._timers.next_due()
             delay = None if next_due is None else max(0.0, next_due - self._clock())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
+
+    def _start_round(self, name: str) -> None:
+        entry = self._rounds.get(name)
+        if entry is None or entry.task is not None or self._stopping:
+            return
+        entry.task = asyncio.create_task(self._run_round(name, entry), name=f"poll-{name}")
+
+    async def _run_round(self, name: str, entry: _Round) -> None:
+        try:
+            await entry.run()
+        except Exception:
+            log.exception("poll round %s failed", name)
+        finally:
+            entry.task = None
+            if self._rounds.get(name) is entry:
+                delay = 0.0 if entry.woken else entry.interval
+                entry.woken = False
+                self._timers.schedule(name, self._clock() + delay)
+                self._wake.set()
 
     async def stop(self, grace: float) -> None:
         """Stop launching polls; wait up to `grace` seconds for running ones, then cancel."""
