@@ -651,3 +651,36 @@ async def test_quota_counts_images_and_refunds_them(store: Store) -> None:
     await admission.take_quota(store, request(user=8, count=1), limits, now=now)
     await admission.refund_quota(store, request(user=8, count=4), day)
     assert await store.usage.get(GUILD, 8, day) == 1
+
+
+async def test_other_services_poll_on_the_same_loop_with_their_own_interval(
+    make_service: ServiceFactory,
+) -> None:
+    service = await make_service(Events())
+    runs: list[int] = []
+    first_may_end = asyncio.Event()
+    blocked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    cancelled = asyncio.Event()
+
+    async def poll_round() -> None:
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:
+            await first_may_end.wait()
+        elif len(runs) == 3:
+            try:
+                await blocked  # never resolved: only cancel() ends this run
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    # An hour-long interval: every run after the first one here comes from a wake.
+    service.poller.every("other", 3600.0, poll_round)
+    await wait_for(lambda: runs == [1])
+    service.poller.wake("other")  # woken while running: runs again as soon as it ends
+    first_may_end.set()
+    await wait_for(lambda: runs == [1, 2])
+    service.poller.wake("other")
+    await wait_for(lambda: runs == [1, 2, 3])
+    await service.poller.cancel("other")
+    assert cancelled.is_set()
+    assert service.memory_sizes()["poll_timers"] == 0  # rounds are not counted as tasks

@@ -195,6 +195,20 @@ async def test_crash_while_submitting_is_not_submitted_twice(harness):
     assert "not submitted again" in note["content"]
 
 
+async def test_training_polls_on_the_bots_one_poll_loop(harness):
+    harness.emu.state.settings.training_time = 0.5
+    await train(harness, attachments=images(harness, 3))
+    training = await wait_state(harness, 1, TrainingState.DONE)
+    assert training.model_name == "Ink_Style"
+    # The generation poller's loop runs training's polls: once the job is done, the training
+    # service runs no task of its own (only a round's per-guild polls may be finishing).
+    codes = [getattr(task.get_coro(), "cr_code", None) for task in asyncio.all_tasks()]
+    running = {code.co_qualname for code in codes if code is not None}
+    own = {name for name in running if name.startswith("TrainingService.")}
+    assert own <= {"TrainingService._poll_guild"}, own
+    assert "Poller.run" in running
+
+
 async def test_kill_during_training_resumes_polling(harness):
     harness.emu.state.settings.training_time = 1.5
     await train(harness, attachments=images(harness, 3))

@@ -18,6 +18,8 @@ from bot.tree import report_error
 
 log = logging.getLogger(__name__)
 
+ViewButton = discord.ui.Button[discord.ui.View]
+
 MAX_VARIATIONS = 8
 _PER_ROW = 5
 
@@ -32,10 +34,15 @@ async def _guarded(
         await report_error(interaction, exc)
 
 
+def button_label(item: discord.ui.Item[Any]) -> str:
+    """The label of a clicked button ('' for any other kind of item)."""
+    return (item.label or "") if isinstance(item, discord.ui.Button) else ""
+
+
 async def _task_of(interaction: discord.Interaction, task_id: int) -> Task:
     """The task behind a button, only within the guild where the button was clicked."""
     bot: Any = interaction.client
-    task = None
+    task: Task | None = None
     if interaction.guild_id is not None:
         task = await bot.store.tasks.get_in_guild(interaction.guild_id, task_id)
         if task is None and await bot.store.tasks.was_pruned(interaction.guild_id, task_id):
@@ -46,7 +53,7 @@ async def _task_of(interaction: discord.Interaction, task_id: int) -> Task:
     return task
 
 
-class RerunButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:rerun:(?P<task>\d+)"):
+class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<task>\d+)"):
     """Queue the same parameters again with a new seed, for the member who clicked."""
 
     def __init__(self, task_id: int, label: str = "Rerun") -> None:
@@ -63,9 +70,9 @@ class RerunButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:rerun
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> RerunButton:
-        return cls(int(match["task"]), item.label or "")
+        return cls(int(match["task"]), button_label(item))
 
     async def callback(self, interaction: discord.Interaction) -> Any:
         await _guarded(interaction, self._rerun)
@@ -82,7 +89,8 @@ class RerunButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:rerun
 
 
 class VariationButton(
-    discord.ui.DynamicItem[discord.ui.Button], template=r"mh:var:(?P<task>\d+):(?P<index>\d+)"
+    discord.ui.DynamicItem[ViewButton],
+    template=r"mh:var:(?P<task>\d+):(?P<index>\d+)",
 ):
     """Queue an img2img of one result image, for the member who clicked."""
 
@@ -100,7 +108,7 @@ class VariationButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> VariationButton:
         return cls(int(match["task"]), int(match["index"]))
 
@@ -123,7 +131,7 @@ class VariationButton(
         await reply(interaction, t("generate.accepted", locale, id=new.id))
 
 
-class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:del:(?P<task>\d+)"):
+class DeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:del:(?P<task>\d+)"):
     """Delete the result message (its requester or Manage Messages)."""
 
     def __init__(self, task_id: int, label: str = "Delete") -> None:
@@ -140,9 +148,9 @@ class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:del:
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> DeleteButton:
-        return cls(int(match["task"]), item.label or "")
+        return cls(int(match["task"]), button_label(item))
 
     async def callback(self, interaction: discord.Interaction) -> Any:
         await _guarded(interaction, self._delete)

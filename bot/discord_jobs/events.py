@@ -6,19 +6,16 @@ import enum
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import discord
 
 from bot.discord_jobs import render
 from bot.discord_jobs.buttons import result_view
 from bot.discord_jobs.downloads import ImageFetcher
+from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.payload import FittedImages, ResultImages, download_result, fit_images
 from bot.discord_jobs.status import StatusBoard
 from bot.store import Task, TaskState
-
-if TYPE_CHECKING:
-    from bot.app import BotCore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +49,7 @@ class DiscordJobEvents:
 
     def __init__(
         self,
-        bot: BotCore,
+        bot: DiscordHost,
         *,
         status_interval: float = 2.0,
         download_bytes: int = 20 * 1024 * 1024,
@@ -156,7 +153,7 @@ class DiscordJobEvents:
             log.info("task %s: result message not checked in DMs (%s)", task.id, exc.status)
             return PostedResult(ResultCheck.UNKNOWN, stored)
 
-    async def send_originals(self, task: Task, user: discord.abc.User) -> bool:
+    async def send_originals(self, task: Task, user: discord.User | discord.Member) -> bool:
         """DM a user the task's images and parameters; False when their DMs are closed."""
         images = await download_result(self.fetcher, task.images)
         fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=False)
@@ -170,7 +167,7 @@ class DiscordJobEvents:
 
     def upload_limit(self, guild_id: int) -> int:
         """The most bytes one result message may upload in the guild."""
-        guild = self.bot.get_guild(guild_id)  # type: ignore[attr-defined]
+        guild = self.bot.get_guild(guild_id)
         limit = guild.filesize_limit if guild is not None else DM_UPLOAD_LIMIT
         return min(limit, self.upload_cap) if self.upload_cap else limit
 
@@ -222,7 +219,7 @@ class DiscordJobEvents:
         )
 
     def _channel(self, task: Task) -> discord.PartialMessageable:
-        return self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)  # type: ignore[attr-defined]
+        return self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)
 
     async def _user(self, user_id: int) -> discord.User:
-        return self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)  # type: ignore[attr-defined]
+        return self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)

@@ -7,16 +7,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import discord
 
+from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.throttle import ThrottledMessage
 from bot.replies import NO_MENTIONS
 from bot.store import StoreUnavailable, Task
-
-if TYPE_CHECKING:
-    from bot.app import BotCore
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +39,11 @@ class StatusBoard:
     """
 
     def __init__(
-        self, bot: BotCore, *, interval: float = 2.0, clock: Callable[[], float] = time.monotonic
+        self,
+        bot: DiscordHost,
+        *,
+        interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bot = bot
         self.interval = interval
@@ -107,7 +108,7 @@ class StatusBoard:
             self._entries.pop(task_id, None)
 
     def _channel(self, entry: _Entry) -> discord.PartialMessageable:
-        return self.bot.get_partial_messageable(entry.channel_id, guild_id=entry.guild_id)  # type: ignore[attr-defined]
+        return self.bot.get_partial_messageable(entry.channel_id, guild_id=entry.guild_id)
 
     async def _post(self, task_id: int, entry: _Entry, text: str) -> None:
         try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import discord
 
+from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.throttle import ThrottledMessage
 from bot.discord_training.sample import sample_view
 from bot.display import render, shown
@@ -24,7 +26,7 @@ class DiscordTrainingEvents:
 
     def __init__(
         self,
-        bot: discord.Client,
+        bot: DiscordHost,
         *,
         edit_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -94,7 +96,7 @@ class DiscordTrainingEvents:
 
     async def _announce(self, training: Training, text: str, view: discord.ui.View | None) -> None:
         mentions = discord.AllowedMentions(users=[discord.Object(training.user_id)])
-        kwargs: dict = {"allowed_mentions": mentions}
+        kwargs: dict[str, Any] = {"allowed_mentions": mentions}
         if view is not None:
             kwargs["view"] = view
         try:
@@ -141,8 +143,8 @@ class DiscordTrainingEvents:
 
     async def _locale(self, guild_id: int) -> str:
         # Channel messages are read by everyone: use the guild's language.
-        languages = getattr(self._bot, "guild_languages", {})
+        languages = self._bot.guild_languages
         if guild_id not in languages:
-            settings = await self._bot.store.settings.get(guild_id)  # type: ignore[attr-defined]
+            settings = await self._bot.store.settings.get(guild_id)
             languages[guild_id] = settings.language
         return pick_locale(languages.get(guild_id))

@@ -8,6 +8,7 @@ from typing import Any
 
 import discord
 
+from bot.discord_jobs.buttons import ViewButton, button_label
 from bot.discord_jobs.requests import guild_limits
 from bot.errors import UserFacingError
 from bot.i18n import t
@@ -19,7 +20,7 @@ from bot.tree import report_error
 log = logging.getLogger(__name__)
 
 
-class SampleButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:sample:(?P<id>\d+)"):
+class SampleButton(discord.ui.DynamicItem[ViewButton], template=r"mh:sample:(?P<id>\d+)"):
     """Generates one image with the trained model and its trigger word; works after restarts."""
 
     def __init__(self, training_id: int, label: str = "Generate a sample") -> None:
@@ -35,9 +36,9 @@ class SampleButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:samp
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> SampleButton:
-        return cls(int(match["id"]), label=item.label or "")
+        return cls(int(match["id"]), label=button_label(item))
 
     async def callback(self, interaction: discord.Interaction) -> Any:
         try:
@@ -58,7 +59,9 @@ async def generate_sample(interaction: discord.Interaction, training_id: int) ->
     bot: Any = interaction.client
     guild_id = interaction.guild_id
     locale = bot.locale_for(interaction)
-    training = await bot.store.trainings.get_in_guild(guild_id, training_id) if guild_id else None
+    if guild_id is None:
+        raise UserFacingError("train.sample.unavailable")
+    training = await bot.store.trainings.get_in_guild(guild_id, training_id)
     if training is None or training.state is not TrainingState.DONE or not training.model_name:
         raise UserFacingError("train.sample.unavailable")
     generation = getattr(bot, "generation", None)

@@ -23,6 +23,7 @@ def create_training_service(bot: Any) -> TrainingService:
         bot.store,
         bot.accounts,
         events,
+        rounds=bot.generation.poller,
         staging=Staging(settings.storage.staging_dir),
         on_model=bot.forms.invalidate,
         concurrency=settings.limits.training_concurrency,

@@ -6,11 +6,31 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypedDict
 
 log = logging.getLogger(__name__)
 
 TaskKind = Literal["t2i", "i2i"]
+
+
+class TaskFields(TypedDict):
+    """The keyword arguments of `TaskRepo.create`, typed so a schema drift shows up."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    locale: str | None
+    kind: str
+    model: str
+    prompt: str
+    negative_prompt: str
+    count: int
+    scale: int
+    seed: int
+    size: str
+    init_image_url: str | None
+    parent_id: int | None
+    interaction_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +53,7 @@ class GenerationRequest:
     parent_id: int | None = None
     interaction_id: int | None = None
 
-    def task_fields(self) -> dict[str, object]:
+    def task_fields(self) -> TaskFields:
         """Return the keyword arguments of `TaskRepo.create` for this request."""
         return {
             "guild_id": self.guild_id,

@@ -1,9 +1,11 @@
-"""One polling loop for every submitted task: a timer heap, grouped per account."""
+"""One polling loop for the bot: every submitted task, grouped per account, and the
+periodic rounds other services register (training jobs poll on their own interval)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -26,10 +28,9 @@ from bot.v1b import (
     TaskResult,
     V1bError,
 )
+from bot.v1b.account import BATCH_LIMIT
 
 log = logging.getLogger(__name__)
-
-BATCH_SIZE = 50
 
 Outcome = TaskResult | V1bError
 DoneCallback = Callable[[Task], Awaitable[None]]
@@ -61,6 +62,16 @@ def requested_images(task: Task, result: TaskResult) -> list[ResultImage]:
             wanted,
         )
     return list(result.images[:wanted])
+
+
+@dataclass(slots=True)
+class _Round:
+    """A periodic poll registered with `Poller.every`."""
+
+    run: Callable[[], Awaitable[None]]
+    interval: float
+    task: asyncio.Task[None] | None = None
+    woken: bool = False  # woken while running: run again as soon as this round ends
 
 
 @dataclass(slots=True)
@@ -109,7 +120,9 @@ class Poller:
         self._on_gone = on_gone
         self.use_batch = use_batch
         self.batch_interval = batch_interval
-        self._batch_works = False  # a batch call has succeeded: polls cost per account, not task
+        # The session of the last batch call: its client knows whether the service answers
+        # batch calls (then polls cost per account, not per task).
+        self._batch_session: AccountSession | None = None
         self.task_timeout = task_timeout
         self.error_backoff = error_backoff
         self.max_error_backoff = max_error_backoff
@@ -118,7 +131,8 @@ class Poller:
         self._wall = wall_clock
         self._pending: dict[int, _Pending] = {}
         self._by_guild: defaultdict[int, set[int]] = defaultdict(set)
-        self._timers = TimerHeap()
+        self._timers: TimerHeap[int | str] = TimerHeap()  # task ids and round names
+        self._rounds: dict[str, _Round] = {}
         self._wake = asyncio.Event()
         self._groups: set[asyncio.Task[None]] = set()
         self._polling: set[int] = set()  # guilds with a poll group running
@@ -137,7 +151,7 @@ class Poller:
         return {
             "polled_tasks": len(self._pending),
             "polled_guilds": len(self._by_guild),
-            "poll_timers": len(self._timers),
+            "poll_timers": len(self._timers) - sum(name in self._timers for name in self._rounds),
             "poll_due_guilds": len(self._due),
             **strategy_sizes(),
         }
@@ -149,19 +163,66 @@ class Poller:
         delay = 0.0 if now else self.strategy.next_interval(task, None, 0, self._elapsed(task))
         self._schedule(entry, delay)
 
+    def every(self, name: str, interval: float, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run` now, then `interval` seconds after each run ends (or when woken)."""
+        self._rounds[name] = _Round(run, interval)
+        self._timers.schedule(name, self._clock())
+        self._wake.set()
+
+    def wake(self, name: str) -> None:
+        """Run the round `name` now, or again right after its current run."""
+        entry = self._rounds.get(name)
+        if entry is None:
+            return
+        if entry.task is not None:
+            entry.woken = True
+        else:
+            self._timers.schedule(name, self._clock())
+            self._wake.set()
+
+    async def cancel(self, name: str) -> None:
+        """Stop the round `name`, cancelling its current run."""
+        entry = self._rounds.pop(name, None)
+        self._timers.discard(name)
+        if entry is not None and entry.task is not None:
+            entry.task.cancel()
+            await asyncio.gather(entry.task, return_exceptions=True)
+
     async def run(self) -> None:
-        """Poll due tasks until cancelled."""
+        """Poll due tasks and run due rounds until cancelled."""
         self._stopping = False
         while True:
             self._wake.clear()
             due = self._timers.pop_due(self._clock() + self.coalesce)
-            if due or self._due:
-                self._launch(due)
+            task_ids = [key for key in due if isinstance(key, int)]
+            for name in (key for key in due if isinstance(key, str)):
+                self._start_round(name)
+            if task_ids or self._due:
+                self._launch(task_ids)
             next_due = self._timers.next_due()
             delay = None if next_due is None else max(0.0, next_due - self._clock())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
+
+    def _start_round(self, name: str) -> None:
+        entry = self._rounds.get(name)
+        if entry is None or entry.task is not None or self._stopping:
+            return
+        entry.task = asyncio.create_task(self._run_round(name, entry), name=f"poll-{name}")
+
+    async def _run_round(self, name: str, entry: _Round) -> None:
+        try:
+            await entry.run()
+        except Exception:
+            log.exception("poll round %s failed", name)
+        finally:
+            entry.task = None
+            if self._rounds.get(name) is entry:
+                delay = 0.0 if entry.woken else entry.interval
+                entry.woken = False
+                self._timers.schedule(name, self._clock() + delay)
+                self._wake.set()
 
     async def stop(self, grace: float) -> None:
         """Stop launching polls; wait up to `grace` seconds for running ones, then cancel."""
@@ -176,7 +237,7 @@ class Poller:
         return max(0.0, self._wall() - (task.submitted_at or self._wall()))
 
     def _schedule(self, entry: _Pending, delay: float) -> None:
-        if self._batch_works:
+        if self._batch_session is not None and self._batch_session.batch_supported is True:
             # One call polls every task of the account: keep them all on one short beat.
             delay = min(delay, self.batch_interval)
         remaining = self.task_timeout - self._elapsed(entry.task)
@@ -194,9 +255,9 @@ class Poller:
             group = asyncio.create_task(self._poll_guild(guild_id, entries))
             self._groups.add(group)
             group.add_done_callback(self._groups.discard)
-            group.add_done_callback(lambda _, guild_id=guild_id: self._group_done(guild_id))
+            group.add_done_callback(functools.partial(self._group_done, guild_id))
 
-    def _group_done(self, guild_id: int) -> None:
+    def _group_done(self, guild_id: int, _group: asyncio.Task[None]) -> None:
         self._polling.discard(guild_id)
         if guild_id in self._due:
             self._wake.set()
@@ -245,8 +306,8 @@ class Poller:
             return
         if self.use_batch and acct.batch_supported is not False:
             live += self._ride_along(guild_id, account_id, live)
-            for start in range(0, len(live), BATCH_SIZE):
-                await self._poll_batch(acct, live[start : start + BATCH_SIZE])
+            for start in range(0, len(live), BATCH_LIMIT):
+                await self._poll_batch(acct, live[start : start + BATCH_LIMIT])
         else:
             for entry in live:
                 if self._stopping:
@@ -277,7 +338,7 @@ class Poller:
         ids = [entry.task.service_task_id or "" for entry in chunk]
         try:
             results = await acct.task_results(ids)
-            self._batch_works = acct.batch_supported is True
+            self._batch_session = acct
         except V1bError as exc:
             for entry in chunk:
                 await self._settle(entry, exc)

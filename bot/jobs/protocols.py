@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bot.store import Task
@@ -42,6 +43,22 @@ class AccountResolver(Protocol):
 
     async def finished_with(self, account_id: int | None) -> None:
         """Work submitted with this account finished (a retired one may now be deleted)."""
+        ...
+
+
+class PollRounds(Protocol):
+    """The bot's one polling loop (`bot.jobs.poller.Poller`), for services with their own beat."""
+
+    def every(self, name: str, interval: float, run: Callable[[], Awaitable[None]]) -> None:
+        """Run `run` now, then `interval` seconds after each run ends (or when woken)."""
+        ...
+
+    def wake(self, name: str) -> None:
+        """Run the round `name` now, or again right after its current run."""
+        ...
+
+    async def cancel(self, name: str) -> None:
+        """Stop the round `name`, cancelling its current run."""
         ...
 
 

@@ -104,7 +104,7 @@ class GenerationService:
         self._paused_until: dict[int, float] = {}
         self._admission_locks: KeyedLocks[tuple[int, int]] = KeyedLocks()  # (guild, member)
         self._dispatch_wake = asyncio.Event()
-        self._retries = TimerHeap()
+        self._retries: TimerHeap[int] = TimerHeap()
         self._retry_wake = asyncio.Event()
         self._delivery_failures: dict[int, int] = defaultdict(int)
         self._delivering: set[int] = set()

@@ -5,16 +5,20 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
+K = TypeVar("K", bound=Hashable)
 
-class TimerHeap:
-    """Task ids scheduled at times; rescheduling a key replaces its previous time."""
+
+class TimerHeap(Generic[K]):
+    """Keys (task ids, named poll rounds) scheduled at times; rescheduling replaces a time."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, int]] = []
-        self._due: dict[int, float] = {}
+        self._heap: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -23,12 +27,12 @@ class TimerHeap:
     def __contains__(self, key: object) -> bool:
         return key in self._due
 
-    def schedule(self, key: int, when: float) -> None:
+    def schedule(self, key: K, when: float) -> None:
         """Make `key` due at `when`."""
         self._due[key] = when
         heapq.heappush(self._heap, (when, next(self._seq), key))
 
-    def discard(self, key: int) -> None:
+    def discard(self, key: K) -> None:
         """Forget `key` if it is scheduled."""
         self._due.pop(key, None)
 
@@ -37,9 +41,9 @@ class TimerHeap:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now: float) -> list[int]:
+    def pop_due(self, now: float) -> list[K]:
         """Remove and return every key due at or before `now`, earliest first."""
-        keys: list[int] = []
+        keys: list[K] = []
         while (when := self.next_due()) is not None and when <= now:
             _, _, key = heapq.heappop(self._heap)
             del self._due[key]

@@ -15,7 +15,6 @@ After a crash `start()` continues each job from its state:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -29,7 +28,7 @@ from bot.errors import UserFacingError
 from bot.images import CheckedImage
 from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.jobs.locks import KeyedLocks
-from bot.jobs.protocols import AccountResolver
+from bot.jobs.protocols import AccountResolver, PollRounds
 from bot.store import Store, StoreUnavailable, until_stored
 from bot.store.trainings import Training, TrainingState
 from bot.training.inputs import check_model_name
@@ -41,6 +40,7 @@ from bot.v1b import errors as v1b
 log = logging.getLogger(__name__)
 
 S = TrainingState
+ROUND = "training"  # the name of training's round on the polling loop
 PRE_TRAINING = (S.UPLOADING, S.CREATING_DATASET, S.SUBMITTING)
 
 
@@ -109,7 +109,7 @@ def failure_reason(state: TrainingState, exc: BaseException) -> TrainingFailReas
 
 
 class TrainingService:
-    """Runs every training job of the bot; one polling loop serves all of them."""
+    """Runs every training job of the bot; its polls run on the bot's one polling loop."""
 
     def __init__(
         self,
@@ -117,6 +117,7 @@ class TrainingService:
         accounts: AccountResolver,
         events: TrainingEvents,
         *,
+        rounds: PollRounds,
         staging: Staging,
         on_model: Callable[[int], None] = lambda guild_id: None,
         concurrency: int = 1,
@@ -130,6 +131,7 @@ class TrainingService:
         self._store = store
         self._accounts = accounts
         self._events = events
+        self._rounds = rounds
         self._staging = staging
         self._on_model = on_model
         self.concurrency = concurrency
@@ -144,9 +146,7 @@ class TrainingService:
         # submitting was interrupted there and is recovered cautiously.
         self._fresh: set[tuple[int, TrainingState]] = set()
         self._first_seen: dict[int, tuple[float, float]] = {}
-        self._poll_wake = asyncio.Event()
         self._tasks = Background(log, "training job step")
-        self._loop: asyncio.Task[None] | None = None
 
     # Lifecycle
 
@@ -157,16 +157,16 @@ class TrainingService:
             if training.state in PRE_TRAINING:
                 self._spawn(self._advance(training.id))
                 resumed += 1
-        self._loop = asyncio.create_task(self._poll_loop(), name="training-poll")
+        self._rounds.every(ROUND, self._poll_interval, self._poll_round)
         log.info("training service started: %d job(s) resumed before training", resumed)
 
     async def stop(self) -> None:
-        """Stop the loop and the running steps (each persisted step stays done)."""
-        pending = [*self._tasks, *([self._loop] if self._loop else [])]
+        """Stop polling and the running steps (each persisted step stays done)."""
+        await self._rounds.cancel(ROUND)
+        pending = list(self._tasks)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        self._loop = None
         await self._emit(self._events.close)
         log.info("training service stopped")
 
@@ -287,16 +287,16 @@ class TrainingService:
             S.SUBMITTING: self._submit,
         }
         while training is not None and training.state in steps:
-            state = training.state
+            state, current = training.state, training
             try:
-                training = await steps[state](training)
+                training = await steps[state](current)
             except StepFailed as exc:
-                await self._fail(training, exc.reason, exc.detail)
+                await self._fail(current, exc.reason, exc.detail)
                 return
             except (v1b.V1bError, NoAccount, AccountUnreadable) as exc:
                 log.warning("training %s failed while %s: %s", training_id, state, exc)
                 detail = getattr(exc, "message", "")
-                await self._fail(training, failure_reason(state, exc), detail)
+                await self._fail(current, failure_reason(state, exc), detail)
                 return
             except StoreUnavailable as exc:
                 # Only a read gets here, before the step acted (what a step did at the service
@@ -306,7 +306,7 @@ class TrainingService:
                 )
                 await asyncio.sleep(self._retry_delay)
         if training is not None and training.state is S.TRAINING:
-            self._poll_wake.set()
+            self._rounds.wake(ROUND)
 
     async def _upload(self, training: Training) -> Training | None:
         pending = list(training.pending_images)
@@ -422,7 +422,11 @@ class TrainingService:
         )
 
     async def _move(
-        self, training: Training, state: TrainingState, from_states: tuple, **fields: Any
+        self,
+        training: Training,
+        state: TrainingState,
+        from_states: tuple[TrainingState, ...],
+        **fields: Any,
     ) -> Training | None:
         self._fresh.add((training.id, state))
         # What the service did (dataset, submission) must be stored before the job goes on.
@@ -436,17 +440,14 @@ class TrainingService:
 
     # Polling
 
-    async def _poll_loop(self) -> None:
-        while True:
-            self._poll_wake.clear()
-            try:
-                await self.poll_once()
-            except StoreUnavailable as exc:
-                log.warning("training poll round skipped: %s", exc)
-            except Exception:
-                log.exception("training poll round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poll_wake.wait(), self._poll_interval)
+    async def _poll_round(self) -> None:
+        # Run by the bot's polling loop every poll interval, and at once when a job starts.
+        try:
+            await self.poll_once()
+        except StoreUnavailable as exc:
+            log.warning("training poll round skipped: %s", exc)
+        except Exception:
+            log.exception("training poll round failed")
 
     async def poll_once(self) -> None:
         """Ask the service about every job in training, one guild account at a time each."""

@@ -1,0 +1,36 @@
+"""What the Discord adapters use of the bot: its store and a few discord.py client calls."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import discord
+
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class DiscordHost(Protocol):
+    """The running bot as the job and training adapters see it (a `discord.Client` and more)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def guild_languages(self) -> dict[int, str | None]: ...  # guild id -> stored language
+
+    def get_partial_messageable(
+        self,
+        id: int,
+        *,
+        guild_id: int | None = None,
+        type: discord.ChannelType | None = None,
+    ) -> discord.PartialMessageable: ...
+
+    def get_guild(self, id: int, /) -> discord.Guild | None: ...
+
+    def get_user(self, id: int, /) -> discord.User | None: ...
+
+    async def fetch_user(self, user_id: int, /) -> discord.User: ...

@@ -1,0 +1,73 @@
+"""The throttled message editor shared by task status and training progress messages."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.discord_jobs.throttle import ThrottledMessage
+
+
+class Recorder:
+    """A message that records what it was made to show; can refuse an edit."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.refuse: set[str] = set()
+        self.changed = asyncio.Event()
+
+    async def send(self, text: str) -> bool:
+        self.sent.append(text)
+        self.changed.set()
+        return text not in self.refuse
+
+
+async def test_sends_on_change_only_and_coalesces_changes_within_the_interval() -> None:
+    now = [0.0]
+    message = Recorder()
+    throttled = ThrottledMessage(message.send, interval=10.0, clock=lambda: now[0])
+    await throttled.update("a")
+    await throttled.update("a")  # unchanged: nothing to send
+    assert message.sent == ["a"]
+    now[0] = 9.99  # the interval allows the next edit in 0.01 s
+    await throttled.update("b")
+    await throttled.update("c")
+    assert message.sent == ["a"] and throttled.waiting
+    message.changed.clear()
+    await asyncio.wait_for(message.changed.wait(), 5)
+    assert message.sent == ["a", "c"]  # one delayed edit, with the newest text
+
+
+async def test_a_refused_edit_is_sent_again_with_the_next_update_and_flush_sends_now() -> None:
+    now = [0.0]
+    message = Recorder()
+    message.refuse.add("a")
+    throttled = ThrottledMessage(message.send, interval=10.0, clock=lambda: now[0])
+    await throttled.update("a")
+    now[0] = 20.0
+    await throttled.update("a")  # not shown yet: tried again
+    assert message.sent == ["a", "a"]
+    message.refuse.clear()
+    now[0] = 25.0
+    await throttled.update("b")  # within the interval: held for later
+    assert throttled.waiting
+    await throttled.flush()
+    assert message.sent == ["a", "a", "b"] and not throttled.waiting
+
+
+async def test_a_delayed_edit_builds_its_text_when_it_is_sent() -> None:
+    now = [0.0]
+    message = Recorder()
+    state = {"elapsed": 0}
+
+    async def text() -> str:
+        return f"running for {state['elapsed']}s"
+
+    throttled = ThrottledMessage(message.send, interval=10.0, clock=lambda: now[0])
+    await throttled.update("queued")
+    now[0] = 9.99
+    state["elapsed"] = 1
+    await throttled.update(text)
+    message.changed.clear()
+    state["elapsed"] = 7  # what the message shows is the state when the edit goes out
+    await asyncio.wait_for(message.changed.wait(), 5)
+    assert message.sent == ["queued", "running for 7s"]
