@@ -268,7 +268,3 @@ def create_bot(
     sharded = settings.discord.shard_count or settings.discord.shard_ids
     cls = ShardedMiaohuaBot if sharded else MiaohuaBot
     return cls(settings, emulator_base_url=emulator_base_url, demo=demo, **client_options)
-
-
-# The name the Discord adapters used for the bot type before the two bots shared a class.
-BotCore = MiaohuaBot

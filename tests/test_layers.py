@@ -21,9 +21,7 @@ DOMAIN = ("bot.v1b", "bot.store", "bot.jobs", "bot.training")
 # (importer, imported). The tests fail once an entry is no longer true: delete it then.
 PENDING: frozenset[tuple[str, str]] = frozenset(
     {
-        ("bot.errors", "discord"),  # domain errors become independent of discord.py
         ("bot.i18n", "discord"),  # the catalog translator moves next to the command tree
-        ("cogs.training", "bot.v1b"),  # the training form comes from the training service
     }
 )
 

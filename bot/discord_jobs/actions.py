@@ -16,13 +16,13 @@ from bot.jobs.admission import check_request
 from bot.store import Task
 
 if TYPE_CHECKING:
-    from bot.app import BotCore
+    from bot.app import MiaohuaBot
 
 log = logging.getLogger(__name__)
 
 
 async def rerun(
-    bot: BotCore,
+    bot: MiaohuaBot,
     task: Task,
     *,
     user_id: int,
@@ -41,7 +41,7 @@ async def rerun(
 
 
 async def variation(
-    bot: BotCore, task: Task, index: int, *, user_id: int, channel_id: int, locale: str | None
+    bot: MiaohuaBot, task: Task, index: int, *, user_id: int, channel_id: int, locale: str | None
 ) -> Task:
     """Queue an img2img of one result image, re-uploaded to the guild's account first."""
     if not 0 <= index < len(task.images):

@@ -15,7 +15,7 @@ from bot.store.settings import GuildSettings
 from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt
 
 if TYPE_CHECKING:
-    from bot.app import BotCore
+    from bot.app import MiaohuaBot
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def limits_for(defaults: LimitsSettings, guild: GuildSettings) -> Limits:
     )
 
 
-async def guild_limits(bot: BotCore, guild_id: int) -> Limits:
+async def guild_limits(bot: MiaohuaBot, guild_id: int) -> Limits:
     """The admission limits of a guild as currently configured."""
     return limits_for(bot.settings.limits, await bot.store.settings.get(guild_id))
 
@@ -51,7 +51,7 @@ class GenerationOptions:
 
 
 async def resolve_options(
-    bot: BotCore,
+    bot: MiaohuaBot,
     guild_id: int,
     *,
     model: str | None = None,
