@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pkgutil
 
@@ -70,10 +71,19 @@ class BotCore:
         self.demo_provisioner = demo
         self.guild_languages: dict[int, str | None] = {}
         self.closing = False
+        self._store_opening: asyncio.Task[Store] | None = None
 
     async def setup_hook(self) -> None:
         settings = self.settings
-        self.store = await Store.open(settings.storage.path)
+        # A database that cannot be written (read-only filesystem, full disk) is waited for
+        # rather than fatal: tasks it holds finish once it can be written again.
+        self._store_opening = asyncio.create_task(Store.open_when_writable(settings.storage.path))
+        try:
+            self.store = await self._store_opening
+        except asyncio.CancelledError:
+            if self.closing:
+                raise StoppedWhileStarting from None
+            raise
         self.secrets = SecretBox.from_settings(
             settings.security.secret_key.get_secret_value()
             if settings.security.secret_key
@@ -157,6 +167,8 @@ class BotCore:
             return
         self.closing = True
         log.info("shutting down")
+        if self._store_opening is not None:
+            self._store_opening.cancel()
         if hasattr(self, "housekeeping"):
             await self.housekeeping.stop()
         if hasattr(self, "training"):
@@ -179,6 +191,10 @@ class BotCore:
         if hasattr(self, "loop_lag"):
             await self.loop_lag.stop()
         await super().close()  # type: ignore[misc]
+
+
+class StoppedWhileStarting(Exception):
+    """The bot was told to stop while it was still waiting for its database."""
 
 
 def poll_strategy(m: MiaohuaSettings) -> PollStrategy:

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import discord
 
-from bot.app import create_bot
+from bot.app import StoppedWhileStarting, create_bot
 from bot.config import Settings
 from bot.demo_accounts import DemoAccounts, DemoSecretUnusable
 from bot.logs import redactor, setup_logging
@@ -72,6 +72,9 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
         try:
             async with bot:
                 await bot.start(token)
+        except StoppedWhileStarting:
+            log.info("stopped while waiting for the database")
+            return EXIT_OK
         except discord.LoginFailure:
             _say("Discord rejected the bot token (check MIAOHUA_BOT_DISCORD__TOKEN)")
             return EXIT_FAILED
