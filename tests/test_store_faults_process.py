@@ -362,3 +362,63 @@ async def test_read_only_database_while_a_task_finishes(world, tmp_path):
     results = [m for m in fake.channel_messages(CH_A) if m.get("components")]
     for task_id in (1, 2):
         assert len([m for m in results if is_result_of(m, task_id)]) == 1
+
+
+# Inside a private mount namespace: a WAL database as a killed bot leaves it (with its -wal
+# and -shm files) on a tmpfs then remounted read-only, opened by the Store. SQLite opens it
+# read-only without a word and even grants BEGIN IMMEDIATE; only a write shows the truth.
+LEFT_BY_A_CRASH = """
+import asyncio, shutil, sqlite3, subprocess, sys
+from bot.store import Store, StoreUnavailable
+
+data = sys.argv[1]
+async def main() -> None:
+    store = await Store.open(f"{data}/live.sqlite3")
+    for suffix in ("", "-wal", "-shm"):  # a copy as the killed process left it
+        shutil.copy(f"{data}/live.sqlite3{suffix}", f"{data}/bot.sqlite3{suffix}")
+    await store.close()
+    subprocess.run(["mount", "-o", "remount,ro", data], check=True)
+    try:
+        opened = await Store.open(f"{data}/bot.sqlite3")
+    except StoreUnavailable as exc:
+        print("unavailable", exc.cause)
+    else:
+        print("opened")
+        await opened.close()
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs a private mount namespace for a tmpfs")
+def test_a_read_only_database_left_by_a_crash_is_not_opened_as_if_writable(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    script = 'mount -t tmpfs -o size=4m tmpfs "$1" && exec "$2" -c "$3" "$1"'
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+         str(data), sys.executable, LEFT_BY_A_CRASH],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("unavailable SQLITE_READONLY"), done.stdout
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs a private mount namespace for a tmpfs")
+async def test_stopped_while_waiting_for_a_read_only_database(world, tmp_path):
+    _, _, plain = world
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        **plain.env,
+        "MIAOHUA_BOT_STORAGE__PATH": str(data / "bot.sqlite3"),
+        "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(data / "staging"),
+    }
+    async with DataMount(data) as mount:
+        assert (await mount.remount("ro"))[0] == 0
+        bot = BotInMount(env, tmp_path, mount)
+        await bot.start()
+        await bot.logged("cannot write the database", 60)
+        code, log = await bot.stop(signal.SIGTERM)
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    assert len(log.strip().splitlines()) == 1, log

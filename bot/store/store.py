@@ -53,7 +53,12 @@ class Store:
         if str(path) != MEMORY:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: every statement is its own transaction; migrations BEGIN explicitly.
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            conn = await aiosqlite.connect(str(path), isolation_level=None)
+        except sqlite3.Error as exc:  # no file yet, and its directory cannot be written
+            if (typed := unavailable(exc)) is not None:
+                raise typed from exc
+            raise
         try:
             conn.row_factory = aiosqlite.Row
             await _configure(conn, busy_timeout_ms)
