@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pkgutil
 from collections.abc import Awaitable, Callable
@@ -87,6 +88,7 @@ class MiaohuaBot(commands.Bot):
         self.guild_languages: dict[int, str | None] = {}
         self.lifecycle = Lifecycle()
         self.closing = False
+        self._store_opening: asyncio.Task[Store] | None = None
 
     async def setup_hook(self) -> None:
         try:
@@ -161,7 +163,18 @@ class MiaohuaBot(commands.Bot):
             await start(Step(name, partial(self.load_extension, name), self._unloader(name)))
 
     async def _open_store(self) -> None:
-        self.store = await Store.open(self.settings.storage.path)
+        # A database that cannot be written (read-only filesystem, full disk) is waited for
+        # rather than fatal: tasks it holds finish once it can be written again.
+        opening = asyncio.create_task(Store.open_when_writable(self.settings.storage.path))
+        self._store_opening = opening
+        try:
+            self.store = await opening
+        except asyncio.CancelledError:
+            if self.closing:
+                raise ShuttingDown("store") from None
+            raise
+        finally:
+            self._store_opening = None
 
     def _unloader(self, name: str) -> Callable[[], Awaitable[None]]:
         async def unload() -> None:
@@ -205,6 +218,8 @@ class MiaohuaBot(commands.Bot):
             return
         self.closing = True
         log.info("shutting down")
+        if self._store_opening is not None:
+            self._store_opening.cancel()  # still waiting for a writable database
         await self.lifecycle.stop()
         await super().close()
 

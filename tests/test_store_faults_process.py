@@ -232,3 +232,193 @@ async def test_full_disk_while_a_task_finishes(world, tmp_path):
     results = [m for m in fake.channel_messages(CH_A) if m.get("components")]
     for task_id in (1, 2):
         assert len([m for m in results if is_result_of(m, task_id)]) == 1
+
+
+class DataMount:
+    """A tmpfs in a mount namespace of its own, outliving the bot processes started in it."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.holder: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> DataMount:
+        script = 'mount -t tmpfs -o size=16m tmpfs "$1" && echo mounted && exec sleep infinity'
+        self.holder = await asyncio.create_subprocess_exec(
+            "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            str(self.data), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.holder.stdout is not None
+        assert await asyncio.wait_for(self.holder.stdout.readline(), 10) == b"mounted\n"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.holder is not None
+        self.holder.kill()
+        await self.holder.wait()
+
+    @property
+    def namespace(self) -> str:
+        assert self.holder is not None
+        return f"/proc/{self.holder.pid}/ns/mnt"
+
+    async def remount(self, mode: str) -> tuple[int, str]:
+        """`mount -o remount,<mode>` of the tmpfs inside its namespace: (exit code, stderr)."""
+        proc = await asyncio.create_subprocess_exec(
+            "nsenter", f"--mount={self.namespace}", "mount", "-o", f"remount,{mode}",
+            str(self.data), stderr=asyncio.subprocess.PIPE, env={**os.environ, "LC_ALL": "C"},
+        )  # fmt: skip
+        _, err = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, err.decode()
+
+
+class BotInMount(BotProcess):
+    """The bot run inside a DataMount's namespace, its stderr read as it comes."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, mount: DataMount) -> None:
+        super().__init__(env, cwd)
+        self.mount = mount
+        self.lines: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.lines = []
+        self.proc = await asyncio.create_subprocess_exec(
+            "nsenter", f"--mount={self.mount.namespace}", sys.executable, "-m", "bot", "run",
+            env=self.env, cwd=self.cwd,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        self._reader = asyncio.create_task(self._read(self.proc))
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            self.lines.append(line.decode())
+
+    async def logged(self, text: str, timeout: float) -> None:
+        """Wait until the bot logs `text`; fail at once if it exits first."""
+
+        def seen() -> bool:
+            assert self.proc is not None
+            if any(text in line for line in self.lines):
+                return True
+            assert self.proc.returncode is None, f"the bot exited: {''.join(self.lines)}"
+            return False
+
+        await until(seen, timeout, repr(text))
+
+    async def stop(self, sig: int) -> tuple[int, str]:
+        assert self.proc is not None and self._reader is not None
+        self.proc.send_signal(sig)
+        code = await asyncio.wait_for(self.proc.wait(), 30)
+        await self._reader
+        return code, "".join(self.lines)
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs a private mount namespace for a tmpfs")
+async def test_read_only_database_while_a_task_finishes(world, tmp_path):
+    # Linux refuses to make a filesystem read-only while a process has a file on it open for
+    # writing (the bot always has its database open), so a read-only database is one the bot
+    # meets when it starts: here, restarted with a task still running at the service.
+    emu, fake, plain = world
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        **plain.env,
+        "MIAOHUA_BOT_STORAGE__PATH": str(data / "bot.sqlite3"),
+        "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(data / "staging"),
+    }
+    async with DataMount(data) as mount:
+        bot = BotInMount(env, tmp_path, mount)
+        await boot_with_account(fake, bot)
+        text = await slash(fake, "imagine", MEMBER_A, options={"prompt": "before read-only"})
+        assert "Accepted as task #1" in text, text
+        (service_id,) = await until(lambda: list(emu.state.stats()["tasks"]), 30, "a submission")
+        code, err = await mount.remount("ro")
+        assert code != 0 and "busy" in err, "read-only under a running bot: test another way"
+        code, log = await bot.stop(signal.SIGTERM)
+        assert code == 0, log
+        assert not emu.state.stats()["tasks"][service_id]["done"], "task 1 ended too soon"
+
+        code, err = await mount.remount("ro")
+        assert code == 0, err
+        await bot.start()
+        await bot.logged("cannot write the database", 60)
+        # The service finishes task 1 while the bot cannot store that.
+        await until(lambda: emu.state.stats()["tasks"][service_id]["done"], 30, "task 1 done")
+        assert bot.proc is not None and bot.proc.returncode is None
+        assert not any(is_result_of(m, 1) for m in fake.channel_messages(CH_A))
+
+        code, err = await mount.remount("rw")
+        assert code == 0, err
+        # No restart: the waiting bot opens the database, connects and finishes task 1.
+        await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 1), 60)
+        text = await slash(fake, "imagine", MEMBER_A2, options={"prompt": "writable again"})
+        assert "Accepted as task #2" in text, text
+        await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 2), 60)
+        code, log = await bot.stop(signal.SIGTERM)
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    results = [m for m in fake.channel_messages(CH_A) if m.get("components")]
+    for task_id in (1, 2):
+        assert len([m for m in results if is_result_of(m, task_id)]) == 1
+
+
+# Inside a private mount namespace: a WAL database as a killed bot leaves it (with its -wal
+# and -shm files) on a tmpfs then remounted read-only, opened by the Store. SQLite opens it
+# read-only without a word and even grants BEGIN IMMEDIATE; only a write shows the truth.
+LEFT_BY_A_CRASH = """
+import asyncio, shutil, sqlite3, subprocess, sys
+from bot.store import Store, StoreUnavailable
+
+data = sys.argv[1]
+async def main() -> None:
+    store = await Store.open(f"{data}/live.sqlite3")
+    for suffix in ("", "-wal", "-shm"):  # a copy as the killed process left it
+        shutil.copy(f"{data}/live.sqlite3{suffix}", f"{data}/bot.sqlite3{suffix}")
+    await store.close()
+    subprocess.run(["mount", "-o", "remount,ro", data], check=True)
+    try:
+        opened = await Store.open(f"{data}/bot.sqlite3")
+    except StoreUnavailable as exc:
+        print("unavailable", exc.cause)
+    else:
+        print("opened")
+        await opened.close()
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs a private mount namespace for a tmpfs")
+def test_a_read_only_database_left_by_a_crash_is_not_opened_as_if_writable(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    script = 'mount -t tmpfs -o size=4m tmpfs "$1" && exec "$2" -c "$3" "$1"'
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+         str(data), sys.executable, LEFT_BY_A_CRASH],
+        capture_output=True, text=True, check=False, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("unavailable SQLITE_READONLY"), done.stdout
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs a private mount namespace for a tmpfs")
+async def test_stopped_while_waiting_for_a_read_only_database(world, tmp_path):
+    _, _, plain = world
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        **plain.env,
+        "MIAOHUA_BOT_STORAGE__PATH": str(data / "bot.sqlite3"),
+        "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(data / "staging"),
+    }
+    async with DataMount(data) as mount:
+        assert (await mount.remount("ro"))[0] == 0
+        bot = BotInMount(env, tmp_path, mount)
+        await bot.start()
+        await bot.logged("cannot write the database", 60)
+        code, log = await bot.stop(signal.SIGTERM)
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    assert len(log.strip().splitlines()) == 1, log

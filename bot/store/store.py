@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +15,7 @@ import aiosqlite
 from bot.store.accounts import AccountRepo
 from bot.store.base import Clock
 from bot.store.datasets import DatasetRepo
+from bot.store.errors import StoreUnavailable, unavailable
 from bot.store.migrate import migrate
 from bot.store.models import ModelRepo
 from bot.store.settings import SettingsRepo
@@ -50,16 +53,52 @@ class Store:
         if str(path) != MEMORY:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: every statement is its own transaction; migrations BEGIN explicitly.
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            conn = await aiosqlite.connect(str(path), isolation_level=None)
+        except sqlite3.Error as exc:  # no file yet, and its directory cannot be written
+            if (typed := unavailable(exc)) is not None:
+                raise typed from exc
+            raise
         try:
             conn.row_factory = aiosqlite.Row
             await _configure(conn, busy_timeout_ms)
             version = await migrate(conn)
-        except BaseException:
+            await _check_writable(conn, version)
+        except BaseException as exc:
             await conn.close()
+            if isinstance(exc, sqlite3.Error) and (typed := unavailable(exc)) is not None:
+                raise typed from exc
             raise
         log.info("Opened store %s (schema version %d)", path, version)
         return cls(conn, clock)
+
+    @classmethod
+    async def open_when_writable(
+        cls, path: str | Path, *, first_delay: float = 0.5, max_delay: float = 5.0
+    ) -> Self:
+        """Open the database at `path`, waiting while it cannot be written (read-only, full).
+
+        Says so once in the log, in one line, then tries again with a growing wait, so the
+        bot carries on by itself once the file or its filesystem is writable again.
+        Cancellation stops the wait.
+        """
+        delay = first_delay
+        waited = False
+        while True:
+            try:
+                store = await cls.open(path)
+            except StoreUnavailable as exc:
+                if not waited:
+                    log.warning(
+                        "cannot write the database %s (%s); waiting until it can", path, exc.cause
+                    )
+                    waited = True
+                await asyncio.sleep(delay)
+                delay = min(max_delay, delay * 2)
+                continue
+            if waited:
+                log.warning("the database %s can be written again", path)
+            return store
 
     async def close(self) -> None:
         """Close the connection (checkpointing the WAL)."""
@@ -75,6 +114,19 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+async def _check_writable(conn: aiosqlite.Connection, version: int) -> None:
+    # SQLite silently opens a file it cannot write read-only (reads work, even BEGIN
+    # IMMEDIATE does), and such a connection stays read-only after the filesystem becomes
+    # writable again. A write that changes nothing, rolled back, shows this at start, where
+    # opening again is the cure.
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await conn.execute(f"PRAGMA user_version = {int(version)}")
+    finally:
+        if conn.in_transaction:
+            await conn.execute("ROLLBACK")
 
 
 async def _configure(conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
