@@ -80,6 +80,10 @@ class StatusCog(commands.Cog):
         locale = self.bot.locale_for(interaction)
         task = await self.bot.store.tasks.get_in_guild(interaction.guild_id, task_id)
         sees_all = interaction.permissions.manage_guild
+        if task is None and await self.bot.store.tasks.was_pruned(interaction.guild_id, task_id):
+            days = f"{self.bot.settings.storage.retention_days:g}"
+            await reply(interaction, t("result.too_old", locale, id=task_id, days=days))
+            return
         if task is None or (task.user_id != interaction.user.id and not sees_all):
             await reply(interaction, t("status.not_found", locale, id=task_id))
             return

@@ -204,6 +204,11 @@ async def test_buttons_on_a_pruned_result_answer_that_it_is_too_old(harness_fact
         assert await answer_text(ix) == expected
     assert await h.bot.store.tasks.recent(GUILD_A) == []  # nothing was queued again
     assert h.fake.message(int(result["id"])) is not None  # nor deleted
+    ix = await h.fake.slash(
+        "status", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A,
+        options={"task": task_id}, locale=str(locale),
+    )  # fmt: skip
+    assert await answer_text(ix) == expected
 
 
 async def test_a_button_on_a_task_gone_without_pruning_still_says_not_found(harness_factory):
