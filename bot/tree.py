@@ -10,8 +10,9 @@ from discord import app_commands
 
 from bot.display import render
 from bot.errors import DomainError
-from bot.i18n import t
+from bot.i18n import DEFAULT_LOCALE, t
 from bot.replies import reply
+from bot.types import is_bot_interaction
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,11 @@ class MiaohuaTree(app_commands.CommandTree):
 async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
     """Tell the user what went wrong, in their language; log unexpected errors with an id."""
     original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-    locale = interaction.client.locale_for(interaction)  # type: ignore[attr-defined]
+    locale = (
+        interaction.client.locale_for(interaction)
+        if is_bot_interaction(interaction)
+        else DEFAULT_LOCALE
+    )
     message = describe_error(original, locale)
     if message is None:
         error_id = secrets.token_hex(4)

@@ -15,6 +15,7 @@ from bot.i18n import t
 from bot.replies import defer, reply
 from bot.store import Task
 from bot.tree import report_error
+from bot.types import BotInteraction, bot_interaction
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +26,11 @@ _PER_ROW = 5
 
 
 async def _guarded(
-    interaction: discord.Interaction, action: Callable[[discord.Interaction], Awaitable[None]]
+    interaction: discord.Interaction, action: Callable[[BotInteraction], Awaitable[None]]
 ) -> None:
     """Run a button action; any failure reaches the clicking user like a command error."""
     try:
-        await action(interaction)
+        await action(bot_interaction(interaction))
     except Exception as exc:
         await report_error(interaction, exc)
 
@@ -39,9 +40,9 @@ def button_label(item: discord.ui.Item[Any]) -> str:
     return (item.label or "") if isinstance(item, discord.ui.Button) else ""
 
 
-async def _task_of(interaction: discord.Interaction, task_id: int) -> Task:
+async def _task_of(interaction: BotInteraction, task_id: int) -> Task:
     """The task behind a button, only within the guild where the button was clicked."""
-    bot: Any = interaction.client
+    bot = interaction.client
     task: Task | None = None
     if interaction.guild_id is not None:
         task = await bot.store.tasks.get_in_guild(interaction.guild_id, task_id)
@@ -77,8 +78,8 @@ class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<ta
     async def callback(self, interaction: discord.Interaction) -> Any:
         await _guarded(interaction, self._rerun)
 
-    async def _rerun(self, interaction: discord.Interaction) -> None:
-        bot: Any = interaction.client
+    async def _rerun(self, interaction: BotInteraction) -> None:
+        bot = interaction.client
         locale = bot.locale_for(interaction)
         task = await _task_of(interaction, self.task_id)
         await defer(interaction)
@@ -115,8 +116,8 @@ class VariationButton(
     async def callback(self, interaction: discord.Interaction) -> Any:
         await _guarded(interaction, self._vary)
 
-    async def _vary(self, interaction: discord.Interaction) -> None:
-        bot: Any = interaction.client
+    async def _vary(self, interaction: BotInteraction) -> None:
+        bot = interaction.client
         locale = bot.locale_for(interaction)
         task = await _task_of(interaction, self.task_id)
         await defer(interaction)
@@ -155,8 +156,8 @@ class DeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:del:(?P<tas
     async def callback(self, interaction: discord.Interaction) -> Any:
         await _guarded(interaction, self._delete)
 
-    async def _delete(self, interaction: discord.Interaction) -> None:
-        locale = interaction.client.locale_for(interaction)  # type: ignore[attr-defined]
+    async def _delete(self, interaction: BotInteraction) -> None:
+        locale = interaction.client.locale_for(interaction)
         task = await _task_of(interaction, self.task_id)
         if not actions.may_delete(task, interaction.user.id, interaction.permissions):
             raise UserFacingError("result.delete_denied")

@@ -16,6 +16,7 @@ from bot.jobs import GenerationRequest
 from bot.replies import defer, reply
 from bot.store.trainings import TrainingState
 from bot.tree import report_error
+from bot.types import bot_interaction
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +57,13 @@ def sample_view(training_id: int, locale: str) -> discord.ui.View:
 
 async def generate_sample(interaction: discord.Interaction, training_id: int) -> None:
     """Queue a one-image generation with the trained model for the member who clicked."""
-    bot: Any = interaction.client
+    bot = bot_interaction(interaction).client
     guild_id = interaction.guild_id
     locale = bot.locale_for(interaction)
     if guild_id is None:
         raise UserFacingError("train.sample.unavailable")
     training = await bot.store.trainings.get_in_guild(guild_id, training_id)
     if training is None or training.state is not TrainingState.DONE or not training.model_name:
-        raise UserFacingError("train.sample.unavailable")
-    generation = getattr(bot, "generation", None)
-    if generation is None:
         raise UserFacingError("train.sample.unavailable")
     await defer(interaction)
     form = await bot.forms.generation_form(guild_id)
@@ -82,5 +80,5 @@ async def generate_sample(interaction: discord.Interaction, training_id: int) ->
         size=form.default_resolution or form.all_sizes()[0],
         interaction_id=interaction.id,
     )
-    task = await generation.enqueue(request, limits=await guild_limits(bot, guild_id))
+    task = await bot.generation.enqueue(request, limits=await guild_limits(bot, guild_id))
     await reply(interaction, t("train.sample.queued", locale, id=task.id))

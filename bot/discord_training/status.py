@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.display import in_code, shown
 from bot.i18n import t
 from bot.store.trainings import TrainingState
 from bot.training.render import duration
 
+if TYPE_CHECKING:
+    from bot.app import MiaohuaBot
+
 log = logging.getLogger(__name__)
 
 RECENT = 10
 
 
-async def training_lines(bot: Any, guild_id: int, user_id: int | None, locale: str) -> list[str]:
+async def training_lines(
+    bot: MiaohuaBot, guild_id: int, user_id: int | None, locale: str
+) -> list[str]:
     """One line per recent training of the guild (only `user_id`'s when given), newest first."""
     now = time.time()
     lines = []

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.discord_training.notifier import DiscordTrainingEvents
 from bot.training.service import TrainingService
 from bot.training.staging import Staging
+
+if TYPE_CHECKING:
+    from bot.app import MiaohuaBot
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 2.0
 
 
-def create_training_service(bot: Any) -> TrainingService:
+def create_training_service(bot: MiaohuaBot) -> TrainingService:
     """The training service of a bot whose store, accounts and forms are ready."""
     settings = bot.settings
     m = settings.miaohua
