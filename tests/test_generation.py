@@ -152,7 +152,7 @@ async def test_a_member_cannot_queue_more_than_the_concurrency_limit(gen):
     await gen.bot.store.settings.update(GUILD_A, user_concurrency=1)
     await accepted(await imagine(gen, count=1))
     text = await answer_text(await imagine(gen, count=1))
-    assert text == t("refused.user_busy", "en-US", limit=1)
+    assert text == "You already have 1 task queued or running; wait for it to finish."
 
 
 async def test_img2img_uploads_the_attachment_and_picks_the_closest_aspect(gen):
@@ -425,7 +425,7 @@ async def test_an_image_that_cannot_be_downloaded_is_linked_and_said_so(gen):
     fetcher.fetch = flaky
     task_id = await accepted(await imagine(gen, count=2))
     message = await wait_result(gen, task_id)
-    assert "1 image(s) could not be downloaded" in text_of(message)
+    assert "1 image could not be downloaded in full" in text_of(message)
     assert "_00001.jpg" in text_of(message)
     files = {a["filename"]: a["size"] for a in message["attachments"]}
     assert files["task-1-2.jpg"] < files["task-1-1.jpg"]  # the smaller preview stands in

@@ -561,7 +561,7 @@ async def test_admission_refusals(make_service: ServiceFactory) -> None:
     await service.enqueue(request(), limits=one)
     with pytest.raises(UserBusy) as refused:
         await service.enqueue(request(), limits=one)
-    assert refused.value.params == {"limit": 1}
+    assert refused.value.params == {"count": 1}
     await service.enqueue(request(user=2), limits=one)  # another user is not affected
 
 
@@ -575,7 +575,7 @@ async def test_quota_race_admits_exactly_the_quota(
     )
     refusals = [r for r in results if isinstance(r, QuotaExceeded)]
     assert len(refusals) == 7 and sum(isinstance(r, Task) for r in results) == 3
-    assert refusals[0].params["limit"] == 3
+    assert refusals[0].params["count"] == 3
     assert refusals[0].params["resets_at"] > time.time()
     day = admission.utc_day(time.time())
     assert await store.usage.get(GUILD, 1, day) == 3

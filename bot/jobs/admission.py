@@ -57,7 +57,7 @@ async def check_user_busy(store: Store, request: GenerationRequest, limits: Limi
         return
     active = await store.tasks.count_active(request.guild_id, request.user_id)
     if active >= limits.user_concurrency:
-        raise UserBusy(limit=limits.user_concurrency)
+        raise UserBusy(count=limits.user_concurrency)
 
 
 async def take_quota(
@@ -75,7 +75,7 @@ async def take_quota(
     count = await store.usage.increment(request.guild_id, request.user_id, day, images)
     if count > limits.daily_quota:
         await store.usage.increment(request.guild_id, request.user_id, day, -images)
-        raise QuotaExceeded(limit=limits.daily_quota, resets_at=int(next_utc_midnight(now)))
+        raise QuotaExceeded(count=limits.daily_quota, resets_at=int(next_utc_midnight(now)))
     return day
 
 

@@ -90,6 +90,6 @@ def check_archive(data: bytes, limits: LimitsSettings) -> TrainingImages:
 def require_enough(count: int, has_datasets: bool, limits: LimitsSettings) -> None:
     """A training needs images or existing datasets; new images at least the minimum."""
     if count == 0 and not has_datasets:
-        raise UserFacingError("train.no_images", min=limits.training_images_min)
+        raise UserFacingError("train.no_images", count=limits.training_images_min)
     if count and count < limits.training_images_min:
         raise UserFacingError("train.too_few_images", count=count, min=limits.training_images_min)
