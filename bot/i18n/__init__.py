@@ -114,19 +114,20 @@ def command_key(
     """Derive the catalog key of a command, option or choice string."""
     explicit = string.extras.get("key")
     if explicit:
-        return explicit
+        return str(explicit)
     loc = context.location
     data = context.data
     TL = app_commands.TranslationContextLocation
-    if loc in (TL.command_name, TL.group_name):
+    commands = (app_commands.Command, app_commands.Group, app_commands.ContextMenu)
+    if loc in (TL.command_name, TL.group_name) and isinstance(data, commands):
         return f"cmd.{data.qualified_name}.name"
-    if loc in (TL.command_description, TL.group_description):
+    if loc in (TL.command_description, TL.group_description) and isinstance(data, commands):
         return f"cmd.{data.qualified_name}.description"
-    if loc is TL.parameter_name:
+    if loc is TL.parameter_name and isinstance(data, app_commands.Parameter):
         return f"cmd.{data.command.qualified_name}.opt.{data.name}.name"
-    if loc is TL.parameter_description:
+    if loc is TL.parameter_description and isinstance(data, app_commands.Parameter):
         return f"cmd.{data.command.qualified_name}.opt.{data.name}.description"
-    if loc is TL.choice_name:
+    if loc is TL.choice_name and isinstance(data, app_commands.Choice):
         return f"choice.{data.value}"
     return f"text.{string.message}"
 
