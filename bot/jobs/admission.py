@@ -1,8 +1,8 @@
 """Admission control: the checks a request passes before it is persisted and queued.
 
 Blocked words match case-insensitively as substrings, so "cat" also blocks "cats" and
-"concatenate"; moderators list the stems they mean. The daily quota counts requests
-(not images) per user per UTC day.
+"concatenate"; moderators list the stems they mean. The daily quota counts images (a
+request for four charges four) per user per UTC day.
 """
 
 from __future__ import annotations
