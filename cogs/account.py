@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 import discord
@@ -15,8 +14,6 @@ from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.store import RunningWork
 from bot.ui import BoundModal, unique_custom_id
-
-log = logging.getLogger(__name__)
 
 EMAIL_MAX = 254
 PASSWORD_MAX = 128

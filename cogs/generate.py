@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import discord
@@ -26,8 +25,6 @@ from bot.offload import offload
 from bot.replies import defer, reply
 from bot.text import NEGATIVE_PROMPT_MAX
 from bot.ui import BoundModal, unique_custom_id
-
-log = logging.getLogger(__name__)
 
 PROMPT_MAX = 2000  # Discord-side cap; the guild's prompt_length limit is enforced at admission
 SEED_MAX = 2**31 - 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _T
@@ -17,8 +15,6 @@ from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.store.settings import GuildSettings
 from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt, clean_text
-
-log = logging.getLogger(__name__)
 
 BLOCKED_WORD_MAX = 100
 BLOCKED_WORDS_LIMIT = 200

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -19,8 +18,6 @@ from bot.i18n import t
 from bot.replies import defer, reply
 from bot.store import Task, TaskState
 from bot.training.status import training_lines
-
-log = logging.getLogger(__name__)
 
 RECENT_LIMIT = 10
 _REPOSTABLE = (TaskState.DONE, TaskState.DELIVERED)

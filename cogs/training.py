@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import discord
 from discord import app_commands
 from discord.app_commands import locale_str as _T
@@ -25,8 +23,6 @@ from bot.training.inputs import (
     require_enough,
 )
 from bot.v1b import TrainForm
-
-log = logging.getLogger(__name__)
 
 EMBED_TEXT_MAX = 4000
 DEFAULT_MAIN_BODY = "Style"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,8 +14,6 @@ from bot.i18n import t
 from bot.replies import defer, reply
 from bot.store import Task
 from bot.tree import report_error
-
-log = logging.getLogger(__name__)
 
 MAX_VARIATIONS = 8
 _PER_ROW = 5

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import discord
 
 from bot.discord_jobs.payload import FittedImages
@@ -11,8 +9,6 @@ from bot.display import DESCRIPTION_MAX, FIELD_VALUE_MAX, fit_embed, render, sho
 from bot.i18n import t, tn
 from bot.jobs import FailReason
 from bot.store import Task, TaskState
-
-log = logging.getLogger(__name__)
 
 EMBED_COLOUR = discord.Colour(0x6C5CE7)
 FIELD_MAX = FIELD_VALUE_MAX

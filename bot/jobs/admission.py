@@ -7,7 +7,6 @@ request for four charges four) per user per UTC day.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -15,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 from bot.jobs.errors import BlockedWord, ChannelNotAllowed, PromptTooLong, QuotaExceeded, UserBusy
 from bot.jobs.models import GenerationRequest, Limits
 from bot.store import Store
-
-log = logging.getLogger(__name__)
 
 
 def utc_day(now: float) -> str:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 from bot.store import Task
 from bot.v1b import AccountSession
-
-log = logging.getLogger(__name__)
 
 
 class BoundAccount(Protocol):

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import logging
-
-log = logging.getLogger(__name__)
 
 
 class TimerHeap:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -11,8 +10,6 @@ from bot.config import LimitsSettings
 from bot.errors import UserFacingError
 from bot.images import CheckedImage, check_image
 from bot.training.archive import ArchiveLimits, read_archive
-
-log = logging.getLogger(__name__)
 
 NAME_MIN = 2
 NAME_MAX = 40

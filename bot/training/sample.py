@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -15,8 +14,6 @@ from bot.jobs import GenerationRequest
 from bot.replies import defer, reply
 from bot.store.trainings import TrainingState
 from bot.tree import report_error
-
-log = logging.getLogger(__name__)
 
 
 class SampleButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mh:sample:(?P<id>\d+)"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -10,8 +9,6 @@ from bot.display import in_code, shown
 from bot.i18n import t
 from bot.store.trainings import TrainingState
 from bot.training.render import duration
-
-log = logging.getLogger(__name__)
 
 RECENT = 10
 

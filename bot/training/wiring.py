@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from bot.training.notifier import DiscordTrainingEvents
 from bot.training.service import TrainingService
 from bot.training.staging import Staging
-
-log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 2.0
 

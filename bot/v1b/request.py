@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from pydantic import TypeAdapter
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

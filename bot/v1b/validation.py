@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from .errors import InvalidRequest
 from .models import GenerationForm, IntRange, TaskParams
-
-log = logging.getLogger(__name__)
 
 _ENDPOINT = "task_submit"
 
