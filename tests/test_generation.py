@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
+import discord
 import pytest
 from PIL import Image
 
@@ -247,8 +248,14 @@ async def test_busy_account_back_pressure_delivers_everything(harness_factory):
     assert sum(task.attempts for task in tasks) > 0  # at least one 603 was absorbed
 
 
-async def test_a_result_over_the_upload_limit_is_shrunk_to_fit(gen):
-    gen.bot.delivery.upload_cap = 40_000
+def limit_uploads(gen, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """A guild whose upload limit is `size` bytes, known to discord.py and enforced by Discord."""
+    monkeypatch.setattr(discord.Guild, "filesize_limit", property(lambda guild: size))
+    gen.fake.attachment_size_limit = size
+
+
+async def test_a_result_over_the_upload_limit_is_shrunk_to_fit(gen, monkeypatch):
+    limit_uploads(gen, monkeypatch, 40_000)
     task_id = await accepted(await imagine(gen, count=4))
     result = await wait_result(gen, task_id)
     assert attachments_total(result) <= 40_000
@@ -256,8 +263,8 @@ async def test_a_result_over_the_upload_limit_is_shrunk_to_fit(gen):
     assert t("result.reduced", "en-US") in text_of(result)
 
 
-async def test_a_result_that_cannot_fit_is_linked(gen):
-    gen.bot.delivery.upload_cap = 200
+async def test_a_result_that_cannot_fit_is_linked(gen, monkeypatch):
+    limit_uploads(gen, monkeypatch, 200)
     task_id = await accepted(await imagine(gen, count=2))
     result = await wait_result(gen, task_id)
     assert result["attachments"] == []
