@@ -8,6 +8,8 @@ and the catalogs carry every language, English included.
 A message that names a number of things is stored as plural forms, `<key>.one`,
 `<key>.other` (and `few`, `many`, ... where a language needs them), and is chosen
 by its `count` parameter under the language's CLDR plural rules (from Babel).
+Both catalogs keep the same keys, so a Chinese message has a `.one` form too,
+which Chinese rules (everything is `other`) never pick.
 """
 
 from __future__ import annotations
