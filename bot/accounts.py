@@ -240,12 +240,6 @@ class AccountManager:
         """Whether guilds without an account get a demo account on the built-in emulator."""
         return self._demo is not None
 
-    def forget_session(self, guild_id: int) -> None:
-        """Drop the cached session, e.g. after the account's credentials stopped working."""
-        bound = self._current.pop(guild_id, None)
-        if bound is not None and bound.account_id is not None:
-            self._by_id.pop(bound.account_id, None)
-
     def _open(self, row: GuildAccount) -> AccountSession:
         """The session of a stored account; raises AccountUnreadable when the key changed."""
         try:

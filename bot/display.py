@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import discord
 
-from bot.i18n import catalog, normalize, t
+from bot.i18n import t, template
 
 ELLIPSIS = "…"
 # Discord's limits (https://discord.com/developers/docs/resources/message).
@@ -62,12 +62,12 @@ def render(
     Whether a value sits in a code span is read from the template, so each catalog decides
     how its values look. `trusted` values (mentions, links the bot built) are used as is.
     """
-    template = catalog(normalize(locale) or "en-US").get(key) or catalog("en-US").get(key, "")
+    found = template(key, locale, untrusted.get("count", (trusted or {}).get("count"))) or ""
     params: dict[str, object] = dict(trusted or {})
     for name, value in untrusted.items():
         if not isinstance(value, str):
             params[name] = value
-        elif re.search(rf"`\{{{re.escape(name)}\}}`", template):
+        elif re.search(rf"`\{{{re.escape(name)}\}}`", found):
             params[name] = in_code(value)
         else:
             params[name] = shown(value)

@@ -30,8 +30,6 @@ def describe_error(error: BaseException, locale: str) -> str | None:
         return t("errors.guild_only", locale)
     if isinstance(error, app_commands.MissingPermissions):
         return t("errors.missing_permissions", locale)
-    if isinstance(error, app_commands.CommandOnCooldown):
-        return t("errors.cooldown", locale, seconds=round(error.retry_after, 1))
     if isinstance(error, app_commands.CheckFailure):
         return t("errors.not_allowed", locale)
     if isinstance(error, app_commands.TransformerError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -20,8 +19,6 @@ from bot.ui import BoundModal, unique_custom_id
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
-
-log = logging.getLogger(__name__)
 
 EMAIL_MAX = 254
 PASSWORD_MAX = 128

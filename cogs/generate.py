@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 import discord
@@ -29,8 +28,6 @@ from bot.ui import BoundModal, unique_custom_id
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
-
-log = logging.getLogger(__name__)
 
 PROMPT_MAX = 2000  # Discord-side cap; the guild's prompt_length limit is enforced at admission
 SEED_MAX = 2**31 - 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 import discord
@@ -13,7 +12,7 @@ from discord.ext import commands
 from bot import options
 from bot.autocomplete import model_autocomplete, size_autocomplete
 from bot.display import FIELD_VALUE_MAX, TITLE_MAX, clip, in_code, render, shown
-from bot.i18n import LOCALES, t
+from bot.i18n import LOCALES, t, tn
 from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
 from bot.store.settings import GuildSettings
@@ -22,8 +21,6 @@ from bot.types import BotInteraction
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
-
-log = logging.getLogger(__name__)
 
 BLOCKED_WORD_MAX = 100
 BLOCKED_WORDS_LIMIT = 200
@@ -218,9 +215,7 @@ class SettingsCog(
             return
         elif action == "add" and needle not in words:
             if len(words) >= BLOCKED_WORDS_LIMIT:
-                await reply(
-                    interaction, t("settings.too_many_words", locale, limit=BLOCKED_WORDS_LIMIT)
-                )
+                await reply(interaction, tn("settings.too_many_words", BLOCKED_WORDS_LIMIT, locale))
                 return
             words.append(needle)
         elif action == "remove" and needle in words:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -23,8 +22,6 @@ from bot.types import BotInteraction
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
-
-log = logging.getLogger(__name__)
 
 RECENT_LIMIT = 10
 _REPOSTABLE = (TaskState.DONE, TaskState.DELIVERED)

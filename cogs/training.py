@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 import discord
@@ -25,8 +24,6 @@ from bot.types import BotInteraction
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
-
-log = logging.getLogger(__name__)
 
 EMBED_TEXT_MAX = 4000
 IMAGE_OPTIONS = tuple(f"image{i}" for i in range(1, 11))

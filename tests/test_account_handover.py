@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.accounts import AccountManager
 from bot.i18n import t
 from bot.jobs import NoAccount
 from bot.store import RunningWork, TaskState
@@ -194,10 +195,13 @@ async def test_an_account_held_by_a_submission_in_flight_is_not_deleted(harness)
 
 async def test_a_lookup_racing_a_removal_does_not_bring_the_account_back(harness):
     bot = harness.bot
-    bot.accounts.forget_session(GUILD_A)
-    lookup = asyncio.create_task(bot.accounts.current(GUILD_A))
+    # A manager with nothing cached yet (as after a restart), so the lookup reads the store.
+    accounts = AccountManager(
+        bot.store, bot.v1b, bot.secrets, demo_provisioner=bot.demo_provisioner
+    )
+    lookup = asyncio.create_task(accounts.current(GUILD_A))
     await asyncio.sleep(0)  # the lookup has sent its read of the (still current) account
-    await bot.accounts.remove(GUILD_A)
+    await accounts.remove(GUILD_A)
     assert (await lookup).account_id is not None  # it answered what was current when asked
     with pytest.raises(NoAccount):
-        await bot.accounts.current(GUILD_A)  # but did not cache it past the removal
+        await accounts.current(GUILD_A)  # but did not cache it past the removal

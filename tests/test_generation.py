@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
+import discord
 import pytest
 from PIL import Image
 
@@ -152,7 +153,7 @@ async def test_a_member_cannot_queue_more_than_the_concurrency_limit(gen):
     await gen.bot.store.settings.update(GUILD_A, user_concurrency=1)
     await accepted(await imagine(gen, count=1))
     text = await answer_text(await imagine(gen, count=1))
-    assert text == t("refused.user_busy", "en-US", limit=1)
+    assert text == "You already have 1 task queued or running; wait for it to finish."
 
 
 async def test_img2img_uploads_the_attachment_and_picks_the_closest_aspect(gen):
@@ -247,8 +248,14 @@ async def test_busy_account_back_pressure_delivers_everything(harness_factory):
     assert sum(task.attempts for task in tasks) > 0  # at least one 603 was absorbed
 
 
-async def test_a_result_over_the_upload_limit_is_shrunk_to_fit(gen):
-    gen.bot.delivery.upload_cap = 40_000
+def limit_uploads(gen, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """A guild whose upload limit is `size` bytes, known to discord.py and enforced by Discord."""
+    monkeypatch.setattr(discord.Guild, "filesize_limit", property(lambda guild: size))
+    gen.fake.attachment_size_limit = size
+
+
+async def test_a_result_over_the_upload_limit_is_shrunk_to_fit(gen, monkeypatch):
+    limit_uploads(gen, monkeypatch, 40_000)
     task_id = await accepted(await imagine(gen, count=4))
     result = await wait_result(gen, task_id)
     assert attachments_total(result) <= 40_000
@@ -256,8 +263,8 @@ async def test_a_result_over_the_upload_limit_is_shrunk_to_fit(gen):
     assert t("result.reduced", "en-US") in text_of(result)
 
 
-async def test_a_result_that_cannot_fit_is_linked(gen):
-    gen.bot.delivery.upload_cap = 200
+async def test_a_result_that_cannot_fit_is_linked(gen, monkeypatch):
+    limit_uploads(gen, monkeypatch, 200)
     task_id = await accepted(await imagine(gen, count=2))
     result = await wait_result(gen, task_id)
     assert result["attachments"] == []
@@ -425,7 +432,7 @@ async def test_an_image_that_cannot_be_downloaded_is_linked_and_said_so(gen):
     fetcher.fetch = flaky
     task_id = await accepted(await imagine(gen, count=2))
     message = await wait_result(gen, task_id)
-    assert "1 image(s) could not be downloaded" in text_of(message)
+    assert "1 image could not be downloaded in full" in text_of(message)
     assert "_00001.jpg" in text_of(message)
     files = {a["filename"]: a["size"] for a in message["attachments"]}
     assert files["task-1-2.jpg"] < files["task-1-1.jpg"]  # the smaller preview stands in

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from babel import Locale
+
 from bot.app import cog_modules
 from bot.errors import DomainError
-from bot.i18n import LOCALES, catalog, t
+from bot.i18n import LOCALES, catalog, t, tn
 from bot.jobs.models import FailReason
 from bot.training.reasons import TrainingFailReason
 from tests.conftest import ADMIN_A, CH_A, GUILD_A
@@ -15,6 +17,8 @@ from tests.helpers import answer_text
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_USE = re.compile(r"""(?:\bt|UserFacingError)\(\s*["']([a-z0-9_.-]+)["']""")
+PLURAL_USE = re.compile(r"""\btn\(\s*["']([a-z0-9_.-]+)["']""")
+PLURAL_FORM = re.compile(r"^(.+)\.(zero|one|two|few|many|other)$")
 
 
 def test_catalogs_have_the_same_keys():
@@ -34,7 +38,7 @@ def test_every_message_key_used_in_code_exists_in_both_catalogs():
     used |= error_keys()
     used |= reason_keys()
     for locale in LOCALES:
-        missing = sorted(k for k in used if k not in catalog(locale))
+        missing = sorted(k for k in used if k not in catalog(locale) and k not in plural_keys())
         assert not missing, f"{locale} lacks {missing}"
 
 
@@ -136,3 +140,47 @@ async def test_unexpected_error_gets_an_id_shown_to_the_user_and_logged(harness,
     records = [r for r in caplog.records if error_id in r.getMessage()]
     assert records and records[0].exc_info and "boom" in str(records[0].exc_info[1])
     harness.check.ignore(lambda r: error_id in r.getMessage())
+
+
+def plural_keys() -> set[str]:
+    """Messages stored as plural forms (`<key>.one`, `<key>.other`, ...) in either catalog."""
+    return {
+        found.group(1)
+        for locale in LOCALES
+        for key in catalog(locale)
+        if (found := PLURAL_FORM.match(key))
+    }
+
+
+def test_every_plural_message_has_the_forms_its_language_needs():
+    assert plural_keys(), "no plural messages found"
+    for locale in LOCALES:
+        needed = set(Locale.parse(locale, sep="-").plural_form.tags) | {"other"}
+        for key in plural_keys():
+            forms = {form for form in needed if f"{key}.{form}" in catalog(locale)}
+            assert forms == needed, f"{locale} {key} lacks {sorted(needed - forms)}"
+            assert key not in catalog(locale), f"{key} is both a message and a plural"
+
+
+def test_every_plural_key_used_in_code_is_a_plural_message():
+    used: set[str] = set()
+    for path in [*ROOT.glob("bot/**/*.py"), *ROOT.glob("cogs/**/*.py")]:
+        used |= set(PLURAL_USE.findall(path.read_text(encoding="utf-8")))
+    assert used, "no plural message keys found"
+    assert used <= plural_keys(), f"not plural messages: {sorted(used - plural_keys())}"
+
+
+def test_no_message_spells_a_plural_with_parentheses():
+    for locale in LOCALES:
+        spelled = sorted(k for k, v in catalog(locale).items() if re.search(r"\w\(s\)", v))
+        assert not spelled, f"{locale}: {spelled}"
+
+
+def test_a_count_picks_the_plural_form_of_its_language():
+    assert tn("result.missing", 1, "en-US").startswith("1 image could not")
+    assert tn("result.missing", 0, "en-US").startswith("0 images could not")
+    assert tn("result.missing", 2, "en-US").startswith("2 images could not")
+    assert tn("result.missing", 1, "zh-CN").startswith("有 1 张图片")
+    # Errors name their number `count`, and the plain lookup picks the form from it.
+    assert t("train.busy", "en-US", count=1).startswith("This server already runs 1 training;")
+    assert t("train.busy", "fr", count=3).startswith("This server already runs 3 trainings;")

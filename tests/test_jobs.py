@@ -323,7 +323,7 @@ async def test_account_concurrency_is_respected(store: Store, make_service: Serv
     ids = [(await service.enqueue(request(user=n % 3), limits=OPEN)).id for n in range(8)]
     peak = 0
     while not events.settled(ids):
-        peak = max(peak, (await store.tasks.counts_by_state(GUILD))["submitted"])
+        peak = max(peak, len(await store.tasks.list_by_state(TaskState.SUBMITTED)))
         await asyncio.sleep(0.005)
     assert peak == 2
     assert len(events.delivered) == 8
@@ -472,7 +472,7 @@ async def test_one_poll_loop_for_many_tasks(
         samples.append(job_tasks())
         await asyncio.sleep(0.01)
     assert max(samples) <= 4  # dispatcher, poller, delivery loop and one account's poll group
-    assert (await store.tasks.counts_by_state(GUILD))["submitted"] == 100
+    assert len(await store.tasks.list_by_state(TaskState.SUBMITTED)) == 100
 
 
 async def test_adaptive_polls_less_than_fixed(
@@ -567,7 +567,7 @@ async def test_admission_refusals(make_service: ServiceFactory) -> None:
     await service.enqueue(request(), limits=one)
     with pytest.raises(UserBusy) as refused:
         await service.enqueue(request(), limits=one)
-    assert refused.value.params == {"limit": 1}
+    assert refused.value.params == {"count": 1}
     await service.enqueue(request(user=2), limits=one)  # another user is not affected
 
 
@@ -581,7 +581,7 @@ async def test_quota_race_admits_exactly_the_quota(
     )
     refusals = [r for r in results if isinstance(r, QuotaExceeded)]
     assert len(refusals) == 7 and sum(isinstance(r, Task) for r in results) == 3
-    assert refusals[0].params["limit"] == 3
+    assert refusals[0].params["count"] == 3
     assert refusals[0].params["resets_at"] > time.time()
     day = admission.utc_day(time.time())
     assert await store.usage.get(GUILD, 1, day) == 3

@@ -134,7 +134,7 @@ async def test_refused_button_rerun_is_answered_ephemerally(gen):
     ix = await gen.fake.click(
         gen.result, "mh:rerun:1", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A
     )
-    assert (await answer_text(ix)).startswith("You reached today's limit of 1 images")
+    assert (await answer_text(ix)).startswith("You reached today's limit of 1 image. ")
     assert is_ephemeral(ix)
 
 

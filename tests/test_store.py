@@ -176,8 +176,6 @@ async def test_account_round_trip_token_and_retire(store: Store) -> None:
         True,
         123.0,
     )
-    bad = await store.accounts.set_token_ok(created.id, False)
-    assert bad is not None and bad.token_ok is False and bad.token_encrypted == b"T1"
 
     replaced = await store.accounts.replace(
         guild_id=1,
@@ -515,7 +513,6 @@ async def test_task_queries(store: Store) -> None:
     active = await store.tasks.list_by_state("queued", "submitted")
     assert [t.id for t in active] == [a.id, b.id, d.id]
     assert await store.tasks.list_by_state() == []
-    assert [t.id for t in await store.tasks.queued_for_guild(10)] == [a.id]
 
     assert await store.tasks.count_active(10) == 2
     assert await store.tasks.count_active(10, user_id=1) == 1
@@ -526,15 +523,7 @@ async def test_task_queries(store: Store) -> None:
     assert [t.id for t in await store.tasks.recent(10, user_id=1)] == [c.id, a.id]
     assert [t.id for t in await store.tasks.recent(10, limit=1)] == [c.id]
 
-    counts = await store.tasks.counts_by_state(10)
-    assert counts == {
-        "queued": 1,
-        "submitted": 1,
-        "done": 0,
-        "delivered": 0,
-        "failed": 0,
-        "cancelled": 1,
-    }
+    assert [t.id for t in await store.tasks.list_by_state(TaskState.CANCELLED)] == [c.id]
 
 
 # --- trainings -----------------------------------------------------------------------------

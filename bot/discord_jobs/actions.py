@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import TYPE_CHECKING
 
 import discord
@@ -17,8 +16,6 @@ from bot.store import Task
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
-
-log = logging.getLogger(__name__)
 
 
 async def rerun(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,8 +15,6 @@ from bot.replies import defer, reply
 from bot.store import Task
 from bot.tree import report_error
 from bot.types import BotInteraction, bot_interaction
-
-log = logging.getLogger(__name__)
 
 ViewButton = discord.ui.Button[discord.ui.View]
 

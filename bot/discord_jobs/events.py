@@ -58,8 +58,6 @@ class DiscordJobEvents:
         self.bot = bot
         self.status = StatusBoard(bot, interval=status_interval)
         self.fetcher = ImageFetcher(max_bytes=download_bytes, timeout=download_timeout)
-        # When set, results upload at most this many bytes even if the guild allows more.
-        self.upload_cap: int | None = None
 
     async def close(self) -> None:
         """Flush status edits and close the download session."""
@@ -168,8 +166,7 @@ class DiscordJobEvents:
     def upload_limit(self, guild_id: int) -> int:
         """The most bytes one result message may upload in the guild."""
         guild = self.bot.get_guild(guild_id)
-        limit = guild.filesize_limit if guild is not None else DM_UPLOAD_LIMIT
-        return min(limit, self.upload_cap) if self.upload_cap else limit
+        return guild.filesize_limit if guild is not None else DM_UPLOAD_LIMIT
 
     async def _post_in_channel(
         self, task: Task, images: ResultImages, kind: str

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 import discord
 
 from bot.store import Store
-
-log = logging.getLogger(__name__)
 
 
 class DiscordHost(Protocol):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,8 +12,6 @@ import discord
 from bot.discord_jobs.downloads import ImageFetcher
 from bot.images import make_grid, shrink_to, sniff_content_type
 from bot.offload import offload
-
-log = logging.getLogger(__name__)
 
 MAX_FILES = 10  # Discord's limit per message
 GRID_NAME = "grid.jpg"

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import discord
 
 from bot.discord_jobs.payload import FittedImages
 from bot.display import DESCRIPTION_MAX, FIELD_VALUE_MAX, fit_embed, render, shown
-from bot.i18n import t
+from bot.i18n import t, tn
 from bot.jobs import FailReason
 from bot.store import Task, TaskState
-
-log = logging.getLogger(__name__)
 
 EMBED_COLOUR = discord.Colour(0x6C5CE7)
 FIELD_MAX = FIELD_VALUE_MAX
@@ -40,7 +36,7 @@ def queued_text(task: Task, position: int) -> str:
 def running_text(task: Task, wait_time: int | None) -> str:
     """Status line of a task at the service, with the number of tasks ahead if known."""
     if wait_time:
-        return t("status.line.waiting", task.locale, id=task.id, ahead=wait_time)
+        return tn("status.line.waiting", wait_time, task.locale, id=task.id)
     return t("status.line.running", task.locale, id=task.id)
 
 
@@ -114,7 +110,7 @@ def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) ->
         embed.set_image(url=f"attachment://{fitted.grid.filename}")
     if fitted is not None and fitted.reduced:
         note = (
-            t("result.missing", locale, count=fitted.missing)
+            tn("result.missing", fitted.missing, locale)
             if fitted.missing
             else t("result.reduced", locale)
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,8 +15,6 @@ from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
-
-log = logging.getLogger(__name__)
 
 
 def limits_for(defaults: LimitsSettings, guild: GuildSettings) -> Limits:

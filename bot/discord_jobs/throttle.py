@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable
-
-log = logging.getLogger(__name__)
 
 # The text a message should show, or how to build it when it is sent (so a delayed edit
 # shows the state of its own moment, e.g. the elapsed time, not the one it was asked at).

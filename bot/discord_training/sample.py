@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -17,8 +16,6 @@ from bot.replies import defer, reply
 from bot.store.trainings import TrainingState
 from bot.tree import report_error
 from bot.types import bot_interaction
-
-log = logging.getLogger(__name__)
 
 
 class SampleButton(discord.ui.DynamicItem[ViewButton], template=r"mh:sample:(?P<id>\d+)"):

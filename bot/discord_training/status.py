@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -13,8 +12,6 @@ from bot.training.render import duration
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
-
-log = logging.getLogger(__name__)
 
 RECENT = 10
 

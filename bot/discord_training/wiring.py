@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from bot.discord_training.notifier import DiscordTrainingEvents
@@ -11,8 +10,6 @@ from bot.training.staging import Staging
 
 if TYPE_CHECKING:
     from bot.app import MiaohuaBot
-
-log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY = 2.0
 

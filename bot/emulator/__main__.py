@@ -9,8 +9,6 @@ import logging
 
 from bot.emulator.cli import add_emulator_arguments, serve_forever
 
-log = logging.getLogger(__name__)
-
 
 def main(argv: list[str] | None = None) -> None:
     """Parse options and serve until interrupted."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,8 +15,6 @@ from bot.emulator.media import find_upload, image_urls, origin, upload_url
 from bot.emulator.render import sniff_image
 from bot.emulator.scheduler import GenerationQueue
 from bot.emulator.state import Account, EmulatorState, GenerationTask
-
-log = logging.getLogger(__name__)
 
 MAX_BATCH = 50
 MAX_PAGE = 1_000_000

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
-log = logging.getLogger(__name__)
-
 
 class ApiError(Exception):
     """An error answered as {"code": code, "info": "", "msg": msg} with HTTP 200."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.emulator.errors import InvalidInput
-
-log = logging.getLogger(__name__)
 
 RESOLUTIONS: dict[str, list[str]] = {
     "1:1": ["512x512", "640x640", "768x768", "1024x1024"],

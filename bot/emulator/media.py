@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import logging
 import re
 import time
 from urllib.parse import parse_qs, quote, urlsplit
@@ -16,8 +15,6 @@ from aiohttp import web
 from bot.emulator.hugebody import huge_body_due, stream_huge_body
 from bot.emulator.render import ImageCache, RenderRequest, encode, render
 from bot.emulator.state import EmulatorState, GenerationTask, Upload
-
-log = logging.getLogger(__name__)
 
 ACCESS_KEY_ID = "EMULATOR"
 _FILE_PATH = re.compile(r"^/files/(?P<upload_id>[0-9a-f-]{36})$")

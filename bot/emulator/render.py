@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
-
-log = logging.getLogger(__name__)
 
 # How much of an i2i result is the init image (the rest is the generated pattern).
 INIT_IMAGE_WEIGHT = 0.65

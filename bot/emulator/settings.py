@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-log = logging.getLogger(__name__)
 
 EnvelopeMode = Literal["spec", "always", "never"]
 

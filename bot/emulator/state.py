@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import secrets
@@ -16,8 +15,6 @@ from typing import Any, Literal
 from bot.emulator import errors
 from bot.emulator.forms import AUTO_BASE_MODEL, trained_model_name
 from bot.emulator.settings import EmulatorSettings
-
-log = logging.getLogger(__name__)
 
 PER_PAGE = 20
 # A training waits this fraction of training_time (at most 1 s) in "pending" before it runs.

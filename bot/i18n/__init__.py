@@ -4,6 +4,12 @@ User-facing text lives in `<locale>.json`, flat `key -> template` maps using
 `str.format` fields. Command names, descriptions, options and choices are
 looked up under derived keys (see `command_key`), so cogs write plain English
 and the catalogs carry every language, English included.
+
+A message that names a number of things is stored as plural forms, `<key>.one`,
+`<key>.other` (and `few`, `many`, ... where a language needs them), and is chosen
+by its `count` parameter under the language's CLDR plural rules (from Babel).
+Both catalogs keep the same keys, so a Chinese message has a `.one` form too,
+which Chinese rules (everything is `other`) never pick.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from functools import cache
 from pathlib import Path
 
 import discord
+from babel import Locale
+from babel.plural import PluralRule
 from discord import app_commands
 
 log = logging.getLogger(__name__)
@@ -27,7 +35,18 @@ _DIR = Path(__file__).parent
 def catalog(locale: str) -> dict[str, str]:
     """The flat message catalog of one supported locale."""
     with (_DIR / f"{locale}.json").open(encoding="utf-8") as fh:
-        return json.load(fh)
+        messages: dict[str, str] = json.load(fh)
+    return messages
+
+
+@cache
+def _plural_rule(locale: str) -> PluralRule:
+    return Locale.parse(locale, sep="-").plural_form
+
+
+def plural_form(count: int, locale: str) -> str:
+    """The CLDR plural category of `count` in a supported locale: 'one', 'few', ..., 'other'."""
+    return _plural_rule(locale)(count)
 
 
 def normalize(locale: str | discord.Locale | None) -> str | None:
@@ -51,26 +70,44 @@ def pick_locale(*candidates: str | discord.Locale | None) -> str:
     return DEFAULT_LOCALE
 
 
-def t(key: str, locale: str | discord.Locale | None = None, /, **params: object) -> str:
-    """Render a message in the given locale, falling back to en-US, then to the key itself."""
+def template(key: str, locale: str | discord.Locale | None, count: object = None) -> str | None:
+    """The template of a message in the given locale, else in en-US, else None.
+
+    A plural message (`<key>.other` in the catalog) takes the form `count` needs in that
+    language, or `other` when the catalog lacks that form.
+    """
     lang = normalize(locale) or DEFAULT_LOCALE
-    template = catalog(lang).get(key) or catalog(DEFAULT_LOCALE).get(key)
-    if template is None:
+    for language in dict.fromkeys((lang, DEFAULT_LOCALE)):
+        messages = catalog(language)
+        if key in messages:
+            return messages[key]
+        if isinstance(count, int) and f"{key}.other" in messages:
+            form = plural_form(count, language)
+            return messages.get(f"{key}.{form}") or messages[f"{key}.other"]
+    return None
+
+
+def t(key: str, locale: str | discord.Locale | None = None, /, **params: object) -> str:
+    """Render a message in the given locale, falling back to en-US, then to the key itself.
+
+    A plural message is chosen by the `count` parameter (see `template`).
+    """
+    found = template(key, locale, params.get("count"))
+    if found is None:
         log.warning("missing message key %s", key)
         return key
     try:
-        return template.format(**params)
+        return found.format(**params)
     except (KeyError, IndexError, ValueError):
         log.warning("bad parameters for message key %s", key)
-        return template
+        return found
 
 
 def tn(
     key: str, count: int, locale: str | discord.Locale | None = None, /, **params: object
 ) -> str:
-    """Render the plural form of a message: `<key>.one` for a count of 1, else `<key>.other`."""
-    form = "one" if count == 1 else "other"
-    return t(f"{key}.{form}", locale, count=count, **params)
+    """Render the plural form of a message that `count` needs in the locale's language."""
+    return t(key, locale, count=count, **params)
 
 
 def command_key(
@@ -79,19 +116,20 @@ def command_key(
     """Derive the catalog key of a command, option or choice string."""
     explicit = string.extras.get("key")
     if explicit:
-        return explicit
+        return str(explicit)
     loc = context.location
     data = context.data
     TL = app_commands.TranslationContextLocation
-    if loc in (TL.command_name, TL.group_name):
+    commands = (app_commands.Command, app_commands.Group, app_commands.ContextMenu)
+    if loc in (TL.command_name, TL.group_name) and isinstance(data, commands):
         return f"cmd.{data.qualified_name}.name"
-    if loc in (TL.command_description, TL.group_description):
+    if loc in (TL.command_description, TL.group_description) and isinstance(data, commands):
         return f"cmd.{data.qualified_name}.description"
-    if loc is TL.parameter_name:
+    if loc is TL.parameter_name and isinstance(data, app_commands.Parameter):
         return f"cmd.{data.command.qualified_name}.opt.{data.name}.name"
-    if loc is TL.parameter_description:
+    if loc is TL.parameter_description and isinstance(data, app_commands.Parameter):
         return f"cmd.{data.command.qualified_name}.opt.{data.name}.description"
-    if loc is TL.choice_name:
+    if loc is TL.choice_name and isinstance(data, app_commands.Choice):
         return f"choice.{data.value}"
     return f"text.{string.message}"
 

@@ -1,13 +1,12 @@
 """Admission control: the checks a request passes before it is persisted and queued.
 
 Blocked words match case-insensitively as substrings, so "cat" also blocks "cats" and
-"concatenate"; moderators list the stems they mean. The daily quota counts requests
-(not images) per user per UTC day.
+"concatenate"; moderators list the stems they mean. The daily quota counts images (a
+request for four charges four) per user per UTC day.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -15,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 from bot.jobs.errors import BlockedWord, ChannelNotAllowed, PromptTooLong, QuotaExceeded, UserBusy
 from bot.jobs.models import GenerationRequest, Limits
 from bot.store import Store
-
-log = logging.getLogger(__name__)
 
 
 def utc_day(now: float) -> str:
@@ -57,7 +54,7 @@ async def check_user_busy(store: Store, request: GenerationRequest, limits: Limi
         return
     active = await store.tasks.count_active(request.guild_id, request.user_id)
     if active >= limits.user_concurrency:
-        raise UserBusy(limit=limits.user_concurrency)
+        raise UserBusy(count=limits.user_concurrency)
 
 
 async def take_quota(
@@ -75,7 +72,7 @@ async def take_quota(
     count = await store.usage.increment(request.guild_id, request.user_id, day, images)
     if count > limits.daily_quota:
         await store.usage.increment(request.guild_id, request.user_id, day, -images)
-        raise QuotaExceeded(limit=limits.daily_quota, resets_at=int(next_utc_midnight(now)))
+        raise QuotaExceeded(count=limits.daily_quota, resets_at=int(next_utc_midnight(now)))
     return day
 
 

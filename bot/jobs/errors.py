@@ -47,13 +47,13 @@ class PromptTooLong(Refused):
 
 
 class UserBusy(Refused):
-    """The user already has `limit` tasks queued or running in this guild."""
+    """The user already has `count` tasks queued or running in this guild: the limit."""
 
     key = "refused.user_busy"
 
 
 class QuotaExceeded(Refused):
-    """The user used up the daily quota (`limit`); it resets at `resets_at` (epoch seconds)."""
+    """The user used up the daily quota (`count`); it resets at `resets_at` (epoch seconds)."""
 
     key = "refused.quota_exceeded"
 

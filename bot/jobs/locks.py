@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
-
-log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, TypedDict
-
-log = logging.getLogger(__name__)
 
 TaskKind = Literal["t2i", "i2i"]
 

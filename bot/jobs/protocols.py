@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bot.store import Task
 from bot.v1b import AccountSession
-
-log = logging.getLogger(__name__)
 
 
 class BoundAccount(Protocol):

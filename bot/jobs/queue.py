@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict, deque
 
 from bot.store import Task
-
-log = logging.getLogger(__name__)
 
 
 class GuildQueue:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from bot.jobs.admission import utc_day
 from bot.store import Store
-
-log = logging.getLogger(__name__)
 
 DAY = 86_400.0
 LONGEST_INTERVAL = 3_600.0

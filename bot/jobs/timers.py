@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import logging
 from collections.abc import Hashable
 from typing import Generic, TypeVar
-
-log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 

@@ -91,7 +91,6 @@ WHERE id = ?
 RETURNING *
 """
 
-_UPDATE_LOGIN_OK = "UPDATE accounts SET token_ok = ?, updated_at = ? WHERE id = ? RETURNING *"
 
 # A retired account is kept while the service still runs work submitted with it: tasks in
 # 'submitted' and unfinished trainings. (A queued task takes the current account when it is
@@ -181,11 +180,6 @@ class AccountRepo(Repo):
         """Store a freshly obtained token (None clears it); None when the account is gone."""
         params = (token_encrypted, int(token_encrypted is not None), last_login_at, self._clock())
         row = await self._fetch_one(_UPDATE_LOGIN, (*params, account_id))
-        return _account(row) if row else None
-
-    async def set_token_ok(self, account_id: int, ok: bool) -> GuildAccount | None:
-        """Record whether the stored token still works (e.g. False after the service rejects it)."""
-        row = await self._fetch_one(_UPDATE_LOGIN_OK, (int(ok), self._clock(), account_id))
         return _account(row) if row else None
 
     async def running_work(self, guild_id: int, account_id: int | None) -> RunningWork:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from aiosqlite import Row
 
 from bot.store.base import Repo, build
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 
 from bot.errors import ServiceFailure
-
-log = logging.getLogger(__name__)
 
 # Primary result codes meaning "the database cannot take this now", not "this query is wrong":
 # locked by another process past busy_timeout, read-only file or filesystem, full disk, I/O.

@@ -167,7 +167,6 @@ UPDATE tasks SET result_message_id = ?, updated_at = ? WHERE id = ? AND state = 
 RETURNING *
 """
 
-_QUEUED_FOR_GUILD = "SELECT * FROM tasks WHERE guild_id = ? AND state = 'queued' ORDER BY id"
 
 _COUNT_ACTIVE = """
 SELECT COUNT(*) FROM tasks
@@ -180,7 +179,6 @@ SELECT * FROM tasks WHERE guild_id = ?1 AND (?2 IS NULL OR user_id = ?2) ORDER B
 
 _BY_RESULT_MESSAGE = "SELECT * FROM tasks WHERE guild_id = ? AND result_message_id = ?"
 
-_COUNTS_BY_STATE = "SELECT state, COUNT(*) FROM tasks WHERE guild_id = ? GROUP BY state"
 
 _PRUNABLE = """
 SELECT id, guild_id FROM tasks
@@ -327,10 +325,6 @@ class TaskRepo(Repo):
         sql = f"SELECT * FROM tasks WHERE state IN ({marks}) ORDER BY id"  # noqa: S608
         return [_task(row) for row in await self._fetch_all(sql, states)]
 
-    async def queued_for_guild(self, guild_id: int) -> list[Task]:
-        """Return the guild's queued tasks, oldest first."""
-        return [_task(row) for row in await self._fetch_all(_QUEUED_FOR_GUILD, (guild_id,))]
-
     async def count_active(self, guild_id: int, user_id: int | None = None) -> int:
         """Count queued and submitted tasks of the guild (or of one user in it)."""
         row = await self._fetch_one(_COUNT_ACTIVE, (guild_id, user_id))
@@ -342,13 +336,6 @@ class TaskRepo(Repo):
         """Return the guild's (or user's) latest tasks, newest first."""
         rows = await self._fetch_all(_RECENT, (guild_id, user_id, limit))
         return [_task(row) for row in rows]
-
-    async def counts_by_state(self, guild_id: int) -> dict[str, int]:
-        """Return the number of the guild's tasks in every state (zeros included)."""
-        counts = {state.value: 0 for state in TaskState}
-        for state, count in await self._fetch_all(_COUNTS_BY_STATE, (guild_id,)):
-            counts[state] = int(count)
-        return counts
 
     async def prune_finished(self, before: float, *, batch: int = 500) -> int:
         """Delete finished tasks last changed before `before` (epoch); return how many.

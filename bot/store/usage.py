@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
 from bot.store.base import Repo
-
-log = logging.getLogger(__name__)
 
 # One statement: concurrent increments can neither lose updates nor race on the insert.
 _INCREMENT = """

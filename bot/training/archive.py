@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -12,8 +11,6 @@ from typing import IO
 
 from bot.errors import UserFacingError
 from bot.training.zip_entries import central_directory, count_headers
-
-log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 NESTED_SUFFIXES = (".zip", ".rar", ".7z", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".jar")

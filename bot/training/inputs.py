@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -11,8 +10,6 @@ from bot.config import LimitsSettings
 from bot.errors import UserFacingError
 from bot.images import CheckedImage, check_image
 from bot.training.archive import ArchiveLimits, read_archive
-
-log = logging.getLogger(__name__)
 
 NAME_MIN = 2
 NAME_MAX = 40
@@ -90,6 +87,6 @@ def check_archive(data: bytes, limits: LimitsSettings) -> TrainingImages:
 def require_enough(count: int, has_datasets: bool, limits: LimitsSettings) -> None:
     """A training needs images or existing datasets; new images at least the minimum."""
     if count == 0 and not has_datasets:
-        raise UserFacingError("train.no_images", min=limits.training_images_min)
+        raise UserFacingError("train.no_images", count=limits.training_images_min)
     if count and count < limits.training_images_min:
         raise UserFacingError("train.too_few_images", count=count, min=limits.training_images_min)

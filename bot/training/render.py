@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 from bot.i18n import t
 from bot.store.trainings import Training, TrainingState
-
-log = logging.getLogger(__name__)
 
 BAR_WIDTH = 20
 ESTIMATE_AFTER = 0.05  # below this the rate is too noisy to promise anything

@@ -185,7 +185,7 @@ class TrainingService:
     async def check_capacity(self, guild_id: int) -> None:
         """Refuse when the guild already runs its limit of trainings."""
         if len(await self._active(guild_id)) >= self.concurrency:
-            raise UserFacingError("train.busy", limit=self.concurrency)
+            raise UserFacingError("train.busy", count=self.concurrency)
 
     async def datasets(self, guild_id: int) -> list[Dataset]:
         """The datasets of the guild's current account."""

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from . import errors
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

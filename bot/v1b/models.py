@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
-
-log = logging.getLogger(__name__)
 
 PENDING_STATES = frozenset({"pending", "queued", "waiting", "running", "processing"})
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 
 class RateLimiter:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aiohttp
 from pydantic import TypeAdapter
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

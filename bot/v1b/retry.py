@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import random
 from dataclasses import dataclass, field
 
 from .errors import ConnectionFailed, ServiceError, V1bError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
