@@ -12,7 +12,7 @@ from discord import AppCommandOptionType, app_commands
 
 import bot.app  # noqa: F401  (loads every module, so every error class is known)
 from bot.errors import AccountProblem, DomainError, ServiceFailure, UserFacingError
-from bot.i18n import catalog, t
+from bot.i18n import t
 from bot.jobs.errors import AccountUnreadable, NoAccount, UserBusy
 from bot.store import StoreUnavailable
 from bot.tree import describe_error
@@ -90,9 +90,9 @@ def _transformed(cause: Exception) -> app_commands.TransformerError:
     ids=["raised", "in-command-body", "in-transformer"],
 )
 def test_a_domain_error_reads_the_same_however_discord_wrapped_it(wrap) -> None:
-    shown = describe_error(wrap(UserBusy(limit=3)), "zh-CN")
-    assert shown == t("refused.user_busy", "zh-CN", limit=3)
-    assert shown != catalog("en-US")["refused.user_busy"].format(limit=3)
+    shown = describe_error(wrap(UserBusy(count=3)), "zh-CN")
+    assert shown == t("refused.user_busy", "zh-CN", count=3)
+    assert shown != t("refused.user_busy", "en-US", count=3)
 
 
 def test_a_transformer_failing_for_its_own_reasons_reads_as_a_bad_option() -> None:
@@ -103,7 +103,7 @@ def test_a_transformer_failing_for_its_own_reasons_reads_as_a_bad_option() -> No
 async def test_each_kind_of_domain_error_reaches_the_member_translated(harness) -> None:
     """Raised inside a real command, every family is answered from the catalog, in zh-CN."""
     errors: list[tuple[DomainError, str]] = [
-        (UserFacingError("train.busy", limit=2), t("train.busy", "zh-CN", limit=2)),
+        (UserFacingError("train.busy", count=2), t("train.busy", "zh-CN", count=2)),
         (NoAccount(), t("refused.no_account", "zh-CN")),
         (AccountUnreadable(), t("account.unreadable", "zh-CN")),
         (StoreUnavailable("SQLITE_FULL"), t("errors.store_unavailable", "zh-CN")),
