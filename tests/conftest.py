@@ -17,9 +17,9 @@ from hypothesis import settings as hypothesis_settings
 from bot.app import create_bot
 from bot.config import Settings, load_settings
 from bot.emulator import EmulatorServer, EmulatorSettings
-from tests.fakes import FakeDiscord
-from tests.fakes.contract import format_violations
-from tests.fakes.logcheck import LogCheck
+from fakediscord import FakeDiscord
+from fakediscord.contract import format_violations
+from tests.logcheck import LogCheck
 
 # CI runs the same property-test examples every time, so a red run can be replayed.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)

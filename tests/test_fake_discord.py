@@ -16,8 +16,8 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
-from tests.fakes import FakeDiscord
-from tests.fakes.logcheck import LogCheck, logcheck  # noqa: F401
+from fakediscord import FakeDiscord
+from tests.logcheck import LogCheck, logcheck  # noqa: F401
 
 APP_ID = 900
 TOKEN = "fake-token"

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from bot.emulator import EmulatorServer, EmulatorSettings
+from fakediscord import FakeDiscord
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
-from tests.fakes import FakeDiscord
 from tests.genutil import is_result_of
 from tests.helpers import answer_text
 from tests.test_crash_recovery import BotProcess, db_rows, until

@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.signals import Changes
-from tests.fakes.world import World
+from fakediscord.signals import Changes
+from fakediscord.world import World
 
 log = logging.getLogger(__name__)
 
