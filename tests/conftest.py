@@ -35,6 +35,8 @@ ACCOUNTS = {GUILD_A: ("a@guild.test", "pw-a-Secret1"), GUILD_B: ("b@guild.test",
 SECRET_KEY = "test-secret-key-for-encryption"
 WATCHED = ("discord", "bot", "cogs")
 READY_TIMEOUT = 10.0
+# discord.Client._schedule_event runs each event listener in a task named "discord.py: <event>".
+EVENT_TASK_PREFIX = "discord.py: "
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +142,18 @@ class Harness:
             if self._task.done():
                 self._task.result()  # raises what killed the bot
             raise AssertionError("the bot did not become ready")
+
+    async def settled(self, timeout: float = 5) -> None:
+        """Wait until the bot has read every gateway event sent so far and finished handling it.
+
+        Await this before asserting that an event changed nothing: the bot has then had its
+        whole chance to act on the event, however slow the machine is.
+        """
+        await self.fake.gateway.sync(timeout)
+        handlers = {t for t in asyncio.all_tasks() if t.get_name().startswith(EVENT_TASK_PREFIX)}
+        if handlers:
+            _, pending = await asyncio.wait(handlers, timeout=timeout)
+            assert not pending, f"event handlers still running after {timeout} s: {pending}"
 
     async def stop(self) -> None:
         """Shut the bot down cleanly, as on SIGTERM."""

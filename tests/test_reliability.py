@@ -235,7 +235,7 @@ async def test_guild_b_cannot_touch_guild_a_by_id_button_or_reaction(harness_fac
     # reactions on A's message from a member of B
     for emoji in ("🔁", "🔂", "❌", "✉️"):
         await h.fake.react(message, emoji, user_id=MEMBER_B, guild_id=GUILD_B)
-    await asyncio.sleep(0.5)
+    await h.settled()
     tasks_b = await h.bot.store.tasks.recent(GUILD_B, None, 50)
     assert tasks_b == []
     assert h.fake.message(int(message["id"])) is not None  # not deleted
