@@ -37,6 +37,8 @@ WATCHED = ("discord", "bot", "cogs")
 READY_TIMEOUT = 10.0
 # discord.Client._schedule_event runs each event listener in a task named "discord.py: <event>".
 EVENT_TASK_PREFIX = "discord.py: "
+# Entries of `bot.memory_sizes()` that stay filled while the bot is idle (bounded caches).
+IDLE_CACHES = frozenset({"forms", "learned_sizes"})
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +156,22 @@ class Harness:
         if handlers:
             _, pending = await asyncio.wait(handlers, timeout=timeout)
             assert not pending, f"event handlers still running after {timeout} s: {pending}"
+
+    async def idle(self, timeout: float = 10) -> None:
+        """Wait until the bot holds no work: no event being handled, no task queued, polled,
+        being delivered or waiting for a delivery retry, no status message left to edit.
+
+        From then on nothing happens without new input, so what a test counts afterwards is
+        final (rather than what happened to have arrived within some sleep).
+        """
+        await self.settled(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while busy := {
+            name: n for name, n in self.bot.memory_sizes().items() if n and name not in IDLE_CACHES
+        }:
+            assert loop.time() < deadline, f"the bot is still busy after {timeout} s: {busy}"
+            await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
         """Shut the bot down cleanly, as on SIGTERM."""

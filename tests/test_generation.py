@@ -378,7 +378,7 @@ async def test_each_result_is_delivered_exactly_once_across_a_restart(gen, how):
     for task_id in ids:
         await wait_result(gen, task_id, timeout=20)
     await delivered(gen, ids)
-    await asyncio.sleep(0.3)
+    await gen.idle()
     for task_id in ids:
         assert len(result_of(gen, task_id)) == 1
 
