@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the benchmark and its soak mode, end to end
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -273,6 +273,7 @@ async def test_a_bad_request_from_the_bot_is_answered_400_and_recorded(harness: 
     harness.fake.violations.clear()  # seen; the point of the next test is the teardown
 
 
+@pytest.mark.slow
 def test_a_violation_fails_the_test_that_caused_it(tmp_path: Path) -> None:
     inner = tmp_path / "test_inner.py"
     inner.write_text(
@@ -313,6 +314,7 @@ def test_a_violation_fails_the_test_that_caused_it(tmp_path: Path) -> None:
 # the longest input members and admins can type still makes requests Discord accepts
 
 
+@pytest.mark.slow
 async def test_longest_inputs_stay_within_discord_limits(harness: Harness) -> None:
     fake = harness.fake
 

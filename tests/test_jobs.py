@@ -477,6 +477,7 @@ async def test_one_poll_loop_for_many_tasks(
     assert (await store.tasks.counts_by_state(GUILD))["submitted"] == 100
 
 
+@pytest.mark.slow
 async def test_adaptive_polls_less_than_fixed(
     emu: EmulatorServer, make_service: ServiceFactory
 ) -> None:

@@ -20,6 +20,8 @@ from fakediscord import FakeDiscord
 from tests.conftest import ADMIN_A, ADMIN_B, CH_A, CH_B, GUILD_A, GUILD_B
 from tests.helpers import answer_text
 
+pytestmark = pytest.mark.slow  # real bot processes
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "runner-test-token.XyZ.123456"
 

@@ -31,6 +31,8 @@ from tests.genutil import is_result_of
 from tests.helpers import answer_text
 from tests.test_crash_recovery import BotProcess, db_rows, until
 
+pytestmark = pytest.mark.slow  # real bot processes
+
 TOKEN = "store-fault-token.AbC.987654"
 EMAIL, PASSWORD = "locked@guild.test", "locked-Pass-1"
 CANNOT_SAVE = "cannot save new tasks or changes right now"
