@@ -203,7 +203,7 @@ async def run_soak(work: Workload, inflight: int, retention_seconds: float) -> d
     """Run the soak; return its figures."""
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         cwd = Path(tmp)
-        emu, emu_root = await _start_emulator(work, True, cwd, ["--generation-noise", "0"])
+        emu, emu_root, _ = await _start_emulator(work, True, cwd, ["--generation-noise", "0"])
         fake = _fake(work)
         await fake.start()
         bot = None
