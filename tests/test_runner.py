@@ -268,7 +268,7 @@ async def test_a_guild_cannot_log_in_to_another_guilds_demo_account(tmp_path):
     log = err.decode()
     assert proc.returncode == 0, log
     with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
-        assert db.execute("SELECT COUNT(*) FROM guild_accounts").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM accounts").fetchone()[0] == 0
     # The demo secret lives beside the database, private, and no demo password is logged.
     secret_file = tmp_path / DEMO_KEY_FILE
     assert secret_file.stat().st_mode & 0o777 == 0o600
