@@ -27,8 +27,8 @@ import aiohttp
 
 from bench.processes import Child, cpu_seconds, free_port, peak_rss_mb
 from bench.report import Figures, percentile, render_table
-from tests.fakes import FakeDiscord
-from tests.helpers import answer, message_text
+from fakediscord import FakeDiscord
+from fakediscord.reading import answer, message_text
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token.Bench.0000"

@@ -36,8 +36,8 @@ from bench.run import (
     guild_id,
     user_id,
 )
-from tests.fakes import FakeDiscord
-from tests.helpers import answer, message_text
+from fakediscord import FakeDiscord
+from fakediscord.reading import answer, message_text
 
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 _HOUSEKEEPING = re.compile(

@@ -17,9 +17,9 @@ from hypothesis import settings as hypothesis_settings
 from bot.app import create_bot
 from bot.config import Settings, load_settings
 from bot.emulator import EmulatorServer, EmulatorSettings
-from tests.fakes import FakeDiscord
-from tests.fakes.contract import format_violations
-from tests.fakes.logcheck import LogCheck
+from fakediscord import FakeDiscord
+from fakediscord.contract import format_violations
+from tests.logcheck import LogCheck
 
 # CI runs the same property-test examples every time, so a red run can be replayed.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -35,6 +35,10 @@ ACCOUNTS = {GUILD_A: ("a@guild.test", "pw-a-Secret1"), GUILD_B: ("b@guild.test",
 SECRET_KEY = "test-secret-key-for-encryption"
 WATCHED = ("discord", "bot", "cogs")
 READY_TIMEOUT = 10.0
+# discord.Client._schedule_event runs each event listener in a task named "discord.py: <event>".
+EVENT_TASK_PREFIX = "discord.py: "
+# Entries of `bot.memory_sizes()` that stay filled while the bot is idle (bounded caches).
+IDLE_CACHES = frozenset({"forms", "learned_sizes"})
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +144,34 @@ class Harness:
             if self._task.done():
                 self._task.result()  # raises what killed the bot
             raise AssertionError("the bot did not become ready")
+
+    async def settled(self, timeout: float = 5) -> None:
+        """Wait until the bot has read every gateway event sent so far and finished handling it.
+
+        Await this before asserting that an event changed nothing: the bot has then had its
+        whole chance to act on the event, however slow the machine is.
+        """
+        await self.fake.gateway.sync(timeout)
+        handlers = {t for t in asyncio.all_tasks() if t.get_name().startswith(EVENT_TASK_PREFIX)}
+        if handlers:
+            _, pending = await asyncio.wait(handlers, timeout=timeout)
+            assert not pending, f"event handlers still running after {timeout} s: {pending}"
+
+    async def idle(self, timeout: float = 10) -> None:
+        """Wait until the bot holds no work: no event being handled, no task queued, polled,
+        being delivered or waiting for a delivery retry, no status message left to edit.
+
+        From then on nothing happens without new input, so what a test counts afterwards is
+        final (rather than what happened to have arrived within some sleep).
+        """
+        await self.settled(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while busy := {
+            name: n for name, n in self.bot.memory_sizes().items() if n and name not in IDLE_CACHES
+        }:
+            assert loop.time() < deadline, f"the bot is still busy after {timeout} s: {busy}"
+            await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
         """Shut the bot down cleanly, as on SIGTERM."""

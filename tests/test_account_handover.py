@@ -83,6 +83,7 @@ def _owners(h, ids: list[int], tasks: list) -> set[str]:
     return {h.emu.state.tasks[s].owner for s in service_ids}
 
 
+@pytest.mark.slow
 async def test_switching_account_while_tasks_run_delivers_every_one(harness_factory):
     h = await _slow_harness(harness_factory)
     old_id = (await h.bot.store.accounts.get(GUILD_A)).id
@@ -111,6 +112,7 @@ async def test_switching_account_while_tasks_run_delivers_every_one(harness_fact
     assert _owners(h, [after.id], [after]) == {NEW_EMAIL}
 
 
+@pytest.mark.slow
 async def test_removing_account_while_tasks_run_finishes_them_even_across_a_restart(
     harness_factory,
 ):
@@ -145,6 +147,7 @@ async def test_removing_account_while_tasks_run_finishes_them_even_across_a_rest
     assert await h.bot.store.accounts.get_by_id(old_id) is None
 
 
+@pytest.mark.slow
 async def test_switching_account_during_a_training_finishes_it_on_the_old_account(
     harness_factory,
 ):

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports (absolute names; relative ones start with a dot)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+@pytest.mark.parametrize("package", ["bench", "fakediscord"])
+def test_the_benchmark_and_the_fake_discord_import_nothing_from_the_tests(package):
+    files = sorted((ROOT / package).glob("*.py"))
+    assert files
+    for path in files:
+        from_tests = {m for m in imported_modules(path) if m == "tests" or m.startswith("tests.")}
+        assert not from_tests, f"{path.relative_to(ROOT)} imports {from_tests}"
+
+
+@pytest.mark.slow
 def test_benchmark_smoke_run(tmp_path):
     out = tmp_path / "smoke.json"
     result = subprocess.run(
@@ -30,6 +54,7 @@ def test_benchmark_smoke_run(tmp_path):
     assert "| metric |" in result.stdout and "recovery:" in result.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_soak_smoke_run(tmp_path):
     out = tmp_path / "soak.json"
     result = subprocess.run(

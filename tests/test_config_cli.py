@@ -101,6 +101,7 @@ def _cli(*args: str, env: dict | None = None, cwd: Path | None = None):
     )
 
 
+@pytest.mark.slow
 def test_check_config_masks_every_secret(tmp_path):
     result = _cli(
         "check-config",
@@ -118,6 +119,7 @@ def test_check_config_masks_every_secret(tmp_path):
     assert "k-98765" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_check_config_invalid_value_is_one_line_and_exit_2(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[limits]\nprompt_length = 0\n")
@@ -129,6 +131,7 @@ def test_check_config_invalid_value_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_config_file_is_reported(tmp_path):
     result = _cli("check-config", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert result.returncode == 2 and "not found" in result.stderr
@@ -185,6 +188,7 @@ def test_an_unparsable_environment_value_is_named(monkeypatch):
         "damaged-demo-secret",
     ],
 )
+@pytest.mark.slow
 def test_check_config_refuses_what_run_refuses_in_the_same_line(tmp_path, env, files, expected):
     for name, content in files.items():
         if content is None:  # a directory where the file should be: exists, cannot be read

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from bot.emulator import EmulatorServer, EmulatorSettings
+from fakediscord import FakeDiscord
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
-from tests.fakes import FakeDiscord
 from tests.genutil import is_result_of
 from tests.helpers import answer_text, png_bytes
+
+pytestmark = pytest.mark.slow  # real bot processes killed and restarted
 
 TOKEN = "crash-test-token.AbC.987654"
 EMAIL, PASSWORD = "crash@guild.test", "crash-Pass-1"

@@ -14,11 +14,11 @@ import discord
 import pytest
 from aiohttp import web
 
+from fakediscord import FakeDiscord
+from fakediscord import spec_subset as subset_script
+from fakediscord.contract import DiscordContract, Violation, default_contract
+from fakediscord.rest import API_PREFIX, RestApi
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, Harness
-from tests.fakes import FakeDiscord
-from tests.fakes import spec_subset as subset_script
-from tests.fakes.contract import DiscordContract, Violation, default_contract
-from tests.fakes.rest import API_PREFIX, RestApi
 from tests.genutil import imagine, task_id_of, wait_result
 from tests.helpers import answer_text
 
@@ -43,7 +43,7 @@ def test_committed_subset_is_what_the_script_generates_from_the_full_spec() -> N
     assert spec is not None, "shared/spec/discord-openapi.json must be beside the repository"
     committed = subset_script.SUBSET.read_text(encoding="utf-8")
     assert committed == subset_script.render(spec), (
-        "tests/fakes/discord_openapi_subset.json is stale: run python tests/fakes/spec_subset.py"
+        "fakediscord/discord_openapi_subset.json is stale: run python fakediscord/spec_subset.py"
     )
     licence = spec.with_name("discord-openapi.LICENSE").read_text(encoding="utf-8")
     assert subset_script.LICENSE.read_text(encoding="utf-8") == licence
@@ -273,6 +273,7 @@ async def test_a_bad_request_from_the_bot_is_answered_400_and_recorded(harness: 
     harness.fake.violations.clear()  # seen; the point of the next test is the teardown
 
 
+@pytest.mark.slow
 def test_a_violation_fails_the_test_that_caused_it(tmp_path: Path) -> None:
     inner = tmp_path / "test_inner.py"
     inner.write_text(
@@ -313,6 +314,7 @@ def test_a_violation_fails_the_test_that_caused_it(tmp_path: Path) -> None:
 # the longest input members and admins can type still makes requests Discord accepts
 
 
+@pytest.mark.slow
 async def test_longest_inputs_stay_within_discord_limits(harness: Harness) -> None:
     fake = harness.fake
 

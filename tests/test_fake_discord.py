@@ -16,8 +16,8 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
-from tests.fakes import FakeDiscord
-from tests.fakes.logcheck import LogCheck, logcheck  # noqa: F401
+from fakediscord import FakeDiscord
+from tests.logcheck import LogCheck, logcheck  # noqa: F401
 
 APP_ID = 900
 TOKEN = "fake-token"
@@ -455,6 +455,7 @@ async def test_channel_message_file_reaction_edit_delete(
     # The bot's own reaction comes back over the gateway, as on Discord.
     payload = await next_reaction(bot, APP_ID)
     assert str(payload.emoji) == "✅"
+    await fake.gateway.sync()  # the bot has read the MESSAGE_DELETE of the temp message
     cached = {m.id for m in bot.cached_messages}
     assert int(msg["id"]) in cached and len(cached) == 1  # the temp message was deleted
 
@@ -462,6 +463,22 @@ async def test_channel_message_file_reaction_edit_delete(
     await click.response()
     edited = await fake.wait_for_message(CHANNEL, lambda m: m["content"].startswith("opened"))
     assert edited["id"] == msg["id"] and edited["content"] == f"opened 7 by {USER}"
+
+
+async def test_sync_returns_once_the_bot_has_read_every_event(
+    env: tuple[FakeDiscord, commands.Bot],
+) -> None:
+    fake, bot = env
+    ix = await fake.slash("post", user_id=USER, guild_id=GUILD, channel_id=CHANNEL)
+    await ix.wait_for(lambda body: body.get("content", "").startswith("posted"))
+    msg = await fake.wait_for_message(CHANNEL, lambda m: m["content"] == "file edited")
+    await fake.gateway.sync()
+    assert int(msg["id"]) in {m.id for m in bot.cached_messages}
+    # discord.py drops a message from its cache while reading MESSAGE_DELETE, so the cache
+    # shows whether the bot has read the event by the time sync returns.
+    assert await fake.delete_message(int(msg["id"]))
+    await fake.gateway.sync()
+    assert int(msg["id"]) not in {m.id for m in bot.cached_messages}
 
 
 async def test_user_reactions_and_context_menu(env: tuple[FakeDiscord, commands.Bot]) -> None:
@@ -574,7 +591,8 @@ async def test_heartbeats_are_acknowledged(
         bot = make_bot()
         task = logcheck.watch(asyncio.create_task(bot.start(TOKEN)))
         await asyncio.wait_for(bot.wait_until_ready(), 5)
-        await asyncio.sleep(0.2)
+        await fake.changes.wait(lambda: fake.gateway.heartbeats >= 10 or None, 5, "heartbeats")
+        await fake.gateway.sync()  # the bot has read the acknowledgements sent so far
         assert bot.latency < 1 and fake.gateway.identifies == 1
         await bot.close()
         await asyncio.wait_for(task, 5)

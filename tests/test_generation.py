@@ -94,6 +94,7 @@ async def test_eight_images_come_with_a_grid_preview_and_eight_variation_buttons
     assert len(variations) == 8
 
 
+@pytest.mark.slow
 async def test_every_size_of_the_form_is_generated_at_that_size(gen):
     form = await gen.bot.forms.generation_form(GUILD_A)
     sizes = form.all_sizes()
@@ -234,6 +235,7 @@ async def test_context_menu_on_a_message_without_image(gen):
     assert await answer_text(ix) == t("generate.no_image", "en-US")
 
 
+@pytest.mark.slow
 async def test_busy_account_back_pressure_delivers_everything(harness_factory):
     # Generations last long enough that the four tasks overlap at the service however long
     # the bot takes to accept each one (with 0.05 s they could run one after the other).
@@ -385,7 +387,7 @@ async def test_each_result_is_delivered_exactly_once_across_a_restart(gen, how):
     for task_id in ids:
         await wait_result(gen, task_id, timeout=20)
     await delivered(gen, ids)
-    await asyncio.sleep(0.3)
+    await gen.idle()
     for task_id in ids:
         assert len(result_of(gen, task_id)) == 1
 

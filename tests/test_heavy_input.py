@@ -40,6 +40,7 @@ def heavy_scan(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return data
 
 
+@pytest.mark.slow
 async def test_another_member_is_answered_within_a_second_during_an_img2img_burst(
     harness_factory, heavy_scan
 ):

@@ -129,6 +129,14 @@ async def delivered_in(store: Store, task_id: int, within: float = 8.0) -> Task:
         await asyncio.sleep(0.01)
 
 
+async def idle(service: GenerationService) -> None:
+    """Wait until the service holds no work: nothing queued, polled, delivered or retried.
+
+    From then on nothing happens without new input, so what a test counts afterwards is final.
+    """
+    await wait_for(lambda: not any(service.memory_sizes().values()))
+
+
 def request(
     user: int = 1, guild: int = GUILD, prompt: str = "a red fox", **kw: Any
 ) -> GenerationRequest:
@@ -236,7 +244,7 @@ async def test_delivery_retried_until_accepted_then_exactly_once(
     service = await make_service(events)
     task = await service.enqueue(request(), limits=OPEN)
     await wait_for(lambda: task.id in events.delivered)
-    await asyncio.sleep(0.2)
+    await idle(service)
     assert events.attempts[task.id] == 4 and events.delivered[task.id] == 1
     stored = await store.tasks.get(task.id)
     assert stored is not None and stored.state == TaskState.DELIVERED
@@ -288,9 +296,9 @@ async def test_restart_delivers_everything_exactly_once(
     assert states[TaskState.DONE] >= 1 and states[TaskState.QUEUED] >= 2
 
     second = Events(delivered)
-    await make_service(second, account_concurrency=1)
+    service = await make_service(second, account_concurrency=1)
     await wait_for(lambda: all(i in delivered for i in ids))
-    await asyncio.sleep(0.2)
+    await idle(service)
     assert delivered == Counter({i: 1 for i in ids})
     assert not first.failed and not second.failed
     assert await submission_order(store, ids) == ids
@@ -475,6 +483,7 @@ async def test_one_poll_loop_for_many_tasks(
     assert len(await store.tasks.list_by_state(TaskState.SUBMITTED)) == 100
 
 
+@pytest.mark.slow
 async def test_adaptive_polls_less_than_fixed(
     emu: EmulatorServer, make_service: ServiceFactory
 ) -> None:

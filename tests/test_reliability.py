@@ -48,6 +48,7 @@ async def all_finished(harness, ids: list[int], timeout: float = 60) -> list:
     return tasks
 
 
+@pytest.mark.slow
 async def test_hundred_generations_under_service_faults_all_end_accounted_for(harness_factory):
     h = await harness_factory(
         miaohua={**FAST_POLLING, "account_concurrency": 8},
@@ -89,6 +90,7 @@ async def test_hundred_generations_under_service_faults_all_end_accounted_for(ha
     assert not h.bot.is_closed()
 
 
+@pytest.mark.slow
 async def test_rate_limits_and_server_errors_on_posts_and_edits_are_retried(harness_factory):
     h = await harness_factory(miaohua=FAST_POLLING)
     h.fake.fail("POST", rf"/channels/{CH_A}/messages", 429, times=2, retry_after=0.3)
@@ -235,7 +237,7 @@ async def test_guild_b_cannot_touch_guild_a_by_id_button_or_reaction(harness_fac
     # reactions on A's message from a member of B
     for emoji in ("🔁", "🔂", "❌", "✉️"):
         await h.fake.react(message, emoji, user_id=MEMBER_B, guild_id=GUILD_B)
-    await asyncio.sleep(0.5)
+    await h.settled()
     tasks_b = await h.bot.store.tasks.recent(GUILD_B, None, 50)
     assert tasks_b == []
     assert h.fake.message(int(message["id"])) is not None  # not deleted

@@ -56,9 +56,9 @@ async def test_repeated_reactions_within_the_cooldown_are_ignored(gen):
     for _ in range(3):
         await gen.fake.react(gen.result, "🔁", user_id=MEMBER_A2, guild_id=GUILD_A)
     await tasks_after(gen, 1)
-    await asyncio.sleep(0.2)
+    await gen.settled()  # the bot has handled all three reactions
     assert len(await tasks_after(gen, 1)) == 1
-    await asyncio.sleep(0.5)  # the harness's rerun_cooldown
+    await asyncio.sleep(0.5)  # let the harness's rerun_cooldown run out
     await gen.fake.react(gen.result, "🔁", user_id=MEMBER_A2, guild_id=GUILD_A)
     assert len(await tasks_after(gen, 1, count=2)) == 2
 
@@ -68,7 +68,7 @@ async def test_reactions_on_other_messages_and_from_other_guilds_do_nothing(gen)
     await gen.fake.react((CH_A, status_id), "🔁", user_id=MEMBER_A, guild_id=GUILD_A)
     await gen.fake.react(gen.result, "🔁", user_id=ADMIN_B, guild_id=GUILD_B)
     await gen.fake.react(gen.result, "👍", user_id=MEMBER_A, guild_id=GUILD_A)
-    await asyncio.sleep(0.3)
+    await gen.settled()
     assert [x.id for x in await gen.bot.store.tasks.recent(GUILD_A)] == [1]
     assert await gen.bot.store.tasks.recent(GUILD_B) == []
 
@@ -89,7 +89,7 @@ async def test_envelope_reaction_dms_the_originals(gen):
 
 async def test_delete_reaction_needs_the_requester_or_manage_messages(gen):
     await gen.fake.react(gen.result, "❌", user_id=MEMBER_A2, guild_id=GUILD_A)
-    await asyncio.sleep(0.3)
+    await gen.settled()
     assert gen.fake.message(int(gen.result["id"])) is not None
     await gen.fake.react(gen.result, "❌", user_id=ADMIN_A, guild_id=GUILD_A)
     await eventually(lambda: gen.fake.message(int(gen.result["id"])) is None)

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from bot.demo_accounts import DEMO_KEY_FILE, DemoAccounts, load_or_create_secret
+from fakediscord import FakeDiscord
 from tests.conftest import ADMIN_A, ADMIN_B, CH_A, CH_B, GUILD_A, GUILD_B
-from tests.fakes import FakeDiscord
 from tests.helpers import answer_text
+
+pytestmark = pytest.mark.slow  # real bot processes
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "runner-test-token.XyZ.123456"

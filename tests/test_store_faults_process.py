@@ -25,11 +25,13 @@ from typing import Any
 import pytest
 
 from bot.emulator import EmulatorServer, EmulatorSettings
+from fakediscord import FakeDiscord
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
-from tests.fakes import FakeDiscord
 from tests.genutil import is_result_of
 from tests.helpers import answer_text
 from tests.test_crash_recovery import BotProcess, db_rows, until
+
+pytestmark = pytest.mark.slow  # real bot processes
 
 TOKEN = "store-fault-token.AbC.987654"
 EMAIL, PASSWORD = "locked@guild.test", "locked-Pass-1"

@@ -136,16 +136,19 @@ def test_progress_text_shows_bar_percentage_elapsed_and_estimate():
 
 
 class FakeMessage:
-    def __init__(self, edits: list[str]) -> None:
+    def __init__(self, edits: list[str], edited: asyncio.Event | None = None) -> None:
         self.edits = edits
+        self.edited = edited or asyncio.Event()
 
     async def edit(self, content: str, **kwargs) -> None:
         self.edits.append(content)
+        self.edited.set()
 
 
 async def test_progress_edits_are_throttled_and_only_on_change():
     edits: list[str] = []
-    channel = SimpleNamespace(get_partial_message=lambda mid: FakeMessage(edits))
+    edited = asyncio.Event()
+    channel = SimpleNamespace(get_partial_message=lambda mid: FakeMessage(edits, edited))
     bot = SimpleNamespace(
         get_partial_messageable=lambda cid, guild_id=None: channel, guild_languages={1: None}
     )
@@ -157,5 +160,6 @@ async def test_progress_edits_are_throttled_and_only_on_change():
     for p in (0.2, 0.3, 0.4):  # within the interval: coalesced into one later edit
         await events.training_progress(replace(training, progress=p), None)
     assert len(edits) == 1
-    await asyncio.sleep(0.3)
+    edited.clear()
+    await asyncio.wait_for(edited.wait(), 5)  # the held-back edit, once the interval is over
     assert len(edits) == 2 and "40%" in edits[-1]

@@ -205,6 +205,7 @@ json_like = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload=json_like, endpoint=st.sampled_from(sorted(PAYLOADS)), wrap=st.booleans())
 def test_arbitrary_json_raises_only_v1b_errors(payload: Any, endpoint: str, wrap: bool) -> None:

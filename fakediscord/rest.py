@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
 
-from tests.fakes import payloads as p
-from tests.fakes.recording import RecordedRequest
+from fakediscord import payloads as p
+from fakediscord.recording import RecordedRequest
 
 if TYPE_CHECKING:
-    from tests.fakes.discord_server import FakeDiscord
-    from tests.fakes.interactions import FakeInteraction
+    from fakediscord.discord_server import FakeDiscord
+    from fakediscord.interactions import FakeInteraction
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.signals import Changes
-from tests.fakes.world import World
+from fakediscord.signals import Changes
+from fakediscord.world import World
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ class Session:
     ws: web.WebSocketResponse
     session_id: str = ""
     seq: int = 0
+    # The last sequence number the bot reported in a heartbeat: it has read every event up to it.
+    heard_seq: int = -1
     identified: bool = False
     intents: int = 0
 
@@ -51,6 +53,7 @@ class Gateway:
         self.sessions: list[Session] = []
         self.identifies = 0
         self.resumes = 0
+        self.heartbeats = 0
         self.close_timeout = 0.5
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
@@ -92,7 +95,10 @@ class Gateway:
     async def _on_message(self, session: Session, msg: dict[str, Any]) -> None:
         op, data = msg.get("op"), msg.get("d")
         if op == HEARTBEAT:
+            self.heartbeats += 1
+            session.heard_seq = data if isinstance(data, int) else 0
             await self._send(session, {"op": HEARTBEAT_ACK})
+            await self.changes.notify()
         elif op == IDENTIFY:
             await self._identify(session, data)
         elif op == RESUME:
@@ -170,6 +176,25 @@ class Gateway:
         except (ConnectionError, RuntimeError) as exc:
             # A client that went away mid-send just misses the event, as with real Discord.
             log.debug("gateway send failed: %s", exc)
+
+    async def sync(self, timeout: float = 5) -> None:
+        """Wait until every connected bot has read every event dispatched to it so far.
+
+        Asks for a heartbeat (op 1 from the server, as Discord does) and waits for the answer:
+        a client reads the gateway in order and a heartbeat carries the last sequence number
+        it read, so once it reaches the last one sent, every earlier event has been parsed and
+        handed to the client's event handlers.
+        """
+        sent = {id(s): s.seq for s in self.sessions if s.identified and not s.ws.closed}
+        for session in list(self.sessions):
+            if id(session) in sent:
+                await self._send(session, {"op": HEARTBEAT, "d": None})
+
+        def caught_up() -> bool | None:
+            live = [s for s in self.sessions if id(s) in sent and not s.ws.closed]
+            return True if all(s.heard_seq >= sent[id(s)] for s in live) else None
+
+        await self.changes.wait(caught_up, timeout, "the bot to read every gateway event")
 
     async def wait_connected(self, timeout: float) -> None:
         """Wait until a bot has identified on the gateway."""

@@ -11,10 +11,10 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from tests.fakes import payloads as p
-from tests.fakes.contract import DiscordContract, Violation, default_contract, format_violations
-from tests.fakes.gateway import Gateway
-from tests.fakes.interactions import (
+from fakediscord import payloads as p
+from fakediscord.contract import DiscordContract, Violation, default_contract, format_violations
+from fakediscord.gateway import Gateway
+from fakediscord.interactions import (
     FakeInteraction,
     LogEntry,
     PayloadBuilder,
@@ -22,10 +22,10 @@ from tests.fakes.interactions import (
     find_component,
     modal_submit_components,
 )
-from tests.fakes.recording import FailureRule, RecordedRequest
-from tests.fakes.rest import API_PREFIX, RestApi
-from tests.fakes.signals import Changes
-from tests.fakes.world import MemberState, World
+from fakediscord.recording import FailureRule, RecordedRequest
+from fakediscord.rest import API_PREFIX, RestApi
+from fakediscord.signals import Changes
+from fakediscord.world import MemberState, World
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.fakes import payloads as p
-from tests.fakes.signals import Changes
-from tests.fakes.world import World
+from fakediscord import payloads as p
+from fakediscord.signals import Changes
+from fakediscord.world import World
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tests.fakes.contract import Violation
+    from fakediscord.contract import Violation
 
 RecordedFile = tuple[str, bytes, str]
 

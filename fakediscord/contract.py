@@ -26,7 +26,7 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.fakes import limits
+from fakediscord import limits
 
 SUBSET_PATH = Path(__file__).with_name("discord_openapi_subset.json")
 _BASE_URI = "urn:discord-openapi"

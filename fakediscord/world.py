@@ -8,7 +8,7 @@ import mimetypes
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakes import payloads as p
+from fakediscord import payloads as p
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Protocol-level fakes for tests: a loopback Discord for the real discord.py client.
+"""A protocol-level fake Discord over loopback for the real discord.py client (tests, bench).
 
 async with FakeDiscord(application_id=900, bot_user_id=900, bot_token="fake-token") as fake:
     fake.add_guild(1); fake.add_channel(1, 2); fake.add_member(1, 3, "alice")
@@ -9,9 +9,9 @@ async with FakeDiscord(application_id=900, bot_user_id=900, bot_token="fake-toke
     body = await ix.response()
 """
 
-from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.interactions import FakeInteraction
-from tests.fakes.recording import RecordedRequest
+from fakediscord.discord_server import FakeDiscord
+from fakediscord.interactions import FakeInteraction
+from fakediscord.recording import RecordedRequest
 
 Interaction = FakeInteraction
 
