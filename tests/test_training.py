@@ -345,10 +345,11 @@ async def test_another_guild_sees_neither_models_nor_samples(harness):
     await wait_state(harness, 1, TrainingState.DONE, timeout=20)
     ix = await harness.fake.slash("models", user_id=ADMIN_B, guild_id=GUILD_B, channel_id=CH_B)
     assert "Ink_Style" not in await answer_text(ix)
-    note = next(
-        m for m in harness.fake.channel_messages(CH_A)
-        if any(c.get("custom_id", "").startswith("mh:sample:")
-               for row in m.get("components") or [] for c in row["components"])
+    # The announcement with the sample button is posted just after the state turns done.
+    note = await harness.fake.wait_for_message(
+        CH_A,
+        lambda m: any(c.get("custom_id", "").startswith("mh:sample:")
+                      for row in m.get("components") or [] for c in row["components"]),
     )  # fmt: skip
     ix = await harness.fake.click(
         note, "mh:sample:1", user_id=ADMIN_B, guild_id=GUILD_B, channel_id=CH_B
