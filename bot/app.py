@@ -23,13 +23,14 @@ from bot.discord_jobs import DiscordJobEvents
 from bot.discord_training import create_training_service
 from bot.forms import FormCache
 from bot.housekeeping import Housekeeping
-from bot.i18n import CatalogTranslator, pick_locale
+from bot.i18n import pick_locale
 from bot.jobs import GenerationService, PollStrategy, make_strategy
 from bot.lifecycle import Lifecycle, ShuttingDown, Step, nothing
 from bot.logs import hide_gateway_payloads
 from bot.store import Store
 from bot.store.settings import GuildSettings
 from bot.training import TrainingService
+from bot.translator import CatalogTranslator
 from bot.tree import MiaohuaTree
 from bot.v1b import V1bClient
 

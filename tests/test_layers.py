@@ -17,13 +17,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = ("bot.v1b", "bot.store", "bot.jobs", "bot.training")
-# Imports that break the rules today and are being removed by work in progress elsewhere
-# (importer, imported). The tests fail once an entry is no longer true: delete it then.
-PENDING: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("bot.i18n", "discord"),  # the catalog translator moves next to the command tree
-    }
-)
 
 
 def module_name(path: Path) -> str:
@@ -87,8 +80,6 @@ def chain_to(graph: dict[str, set[str]], start: str, target: str) -> list[str] |
         following = []
         for module in frontier:
             for edge in sorted(graph.get(module, ())):
-                if (module, edge) in PENDING:
-                    continue
                 if edge == target:
                     return [*paths[module], edge]
                 if edge not in paths and edge in graph:
@@ -111,19 +102,11 @@ def test_cogs_import_nothing_from_the_service_client() -> None:
     cogs = [m for m in graph if in_package(m, ("cogs",))]
     assert "cogs.generate" in cogs
     offending = {
-        cog: sorted(
-            e for e in edges if in_package(e, ("bot.v1b",)) and (cog, "bot.v1b") not in PENDING
-        )
+        cog: sorted(e for e in edges if in_package(e, ("bot.v1b",)))
         for cog, edges in graph.items()
         if cog in cogs
     }
     assert not {cog: e for cog, e in offending.items() if e}
-
-
-def test_pending_exceptions_are_still_needed() -> None:
-    graph = import_graph()
-    stale = [pair for pair in PENDING if pair[1] not in graph.get(pair[0], set())]
-    assert not stale, f"these imports are gone: remove them from PENDING: {stale}"
 
 
 # Every import statement goes through builtins.__import__, even of a module already loaded:
@@ -156,5 +139,4 @@ def test_importing_the_domain_packages_loads_no_discord() -> None:
         timeout=120,
     )
     importers = set(json.loads(answer.stdout))
-    allowed = {importer for importer, imported in PENDING if imported == "discord"}
-    assert importers <= allowed, sorted(importers - allowed)
+    assert not importers, sorted(importers)

@@ -1,9 +1,11 @@
-"""Message catalogs (en-US, zh-CN) and the slash-command translator.
+"""Message catalogs (en-US, zh-CN): templates, locales and plural forms.
 
 User-facing text lives in `<locale>.json`, flat `key -> template` maps using
 `str.format` fields. Command names, descriptions, options and choices are
-looked up under derived keys (see `command_key`), so cogs write plain English
-and the catalogs carry every language, English included.
+looked up under derived keys (see `bot.translator`), so cogs write plain English
+and the catalogs carry every language, English included. Nothing here depends on
+discord.py: a locale is a tag such as "zh-CN" or an enum member whose value is one
+(discord.Locale).
 
 A message that names a number of things is stored as plural forms, `<key>.one`,
 `<key>.other` (and `few`, `many`, ... where a language needs them), and is chosen
@@ -18,17 +20,26 @@ import json
 import logging
 from functools import cache
 from pathlib import Path
+from typing import Protocol, TypeAlias
 
-import discord
 from babel import Locale
 from babel.plural import PluralRule
-from discord import app_commands
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCALE = "en-US"
 LOCALES = ("en-US", "zh-CN")
 _DIR = Path(__file__).parent
+
+
+class LocaleEnum(Protocol):
+    """A locale enum member (such as discord.Locale) whose value is the locale's tag."""
+
+    @property
+    def value(self) -> str: ...
+
+
+LocaleLike: TypeAlias = str | LocaleEnum | None
 
 
 @cache
@@ -49,11 +60,11 @@ def plural_form(count: int, locale: str) -> str:
     return _plural_rule(locale)(count)
 
 
-def normalize(locale: str | discord.Locale | None) -> str | None:
+def normalize(locale: LocaleLike) -> str | None:
     """Map a Discord locale to a supported catalog, or None when there is no match."""
     if locale is None:
         return None
-    value = str(locale.value if isinstance(locale, discord.Locale) else locale)
+    value = locale if isinstance(locale, str) else str(locale.value)
     if value.startswith("zh"):
         return "zh-CN"
     if value.startswith("en"):
@@ -61,7 +72,7 @@ def normalize(locale: str | discord.Locale | None) -> str | None:
     return value if value in LOCALES else None
 
 
-def pick_locale(*candidates: str | discord.Locale | None) -> str:
+def pick_locale(*candidates: LocaleLike) -> str:
     """The first supported locale among candidates (interaction, then guild), else en-US."""
     for candidate in candidates:
         found = normalize(candidate)
@@ -70,7 +81,7 @@ def pick_locale(*candidates: str | discord.Locale | None) -> str:
     return DEFAULT_LOCALE
 
 
-def template(key: str, locale: str | discord.Locale | None, count: object = None) -> str | None:
+def template(key: str, locale: LocaleLike, count: object = None) -> str | None:
     """The template of a message in the given locale, else in en-US, else None.
 
     A plural message (`<key>.other` in the catalog) takes the form `count` needs in that
@@ -87,7 +98,7 @@ def template(key: str, locale: str | discord.Locale | None, count: object = None
     return None
 
 
-def t(key: str, locale: str | discord.Locale | None = None, /, **params: object) -> str:
+def t(key: str, locale: LocaleLike = None, /, **params: object) -> str:
     """Render a message in the given locale, falling back to en-US, then to the key itself.
 
     A plural message is chosen by the `count` parameter (see `template`).
@@ -103,47 +114,6 @@ def t(key: str, locale: str | discord.Locale | None = None, /, **params: object)
         return found
 
 
-def tn(
-    key: str, count: int, locale: str | discord.Locale | None = None, /, **params: object
-) -> str:
+def tn(key: str, count: int, locale: LocaleLike = None, /, **params: object) -> str:
     """Render the plural form of a message that `count` needs in the locale's language."""
     return t(key, locale, count=count, **params)
-
-
-def command_key(
-    context: app_commands.TranslationContextTypes, string: app_commands.locale_str
-) -> str:
-    """Derive the catalog key of a command, option or choice string."""
-    explicit = string.extras.get("key")
-    if explicit:
-        return str(explicit)
-    loc = context.location
-    data = context.data
-    TL = app_commands.TranslationContextLocation
-    commands = (app_commands.Command, app_commands.Group, app_commands.ContextMenu)
-    if loc in (TL.command_name, TL.group_name) and isinstance(data, commands):
-        return f"cmd.{data.qualified_name}.name"
-    if loc in (TL.command_description, TL.group_description) and isinstance(data, commands):
-        return f"cmd.{data.qualified_name}.description"
-    if loc is TL.parameter_name and isinstance(data, app_commands.Parameter):
-        return f"cmd.{data.command.qualified_name}.opt.{data.name}.name"
-    if loc is TL.parameter_description and isinstance(data, app_commands.Parameter):
-        return f"cmd.{data.command.qualified_name}.opt.{data.name}.description"
-    if loc is TL.choice_name and isinstance(data, app_commands.Choice):
-        return f"choice.{data.value}"
-    return f"text.{string.message}"
-
-
-class CatalogTranslator(app_commands.Translator):
-    """Serves command localizations from the message catalogs."""
-
-    async def translate(
-        self,
-        string: app_commands.locale_str,
-        locale: discord.Locale,
-        context: app_commands.TranslationContextTypes,
-    ) -> str | None:
-        lang = normalize(locale)
-        if lang is None or lang == DEFAULT_LOCALE:
-            return None
-        return catalog(lang).get(command_key(context, string))
