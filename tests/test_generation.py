@@ -348,6 +348,7 @@ async def test_status_message_is_edited_on_change_only_and_throttled(gen):
     await gen.fake.wait_for_message(CH_A, lambda m: m["content"] == "six", timeout=2)
 
 
+@pytest.mark.slow
 async def test_status_shows_queue_position_then_waiting_at_the_service(gen):
     gen.emu.state.settings.generation_time = 0.4
     await gen.bot.store.settings.update(GUILD_A, user_concurrency=5)
@@ -379,6 +380,7 @@ async def test_status_shows_queue_position_then_waiting_at_the_service(gen):
     assert all("#3" in c for c in contents)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["restart", "kill"])
 async def test_each_result_is_delivered_exactly_once_across_a_restart(gen, how):
     await gen.bot.store.settings.update(GUILD_A, user_concurrency=5)

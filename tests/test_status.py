@@ -186,6 +186,7 @@ async def test_queued_tasks_show_their_position_and_the_queue_depth(gen):
     assert "`#" not in await status(gen, ADMIN_B, GUILD_B)
 
 
+@pytest.mark.slow
 async def test_cancel_a_queued_task_gives_back_its_quota(harness_factory):
     from bot.jobs.admission import utc_day
 

@@ -61,6 +61,7 @@ async def eventually_state(harness: Any, task_id: int, state: TaskState) -> None
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("outcome", ["done", "failed"])
 async def test_tasks_ending_while_the_database_refuses_writes_free_their_slot_on_recovery(
     harness_factory, monkeypatch, outcome

@@ -8,6 +8,8 @@ import re
 import zipfile
 from typing import Any
 
+import pytest
+
 from bot.emulator import errors as emu_errors
 from bot.store.trainings import TrainingState
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, NSFW_A
@@ -358,6 +360,7 @@ async def test_another_guild_sees_neither_models_nor_samples(harness):
     assert await harness.bot.store.tasks.recent(GUILD_B) == []
 
 
+@pytest.mark.slow
 async def test_training_form_autocomplete_answers_within_discords_window(harness):
     async def choices(focused: str, typed: str) -> list[str]:
         found = await harness.fake.autocomplete(

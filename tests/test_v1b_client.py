@@ -304,6 +304,7 @@ async def test_batch_off_falls_back(
     assert emu.state.calls["task_result"] == 6
 
 
+@pytest.mark.slow
 async def test_rate_limit_seen_by_server(emu: EmulatorServer) -> None:
     stamps: list[float] = []
 
