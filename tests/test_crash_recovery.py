@@ -61,6 +61,45 @@ async def until(check, timeout: float, what: str):
         await asyncio.sleep(0.1)
 
 
+def one_guild_discord(token: str) -> FakeDiscord:
+    """A fake Discord with guild A: its channel, an admin and two members."""
+    fake = FakeDiscord(application_id=900, bot_user_id=900, bot_token=token)
+    fake.add_guild(GUILD_A, "Guild A", owner_id=ADMIN_A)
+    fake.add_channel(GUILD_A, CH_A, "art")
+    fake.add_member(GUILD_A, ADMIN_A, "admin", manage_guild=True, manage_messages=True)
+    fake.add_member(GUILD_A, MEMBER_A, "member")
+    fake.add_member(GUILD_A, MEMBER_A2, "member2")
+    return fake
+
+
+def process_env(
+    fake: FakeDiscord,
+    emu: EmulatorServer,
+    data: Path,
+    token: str,
+    secret_key: str,
+    **settings: str,
+) -> dict[str, str]:
+    """The environment of a real bot process on these fakes: one task at a time, fast fixed
+    polling, its data in `data`; `settings` add MIAOHUA_BOT_<NAME> variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOHUA_BOT_")}
+    base = {
+        "DISCORD__TOKEN": token,
+        "DISCORD__API_BASE_URL": fake.api_base_url,
+        "DISCORD__GATEWAY_URL": fake.gateway_url,
+        "MIAOHUA__BASE_URL": emu.base_url,
+        "MIAOHUA__POLL_STRATEGY": "fixed",
+        "MIAOHUA__POLL_INTERVAL": "0.1",
+        # One task at a time: a slot that is never freed stalls everything after it.
+        "MIAOHUA__ACCOUNT_CONCURRENCY": "1",
+        "STORAGE__PATH": str(data / "bot.sqlite3"),
+        "STORAGE__STAGING_DIR": str(data / "staging"),
+        "SECURITY__SECRET_KEY": secret_key,
+    }
+    env.update({f"MIAOHUA_BOT_{name}": value for name, value in (base | settings).items()})
+    return env
+
+
 @pytest.fixture
 async def world(tmp_path):
     emu = EmulatorServer(
@@ -68,31 +107,18 @@ async def world(tmp_path):
             accounts={EMAIL: PASSWORD}, generation_time=0.4, workers=1, training_time=4.0
         )
     )
-    fake = FakeDiscord(application_id=900, bot_user_id=900, bot_token=TOKEN)
-    fake.add_guild(GUILD_A, "Guild A", owner_id=ADMIN_A)
-    fake.add_channel(GUILD_A, CH_A, "art")
-    fake.add_member(GUILD_A, ADMIN_A, "admin", manage_guild=True, manage_messages=True)
-    fake.add_member(GUILD_A, MEMBER_A, "member")
-    fake.add_member(GUILD_A, MEMBER_A2, "member2")
+    fake = one_guild_discord(TOKEN)
     async with emu, fake:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOHUA_BOT_")}
-        env.update(
-            {
-                "MIAOHUA_BOT_DISCORD__TOKEN": TOKEN,
-                "MIAOHUA_BOT_DISCORD__API_BASE_URL": fake.api_base_url,
-                "MIAOHUA_BOT_DISCORD__GATEWAY_URL": fake.gateway_url,
-                "MIAOHUA_BOT_MIAOHUA__BASE_URL": emu.base_url,
-                "MIAOHUA_BOT_MIAOHUA__POLL_STRATEGY": "fixed",
-                "MIAOHUA_BOT_MIAOHUA__POLL_INTERVAL": "0.1",
-                "MIAOHUA_BOT_MIAOHUA__ACCOUNT_CONCURRENCY": "1",
-                "MIAOHUA_BOT_MIAOHUA__TRAINING_POLL_INTERVAL": "0.2",
-                "MIAOHUA_BOT_MIAOHUA__TRAINING_PROGRESS_EDIT_INTERVAL": "0.5",
-                "MIAOHUA_BOT_STORAGE__PATH": str(tmp_path / "bot.sqlite3"),
-                "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(tmp_path / "staging"),
-                "MIAOHUA_BOT_SECURITY__SECRET_KEY": "crash-test-key",
-                "MIAOHUA_BOT_LIMITS__USER_CONCURRENCY": "50",
-                "MIAOHUA_BOT_LIMITS__DAILY_QUOTA": "500",
-            }
+        env = process_env(
+            fake,
+            emu,
+            tmp_path,
+            TOKEN,
+            "crash-test-key",
+            MIAOHUA__TRAINING_POLL_INTERVAL="0.2",
+            MIAOHUA__TRAINING_PROGRESS_EDIT_INTERVAL="0.5",
+            LIMITS__USER_CONCURRENCY="50",
+            LIMITS__DAILY_QUOTA="500",
         )
         yield emu, fake, BotProcess(env, tmp_path), tmp_path / "bot.sqlite3"
     fake.verify_contract()  # a request Discord would reject fails the test that made it

@@ -29,7 +29,13 @@ from fakediscord import FakeDiscord
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
 from tests.genutil import is_result_of
 from tests.helpers import answer_text
-from tests.test_crash_recovery import BotProcess, db_rows, until
+from tests.test_crash_recovery import (
+    BotProcess,
+    db_rows,
+    one_guild_discord,
+    process_env,
+    until,
+)
 
 pytestmark = pytest.mark.slow  # real bot processes
 
@@ -41,30 +47,16 @@ CANNOT_SAVE = "cannot save new tasks or changes right now"
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[EmulatorServer, FakeDiscord, BotProcess]]:
     emu = EmulatorServer(EmulatorSettings(accounts={EMAIL: PASSWORD}, generation_time=1.5))
-    fake = FakeDiscord(application_id=900, bot_user_id=900, bot_token=TOKEN)
-    fake.add_guild(GUILD_A, "Guild A", owner_id=ADMIN_A)
-    fake.add_channel(GUILD_A, CH_A, "art")
-    fake.add_member(GUILD_A, ADMIN_A, "admin", manage_guild=True, manage_messages=True)
-    fake.add_member(GUILD_A, MEMBER_A, "member")
-    fake.add_member(GUILD_A, MEMBER_A2, "member2")
+    fake = one_guild_discord(TOKEN)
     async with emu, fake:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOHUA_BOT_")}
-        env.update(
-            {
-                "MIAOHUA_BOT_DISCORD__TOKEN": TOKEN,
-                "MIAOHUA_BOT_DISCORD__API_BASE_URL": fake.api_base_url,
-                "MIAOHUA_BOT_DISCORD__GATEWAY_URL": fake.gateway_url,
-                "MIAOHUA_BOT_MIAOHUA__BASE_URL": emu.base_url,
-                "MIAOHUA_BOT_MIAOHUA__POLL_STRATEGY": "fixed",
-                "MIAOHUA_BOT_MIAOHUA__POLL_INTERVAL": "0.1",
-                # One task at a time: a slot that is never freed stalls everything after it.
-                "MIAOHUA_BOT_MIAOHUA__ACCOUNT_CONCURRENCY": "1",
-                "MIAOHUA_BOT_STORAGE__PATH": str(tmp_path / "bot.sqlite3"),
-                "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(tmp_path / "staging"),
-                "MIAOHUA_BOT_SECURITY__SECRET_KEY": "store-fault-key",
-                "MIAOHUA_BOT_LIMITS__USER_CONCURRENCY": "10",
-                "MIAOHUA_BOT_LOGGING__LEVEL": "WARNING",
-            }
+        env = process_env(
+            fake,
+            emu,
+            tmp_path,
+            TOKEN,
+            "store-fault-key",
+            LIMITS__USER_CONCURRENCY="10",
+            LOGGING__LEVEL="WARNING",
         )
         yield emu, fake, BotProcess(env, tmp_path)
 
