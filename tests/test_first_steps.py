@@ -6,6 +6,7 @@ import logging
 from functools import partial
 
 from bot.app import create_bot
+from bot.config import load_settings
 from bot.demo_accounts import DemoAccounts
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, Harness
 from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
@@ -62,3 +63,17 @@ async def test_account_status_shows_the_last_login_of_a_stored_account(harness_f
     await h.restart()
     text = await _account_status(h)
     assert "never" not in text and "<t:" in text
+
+
+def test_a_daily_quota_of_zero_in_the_config_file_means_unlimited(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[limits]\ndaily_quota = 0\n")
+    assert load_settings(cfg).limits.daily_quota == 0
+
+
+async def test_a_member_under_a_configured_quota_of_zero_is_not_refused(harness_factory):
+    h = await harness_factory(miaohua=FAST_POLLING, limits={"daily_quota": 0})
+    for _ in range(3):  # 12 images: more than any quota that counted them against 0
+        text = await answer_text(await imagine(h, count=4))
+        assert "Accepted as task #" in text, text
+        await wait_result(h, task_id_of(text))
