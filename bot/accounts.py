@@ -64,6 +64,9 @@ class AccountManager:
         self._current: dict[int, BoundSession] = {}  # guild -> its account for new work
         self._by_id: dict[int, AccountSession] = {}  # accounts row -> session
         self._demo_sessions: dict[int, AccountSession] = {}
+        # Demo accounts have no row: their logins are remembered here. A restarted bot logs
+        # in afresh before its first call, so nothing older is lost that would still be true.
+        self._demo_logins: dict[int, float] = {}
         self._masked: set[str] = set()  # redactor keys of the secrets in use
         self._retired: set[int] = set()  # retired accounts still kept for running work
         self._held: Counter[int] = Counter()
@@ -231,7 +234,8 @@ class AccountManager:
         except v1b.ServiceError:
             token_ok = bool(row and row.token_ok)
         if row is None:
-            return AccountStatus(DemoAccounts.email(guild_id), None, token_ok, demo=True)
+            last_login = self._demo_logins.get(guild_id)
+            return AccountStatus(DemoAccounts.email(guild_id), last_login, token_ok, demo=True)
         row = await self._store.accounts.get(guild_id) or row
         return AccountStatus(row.email_hint, row.last_login_at, token_ok, demo=False)
 
@@ -290,6 +294,12 @@ class AccountManager:
 
         return save
 
+    def _demo_login_recorder(self, guild_id: int) -> Callable[[str], Awaitable[None]]:
+        async def record(token: str) -> None:
+            self._demo_logins[guild_id] = time.time()
+
+        return record
+
     def _demo_session(self, guild_id: int) -> AccountSession:
         cached = self._demo_sessions.get(guild_id)
         if cached is not None:
@@ -297,5 +307,7 @@ class AccountManager:
         assert self._demo is not None
         email, password = self._demo.provision(guild_id)
         self._mask(f"demo:{guild_id}", password)
-        session = self._demo_sessions[guild_id] = self._client.account(email, password)
+        session = self._demo_sessions[guild_id] = self._client.account(
+            email, password, on_token=self._demo_login_recorder(guild_id)
+        )
         return session

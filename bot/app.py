@@ -90,6 +90,8 @@ class MiaohuaBot(commands.Bot):
         self.lifecycle = Lifecycle()
         self.closing = False
         self._store_opening: asyncio.Task[Store] | None = None
+        self._commands_synced = False
+        self._announced_ready = False
 
     async def setup_hook(self) -> None:
         try:
@@ -194,7 +196,18 @@ class MiaohuaBot(commands.Bot):
             synced = await self.tree.sync(guild=guild)
         else:
             synced = await self.tree.sync()
+        self._commands_synced = True
         log.info("synced %d application commands", len(synced))
+
+    async def on_ready(self) -> None:
+        """Say once that the bot is up: discord.py calls this again after each reconnection."""
+        if self._announced_ready or self.user is None:
+            return
+        self._announced_ready = True
+        commands = "commands synced" if self._commands_synced else "command sync off"
+        log.info(
+            "ready: logged in as %s, %d servers, %s", self.user.name, len(self.guilds), commands
+        )
 
     def memory_sizes(self) -> dict[str, int]:
         """Entries of the in-memory per-guild, per-member and per-task state, by structure."""

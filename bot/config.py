@@ -124,7 +124,7 @@ class LimitsSettings(_Section):
     attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     attachment_pixels: int = Field(default=4096 * 4096, ge=1)
     user_concurrency: int = Field(default=2, ge=1)
-    daily_quota: int | None = Field(default=50, ge=1)
+    daily_quota: int | None = Field(default=50, ge=0)  # 0: unlimited, as in /settings
     rerun_cooldown: float = Field(default=5.0, ge=0)
     repost_cooldown: float = Field(default=60.0, ge=0, le=86_400)
     download_bytes: int = Field(default=20 * 1024 * 1024, ge=1)

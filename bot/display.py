@@ -50,6 +50,11 @@ def in_code(text: object, limit: int = QUOTED_MAX) -> str:
     return clip(str(text).replace("`", "ˋ").replace("\n", " "), limit) or " "
 
 
+def in_code_or_none(text: str | None, locale: str | None) -> str:
+    """A value in a code span, or a localized "none" when empty (a `-` reads like a value)."""
+    return f"`{in_code(text)}`" if text else t("train.trigger_none", locale)
+
+
 def render(
     key: str,
     locale: str | None,

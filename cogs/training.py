@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.autocomplete import base_model_autocomplete, main_body_autocomplete
 from bot.discord_training import SampleButton
-from bot.display import in_code, render
+from bot.display import in_code, in_code_or_none, render
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.images import CheckedImage
@@ -215,10 +215,12 @@ class TrainingCog(commands.Cog):
             render(
                 "models.line",
                 locale,
-                trusted={"user": f"<@{m.trained_by}>" if m.trained_by else "-"},
+                trusted={
+                    "user": f"<@{m.trained_by}>" if m.trained_by else "-",
+                    "trigger": in_code_or_none(m.trigger_word, locale),
+                },
                 name=m.display_name,
                 model=m.model_name,
-                trigger=m.trigger_word or "-",
             )
             for m in trained
         ]

@@ -405,3 +405,17 @@ async def test_subject_and_base_model_must_be_offered_by_the_training_form(harne
     assert "`Nothing` is not a base model the service offers" in bad_base
     assert await harness.bot.store.trainings.recent(GUILD_A) == []
     assert harness.emu.state.calls["upload_imgs"] == 0
+
+
+async def test_a_model_without_trigger_word_says_none_rather_than_a_dash(harness):
+    text = await train(harness, attachments=images(harness, 3))
+    assert "#1" in text
+    done = await announcement(harness, "is ready")
+    assert "with trigger word none." in done["content"] and "`-`" not in done["content"]
+    await wait_state(harness, 1, TrainingState.DONE)
+    for locale, none in (("en-US", "trigger none"), ("zh-CN", "触发词 无")):
+        ix = await harness.fake.slash(
+            "models", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A, locale=locale
+        )
+        listed = await answer_text(ix)
+        assert "Ink_Style" in listed and none in listed and "`-`" not in listed, listed

@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 
 def limits_for(defaults: LimitsSettings, guild: GuildSettings) -> Limits:
     """A guild's admission limits: its own settings, else the bot-wide defaults."""
-    # A guild's quota of 0 means unlimited; None means "use the bot-wide default".
-    quota = defaults.daily_quota if guild.daily_quota is None else guild.daily_quota or None
+    # A quota of 0 means unlimited (here and in the config file); a guild's None means
+    # "use the bot-wide default".
+    quota = defaults.daily_quota if guild.daily_quota is None else guild.daily_quota
+    quota = quota or None
     return Limits(
         prompt_length=defaults.prompt_length,
         user_concurrency=guild.user_concurrency or defaults.user_concurrency,

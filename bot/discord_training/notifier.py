@@ -12,7 +12,7 @@ import discord
 from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.throttle import ThrottledMessage
 from bot.discord_training.sample import sample_view
-from bot.display import render, shown
+from bot.display import in_code_or_none, render, shown
 from bot.i18n import pick_locale, t
 from bot.replies import NO_MENTIONS
 from bot.store.trainings import Training
@@ -76,10 +76,12 @@ class DiscordTrainingEvents:
         text = render(
             "train.done",
             locale,
-            trusted={"user": f"<@{training.user_id}>"},
+            trusted={
+                "user": f"<@{training.user_id}>",
+                "trigger": in_code_or_none(training.trigger_word, locale),
+            },
             name=training.name,
             model=training.model_name or training.name,
-            trigger=training.trigger_word or "-",
         )
         await self._announce(training, text, sample_view(training.id, locale))
 

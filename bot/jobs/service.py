@@ -462,6 +462,13 @@ class GenerationService:
         )
         if delivered is None:
             log.warning("task %s was no longer 'done' after delivery", task_id)
+            return
+        log.info(
+            "task %s delivered in guild %s, %.1f s after acceptance",
+            task_id,
+            delivered.guild_id,
+            (delivered.delivered_at or delivered.updated_at) - delivered.created_at,
+        )
 
     async def _delivery_failed(self, task: Task) -> None:
         self._delivery_failures[task.id] += 1
