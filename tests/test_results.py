@@ -158,3 +158,10 @@ async def test_a_button_never_acts_on_another_guilds_task(gen):
     assert await answer_text(ix) == t("result.not_found", "en-US", id=1)
     assert await gen.bot.store.tasks.recent(GUILD_B) == []
     assert len(await gen.bot.store.tasks.recent(GUILD_A)) == 1
+
+
+async def test_delete_button_shows_the_same_emoji_as_the_footer_and_reaction(gen):
+    buttons = [c for row in gen.result["components"] for c in row["components"]]
+    (delete,) = [b for b in buttons if b.get("custom_id") == "mh:del:1"]
+    assert delete["emoji"]["name"] == "❌"
+    assert "❌" in gen.result["embeds"][0]["footer"]["text"]
