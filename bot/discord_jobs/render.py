@@ -96,8 +96,17 @@ def elapsed_seconds(task: Task) -> float | None:
     return max(0.0, task.done_at - task.created_at)
 
 
-def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) -> discord.Embed:
+def result_embed(
+    task: Task,
+    locale: str | None,
+    fitted: FittedImages | None,
+    *,
+    parent_url: str | None = None,
+) -> discord.Embed:
     """The embed of a result: parameters, timing, the grid preview and any linked images.
+
+    `parent_url` is the jump link to the parent's result, for a rerun or variation whose
+    parent result message is known.
 
     Everything the member or the service wrote is escaped; the prompt gets what is left of
     Discord's 6,000 characters once the rest is in place.
@@ -122,9 +131,10 @@ def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) ->
     for key, value in fields.items():
         embed.add_field(name=t(key, locale), value=shown(value, FIELD_MAX) or "-", inline=True)
     if task.parent_id:
-        embed.add_field(
-            name=t("result.parent", locale), value=t("result.rerun_of", locale, id=task.parent_id)
-        )
+        parent = t("result.rerun_of", locale, id=task.parent_id)
+        if parent_url is not None:
+            parent = f"[{parent}]({parent_url})"
+        embed.add_field(name=t("result.parent", locale), value=parent)
     if fitted is not None and fitted.grid is not None:
         embed.set_image(url=f"attachment://{fitted.grid.filename}")
     if fitted is not None and fitted.reduced:
