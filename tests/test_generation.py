@@ -513,3 +513,10 @@ async def test_status_message_names_the_requester_without_a_ping_and_the_prompt_
     assert status_requests
     for request in status_requests:
         assert request.json["allowed_mentions"] == {"parse": []}
+
+
+async def test_a_single_image_is_shown_inside_the_result_embed(gen):
+    task_id = await accepted(await imagine(gen, count=1))
+    result = await wait_result(gen, task_id)
+    (attachment,) = result["attachments"]
+    assert result["embeds"][0]["image"]["url"] == f"attachment://{attachment['filename']}"

@@ -135,8 +135,11 @@ def result_embed(
         if parent_url is not None:
             parent = f"[{parent}]({parent_url})"
         embed.add_field(name=t("result.parent", locale), value=parent)
-    if fitted is not None and fitted.grid is not None:
-        embed.set_image(url=f"attachment://{fitted.grid.filename}")
+    if fitted is not None:
+        # The grid previews several images; a lone image is shown itself.
+        shown_file = fitted.grid or (fitted.files[0] if len(fitted.files) == 1 else None)
+        if shown_file is not None:
+            embed.set_image(url=f"attachment://{shown_file.filename}")
     if fitted is not None and fitted.reduced:
         note = (
             tn("result.missing", fitted.missing, locale)
