@@ -489,3 +489,34 @@ async def test_a_failed_task_gives_its_images_back_to_the_quota(gen):
     await failure_message(gen, task_id)
     day = utc_day(time.time())
     assert await gen.bot.store.usage.get(GUILD_A, MEMBER_A, day) == 0
+
+
+async def test_status_message_names_the_requester_without_a_ping_and_the_prompt_start(gen):
+    prompt = "**bold** fox [free](https://evil.example) @everyone " + "snow " * 100
+    task_id = await accepted(await imagine(gen, prompt, count=1))
+    await wait_result(gen, task_id)
+    task = (await delivered(gen, [task_id]))[0]
+    status = await gen.fake.wait_for_message(
+        CH_A, lambda m: int(m["id"]) == task.status_message_id and "done" in m["content"]
+    )
+    content = status["content"]
+    assert f"<@{MEMBER_A}>" in content
+    assert r"\*\*bold\*\* fox \[free](" in content  # escaped: no formatting, no masked link
+    assert "@everyone" not in content.replace("@\u200beveryone", "")
+    assert "snow " * 100 not in content and "…" in content  # only the start of the prompt
+    status_requests = [
+        r
+        for r in gen.fake.requests
+        if r.path.endswith(f"/messages/{task.status_message_id}")
+        or (r.method == "POST" and r.path == f"/channels/{CH_A}/messages" and not r.files)
+    ]
+    assert status_requests
+    for request in status_requests:
+        assert request.json["allowed_mentions"] == {"parse": []}
+
+
+async def test_a_single_image_is_shown_inside_the_result_embed(gen):
+    task_id = await accepted(await imagine(gen, count=1))
+    result = await wait_result(gen, task_id)
+    (attachment,) = result["attachments"]
+    assert result["embeds"][0]["image"]["url"] == f"attachment://{attachment['filename']}"

@@ -158,3 +158,19 @@ async def test_a_button_never_acts_on_another_guilds_task(gen):
     assert await answer_text(ix) == t("result.not_found", "en-US", id=1)
     assert await gen.bot.store.tasks.recent(GUILD_B) == []
     assert len(await gen.bot.store.tasks.recent(GUILD_A)) == 1
+
+
+async def test_delete_button_shows_the_same_emoji_as_the_footer_and_reaction(gen):
+    buttons = [c for row in gen.result["components"] for c in row["components"]]
+    (delete,) = [b for b in buttons if b.get("custom_id") == "mh:del:1"]
+    assert delete["emoji"]["name"] == "❌"
+    assert "❌" in gen.result["embeds"][0]["footer"]["text"]
+
+
+async def test_rerun_result_links_to_its_parent_result(gen):
+    await gen.fake.react(gen.result, "🔁", user_id=MEMBER_A2, guild_id=GUILD_A)
+    (child,) = await tasks_after(gen, 1)
+    result = await wait_result(gen, child.id)
+    (parent,) = [f for f in result["embeds"][0]["fields"] if f["name"] == "Source"]
+    url = f"https://discord.com/channels/{GUILD_A}/{CH_A}/{gen.result['id']}"
+    assert parent["value"] == f"[{t('result.rerun_of', 'en-US', id=1)}]({url})"

@@ -136,7 +136,7 @@ class DeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:del:(?P<tas
         super().__init__(
             discord.ui.Button(
                 label=label,
-                emoji="🗑️",
+                emoji="❌",
                 style=discord.ButtonStyle.danger,
                 custom_id=f"mh:del:{task_id}",
             ),

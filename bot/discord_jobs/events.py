@@ -15,7 +15,7 @@ from bot.discord_jobs.downloads import ImageFetcher
 from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.payload import FittedImages, ResultImages, download_result, fit_images
 from bot.discord_jobs.status import StatusBoard
-from bot.store import Task, TaskState
+from bot.store import StoreUnavailable, Task, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,9 @@ class DiscordJobEvents:
         """DM a user the task's images and parameters; False when their DMs are closed."""
         images = await download_result(self.fetcher, task.images)
         fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=False)
-        embed = render.result_embed(task, task.locale, fitted)
+        embed = render.result_embed(
+            task, task.locale, fitted, parent_url=await self._parent_url(task)
+        )
         try:
             await user.send(embed=embed, files=fitted.discord_files())
         except discord.HTTPException as exc:
@@ -175,7 +177,9 @@ class DiscordJobEvents:
         try:
             message = await self._channel(task).send(
                 f"<@{task.user_id}>",
-                embed=render.result_embed(task, task.locale, fitted),
+                embed=render.result_embed(
+                    task, task.locale, fitted, parent_url=await self._parent_url(task)
+                ),
                 files=fitted.discord_files(),
                 view=result_view(task, task.locale),
                 allowed_mentions=discord.AllowedMentions(users=[discord.Object(task.user_id)]),
@@ -200,7 +204,9 @@ class DiscordJobEvents:
         try:
             user = await self._user(task.user_id)
             return await user.send(
-                embed=render.result_embed(task, task.locale, fitted),
+                embed=render.result_embed(
+                    task, task.locale, fitted, parent_url=await self._parent_url(task)
+                ),
                 files=fitted.discord_files(),
                 allowed_mentions=discord.AllowedMentions.none(),
             )
@@ -214,6 +220,20 @@ class DiscordJobEvents:
         return await fit_images(
             self.fetcher, images, limit, prefix=f"task-{task.id}", grid=grid and task.count > 1
         )
+
+    async def _parent_url(self, task: Task) -> str | None:
+        """The jump link to the result of the task this one reruns, when it is known."""
+        if not task.parent_id:
+            return None
+        try:
+            parent = await self.bot.store.tasks.get(task.parent_id)
+        except StoreUnavailable as exc:
+            # The embed still names the parent, only without the link.
+            log.info("task %s: parent %s not looked up (%s)", task.id, task.parent_id, exc)
+            return None
+        if parent is None or not parent.result_message_id:
+            return None
+        return render.jump_url(parent.guild_id, parent.channel_id, parent.result_message_id)
 
     def _channel(self, task: Task) -> discord.PartialMessageable:
         return self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import discord
 
 from bot.discord_jobs.payload import FittedImages
-from bot.display import DESCRIPTION_MAX, FIELD_VALUE_MAX, fit_embed, render, shown
+from bot.display import (
+    CONTENT_MAX,
+    DESCRIPTION_MAX,
+    FIELD_VALUE_MAX,
+    clip,
+    fit_embed,
+    render,
+    shown,
+)
 from bot.i18n import t, tn
 from bot.jobs import FailReason
 from bot.store import Task, TaskState
@@ -14,6 +22,8 @@ EMBED_COLOUR = discord.Colour(0x6C5CE7)
 FIELD_MAX = FIELD_VALUE_MAX
 _DETAIL_MAX = 300
 _FAIL_KEYS = {reason.value: f"fail.{reason.value}" for reason in FailReason}
+# The status message is public: enough of the prompt to tell whose task it is at a glance.
+_PROMPT_START_MAX = 80
 
 
 def jump_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
@@ -28,35 +38,44 @@ def failure_reason(task: Task, locale: str | None) -> str:
     return render(key, locale, detail=detail)
 
 
+def _status(task: Task, line: str) -> str:
+    """A status line followed by whose task it is: the requester (never pinged: status
+    messages are sent without allowed mentions) and the start of the prompt."""
+    prompt = clip(" ".join(task.prompt.split()), _PROMPT_START_MAX) or "-"
+    owner = render(
+        "status.line.owner", task.locale, trusted={"user": f"<@{task.user_id}>"}, prompt=prompt
+    )
+    return clip(f"{line}\n{owner}", CONTENT_MAX)
+
+
 def queued_text(task: Task, position: int) -> str:
     """Status line of a task waiting in the bot's queue."""
-    return t("status.line.queued", task.locale, id=task.id, position=position)
+    return _status(task, t("status.line.queued", task.locale, id=task.id, position=position))
 
 
 def running_text(task: Task, wait_time: int | None) -> str:
     """Status line of a task at the service, with the number of tasks ahead if known."""
     if wait_time:
-        return tn("status.line.waiting", wait_time, task.locale, id=task.id)
-    return t("status.line.running", task.locale, id=task.id)
+        return _status(task, tn("status.line.waiting", wait_time, task.locale, id=task.id))
+    return _status(task, t("status.line.running", task.locale, id=task.id))
 
 
 def done_text(task: Task, url: str | None) -> str:
     """Status line of a finished task, linking to its result when it was posted."""
     if url is None:
-        return t("status.line.done_undelivered", task.locale, id=task.id)
-    return t("status.line.done", task.locale, id=task.id, url=url)
+        return _status(task, t("status.line.done_undelivered", task.locale, id=task.id))
+    return _status(task, t("status.line.done", task.locale, id=task.id, url=url))
 
 
 def cancelled_text(task: Task) -> str:
     """Status line of a cancelled task."""
-    return t("status.line.cancelled", task.locale, id=task.id)
+    return _status(task, t("status.line.cancelled", task.locale, id=task.id))
 
 
 def failed_text(task: Task) -> str:
     """Status line of a failed task."""
-    return t(
-        "status.line.failed", task.locale, id=task.id, reason=failure_reason(task, task.locale)
-    )
+    reason = failure_reason(task, task.locale)
+    return _status(task, t("status.line.failed", task.locale, id=task.id, reason=reason))
 
 
 def failure_message(task: Task) -> str:
@@ -77,8 +96,17 @@ def elapsed_seconds(task: Task) -> float | None:
     return max(0.0, task.done_at - task.created_at)
 
 
-def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) -> discord.Embed:
+def result_embed(
+    task: Task,
+    locale: str | None,
+    fitted: FittedImages | None,
+    *,
+    parent_url: str | None = None,
+) -> discord.Embed:
     """The embed of a result: parameters, timing, the grid preview and any linked images.
+
+    `parent_url` is the jump link to the parent's result, for a rerun or variation whose
+    parent result message is known.
 
     Everything the member or the service wrote is escaped; the prompt gets what is left of
     Discord's 6,000 characters once the rest is in place.
@@ -103,11 +131,15 @@ def result_embed(task: Task, locale: str | None, fitted: FittedImages | None) ->
     for key, value in fields.items():
         embed.add_field(name=t(key, locale), value=shown(value, FIELD_MAX) or "-", inline=True)
     if task.parent_id:
-        embed.add_field(
-            name=t("result.parent", locale), value=t("result.rerun_of", locale, id=task.parent_id)
-        )
-    if fitted is not None and fitted.grid is not None:
-        embed.set_image(url=f"attachment://{fitted.grid.filename}")
+        parent = t("result.rerun_of", locale, id=task.parent_id)
+        if parent_url is not None:
+            parent = f"[{parent}]({parent_url})"
+        embed.add_field(name=t("result.parent", locale), value=parent)
+    if fitted is not None:
+        # The grid previews several images; a lone image is shown itself.
+        shown_file = fitted.grid or (fitted.files[0] if len(fitted.files) == 1 else None)
+        if shown_file is not None:
+            embed.set_image(url=f"attachment://{shown_file.filename}")
     if fitted is not None and fitted.reduced:
         note = (
             tn("result.missing", fitted.missing, locale)
