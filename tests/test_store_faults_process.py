@@ -176,6 +176,18 @@ def can_mount_tmpfs() -> bool:
     return probe.returncode == 0
 
 
+def data_dir(plain: BotProcess, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A fresh `data` folder and the bot's environment with its database and staging there."""
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        **plain.env,
+        "MIAOHUA_BOT_STORAGE__PATH": str(data / "bot.sqlite3"),
+        "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(data / "staging"),
+    }
+    return data, env
+
+
 def fill(path: Path) -> int:
     """Write to `path` until the disk is full; return the bytes written."""
     written = 0
@@ -193,13 +205,7 @@ async def test_full_disk_while_a_task_finishes(world, tmp_path):
     # SQLite resolves /proc/<pid>/root, so the database is watched through Discord and the
     # emulator here, not read directly.
     emu, fake, plain = world
-    data = tmp_path / "data"
-    data.mkdir()
-    env = {
-        **plain.env,
-        "MIAOHUA_BOT_STORAGE__PATH": str(data / "bot.sqlite3"),
-        "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(data / "staging"),
-    }
+    data, env = data_dir(plain, tmp_path)
     bot = BotOnSmallDisk(env, tmp_path, data, 4 * 1024 * 1024)
     await boot_with_account(fake, bot)
     text = await slash(fake, "imagine", MEMBER_A, options={"prompt": "before the disk fills"})
@@ -315,13 +321,7 @@ async def test_read_only_database_while_a_task_finishes(world, tmp_path):
     # writing (the bot always has its database open), so a read-only database is one the bot
     # meets when it starts: here, restarted with a task still running at the service.
     emu, fake, plain = world
-    data = tmp_path / "data"
-    data.mkdir()
-    env = {
-        **plain.env,
-        "MIAOHUA_BOT_STORAGE__PATH": str(data / "bot.sqlite3"),
-        "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(data / "staging"),
-    }
+    data, env = data_dir(plain, tmp_path)
     async with DataMount(data) as mount:
         bot = BotInMount(env, tmp_path, mount)
         await boot_with_account(fake, bot)
@@ -400,13 +400,7 @@ def test_a_read_only_database_left_by_a_crash_is_not_opened_as_if_writable(tmp_p
 @pytest.mark.skipif(not can_mount_tmpfs(), reason="needs a private mount namespace for a tmpfs")
 async def test_stopped_while_waiting_for_a_read_only_database(world, tmp_path):
     _, _, plain = world
-    data = tmp_path / "data"
-    data.mkdir()
-    env = {
-        **plain.env,
-        "MIAOHUA_BOT_STORAGE__PATH": str(data / "bot.sqlite3"),
-        "MIAOHUA_BOT_STORAGE__STAGING_DIR": str(data / "staging"),
-    }
+    data, env = data_dir(plain, tmp_path)
     async with DataMount(data) as mount:
         assert (await mount.remount("ro"))[0] == 0
         bot = BotInMount(env, tmp_path, mount)
