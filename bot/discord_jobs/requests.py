@@ -151,4 +151,7 @@ def request_from_task(
         size=task.size,
         init_image_url=init,
         parent_id=task.id,
+        origin="rerun",
+        style=task.style,
+        member_prompt=task.member_prompt,
     )

@@ -8,6 +8,8 @@ from enum import StrEnum
 from typing import Literal, TypedDict
 
 TaskKind = Literal["t2i", "i2i"]
+TaskOrigin = Literal["rerun", "remix"]
+Delivery = Literal["channel", "dm"]
 
 
 class TaskFields(TypedDict):
@@ -28,6 +30,10 @@ class TaskFields(TypedDict):
     init_image_url: str | None
     parent_id: int | None
     interaction_id: int | None
+    origin: str | None
+    style: str | None
+    member_prompt: str | None
+    delivery: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,10 @@ class GenerationRequest:
     init_image_url: str | None = None
     parent_id: int | None = None
     interaction_id: int | None = None
+    origin: TaskOrigin | None = None  # how it came from `parent_id`
+    style: str | None = None  # the server style's name, its text already applied
+    member_prompt: str | None = None  # the member's own words when a style wrapped them
+    delivery: Delivery = "channel"
 
     def task_fields(self) -> TaskFields:
         """Return the keyword arguments of `TaskRepo.create` for this request."""
@@ -68,6 +78,10 @@ class GenerationRequest:
             "init_image_url": self.init_image_url,
             "parent_id": self.parent_id,
             "interaction_id": self.interaction_id,
+            "origin": self.origin,
+            "style": self.style,
+            "member_prompt": self.member_prompt,
+            "delivery": self.delivery,
         }
 
 

@@ -32,6 +32,8 @@ class GuildSettings:
     daily_quota: int | None = None
     language: str | None = None
     trainer_role_id: int | None = None
+    user_queued: int | None = None
+    log_channel_id: int | None = None
     updated_at: float | None = None
 
 
@@ -52,6 +54,8 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
     "daily_quota": _plain,
     "language": _plain,
     "trainer_role_id": _plain,
+    "user_queued": _plain,
+    "log_channel_id": _plain,
 }
 
 SETTING_NAMES: frozenset[str] = frozenset(_ENCODERS)

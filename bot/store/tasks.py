@@ -77,6 +77,10 @@ class Task:
     poll_count: int
     attempts: int
     account_id: int | None  # the accounts row it was submitted with; None: the demo account
+    origin: str | None  # 'rerun' or 'remix' of `parent_id`; None for a task from a command
+    style: str | None  # the server style's name when the task was made
+    member_prompt: str | None  # the member's own words when a style wrapped them
+    delivery: str  # 'channel' or 'dm'
 
     @property
     def active(self) -> bool:
@@ -96,8 +100,8 @@ def _task(row: Row) -> Task:
 _INSERT = """
 INSERT INTO tasks (guild_id, channel_id, user_id, interaction_id, parent_id, kind, model,
                    prompt, negative_prompt, count, scale, seed, size, init_image_url, locale,
-                   created_at, queued_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   origin, style, member_prompt, delivery, created_at, queued_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING *
 """
 
@@ -222,6 +226,10 @@ class TaskRepo(Repo):
         interaction_id: int | None = None,
         parent_id: int | None = None,
         locale: str | None = None,
+        origin: str | None = None,
+        style: str | None = None,
+        member_prompt: str | None = None,
+        delivery: str = "channel",
     ) -> Task:
         """Persist a new task in state 'queued' and return it with its id."""
         now = self._clock()
@@ -241,6 +249,10 @@ class TaskRepo(Repo):
             size,
             init_image_url,
             locale,
+            origin,
+            style,
+            member_prompt,
+            delivery,
             now,
             now,
             now,
