@@ -11,7 +11,15 @@ from discord.ext import commands
 
 from bot import options, styles
 from bot.autocomplete import model_autocomplete, size_autocomplete, style_autocomplete
-from bot.display import EMBED_TOTAL_MAX, FIELD_VALUE_MAX, TITLE_MAX, clip, render, shown
+from bot.display import (
+    EMBED_TOTAL_MAX,
+    FIELD_VALUE_MAX,
+    TITLE_MAX,
+    clip,
+    in_code,
+    render,
+    shown,
+)
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.permissions import require_manage_guild
@@ -36,9 +44,9 @@ def style_text(style: Style, locale: str, limit: int = FIELD_VALUE_MAX) -> str:
         negative = shown(style.negative_prompt, limit // 3)
         details.append(f"{t('styles.field.negative_prompt', locale)}: {negative}")
     if style.model:
-        details.append(f"{t('styles.field.model', locale)}: {shown(style.model, limit // 4)}")
+        details.append(f"{t('styles.field.model', locale)}: `{in_code(style.model)}`")
     if style.size:
-        details.append(f"{t('styles.field.size', locale)}: {shown(style.size, 40)}")
+        details.append(f"{t('styles.field.size', locale)}: `{in_code(style.size)}`")
     rest = "\n".join(details)
     room = max(1, limit - len(rest) - 1)
     return clip("\n".join([shown(style.prompt, room), *details]), limit)
