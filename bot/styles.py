@@ -7,7 +7,10 @@ Nothing here knows about Discord.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from bot.errors import UserFacingError
+from bot.jobs.admission import find_blocked_word
 from bot.store import Style, StyleRepo, Task
 from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt, clean_text
 
@@ -43,6 +46,13 @@ def check_negative(negative_prompt: str | None) -> str:
     return clean_prompt(
         negative_prompt, required=False, max_length=NEGATIVE_PROMPT_MAX, field="negative_prompt"
     )
+
+
+def check_blocked_words(template: str, negative_prompt: str, words: Iterable[str]) -> None:
+    """Refuse a style whose own text holds a blocked word: every use of it would be refused."""
+    word = find_blocked_word(f"{template}\n{negative_prompt}", words)
+    if word is not None:
+        raise UserFacingError("styles.blocked_word", word=word)
 
 
 def apply_template(template: str, member_prompt: str) -> str:

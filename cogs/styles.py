@@ -108,6 +108,8 @@ class StylesCog(
         checked_name = styles.check_name(name)
         template = styles.check_template(prompt, self.bot.settings.limits.prompt_length)
         negative = styles.check_negative(negative_prompt)
+        server = await self.bot.store.settings.get(guild_id)
+        styles.check_blocked_words(template, negative, server.blocked_words)
         checked = await options.checked_defaults(
             self.bot.forms, self.bot.store, guild_id, model=model, size=size
         )

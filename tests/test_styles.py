@@ -204,6 +204,13 @@ async def test_bad_style_definitions_are_explained_and_nothing_is_saved(
     assert await harness.bot.store.styles.for_guild(GUILD_A) == []
 
 
+async def test_a_style_holding_a_blocked_word_is_refused(harness):
+    await harness.bot.store.settings.update(GUILD_A, blocked_words=["gore"])
+    text = await add(harness, name="Dark", prompt="{prompt}", negative_prompt="bright, GORE-free")
+    assert text == render("styles.blocked_word", "en-US", word="gore")
+    assert await harness.bot.store.styles.for_guild(GUILD_A) == []
+
+
 async def test_unknown_size_lists_the_sizes_and_full_width_braces_count_as_braces(harness):
     text = await add(harness, name="S", prompt="{prompt}", size="123x456")
     assert "123x456" in text and "512x512" in text
@@ -398,10 +405,12 @@ async def _styled_task(store: Store, member_prompt: str, template: str):
 
 async def test_restyle_applies_the_style_as_it_is_now_else_keeps_the_tasks_wrapping():
     async with await Store.open(":memory:") as store:
-        task = await _styled_task(store, "a cat", "a cat drawn in ink: {prompt}")
-        # Removed since: the task's own wrapping is kept, the first "a cat" is the member's...
-        # ...unless the template itself holds the words first: then only a guess is possible.
-        assert restyle(task, "a dog") == ("a dog drawn in ink: a cat", "a dog")
+        task = await _styled_task(store, "a cat", "ink drawing of {prompt} {x}")
+        # No style of that name any more: the task's own wrapping is kept, literally.
+        assert restyle(task, "a dog") == ("ink drawing of a dog {x}", "a dog")
+        # Words the template also holds are ambiguous: the first occurrence is taken.
+        twice = await _styled_task(store, "a cat", "a cat drawn in ink: {prompt}")
+        assert restyle(twice, "a dog") == ("a dog drawn in ink: a cat", "a dog")
         await store.styles.save(
             guild_id=GUILD_A, name="ink", prompt="{prompt}, new ink {x}", limit=STYLES_MAX
         )
