@@ -76,6 +76,11 @@ async def _base_models(bot: MiaohuaBot, guild_id: int) -> list[tuple[str, str]]:
     return [(base, base) for base in (await bot.forms.train_form(guild_id)).base_models]
 
 
+async def _styles(bot: MiaohuaBot, guild_id: int) -> list[tuple[str, str]]:
+    # The template after the name helps tell styles apart; typing matches either.
+    return [(f"{s.name} · {s.prompt}", s.name) for s in await bot.store.styles.for_guild(guild_id)]
+
+
 async def model_autocomplete(
     interaction: BotInteraction, current: str
 ) -> list[app_commands.Choice[str]]:
@@ -102,3 +107,10 @@ async def base_model_autocomplete(
 ) -> list[app_commands.Choice[str]]:
     """Base models offered by the guild's training form."""
     return await matching_choices(interaction, current, _base_models, "base model")
+
+
+async def style_autocomplete(
+    interaction: BotInteraction, current: str
+) -> list[app_commands.Choice[str]]:
+    """The server's styles whose name or template contains what was typed."""
+    return await matching_choices(interaction, current, _styles, "style")

@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
-from bot.autocomplete import model_autocomplete, size_autocomplete
+from bot.autocomplete import model_autocomplete, size_autocomplete, style_autocomplete
 from bot.discord_jobs.requests import (
     GenerationOptions,
     guild_limits,
@@ -22,6 +22,7 @@ from bot.images import CheckedImage, check_image
 from bot.jobs import GenerationRequest, Limits
 from bot.offload import offload
 from bot.replies import defer, reply
+from bot.styles import find_style
 from bot.text import NEGATIVE_PROMPT_MAX
 from bot.types import BotInteraction
 from bot.ui import BoundModal, unique_custom_id
@@ -46,7 +47,7 @@ def _is_image(attachment: discord.Attachment) -> bool:
 # Options shared by /imagine and /img2img (size is described differently by each).
 OPTION_NAMES = {
     name: _T(name)
-    for name in ("prompt", "negative_prompt", "model", "size", "count", "scale", "seed")
+    for name in ("prompt", "negative_prompt", "model", "size", "count", "scale", "seed", "style")
 }
 OPTION_HELP = {
     "prompt": _T("What to draw"),
@@ -55,6 +56,7 @@ OPTION_HELP = {
     "count": _T("Number of images"),
     "scale": _T("Guidance scale: how closely to follow the prompt"),
     "seed": _T("Seed (-1 or empty: random)"),
+    "style": _T("A server style wrapped around your prompt (see /style list)"),
 }
 
 
@@ -120,7 +122,9 @@ class GenerateCog(commands.Cog):
     @app_commands.command(name=_T("imagine"), description=_T("Generate images from a prompt"))
     @app_commands.rename(**OPTION_NAMES)
     @app_commands.describe(**OPTION_HELP, size=_T("Image size"))
-    @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
+    @app_commands.autocomplete(
+        model=model_autocomplete, size=size_autocomplete, style=style_autocomplete
+    )
     async def imagine(
         self,
         interaction: BotInteraction,
@@ -131,9 +135,11 @@ class GenerateCog(commands.Cog):
         count: int | None = None,
         scale: int | None = None,
         seed: app_commands.Range[int, -1, SEED_MAX] | None = None,
+        style: str | None = None,
     ) -> None:
         await defer(interaction)
         assert interaction.guild_id is not None
+        chosen = await find_style(self.bot.store.styles, interaction.guild_id, style)
         opts = await resolve_options(
             self.bot,
             interaction.guild_id,
@@ -143,6 +149,7 @@ class GenerateCog(commands.Cog):
             scale=scale,
             seed=seed,
             negative_prompt=negative_prompt,
+            style=chosen,
         )
         await self._enqueue(interaction, opts, prompt)
 
@@ -153,7 +160,9 @@ class GenerateCog(commands.Cog):
         size=_T("Image size (default: closest to the image's shape)"),
         **OPTION_HELP,
     )
-    @app_commands.autocomplete(model=model_autocomplete, size=size_autocomplete)
+    @app_commands.autocomplete(
+        model=model_autocomplete, size=size_autocomplete, style=style_autocomplete
+    )
     async def img2img(
         self,
         interaction: BotInteraction,
@@ -165,6 +174,7 @@ class GenerateCog(commands.Cog):
         count: int | None = None,
         scale: int | None = None,
         seed: app_commands.Range[int, -1, SEED_MAX] | None = None,
+        style: str | None = None,
     ) -> None:
         await self.img2img_from(
             interaction,
@@ -176,6 +186,7 @@ class GenerateCog(commands.Cog):
             count=count,
             scale=scale,
             seed=seed,
+            style=style,
         )
 
     async def use_as_init_image(
@@ -201,10 +212,13 @@ class GenerateCog(commands.Cog):
         count: int | None = None,
         scale: int | None = None,
         seed: int | None = None,
+        style: str | None = None,
     ) -> None:
         """Check a Discord attachment, upload it to the guild's account and queue an img2img."""
         await defer(interaction)
         assert interaction.guild_id is not None
+        # Before reading the image: an unknown style name needs no download to be refused.
+        chosen = await find_style(self.bot.store.styles, interaction.guild_id, style)
         limits = self.bot.settings.limits
         data = await self._read(attachment, limits.attachment_bytes)
         checked = await offload(
@@ -224,6 +238,7 @@ class GenerateCog(commands.Cog):
             seed=seed,
             negative_prompt=negative_prompt,
             aspect=checked.aspect,
+            style=chosen,
         )
         await self._enqueue(interaction, opts, prompt, init_image=checked)
 

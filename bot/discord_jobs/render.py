@@ -41,7 +41,9 @@ def failure_reason(task: Task, locale: str | None) -> str:
 def _status(task: Task, line: str) -> str:
     """A status line followed by whose task it is: the requester (never pinged: status
     messages are sent without allowed mentions) and the start of the prompt."""
-    prompt = clip(" ".join(task.prompt.split()), _PROMPT_START_MAX) or "-"
+    # The member's own words, which a server style may have wrapped in its own text.
+    words = task.member_prompt or task.prompt
+    prompt = clip(" ".join(words.split()), _PROMPT_START_MAX) or "-"
     owner = render(
         "status.line.owner", task.locale, trusted={"user": f"<@{task.user_id}>"}, prompt=prompt
     )
@@ -130,6 +132,8 @@ def result_embed(
         fields["result.elapsed"] = t("result.seconds", locale, seconds=f"{elapsed:.1f}")
     for key, value in fields.items():
         embed.add_field(name=t(key, locale), value=shown(value, FIELD_MAX) or "-", inline=True)
+    if task.style:
+        embed.add_field(name=t("result.style", locale), value=shown(task.style, FIELD_MAX))
     if task.parent_id:
         parent = t("result.rerun_of", locale, id=task.parent_id)
         if parent_url is not None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot import options
+from bot import options, styles
 from bot.config import LimitsSettings
 from bot.images import closest_size
 from bot.jobs import GenerationRequest, Limits
-from bot.store import Task
+from bot.store import Style, Task
 from bot.store.settings import GuildSettings
 from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt
 
@@ -47,6 +47,7 @@ class GenerationOptions:
     scale: int
     seed: int
     negative_prompt: str
+    style: Style | None = None  # wraps the member's prompt when the request is made
 
 
 async def resolve_options(
@@ -60,14 +61,19 @@ async def resolve_options(
     seed: int | None = None,
     negative_prompt: str | None = None,
     aspect: float | None = None,
+    style: Style | None = None,
 ) -> GenerationOptions:
     """Fill omitted options from the guild's defaults, then the form's; validate them all.
 
     With `aspect` (img2img) an omitted size is the form's size closest to that aspect ratio.
+    A `style`'s model and size come before the defaults (its negative prompt: see
+    `styles.choose_negative`); options the member gave come first.
     """
     form = await bot.forms.generation_form(guild_id)
     defaults = await bot.store.settings.get(guild_id)
     trained = [m.model_name for m in await bot.store.models.for_guild(guild_id)]
+    if style is not None:
+        model, size = model or style.model, size or style.size
     chosen_model = model or defaults.model or form.default_model or next(iter(form.models), "")
     if size is None:
         if aspect is not None and form.all_sizes():
@@ -80,7 +86,8 @@ async def resolve_options(
         count=options.check_count(form, _first(count, defaults.count, form.n_images.default)),
         scale=options.check_scale(form, _first(scale, defaults.scale, form.scale.default)),
         seed=options.check_seed(form, -1 if seed is None else seed),
-        negative_prompt=defaults.negative_prompt if negative_prompt is None else negative_prompt,
+        negative_prompt=styles.choose_negative(style, negative_prompt, defaults.negative_prompt),
+        style=style,
     )
 
 
@@ -100,7 +107,12 @@ def request_from_options(
     init_image_url: str | None = None,
     interaction_id: int | None = None,
 ) -> GenerationRequest:
-    """A t2i request, or i2i when an init image URL is given."""
+    """A t2i request, or i2i when an init image URL is given.
+
+    With a style, the prompt sent is its template around the member's cleaned prompt.
+    """
+    member_prompt = clean_prompt(prompt)
+    style = opts.style
     return GenerationRequest(
         guild_id=guild_id,
         channel_id=channel_id,
@@ -108,7 +120,7 @@ def request_from_options(
         locale=locale,
         kind="i2i" if init_image_url else "t2i",
         model=opts.model,
-        prompt=clean_prompt(prompt),
+        prompt=styles.apply_template(style.prompt, member_prompt) if style else member_prompt,
         negative_prompt=clean_prompt(
             opts.negative_prompt,
             required=False,
@@ -121,6 +133,8 @@ def request_from_options(
         size=opts.size,
         init_image_url=init_image_url,
         interaction_id=interaction_id,
+        style=style.name if style else None,
+        member_prompt=member_prompt if style else None,
     )
 
 

@@ -11,7 +11,14 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
-from bot.jobs.errors import BlockedWord, ChannelNotAllowed, PromptTooLong, QuotaExceeded, UserBusy
+from bot.jobs.errors import (
+    BlockedWord,
+    ChannelNotAllowed,
+    PromptTooLong,
+    QuotaExceeded,
+    StyledPromptTooLong,
+    UserBusy,
+)
 from bot.jobs.models import GenerationRequest, Limits
 from bot.store import Store
 
@@ -41,6 +48,11 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
     """Raise a `Refused` subclass if the request breaks a rule that needs no storage."""
     if limits.allowed_channels and request.channel_id not in limits.allowed_channels:
         raise ChannelNotAllowed(channel_id=request.channel_id)
+    if len(request.prompt) > limits.prompt_length and request.style is not None:
+        # Name the style: the member's own words may be short, the style's text made it long.
+        raise StyledPromptTooLong(
+            style=request.style, length=len(request.prompt), limit=limits.prompt_length
+        )
     if len(request.prompt) > limits.prompt_length:
         raise PromptTooLong(length=len(request.prompt), limit=limits.prompt_length)
     word = find_blocked_word(f"{request.prompt}\n{request.negative_prompt}", limits.blocked_words)

@@ -46,6 +46,12 @@ class PromptTooLong(Refused):
     key = "refused.prompt_too_long"
 
 
+class StyledPromptTooLong(PromptTooLong):
+    """The prompt, once the server style `style` wrapped it, is `length` characters: too long."""
+
+    key = "refused.styled_prompt_too_long"
+
+
 class UserBusy(Refused):
     """The user already has `count` tasks queued or running in this guild: the limit."""
 

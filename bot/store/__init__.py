@@ -8,6 +8,7 @@ from bot.store.models import ModelRepo, TrainedModel
 from bot.store.retry import until_stored
 from bot.store.settings import SETTING_NAMES, GuildSettings, SettingsRepo
 from bot.store.store import Store
+from bot.store.styles import Style, StyleRepo
 from bot.store.tasks import ACTIVE_TASK_STATES, Task, TaskRepo, TaskState
 from bot.store.trainings import (
     FINISHED_TRAINING_STATES,
@@ -35,6 +36,8 @@ __all__ = [
     "SettingsRepo",
     "Store",
     "StoreUnavailable",
+    "Style",
+    "StyleRepo",
     "Task",
     "TaskRepo",
     "TaskState",

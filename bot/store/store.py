@@ -19,6 +19,7 @@ from bot.store.errors import StoreUnavailable, unavailable
 from bot.store.migrate import migrate
 from bot.store.models import ModelRepo
 from bot.store.settings import SettingsRepo
+from bot.store.styles import StyleRepo
 from bot.store.tasks import TaskRepo
 from bot.store.trainings import TrainingRepo
 from bot.store.usage import UsageRepo
@@ -40,6 +41,7 @@ class Store:
         self.datasets = DatasetRepo(conn, clock)
         self.models = ModelRepo(conn, clock)
         self.usage = UsageRepo(conn, clock)
+        self.styles = StyleRepo(conn, clock)
 
     @classmethod
     async def open(
