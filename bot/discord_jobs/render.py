@@ -67,6 +67,28 @@ def done_text(task: Task, url: str | None) -> str:
     return _status(task, t("status.line.done", task.locale, id=task.id, url=url))
 
 
+def sent_by_dm_text(task: Task) -> str:
+    """Status line of a finished task whose result went to the requester's DMs."""
+    user = {"user": f"<@{task.user_id}>"}
+    return _status(task, render("status.line.sent_by_dm", task.locale, trusted=user, id=task.id))
+
+
+def dm_intro(task: Task, guild_name: str) -> str:
+    """The first line of a result sent by DM: where it was asked for."""
+    return render(
+        "delivery.dm_intro",
+        task.locale,
+        trusted={"channel": f"<#{task.channel_id}>"},
+        id=task.id,
+        guild=guild_name or "-",
+    )
+
+
+def dm_refused(task: Task) -> str:
+    """The note on a result posted in the channel because the requester's DMs refused it."""
+    return t("delivery.dm_refused", task.locale)
+
+
 def cancelled_text(task: Task) -> str:
     """Status line of a cancelled task."""
     return _status(task, t("status.line.cancelled", task.locale, id=task.id))

@@ -9,7 +9,9 @@ from bot import options
 from bot.config import LimitsSettings
 from bot.images import closest_size
 from bot.jobs import GenerationRequest, Limits
-from bot.store import Task
+from bot.jobs.models import Delivery
+from bot.preferences import SetAside, usable_preferences
+from bot.store import MemberPreferences, Task
 from bot.store.settings import GuildSettings
 from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt
 
@@ -47,6 +49,9 @@ class GenerationOptions:
     scale: int
     seed: int
     negative_prompt: str
+    delivery: Delivery = "channel"
+    # The member's preferences the form no longer offers, passed over for the next source.
+    set_aside: tuple[SetAside, ...] = ()
 
 
 async def resolve_options(
@@ -60,27 +65,57 @@ async def resolve_options(
     seed: int | None = None,
     negative_prompt: str | None = None,
     aspect: float | None = None,
+    preferences: MemberPreferences | None = None,
 ) -> GenerationOptions:
-    """Fill omitted options from the guild's defaults, then the form's; validate them all.
+    """Fill omitted options from the member's preferences, the guild's defaults, then the
+    form's; validate them all.
 
     With `aspect` (img2img) an omitted size is the form's size closest to that aspect ratio.
+    A preference the form no longer offers is passed over and named in `set_aside`.
     """
     form = await bot.forms.generation_form(guild_id)
     defaults = await bot.store.settings.get(guild_id)
     trained = [m.model_name for m in await bot.store.models.for_guild(guild_id)]
-    chosen_model = model or defaults.model or form.default_model or next(iter(form.models), "")
+    prefs, stale = usable_preferences(
+        form, trained, preferences or MemberPreferences(guild_id, user_id=0)
+    )
+    # Only a stale preference that would have been used is worth telling the member about.
+    used_sizes = size is None and not (aspect is not None and form.all_sizes())
+    stale = tuple(
+        s
+        for s in stale
+        if (s.name == "model" and not model)
+        or (s.name == "size" and used_sizes)
+        or (s.name == "count" and count is None)
+    )
+    chosen_model = (
+        model or prefs.model or defaults.model or form.default_model or next(iter(form.models), "")
+    )
     if size is None:
         if aspect is not None and form.all_sizes():
             size = closest_size(form.all_sizes(), aspect)
         else:
-            size = defaults.size or form.default_resolution or next(iter(form.all_sizes()), "")
+            size = (
+                prefs.size
+                or defaults.size
+                or form.default_resolution
+                or next(iter(form.all_sizes()), "")
+            )
+    if negative_prompt is None:
+        negative_prompt = (
+            defaults.negative_prompt if prefs.negative_prompt is None else prefs.negative_prompt
+        )
     return GenerationOptions(
         model=options.check_model(form, trained, chosen_model),
         size=options.check_size(form, size),
-        count=options.check_count(form, _first(count, defaults.count, form.n_images.default)),
+        count=options.check_count(
+            form, _first(count, prefs.count, defaults.count, form.n_images.default)
+        ),
         scale=options.check_scale(form, _first(scale, defaults.scale, form.scale.default)),
         seed=options.check_seed(form, -1 if seed is None else seed),
-        negative_prompt=defaults.negative_prompt if negative_prompt is None else negative_prompt,
+        negative_prompt=negative_prompt,
+        delivery="dm" if prefs.delivery == "dm" else "channel",
+        set_aside=stale,
     )
 
 
@@ -121,6 +156,7 @@ def request_from_options(
         size=opts.size,
         init_image_url=init_image_url,
         interaction_id=interaction_id,
+        delivery=opts.delivery,
     )
 
 

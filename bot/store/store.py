@@ -18,6 +18,7 @@ from bot.store.datasets import DatasetRepo
 from bot.store.errors import StoreUnavailable, unavailable
 from bot.store.migrate import migrate
 from bot.store.models import ModelRepo
+from bot.store.preferences import PreferencesRepo
 from bot.store.settings import SettingsRepo
 from bot.store.tasks import TaskRepo
 from bot.store.trainings import TrainingRepo
@@ -40,6 +41,7 @@ class Store:
         self.datasets = DatasetRepo(conn, clock)
         self.models = ModelRepo(conn, clock)
         self.usage = UsageRepo(conn, clock)
+        self.preferences = PreferencesRepo(conn, clock)
 
     @classmethod
     async def open(
