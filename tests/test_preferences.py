@@ -91,6 +91,22 @@ def status_text(h: Harness, task_id: int) -> str:
 # /preferences set, show, clear
 
 
+async def test_the_store_keeps_preferences_per_member_and_server(tmp_path):
+    async with await Store.open(tmp_path / "prefs.sqlite3") as store:
+        repo = store.preferences
+        assert (await repo.get(GUILD_A, MEMBER_A)).empty
+        await repo.update(GUILD_A, MEMBER_A, model="m", count=2, delivery="dm")
+        cleared = await repo.update(GUILD_A, MEMBER_A, model=None)
+        assert (cleared.model, cleared.count, cleared.delivery) == (None, 2, "dm")
+        assert (await repo.get(GUILD_B, MEMBER_A)).empty
+        with pytest.raises(ValueError, match="scale"):
+            await repo.update(GUILD_A, MEMBER_A, scale=3)
+        with pytest.raises(ValueError, match="delivery"):
+            await repo.update(GUILD_A, MEMBER_A, delivery="pigeon")
+        assert await repo.clear(GUILD_A, MEMBER_A)
+        assert not await repo.clear(GUILD_A, MEMBER_A)
+
+
 async def test_set_show_and_clear_round_trip_and_survive_a_restart(gen):
     body = await prefs(
         gen,
@@ -233,6 +249,21 @@ async def test_dm_delivery_sends_the_result_with_buttons_and_notes_it_in_the_cha
     edits = [r for r in gen.fake.requests if r.method == "PATCH" and f"/{CH_A}/" in r.path]
     assert edits and all(r.json["allowed_mentions"]["parse"] == [] for r in edits)
     assert all("users" not in r.json["allowed_mentions"] for r in edits)
+    # /status finds it in the DMs; its list gives no link that would not open.
+    listing = await answer_text(
+        await gen.fake.slash("status", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A)
+    )
+    assert f"#{task_id}" in listing and dm["id"] not in listing
+    one = await answer_text(
+        await gen.fake.slash(
+            "status",
+            user_id=MEMBER_A,
+            guild_id=GUILD_A,
+            channel_id=CH_A,
+            options={"task": task_id},
+        )
+    )
+    assert f"https://discord.com/channels/@me/{dm['channel_id']}/{dm['id']}" in one
 
 
 async def test_buttons_in_direct_messages_work_for_the_tasks_guild(gen):
@@ -249,7 +280,9 @@ async def test_buttons_in_direct_messages_work_for_the_tasks_guild(gen):
     task = await gen.bot.store.tasks.get(rerun)
     assert (task.guild_id, task.channel_id, task.parent_id) == (GUILD_A, CH_A, first)
     assert task.delivery == "dm"  # the member's preference holds for reruns too
-    await eventually(lambda: len(gen.fake.dm_messages(MEMBER_A)) == 2)
+    second = await gen.fake.wait_for_message(dm_channel, lambda m: is_result_of(m, rerun))
+    source = {f["name"]: f["value"] for f in second["embeds"][0]["fields"]}["Source"]
+    assert source == f"rerun of #{first}"  # no link: a DM result has none that works for all
 
     ix = await gen.fake.click(
         dm, f"mh:del:{first}", user_id=MEMBER_A, guild_id=None, channel_id=dm_channel

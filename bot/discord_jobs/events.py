@@ -267,7 +267,8 @@ class DiscordJobEvents:
             # The embed still names the parent, only without the link.
             log.info("task %s: parent %s not looked up (%s)", task.id, task.parent_id, exc)
             return None
-        if parent is None or not parent.result_message_id:
+        # A result sent by DM has no link that works for everyone (its DM channel is not kept).
+        if parent is None or not parent.result_message_id or parent.delivery == "dm":
             return None
         return render.jump_url(parent.guild_id, parent.channel_id, parent.result_message_id)
 
