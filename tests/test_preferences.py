@@ -211,6 +211,33 @@ async def test_explicit_options_beat_preferences_which_beat_server_defaults(gen)
     assert all(task.delivery == "channel" for task in tasks.values())
 
 
+async def test_image_to_image_from_a_message_uses_the_preferences_too(gen):
+    source_id, _ = await accepted(await imagine(gen, count=1))
+    source = await wait_result(gen, source_id)
+    await prefs(
+        gen, "set", user_id=MEMBER_A2, model="Watercolor_V1", count=2, negative_prompt="grainy"
+    )
+    ix = await gen.fake.context_menu(
+        "Use as init image", user_id=MEMBER_A2, guild_id=GUILD_A, channel_id=CH_A,
+        target_message=source,
+    )  # fmt: skip
+    await ix.response()
+    submit = await gen.fake.submit_modal(
+        "generate:init",
+        {"prompt": "as a watercolor", "negative_prompt": ""},
+        user_id=MEMBER_A2,
+        guild_id=GUILD_A,
+        channel_id=CH_A,
+    )
+    task = await gen.bot.store.tasks.get((await accepted(submit))[0])
+    assert (task.kind, task.model, task.count, task.negative_prompt) == (
+        "i2i",
+        "Watercolor_V1",
+        2,
+        "grainy",
+    )
+
+
 async def test_a_preference_no_longer_offered_falls_back_and_is_pointed_out(gen):
     await gen.bot.store.models.add(guild_id=GUILD_A, model_name="lora-fox-7")
     await prefs(gen, "set", model="lora-fox-7", count=2)
@@ -239,6 +266,8 @@ async def test_dm_delivery_sends_the_result_with_buttons_and_notes_it_in_the_cha
     (dm,) = await eventually(lambda: gen.fake.dm_messages(MEMBER_A))
     assert dm["embeds"][0]["title"] == f"Task #{task_id}" and len(dm["attachments"]) == 3
     assert f"<#{CH_A}>" in dm["content"] and "Guild A" in dm["content"]
+    # Reactions do nothing in DMs, so the footer does not offer them.
+    assert dm["embeds"][0]["footer"]["text"] == f"Task #{task_id} · t2i"
     assert is_result_of(dm, task_id)
     task = await delivered(gen, task_id)
     assert task.delivery == "dm" and task.result_message_id == int(dm["id"])
@@ -313,6 +342,7 @@ async def test_closed_dms_send_the_result_to_the_channel_and_say_so(gen):
     result = await wait_result(gen, task_id)
     assert result["content"] == f"<@{MEMBER_A}> " + t("delivery.dm_refused", "en-US")
     assert result["attachments"] and result["embeds"][0]["title"] == f"Task #{task_id}"
+    assert "🔁" in result["embeds"][0]["footer"]["text"]  # reactions work here
     task = await delivered(gen, task_id)
     assert task.result_message_id == int(result["id"])
     assert gen.fake.dm_messages(MEMBER_A) == []

@@ -144,7 +144,7 @@ class DiscordJobEvents:
             return await user.send(
                 intro,
                 embed=render.result_embed(
-                    task, task.locale, fitted, parent_url=await self._parent_url(task)
+                    task, task.locale, fitted, parent_url=await self._parent_url(task), in_dm=True
                 ),
                 files=fitted.discord_files(),
                 view=result_view(task, task.locale),

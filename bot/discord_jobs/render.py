@@ -124,6 +124,7 @@ def result_embed(
     fitted: FittedImages | None,
     *,
     parent_url: str | None = None,
+    in_dm: bool = False,
 ) -> discord.Embed:
     """The embed of a result: parameters, timing, the grid preview and any linked images.
 
@@ -173,7 +174,9 @@ def result_embed(
             value=_links(note, fitted.originals),
             inline=False,
         )
-    embed.set_footer(text=t("result.footer", locale, id=task.id, kind=task.kind))
+    # Reactions only work on results in a channel: a result sent by DM lists none.
+    footer = "result.footer_dm" if in_dm else "result.footer"
+    embed.set_footer(text=t(footer, locale, id=task.id, kind=task.kind))
     embed.description = shown(task.prompt or "-", DESCRIPTION_MAX)
     return fit_embed(embed)
 
