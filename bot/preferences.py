@@ -8,7 +8,7 @@ source (the server's default, then the form's) applies instead of every command 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from bot.display import render
@@ -26,9 +26,17 @@ class SetAside:
 
 
 def usable_preferences(
-    form: GenerationForm, trained: Iterable[str], prefs: MemberPreferences
+    form: GenerationForm,
+    trained: Iterable[str],
+    prefs: MemberPreferences,
+    *,
+    settled: Collection[str] = (),
 ) -> tuple[MemberPreferences, tuple[SetAside, ...]]:
-    """The preferences with those the form no longer offers unset, and those set aside."""
+    """The preferences with those the form no longer offers unset, and those set aside.
+
+    Only a preference the request would have used is reported: one whose option is in
+    `settled` (given with the command) is not, since it changed nothing.
+    """
     stale: list[SetAside] = []
     if prefs.model is not None and not offers_model(form, prefs.model, trained):
         stale.append(SetAside("model", prefs.model))
@@ -37,6 +45,7 @@ def usable_preferences(
     if prefs.count is not None and not within(prefs.count, form.n_images):
         stale.append(SetAside("count", str(prefs.count)))
     names = {s.name for s in stale}
+    stale = [s for s in stale if s.name not in settled]
     usable = dataclasses.replace(
         prefs,
         model=None if "model" in names else prefs.model,

@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
+from bot.emulator.forms import generation_form as emulator_form
 from bot.i18n import t
-from bot.store import Store, TaskState
+from bot.preferences import usable_preferences
+from bot.store import MemberPreferences, Store, TaskState
+from bot.v1b import GenerationForm
 from tests.conftest import CH_A, GUILD_A, GUILD_B, MEMBER_A, MEMBER_A2, MEMBER_B, Harness
 from tests.genutil import (
     FAST_POLLING,
@@ -86,6 +89,34 @@ def status_text(h: Harness, task_id: int) -> str:
         if f"#{task_id} " in message["content"] and not message.get("components"):
             return message["content"]
     return ""
+
+
+# Which preferences still apply
+
+
+def test_preferences_the_form_no_longer_offers_are_set_aside_and_reported_when_used():
+    form = GenerationForm.model_validate(emulator_form(["A", "B"]))
+    stored = MemberPreferences(
+        GUILD_A, MEMBER_A, model="gone", size="333x333", count=12, negative_prompt="x"
+    )
+    usable, stale = usable_preferences(form, ["mine"], stored)
+    assert (usable.model, usable.size, usable.count, usable.negative_prompt) == (
+        None,
+        None,
+        None,
+        "x",
+    )
+    assert [(s.name, s.value) for s in stale] == [
+        ("model", "gone"),
+        ("size", "333x333"),
+        ("count", "12"),
+    ]
+    # Given with the command, they changed nothing: set aside but not reported.
+    _, stale = usable_preferences(form, [], stored, settled={"model", "size", "count"})
+    assert stale == ()
+    # A trained model of the guild and the form's values are kept.
+    fine = MemberPreferences(GUILD_A, MEMBER_A, model="mine", size="640x640", count=8)
+    assert usable_preferences(form, ["mine"], fine) == (fine, ())
 
 
 # /preferences set, show, clear

@@ -76,17 +76,18 @@ async def resolve_options(
     form = await bot.forms.generation_form(guild_id)
     defaults = await bot.store.settings.get(guild_id)
     trained = [m.model_name for m in await bot.store.models.for_guild(guild_id)]
+    # Options the request settles without the member's preferences (img2img: size by shape).
+    settled = {
+        name
+        for name, known in (
+            ("model", bool(model)),
+            ("size", size is not None or (aspect is not None and bool(form.all_sizes()))),
+            ("count", count is not None),
+        )
+        if known
+    }
     prefs, stale = usable_preferences(
-        form, trained, preferences or MemberPreferences(guild_id, user_id=0)
-    )
-    # Only a stale preference that would have been used is worth telling the member about.
-    used_sizes = size is None and not (aspect is not None and form.all_sizes())
-    stale = tuple(
-        s
-        for s in stale
-        if (s.name == "model" and not model)
-        or (s.name == "size" and used_sizes)
-        or (s.name == "count" and count is None)
+        form, trained, preferences or MemberPreferences(guild_id, user_id=0), settled=settled
     )
     chosen_model = (
         model or prefs.model or defaults.model or form.default_model or next(iter(form.models), "")
