@@ -21,7 +21,9 @@ from bot.i18n import t
 from bot.images import CheckedImage, check_image
 from bot.jobs import GenerationRequest, Limits
 from bot.offload import offload
+from bot.preferences import set_aside_notes
 from bot.replies import defer, reply
+from bot.store import MemberPreferences
 from bot.styles import find_style
 from bot.text import NEGATIVE_PROMPT_MAX
 from bot.types import BotInteraction
@@ -150,6 +152,7 @@ class GenerateCog(commands.Cog):
             seed=seed,
             negative_prompt=negative_prompt,
             style=chosen,
+            preferences=await self._preferences(interaction),
         )
         await self._enqueue(interaction, opts, prompt)
 
@@ -239,6 +242,7 @@ class GenerateCog(commands.Cog):
             negative_prompt=negative_prompt,
             aspect=checked.aspect,
             style=chosen,
+            preferences=await self._preferences(interaction),
         )
         await self._enqueue(interaction, opts, prompt, init_image=checked)
 
@@ -256,6 +260,10 @@ class GenerateCog(commands.Cog):
             raise UserFacingError(
                 "generate.attachment_unreadable", name=attachment.filename
             ) from None
+
+    async def _preferences(self, interaction: AnyInteraction) -> MemberPreferences:
+        assert interaction.guild_id is not None
+        return await self.bot.store.preferences.get(interaction.guild_id, interaction.user.id)
 
     async def _limits(self, interaction: AnyInteraction) -> Limits:
         assert interaction.guild_id is not None
@@ -290,7 +298,9 @@ class GenerateCog(commands.Cog):
         else:
             task = await generation.enqueue_with_image(request, init_image, limits=limits)
         locale = self.bot.locale_for(interaction)
-        await reply(interaction, t("generate.accepted", locale, id=task.id))
+        accepted = "generate.accepted_dm" if task.delivery == "dm" else "generate.accepted"
+        lines = [t(accepted, locale, id=task.id), *set_aside_notes(opts.set_aside, locale)]
+        await reply(interaction, "\n".join(lines))
 
 
 async def setup(bot: MiaohuaBot) -> None:

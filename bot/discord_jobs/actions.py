@@ -12,6 +12,7 @@ from bot.discord_jobs.requests import guild_limits, request_from_task
 from bot.errors import UserFacingError
 from bot.images import sniff_content_type
 from bot.jobs.admission import check_request
+from bot.jobs.models import Delivery
 from bot.store import Task
 
 if TYPE_CHECKING:
@@ -34,7 +35,14 @@ async def rerun(
     request = request_from_task(
         task, user_id=user_id, channel_id=channel_id, locale=locale, seed=seed
     )
+    request = dataclasses.replace(request, delivery=await _delivery(bot, task.guild_id, user_id))
     return await bot.generation.enqueue(request, limits=await guild_limits(bot, task.guild_id))
+
+
+async def _delivery(bot: MiaohuaBot, guild_id: int, user_id: int) -> Delivery:
+    """Where a follow-up's result goes: where the member who asked for it chose."""
+    prefs = await bot.store.preferences.get(guild_id, user_id)
+    return "dm" if prefs.delivery == "dm" else "channel"
 
 
 async def variation(
@@ -55,7 +63,13 @@ async def variation(
     filename = f"task-{task.id}-{index + 1}.{content_type.rsplit('/', 1)[-1]}"
     session = await bot.accounts.session_for(task.guild_id)
     (init_url,) = await session.upload_images([(filename, data, content_type)])
-    request = dataclasses.replace(request, kind="i2i", init_image_url=init_url, seed=-1)
+    request = dataclasses.replace(
+        request,
+        kind="i2i",
+        init_image_url=init_url,
+        seed=-1,
+        delivery=await _delivery(bot, task.guild_id, user_id),
+    )
     return await bot.generation.enqueue(request, limits=limits)
 
 

@@ -38,17 +38,41 @@ def button_label(item: discord.ui.Item[Any]) -> str:
 
 
 async def _task_of(interaction: BotInteraction, task_id: int) -> Task:
-    """The task behind a button, only within the guild where the button was clicked."""
+    """The task behind a button, only within the guild where the button was clicked
+    (in DMs: the clicker's own task)."""
     bot = interaction.client
-    task: Task | None = None
-    if interaction.guild_id is not None:
-        task = await bot.store.tasks.get_in_guild(interaction.guild_id, task_id)
-        if task is None and await bot.store.tasks.was_pruned(interaction.guild_id, task_id):
-            days = bot.settings.storage.retention_days
-            raise UserFacingError("result.too_old", id=task_id, days=f"{days:g}")
+    if interaction.guild_id is None:
+        return await _own_task_in_dm(interaction, task_id)
+    task = await bot.store.tasks.get_in_guild(interaction.guild_id, task_id)
+    if task is None and await bot.store.tasks.was_pruned(interaction.guild_id, task_id):
+        days = bot.settings.storage.retention_days
+        raise UserFacingError("result.too_old", id=task_id, days=f"{days:g}")
     if task is None:
         raise UserFacingError("result.not_found", id=task_id)
     return task
+
+
+async def _own_task_in_dm(interaction: BotInteraction, task_id: int) -> Task:
+    """The task behind a button on a result sent by DM: the clicker's own, in a guild they
+    are still a member of (its limits and account are then the ones that apply)."""
+    bot = interaction.client
+    task = await bot.store.tasks.get(task_id)
+    if task is None or task.user_id != interaction.user.id:
+        raise UserFacingError("result.not_found", id=task_id)
+    guild = bot.get_guild(task.guild_id)
+    if guild is None:
+        raise UserFacingError("result.dm_not_member", id=task_id)
+    try:
+        # Asked of Discord: without the members intent a cached member may have left.
+        await guild.fetch_member(interaction.user.id)
+    except discord.NotFound:
+        raise UserFacingError("result.dm_not_member", id=task_id) from None
+    return task
+
+
+def _accepted_key(task: Task) -> str:
+    """The acknowledgement of a follow-up, saying where its result will go."""
+    return "generate.accepted_dm" if task.delivery == "dm" else "generate.accepted"
 
 
 class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<task>\d+)"):
@@ -83,7 +107,7 @@ class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<ta
         new = await actions.rerun(
             bot, task, user_id=interaction.user.id, channel_id=task.channel_id, locale=locale
         )
-        await reply(interaction, t("generate.accepted", locale, id=new.id))
+        await reply(interaction, t(_accepted_key(new), locale, id=new.id))
 
 
 class VariationButton(
@@ -126,7 +150,7 @@ class VariationButton(
             channel_id=task.channel_id,
             locale=locale,
         )
-        await reply(interaction, t("generate.accepted", locale, id=new.id))
+        await reply(interaction, t(_accepted_key(new), locale, id=new.id))
 
 
 class DeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:del:(?P<task>\d+)"):

@@ -85,7 +85,11 @@ class DiscordJobEvents:
             url = render.jump_url(
                 task.guild_id if message.guild else None, message.channel.id, message.id
             )
-        await self.status.show(task, render.done_text(task, url), final=True)
+        if message is not None and message.guild is None and task.delivery == "dm":
+            # The channel learns where the result went; only the member can open the link.
+            await self.status.show(task, render.sent_by_dm_text(task), final=True)
+        else:
+            await self.status.show(task, render.done_text(task, url), final=True)
         return message.id if message is not None else None
 
     async def task_cancelled(self, task: Task) -> None:
@@ -121,10 +125,41 @@ class DiscordJobEvents:
             log.warning("task %s: no result image could be downloaded", task.id)
             return None
         kind = "r" + str(time.time_ns() % 10**9) if task.state == TaskState.DELIVERED else "d"
+        if task.delivery == "dm":
+            return await self._deliver_by_dm(task, images, kind)
         message = await self._post_in_channel(task, images, kind)
         if message is None:
             message = await self._post_by_dm(task, images)
         return message
+
+    async def _deliver_by_dm(
+        self, task: Task, images: ResultImages, kind: str
+    ) -> discord.Message | None:
+        """The result in the requester's DMs with its buttons; in the channel if refused."""
+        fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=True)
+        guild = self.bot.get_guild(task.guild_id)
+        intro = render.dm_intro(task, guild.name if guild else "")
+        try:
+            user = await self._user(task.user_id)
+            return await user.send(
+                intro,
+                embed=render.result_embed(
+                    task, task.locale, fitted, parent_url=await self._parent_url(task), in_dm=True
+                ),
+                files=fitted.discord_files(),
+                view=result_view(task, task.locale),
+                allowed_mentions=discord.AllowedMentions.none(),
+                nonce=_nonce(task, kind + "m"),
+            )
+        except discord.HTTPException as exc:
+            # Closed DMs (50007) above all: the result is never lost, the channel gets it.
+            log.info(
+                "task %s: result not sent by DM (%s %s), posting it in the channel",
+                task.id,
+                exc.status,
+                exc.code,
+            )
+        return await self._post_in_channel(task, images, kind, note=render.dm_refused(task))
 
     async def find_result(self, task: Task) -> PostedResult:
         """Look for a delivered task's result message: in its channel, else the requester's DMs."""
@@ -171,12 +206,13 @@ class DiscordJobEvents:
         return guild.filesize_limit if guild is not None else DM_UPLOAD_LIMIT
 
     async def _post_in_channel(
-        self, task: Task, images: ResultImages, kind: str
+        self, task: Task, images: ResultImages, kind: str, *, note: str | None = None
     ) -> discord.Message | None:
         fitted = await self._fit(task, images, self.upload_limit(task.guild_id), grid=True)
+        content = f"<@{task.user_id}>" if note is None else f"<@{task.user_id}> {note}"
         try:
             message = await self._channel(task).send(
-                f"<@{task.user_id}>",
+                content,
                 embed=render.result_embed(
                     task, task.locale, fitted, parent_url=await self._parent_url(task)
                 ),
@@ -231,7 +267,8 @@ class DiscordJobEvents:
             # The embed still names the parent, only without the link.
             log.info("task %s: parent %s not looked up (%s)", task.id, task.parent_id, exc)
             return None
-        if parent is None or not parent.result_message_id:
+        # A result sent by DM has no link that works for everyone (its DM channel is not kept).
+        if parent is None or not parent.result_message_id or parent.delivery == "dm":
             return None
         return render.jump_url(parent.guild_id, parent.channel_id, parent.result_message_id)
 

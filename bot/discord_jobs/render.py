@@ -69,6 +69,28 @@ def done_text(task: Task, url: str | None) -> str:
     return _status(task, t("status.line.done", task.locale, id=task.id, url=url))
 
 
+def sent_by_dm_text(task: Task) -> str:
+    """Status line of a finished task whose result went to the requester's DMs."""
+    user = {"user": f"<@{task.user_id}>"}
+    return _status(task, render("status.line.sent_by_dm", task.locale, trusted=user, id=task.id))
+
+
+def dm_intro(task: Task, guild_name: str) -> str:
+    """The first line of a result sent by DM: where it was asked for."""
+    return render(
+        "delivery.dm_intro",
+        task.locale,
+        trusted={"channel": f"<#{task.channel_id}>"},
+        id=task.id,
+        guild=guild_name or "-",
+    )
+
+
+def dm_refused(task: Task) -> str:
+    """The note on a result posted in the channel because the requester's DMs refused it."""
+    return t("delivery.dm_refused", task.locale)
+
+
 def cancelled_text(task: Task) -> str:
     """Status line of a cancelled task."""
     return _status(task, t("status.line.cancelled", task.locale, id=task.id))
@@ -104,6 +126,7 @@ def result_embed(
     fitted: FittedImages | None,
     *,
     parent_url: str | None = None,
+    in_dm: bool = False,
 ) -> discord.Embed:
     """The embed of a result: parameters, timing, the grid preview and any linked images.
 
@@ -155,7 +178,9 @@ def result_embed(
             value=_links(note, fitted.originals),
             inline=False,
         )
-    embed.set_footer(text=t("result.footer", locale, id=task.id, kind=task.kind))
+    # Reactions only work on results in a channel: a result sent by DM lists none.
+    footer = "result.footer_dm" if in_dm else "result.footer"
+    embed.set_footer(text=t(footer, locale, id=task.id, kind=task.kind))
     embed.description = shown(task.prompt or "-", DESCRIPTION_MAX)
     return fit_embed(embed)
 
@@ -165,7 +190,8 @@ def task_summary(task: Task, locale: str | None) -> str:
     state = t(f"task.state.{task.state.value}", locale)
     prompt = shown(task.prompt.replace("\n", " "), 60)
     line = f"`#{task.id}` {state} · {prompt}"
-    if task.state == TaskState.DELIVERED and task.result_message_id:
+    # A result sent by DM is found with `/status task:<id>`: its DM channel is not kept.
+    if task.state == TaskState.DELIVERED and task.result_message_id and task.delivery != "dm":
         url = jump_url(task.guild_id, task.channel_id, task.result_message_id)
         line += f" · [{t('status.jump', locale)}]({url})"
     return line

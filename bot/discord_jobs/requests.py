@@ -9,7 +9,9 @@ from bot import options, styles
 from bot.config import LimitsSettings
 from bot.images import closest_size
 from bot.jobs import GenerationRequest, Limits
-from bot.store import Style, Task
+from bot.jobs.models import Delivery
+from bot.preferences import SetAside, usable_preferences
+from bot.store import MemberPreferences, Style, Task
 from bot.store.settings import GuildSettings
 from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt
 
@@ -48,6 +50,9 @@ class GenerationOptions:
     seed: int
     negative_prompt: str
     style: Style | None = None  # wraps the member's prompt when the request is made
+    delivery: Delivery = "channel"
+    # The member's preferences the form no longer offers, passed over for the next source.
+    set_aside: tuple[SetAside, ...] = ()
 
 
 async def resolve_options(
@@ -62,32 +67,63 @@ async def resolve_options(
     negative_prompt: str | None = None,
     aspect: float | None = None,
     style: Style | None = None,
+    preferences: MemberPreferences | None = None,
 ) -> GenerationOptions:
-    """Fill omitted options from the guild's defaults, then the form's; validate them all.
+    """Fill omitted options from the style, the member's preferences, the guild's defaults,
+    then the form's; validate them all.
 
     With `aspect` (img2img) an omitted size is the form's size closest to that aspect ratio.
     A `style`'s model and size come before the defaults (its negative prompt: see
     `styles.choose_negative`); options the member gave come first.
+    A preference the form no longer offers is passed over and named in `set_aside`.
     """
     form = await bot.forms.generation_form(guild_id)
     defaults = await bot.store.settings.get(guild_id)
     trained = [m.model_name for m in await bot.store.models.for_guild(guild_id)]
     if style is not None:
         model, size = model or style.model, size or style.size
-    chosen_model = model or defaults.model or form.default_model or next(iter(form.models), "")
+    # Options the request settles without the member's preferences (img2img: size by shape).
+    settled = {
+        name
+        for name, known in (
+            ("model", bool(model)),
+            ("size", size is not None or (aspect is not None and bool(form.all_sizes()))),
+            ("count", count is not None),
+        )
+        if known
+    }
+    prefs, stale = usable_preferences(
+        form, trained, preferences or MemberPreferences(guild_id, user_id=0), settled=settled
+    )
+    chosen_model = (
+        model or prefs.model or defaults.model or form.default_model or next(iter(form.models), "")
+    )
     if size is None:
         if aspect is not None and form.all_sizes():
             size = closest_size(form.all_sizes(), aspect)
         else:
-            size = defaults.size or form.default_resolution or next(iter(form.all_sizes()), "")
+            size = (
+                prefs.size
+                or defaults.size
+                or form.default_resolution
+                or next(iter(form.all_sizes()), "")
+            )
+    fallback_negative = (
+        defaults.negative_prompt if prefs.negative_prompt is None else prefs.negative_prompt
+    )
+    negative_prompt = styles.choose_negative(style, negative_prompt, fallback_negative)
     return GenerationOptions(
         model=options.check_model(form, trained, chosen_model),
         size=options.check_size(form, size),
-        count=options.check_count(form, _first(count, defaults.count, form.n_images.default)),
+        count=options.check_count(
+            form, _first(count, prefs.count, defaults.count, form.n_images.default)
+        ),
         scale=options.check_scale(form, _first(scale, defaults.scale, form.scale.default)),
         seed=options.check_seed(form, -1 if seed is None else seed),
-        negative_prompt=styles.choose_negative(style, negative_prompt, defaults.negative_prompt),
+        negative_prompt=negative_prompt,
         style=style,
+        delivery="dm" if prefs.delivery == "dm" else "channel",
+        set_aside=stale,
     )
 
 
@@ -135,6 +171,7 @@ def request_from_options(
         interaction_id=interaction_id,
         style=style.name if style else None,
         member_prompt=member_prompt if style else None,
+        delivery=opts.delivery,
     )
 
 

@@ -5,6 +5,7 @@ from bot.store.datasets import Dataset, DatasetRepo
 from bot.store.errors import StoreUnavailable
 from bot.store.migrate import Migration, MigrationError, load_migrations, migrate, schema_version
 from bot.store.models import ModelRepo, TrainedModel
+from bot.store.preferences import MemberPreferences, PreferencesRepo
 from bot.store.retry import until_stored
 from bot.store.settings import SETTING_NAMES, GuildSettings, SettingsRepo
 from bot.store.store import Store
@@ -29,9 +30,11 @@ __all__ = [
     "DatasetRepo",
     "GuildAccount",
     "GuildSettings",
+    "MemberPreferences",
     "Migration",
     "MigrationError",
     "ModelRepo",
+    "PreferencesRepo",
     "RunningWork",
     "SettingsRepo",
     "Store",

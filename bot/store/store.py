@@ -18,6 +18,7 @@ from bot.store.datasets import DatasetRepo
 from bot.store.errors import StoreUnavailable, unavailable
 from bot.store.migrate import migrate
 from bot.store.models import ModelRepo
+from bot.store.preferences import PreferencesRepo
 from bot.store.settings import SettingsRepo
 from bot.store.styles import StyleRepo
 from bot.store.tasks import TaskRepo
@@ -42,6 +43,7 @@ class Store:
         self.models = ModelRepo(conn, clock)
         self.usage = UsageRepo(conn, clock)
         self.styles = StyleRepo(conn, clock)
+        self.preferences = PreferencesRepo(conn, clock)
 
     @classmethod
     async def open(
