@@ -105,8 +105,8 @@ def result_embed(
 ) -> discord.Embed:
     """The embed of a result: parameters, timing, the grid preview and any linked images.
 
-    `parent_url` is the jump link to the parent's result, for a rerun or variation whose
-    parent result message is known.
+    `parent_url` is the jump link to the parent's result, for a rerun, remix or variation
+    whose parent result message is known.
 
     Everything the member or the service wrote is escaped; the prompt gets what is left of
     Discord's 6,000 characters once the rest is in place.
@@ -131,7 +131,8 @@ def result_embed(
     for key, value in fields.items():
         embed.add_field(name=t(key, locale), value=shown(value, FIELD_MAX) or "-", inline=True)
     if task.parent_id:
-        parent = t("result.rerun_of", locale, id=task.parent_id)
+        of = "result.remix_of" if task.origin == "remix" else "result.rerun_of"
+        parent = t(of, locale, id=task.parent_id)
         if parent_url is not None:
             parent = f"[{parent}]({parent_url})"
         embed.add_field(name=t("result.parent", locale), value=parent)
