@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.discord_jobs import remix_form
 from bot.discord_jobs.remix import RemixDraft, restyle
 from bot.display import render
 from bot.i18n import t
@@ -320,3 +321,19 @@ async def test_restyle_leaves_unstyled_words_alone_and_falls_back_when_ambiguous
     assert restyle(styled, "a dog") == ("a dog", "a dog")
     assert RemixDraft.of(styled).prompt == "a cat"
     assert RemixDraft.of(dataclasses.replace(plain, seed=-1, seed_used=None)).seed == ""
+
+
+async def test_the_edit_again_button_is_taken_away_when_it_stops_working(gen, monkeypatch):
+    monkeypatch.setattr(remix_form, "RETRY_SECONDS", 0.05)
+    await open_form(gen)
+    ix = await submit(gen, prompt="a lighthouse", count="many", seed="")
+    await answer_text(ix)
+    message_id = int(ix.original()["id"])
+    # The refusal itself stays; only its button goes.
+
+    def without_button() -> dict[str, Any] | None:
+        message = gen.fake.message(message_id)
+        return message if message is not None and not message.get("components") else None
+
+    edited = await gen.fake.changes.wait(without_button, 5, "the retry button to go")
+    assert edited["content"].startswith(render("remix.count_not_number", "en-US", value="many"))
