@@ -60,7 +60,12 @@ async def test_one_image_is_delivered_with_mention_embed_buttons_and_reaction(ge
     for expected in ("a red fox in the snow", "blurry", "1234", "512x512", "Time"):
         assert expected in text
     custom_ids = [c["custom_id"] for row in result["components"] for c in row["components"]]
-    assert custom_ids == [f"mh:rerun:{task_id}", f"mh:del:{task_id}", f"mh:var:{task_id}:0"]
+    assert custom_ids == [
+        f"mh:rerun:{task_id}",
+        f"mh:remix:{task_id}",
+        f"mh:del:{task_id}",
+        f"mh:var:{task_id}:0",
+    ]
     post = next(
         r
         for r in gen.fake.requests

@@ -229,7 +229,12 @@ async def test_guild_b_cannot_touch_guild_a_by_id_button_or_reaction(harness_fac
     )
     assert "not found" in (await answer_text(ix)).lower()
     # buttons on A's message clicked from B
-    for custom_id in (f"mh:rerun:{task_id}", f"mh:del:{task_id}", f"mh:var:{task_id}:0"):
+    for custom_id in (
+        f"mh:rerun:{task_id}",
+        f"mh:remix:{task_id}",
+        f"mh:del:{task_id}",
+        f"mh:var:{task_id}:0",
+    ):
         ix = await h.fake.click(
             message, custom_id, user_id=ADMIN_B, guild_id=GUILD_B, channel_id=CH_B
         )

@@ -197,7 +197,12 @@ async def test_buttons_on_a_pruned_result_answer_that_it_is_too_old(harness_fact
         await asyncio.sleep(0.05)
 
     expected = t("result.too_old", str(locale), id=task_id, days=f"{days:g}")
-    for custom_id in (f"mh:rerun:{task_id}", f"mh:var:{task_id}:1", f"mh:del:{task_id}"):
+    for custom_id in (
+        f"mh:rerun:{task_id}",
+        f"mh:remix:{task_id}",
+        f"mh:var:{task_id}:1",
+        f"mh:del:{task_id}",
+    ):
         ix = await h.fake.click(
             result, custom_id, user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A,
             locale=str(locale),

@@ -9,6 +9,8 @@ from typing import Any
 import discord
 
 from bot.discord_jobs import actions
+from bot.discord_jobs.remix import RemixDraft
+from bot.discord_jobs.remix_form import RemixModal
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.replies import defer, reply
@@ -110,6 +112,38 @@ class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<ta
         await reply(interaction, t(_accepted_key(new), locale, id=new.id))
 
 
+class RemixButton(discord.ui.DynamicItem[ViewButton], template=r"mh:remix:(?P<task>\d+)"):
+    """Open the remix form on the task's values, for the member who clicked (whoever may
+    rerun may remix)."""
+
+    def __init__(self, task_id: int, label: str = "Remix") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji="🎨",
+                style=discord.ButtonStyle.primary,
+                custom_id=f"mh:remix:{task_id}",
+            ),
+            row=0,
+        )
+        self.task_id = task_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> RemixButton:
+        return cls(int(match["task"]), button_label(item))
+
+    async def callback(self, interaction: discord.Interaction) -> Any:
+        await _guarded(interaction, self._open_form)
+
+    async def _open_form(self, interaction: BotInteraction) -> None:
+        locale = interaction.client.locale_for(interaction)
+        task = await _task_of(interaction, self.task_id)
+        modal = RemixModal(interaction, task, RemixDraft.of(task), locale)
+        await interaction.response.send_modal(modal)
+
+
 class VariationButton(
     discord.ui.DynamicItem[ViewButton],
     template=r"mh:var:(?P<task>\d+):(?P<index>\d+)",
@@ -188,13 +222,14 @@ class DeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:del:(?P<tas
         await reply(interaction, t("result.deleted", locale, id=task.id))
 
 
-DYNAMIC_ITEMS = (RerunButton, VariationButton, DeleteButton)
+DYNAMIC_ITEMS = (RerunButton, RemixButton, VariationButton, DeleteButton)
 
 
 def result_view(task: Task, locale: str | None) -> discord.ui.View:
-    """The buttons under a result: rerun, one variation per image, delete."""
+    """The buttons under a result: rerun, remix, one variation per image, delete."""
     view = discord.ui.View(timeout=None)
     view.add_item(RerunButton(task.id, t("result.button.rerun", locale)))
+    view.add_item(RemixButton(task.id, t("result.button.remix", locale)))
     for index in range(min(len(task.images), MAX_VARIATIONS)):
         view.add_item(VariationButton(task.id, index))
     view.add_item(DeleteButton(task.id, t("result.button.delete", locale)))

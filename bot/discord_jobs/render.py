@@ -130,8 +130,8 @@ def result_embed(
 ) -> discord.Embed:
     """The embed of a result: parameters, timing, the grid preview and any linked images.
 
-    `parent_url` is the jump link to the parent's result, for a rerun or variation whose
-    parent result message is known.
+    `parent_url` is the jump link to the parent's result, for a rerun, remix or variation
+    whose parent result message is known.
 
     Everything the member or the service wrote is escaped; the prompt gets what is left of
     Discord's 6,000 characters once the rest is in place.
@@ -158,7 +158,8 @@ def result_embed(
     if task.style:
         embed.add_field(name=t("result.style", locale), value=shown(task.style, FIELD_MAX))
     if task.parent_id:
-        parent = t("result.rerun_of", locale, id=task.parent_id)
+        of = "result.remix_of" if task.origin == "remix" else "result.rerun_of"
+        parent = t(of, locale, id=task.parent_id)
         if parent_url is not None:
             parent = f"[{parent}]({parent_url})"
         embed.add_field(name=t("result.parent", locale), value=parent)
