@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.discord_jobs import remix_form
-from bot.discord_jobs.remix import RemixDraft, restyle
+from bot.discord_jobs.remix import RemixDraft
 from bot.display import render
 from bot.i18n import t
 from bot.jobs import GenerationRequest, Limits
@@ -312,13 +312,11 @@ async def test_a_styled_result_is_remixed_with_the_members_words_in_the_same_sty
     )
 
 
-async def test_restyle_leaves_unstyled_words_alone_and_falls_back_when_ambiguous(gen):
+async def test_the_draft_prefills_the_members_own_words_and_an_empty_random_seed(gen):
     plain = await gen.bot.store.tasks.get(1)
-    assert restyle(plain, "a cat") == ("a cat", None)
     styled = dataclasses.replace(
         plain, style="Echo", prompt="a cat and a cat", member_prompt="a cat"
     )
-    assert restyle(styled, "a dog") == ("a dog", "a dog")
     assert RemixDraft.of(styled).prompt == "a cat"
     assert RemixDraft.of(dataclasses.replace(plain, seed=-1, seed_used=None)).seed == ""
 

@@ -13,6 +13,7 @@ from bot import options
 from bot.discord_jobs.requests import guild_limits, request_from_task
 from bot.errors import UserFacingError
 from bot.store import Task
+from bot.styles import restyle_task
 from bot.text import NEGATIVE_PROMPT_MAX, clean_prompt, clean_text
 
 if TYPE_CHECKING:
@@ -51,23 +52,6 @@ class RemixDraft:
         )
 
 
-def restyle(task: Task, member_prompt: str) -> tuple[str, str | None]:
-    """The prompt to send for a remix of `task` with the member's new words, and the words
-    to keep as the new task's `member_prompt` (None when no style wrapped them).
-
-    The one place where a server style is applied again to remixed words. The parent's
-    prompt is the style's template as it was then with the member's words in it, so the new
-    words take the old ones' place; if the old words cannot be found exactly once (the
-    style's text repeats them), only the new words are sent.
-    """
-    if task.style is None:
-        return member_prompt, None
-    old = task.member_prompt
-    if old and task.prompt.count(old) == 1:
-        return task.prompt.replace(old, member_prompt), member_prompt
-    return member_prompt, member_prompt
-
-
 def _whole_number(typed: str, key: str) -> int:
     """A whole number typed in a text field, or a refusal that quotes what was typed."""
     text = clean_text(typed)
@@ -102,7 +86,7 @@ async def remix(
     form = await bot.forms.generation_form(task.guild_id)
     options.check_count(form, count)
     options.check_seed(form, seed)
-    prompt, member_prompt = restyle(task, words)
+    prompt, member_prompt = await restyle_task(bot.store.styles, task, words)
     request = dataclasses.replace(
         request_from_task(task, user_id=user_id, channel_id=task.channel_id, locale=locale),
         prompt=prompt,
