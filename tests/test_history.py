@@ -355,3 +355,20 @@ async def _delivered(store: Store, prompt: str) -> int:
     await store.tasks.mark_done(task.id, [], 1)
     await store.tasks.mark_delivered(task.id, 10_000 + task.id)
     return task.id
+
+
+async def test_a_styled_result_shows_and_matches_the_members_own_words(harness_factory):
+    h = await harness_factory(miaohua=FAST_POLLING)
+    task = await h.bot.store.tasks.create(
+        guild_id=GUILD_A, channel_id=CH_A, user_id=MEMBER_A, kind="t2i", model="m",
+        prompt="masterpiece, watercolour, a cat on a roof", member_prompt="a cat on a roof",
+        style="Watercolour", count=1, scale=7, size="512x512",
+    )  # fmt: skip
+    await h.bot.store.tasks.mark_submitted(task.id, "svc-1")
+    await h.bot.store.tasks.mark_done(task.id, [], 1)
+    await h.bot.store.tasks.mark_delivered(task.id, 778)
+    (embed,) = (await history(h, search="CAT"))["embeds"]
+    assert embed["description"].startswith("a cat on a roof\n")
+    assert "thumbnail" not in embed  # no image known: no thumbnail rather than a broken one
+    none = await history(h, search="masterpiece")
+    assert none["content"] == t("history.no_match", "en-US", search="masterpiece")

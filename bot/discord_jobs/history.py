@@ -9,6 +9,7 @@ ids (20-digit user, 19-digit task) leave exactly that much of Discord's 100.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,7 +85,8 @@ async def history_message(
     locale = interaction.client.locale_for(interaction)
     if not page.tasks:
         if query.search:
-            return HistoryMessage(_no_match(query.search, locale), [], None)
+            text = display.render("history.no_match", locale, search=query.search)
+            return HistoryMessage(text, [], None)
         return HistoryMessage(t("history.empty", locale), [], None)
     dm_channel_id = await _dm_channel_id(interaction, page.tasks)
     embeds = [_entry(task, locale, dm_channel_id) for task in page.tasks]
@@ -92,25 +94,21 @@ async def history_message(
 
 
 def _header(query: HistoryQuery, page: HistoryPage, locale: str) -> str:
-    pages = -(-page.total // PAGE_SIZE)
-    number = min(pages, page.newer // PAGE_SIZE + 1)
-    # A page reached by ◀ may start mid-way; the one ending the list is still the last.
-    if not page.has_older:
-        number = pages
+    pages = math.ceil(page.total / PAGE_SIZE)
+    # A page reached by ◀ after results were added may start mid-way: the last stays last.
+    number = min(pages, page.newer // PAGE_SIZE + 1) if page.has_older else pages
     values: dict[str, Any] = {"count": page.total, "page": number, "pages": pages}
     if query.search:
         return display.render("history.header.search", locale, search=query.search, **values)
     return t("history.header", locale, **values)
 
 
-def _no_match(search: str, locale: str) -> str:
-    return display.render("history.no_match", locale, search=search)
-
-
 def _entry(task: Task, locale: str, dm_channel_id: int | None) -> discord.Embed:
     """One result: number (linking to it), prompt start, date and a thumbnail."""
     link = _result_link(task, dm_channel_id)
-    prompt = " ".join((task.member_prompt or task.prompt).split())
+    # As the search reads it: the member's own words when a style wrapped them.
+    own = task.member_prompt if task.member_prompt is not None else task.prompt
+    prompt = " ".join(own.split())
     lines = [display.shown(prompt or "-", _PROMPT_MAX)]
     when = task.delivered_at or task.done_at or task.created_at
     date = discord.utils.format_dt(datetime.fromtimestamp(when, tz=UTC), "f")
