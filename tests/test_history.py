@@ -342,6 +342,9 @@ async def test_keyset_pages_stay_put_while_new_results_arrive(tmp_path):
         # Back from a page near the start: the newest page, full, not a short one.
         back = await store.history.newer(GUILD_A, MEMBER_A, after=ids[8], size=5)
         assert len(back.tasks) == 5 and not back.has_newer
+        # Past the end (those results were deleted meanwhile): the newest page, not nothing.
+        gone = await store.history.older(GUILD_A, MEMBER_A, before=ids[0], size=5)
+        assert len(gone.tasks) == 5 and not gone.has_newer
     finally:
         await store.close()
 

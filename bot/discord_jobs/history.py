@@ -180,8 +180,9 @@ def _view(query: HistoryQuery, page: HistoryPage, locale: str) -> discord.ui.Vie
 class HistoryButton(
     discord.ui.DynamicItem[ViewButton],
     template=re.compile(
-        rf"{_PREFIX}:(?P<owner>\d+):(?P<way>[{NEWER}{OLDER}])(?P<cursor>\d+):(?P<search>.*)",
-        re.DOTALL,
+        rf"{_PREFIX}:(?P<owner>\d{{1,20}}):(?P<way>[{NEWER}{OLDER}])(?P<cursor>\d{{1,19}})"
+        r":(?P<search>.*)",
+        re.DOTALL,  # the search is free text
     ),
 ):
     """Turn a history page; only the member whose history it is may."""

@@ -28,9 +28,9 @@ _Params = tuple[int, int, str | None, int, int]
 
 # Parameters: ?1 guild, ?2 member, ?3 folded search or NULL, ?4 cursor task id, ?5 page size.
 # What a member sees as "their prompt": their own words when a style wrapped them.
-_MATCHES = """
+_MATCHES = f"""
 guild_id = ?1 AND user_id = ?2 AND state = 'delivered'
-AND (?3 IS NULL OR instr(mh_fold(COALESCE(member_prompt, prompt)), ?3) > 0)
+AND (?3 IS NULL OR instr({FOLD_FUNCTION}(COALESCE(member_prompt, prompt)), ?3) > 0)
 """
 
 _OLDER = f"SELECT * FROM tasks WHERE {_MATCHES} AND id < ?4 ORDER BY id DESC LIMIT ?5"  # noqa: S608
@@ -81,9 +81,15 @@ class HistoryRepo(Repo):
         search: str | None = None,
         size: int = 5,
     ) -> HistoryPage:
-        """The page of results just older than task `before` (None: the newest page)."""
+        """The page of results just older than task `before` (None: the newest page).
+
+        When none is older any more (deleted by retention since the page was shown), the
+        newest page is shown rather than an empty list.
+        """
         params = (guild_id, user_id, fold(search) or None, before or _NEWEST, size)
         rows = await self._fetch_all(_OLDER, params)
+        if not rows and before is not None:
+            return await self.older(guild_id, user_id, search=search, size=size)
         return await self._page([_task(row) for row in rows], params)
 
     async def newer(
