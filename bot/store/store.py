@@ -16,6 +16,7 @@ from bot.store.accounts import AccountRepo
 from bot.store.base import Clock
 from bot.store.datasets import DatasetRepo
 from bot.store.errors import StoreUnavailable, unavailable
+from bot.store.history import HistoryRepo, register_functions
 from bot.store.migrate import migrate
 from bot.store.models import ModelRepo
 from bot.store.preferences import PreferencesRepo
@@ -44,6 +45,7 @@ class Store:
         self.usage = UsageRepo(conn, clock)
         self.styles = StyleRepo(conn, clock)
         self.preferences = PreferencesRepo(conn, clock)
+        self.history = HistoryRepo(conn, clock)
 
     @classmethod
     async def open(
@@ -140,3 +142,4 @@ async def _configure(conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
     await conn.execute("PRAGMA journal_mode = WAL")
     # NORMAL is durable across application crashes in WAL mode and much faster than FULL.
     await conn.execute("PRAGMA synchronous = NORMAL")
+    await register_functions(conn)
