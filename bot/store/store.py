@@ -22,6 +22,7 @@ from bot.store.settings import SettingsRepo
 from bot.store.tasks import TaskRepo
 from bot.store.trainings import TrainingRepo
 from bot.store.usage import UsageRepo
+from bot.store.usage_report import UsageReportRepo
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Store:
         self.datasets = DatasetRepo(conn, clock)
         self.models = ModelRepo(conn, clock)
         self.usage = UsageRepo(conn, clock)
+        self.usage_report = UsageReportRepo(conn, clock)
 
     @classmethod
     async def open(
