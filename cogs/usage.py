@@ -15,6 +15,7 @@ from bot.errors import UserFacingError
 from bot.offload import offload
 from bot.permissions import require_manage_guild
 from bot.replies import NO_MENTIONS, defer
+from bot.store.usage_report import kept_days
 from bot.types import BotInteraction
 
 if TYPE_CHECKING:
@@ -24,11 +25,6 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 365
 TOP_MEMBERS = 10
 POINTS_OUTAGES = 10
-
-
-def covered_days(days: int, retention_days: float) -> int:
-    """The days of the report whose finished tasks are all still kept (at least today)."""
-    return max(1, min(days, int(retention_days)))
 
 
 @app_commands.guild_only()
@@ -58,9 +54,11 @@ class UsageCog(commands.Cog):
         await defer(interaction)
         locale = self.bot.locale_for(interaction)
         retention = self.bot.settings.storage.retention_days
-        covered = covered_days(days, retention)
         report = await self.bot.store.usage_report.report(
-            interaction.guild_id, days=covered, top=TOP_MEMBERS, outages=POINTS_OUTAGES
+            interaction.guild_id,
+            days=kept_days(days, retention),
+            top=TOP_MEMBERS,
+            outages=POINTS_OUTAGES,
         )
         chart = await offload(render_chart, report.days)
         embed = usage_embed(report, locale, retention_days=retention if days > retention else None)

@@ -17,7 +17,7 @@ from bot.discord_usage.chart import BAR, HEIGHT, WIDTH, ChartLayout, render_char
 from bot.i18n import LOCALES, catalog, t, tn
 from bot.jobs.models import FailReason
 from bot.store import Store, Task, TaskState, TrainingState, usage_report
-from bot.store.usage_report import POINTS_REASON, DayImages, period_start
+from bot.store.usage_report import POINTS_REASON, DayImages, kept_days, period_start
 from bot.training.reasons import TrainingFailReason
 from tests.conftest import ACCOUNTS, ADMIN_A, CH_A, GUILD_A, GUILD_B, MEMBER_A, MEMBER_A2, Harness
 from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
@@ -221,6 +221,13 @@ async def test_every_report_query_finds_its_rows_through_an_index(store, sql):
     # Each read of a table (not of an intermediate result) goes through one of its indexes.
     reads = [row[3] for row in plan if row[3].split()[1:2] in (["tasks"], ["trainings"])]
     assert reads and all(read.startswith("SEARCH") and " USING " in read for read in reads), reads
+
+
+def test_the_period_is_cut_to_the_whole_days_whose_tasks_are_all_kept():
+    assert kept_days(30, 90) == 30
+    assert kept_days(120, 90) == 90
+    assert kept_days(30, 2.5) == 2  # the third day back began more than 2.5 days ago
+    assert kept_days(7, 0.2) == 1  # today, at least
 
 
 def test_the_points_reason_is_the_one_generation_and_training_store():

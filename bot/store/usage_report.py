@@ -152,6 +152,12 @@ class UsageReport:
         return max((day.images for day in self.days), default=0)
 
 
+def kept_days(days: int, retention_days: float) -> int:
+    """How many of the last `days` UTC days (today included) have all their finished tasks
+    still kept: those ending before `now - retention_days` may be pruned. At least today."""
+    return max(1, min(days, int(retention_days)))
+
+
 def period_start(days: int, now: float) -> tuple[date, float]:
     """The first UTC day of the `days` days ending today, and its midnight as epoch seconds."""
     first = datetime.fromtimestamp(now, UTC).date() - timedelta(days=days - 1)
