@@ -13,11 +13,23 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from bot.discord_usage import usage_embed
 from bot.discord_usage.chart import BAR, HEIGHT, WIDTH, ChartLayout, render_chart
+from bot.display import EMBED_TOTAL_MAX
 from bot.i18n import LOCALES, catalog, t, tn
 from bot.jobs.models import FailReason
 from bot.store import Store, Task, TaskState, TrainingState, usage_report
-from bot.store.usage_report import POINTS_REASON, DayImages, kept_days, period_start
+from bot.store.usage_report import (
+    POINTS_REASON,
+    DayImages,
+    FailureCount,
+    MemberImages,
+    PointsOutage,
+    TrainingCounts,
+    UsageReport,
+    kept_days,
+    period_start,
+)
 from bot.training.reasons import TrainingFailReason
 from tests.conftest import ACCOUNTS, ADMIN_A, CH_A, GUILD_A, GUILD_B, MEMBER_A, MEMBER_A2, Harness
 from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
@@ -238,6 +250,48 @@ def test_every_failure_reason_has_a_short_name_in_both_languages():
     for locale in LOCALES:
         for reason in [*FailReason, "unknown"]:
             assert f"usage.reason.{reason}" in catalog(locale), (locale, reason)
+
+
+# The embed
+
+
+def full_report(failures: tuple[FailureCount, ...]) -> UsageReport:
+    """A report with every list at its longest."""
+    days = tuple(DayImages(date(2025, 1, 1).fromordinal(738000 + n), n) for n in range(365))
+    return UsageReport(
+        guild_id=GUILD_A,
+        since=0.0,
+        days=days,
+        images=10**9,
+        tasks=10**8,
+        members=10**6,
+        top_members=tuple(MemberImages(2**63 - n, 10**8, 10**7) for n in range(10)),
+        failures=failures,
+        trainings=TrainingCounts(10**6, 10**6, 10**6, 10**6),
+        points_outages=tuple(PointsOutage(d.day, NOW, 10**6, 10**6) for d in days[:10]),
+        points_outage_days=365,
+    )
+
+
+def test_reasons_without_a_short_name_are_counted_together_as_other():
+    failures = (
+        FailureCount("timeout", 3),
+        FailureCount("", 2),
+        FailureCount("from_an_older_version", 2),
+        FailureCount(POINTS_REASON, 1),
+    )
+    embed = usage_embed(full_report(failures), "en-US", retention_days=None)
+    (field,) = [f for f in embed.fields if f.name == t("usage.failures", "en-US")]
+    assert field.value == "Other: 4\nTimed out: 3\nNot enough points: 1"
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_longest_report_fits_discord_embed_limits(locale):
+    failures = tuple(FailureCount(reason, 10**6) for reason in FailReason)
+    embed = usage_embed(full_report(failures), locale, retention_days=36500)
+    assert len(embed) <= EMBED_TOTAL_MAX
+    assert len(embed.fields) <= 25 and all(len(f.value or "") <= 1024 for f in embed.fields)
+    assert len(embed.description or "") <= 4096 and len(embed.title or "") <= 256
 
 
 # Through Discord

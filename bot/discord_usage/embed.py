@@ -70,17 +70,21 @@ def _top(report: UsageReport, locale: str) -> str:
     )
 
 
-def reason_label(reason: str, locale: str) -> str:
-    """A short name for a task failure reason code (codes from an older version: "other")."""
-    key = f"usage.reason.{reason}"
-    return t(key if key in catalog("en-US") else "usage.reason.unknown", locale)
+def _known(reason: str) -> str:
+    """The reason code itself when it has a short name, else "unknown" (codes of older versions)."""
+    return reason if f"usage.reason.{reason}" in catalog("en-US") else "unknown"
 
 
 def _failures(report: UsageReport, locale: str) -> str:
+    counts: dict[str, int] = {}
+    for failure in report.failures:
+        reason = _known(failure.reason)
+        counts[reason] = counts.get(reason, 0) + failure.tasks
+    ranked = sorted(counts.items(), key=lambda item: -item[1])  # stable: ties keep their order
     return _lines(
         [
-            t("usage.failures.line", locale, reason=reason_label(f.reason, locale), count=f.tasks)
-            for f in report.failures
+            t("usage.failures.line", locale, reason=t(f"usage.reason.{r}", locale), count=n)
+            for r, n in ranked
         ],
         locale,
     )
