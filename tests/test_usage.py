@@ -441,3 +441,22 @@ async def test_a_quiet_server_gets_an_empty_report(harness):
     assert fields[t("usage.top", "en-US")] == t("usage.none", "en-US")
     assert fields[t("usage.points", "en-US")] == t("usage.points.none", "en-US")
     assert chart_of(harness, ix).size == (WIDTH, HEIGHT)
+
+
+async def test_the_chart_is_drawn_off_the_event_loop(harness, monkeypatch):
+    drawn_on_loop: list[bool] = []
+
+    def watched(days: Any) -> bytes:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            drawn_on_loop.append(False)
+        else:
+            drawn_on_loop.append(True)
+        return render_chart(days)
+
+    # The module the bot loaded (discord.py imports each extension afresh).
+    monkeypatch.setattr(harness.bot.extensions["cogs.usage"], "render_chart", watched)
+    ix, _, _ = await usage(harness, days=3)
+    assert chart_of(harness, ix).size == (WIDTH, HEIGHT)
+    assert drawn_on_loop == [False]
