@@ -25,6 +25,7 @@ from bot.store.styles import StyleRepo
 from bot.store.tasks import TaskRepo
 from bot.store.trainings import TrainingRepo
 from bot.store.usage import UsageRepo
+from bot.store.usage_report import UsageReportRepo
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Store:
         self.styles = StyleRepo(conn, clock)
         self.preferences = PreferencesRepo(conn, clock)
         self.history = HistoryRepo(conn, clock)
+        self.usage_report = UsageReportRepo(conn, clock)
 
     @classmethod
     async def open(
