@@ -92,16 +92,18 @@ class DiscordJobEvents:
                 task.guild_id if message.guild else None, message.channel.id, message.id
             )
         await self.status.show(task, render.done_text(task, url), final=True)
-        if url is not None:
-            self.moderation.result_posted(task, url)
+        if message is not None and message.guild is not None and url is not None:
+            self.moderation.result_posted(task, url)  # a DM link would not open for moderators
         return message.id if message is not None else None
 
     async def task_cancelled(self, task: Task) -> None:
         """Mark the task's status message cancelled."""
+        self.moderation.forget(task.id)
         await self.status.show(task, render.cancelled_text(task), final=True)
 
     async def task_failed(self, task: Task) -> None:
         """Tell the requester why the task failed, and mark its status message failed."""
+        self.moderation.forget(task.id)
         await self.status.show(task, render.failed_text(task), final=True)
         content = render.failure_message(task)
         mention = discord.AllowedMentions(users=[discord.Object(task.user_id)])

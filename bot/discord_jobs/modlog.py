@@ -39,9 +39,13 @@ NEEDED_PERMISSIONS = ("view_channel", "send_messages", "embed_links")
 
 @dataclass(slots=True)
 class _Entry:
-    """An accepted request's log entry: where it is, once posted."""
+    """An accepted request's log entry: where it is, once posted.
 
-    channel_id: int
+    Its lock is held while the entry is posted, so a result arriving meanwhile is linked
+    right after the post rather than lost.
+    """
+
+    channel_id: int | None = None
     message_id: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -83,7 +87,9 @@ class ModerationLog:
 
     def accepted(self, task: Task, status_message_id: int | None) -> None:
         """Log an accepted request, linking its status message (posted in the background)."""
-        self._posts.spawn(self._post_accepted(task, status_message_id))
+        entry = _Entry()
+        self._remember(task.id, entry)
+        self._posts.spawn(self._post_accepted(task, entry, status_message_id))
 
     def result_posted(self, task: Task, url: str) -> None:
         """Point the task's entry at its result, when the entry is known to this run."""
@@ -96,7 +102,7 @@ class ModerationLog:
         self._posts.spawn(self._post_refused(request, word, self._wall()))
 
     def forget(self, task_id: int) -> None:
-        """Stop updating a task's entry (a moderator has dealt with it)."""
+        """Stop updating a task's entry (it will have no result, or a moderator removed it)."""
         self._entries.pop(task_id, None)
 
     def locale(self, guild_id: int) -> str:
@@ -118,15 +124,16 @@ class ModerationLog:
 
     # Posting
 
-    async def _post_accepted(self, task: Task, status_message_id: int | None) -> None:
-        channel_id = await self._log_channel(task.guild_id)
-        if channel_id is None:
-            return
-        entry = _Entry(channel_id)
-        self._remember(task.id, entry)
-        locale = self.locale(task.guild_id)
-        link = entries.jump_url(task, status_message_id) if status_message_id else None
-        async with entry.lock:
+    async def _post_accepted(
+        self, task: Task, entry: _Entry, status_message_id: int | None
+    ) -> None:
+        async with entry.lock:  # taken at once: this task runs before any relink of the entry
+            entry.channel_id = channel_id = await self._log_channel(task.guild_id)
+            if channel_id is None:
+                self._entries.pop(task.id, None)
+                return
+            locale = self.locale(task.guild_id)
+            link = entries.jump_url(task, status_message_id) if status_message_id else None
             message = await self._send(
                 task.guild_id,
                 channel_id,
@@ -140,7 +147,9 @@ class ModerationLog:
 
     async def _relink(self, task: Task, entry: _Entry, url: str) -> None:
         async with entry.lock:  # after the entry's post, if that is still under way
-            if entry.message_id is None or self._entries.get(task.id) is not entry:
+            if entry.channel_id is None or entry.message_id is None:
+                return
+            if self._entries.get(task.id) is not entry:
                 return
             locale = self.locale(task.guild_id)
             embed = entries.accepted_embed(task, locale, link=url, is_result=True)

@@ -49,6 +49,8 @@ def accepted_embed(task: Task, locale: str, *, link: str | None, is_result: bool
     embed.add_field(name=t("modlog.field.requester", locale), value=f"<@{task.user_id}>")
     embed.add_field(name=t("modlog.field.channel", locale), value=f"<#{task.channel_id}>")
     embed.add_field(name=t("modlog.field.model", locale), value=f"`{in_code(task.model)}`")
+    if task.style:
+        embed.add_field(name=t("modlog.field.style", locale), value=f"`{in_code(task.style)}`")
     if task.parent_id:
         origin = "modlog.origin.remix" if task.origin == "remix" else "modlog.origin.rerun"
         embed.add_field(
