@@ -13,7 +13,7 @@ from bot.i18n import t
 from bot.store import TaskState
 from fakediscord import payloads
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2, NSFW_A, Harness
-from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
+from tests.genutil import FAST_POLLING, eventually, imagine, task_id_of, wait_result
 from tests.helpers import answer_text, is_ephemeral, message_text
 
 # Any channel other than the one members generate in serves as the log channel.
@@ -292,3 +292,34 @@ async def test_only_manage_server_may_choose_the_log_channel(harness):
     text = await set_log_channel(harness, LOG, user_id=MEMBER_A)
     assert text == t("errors.missing_permissions", "en-US")
     assert (await harness.bot.store.settings.get(GUILD_A)).log_channel_id is None
+
+
+async def test_deleting_from_the_log_before_the_result_exists(harness_factory):
+    # One task at the service at a time, and a slow one: the second waits in the bot's queue.
+    h = await harness_factory(
+        miaohua={**FAST_POLLING, "account_concurrency": 1}, emulator={"generation_time": 60.0}
+    )
+    await set_log_channel(h, LOG)
+    await h.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    running = task_id_of(await answer_text(await imagine(h, "a slow painting")))
+    waiting = task_id_of(await answer_text(await imagine(h, "another slow painting")))
+    await h.fake.wait_for_message(LOG, lambda _: len(entries(h)) == 2)
+    await h.restart()  # unfinished tasks are resumed, their entries not posted again
+    await h.settled()
+    await eventually(lambda: len(h.bot.delivery.moderation) == 0)  # nothing being posted
+    first, second = entries(h)
+    assert [embed_of(m)["title"] for m in (first, second)] == [
+        t("modlog.accepted.title", "en-US", id=n) for n in (running, waiting)
+    ]
+    ix = await h.fake.click(
+        first, f"mh:logdel:{running}", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=LOG
+    )
+    assert await answer_text(ix) == t("modlog.removed.not_yet", "en-US", id=running)
+    assert entries(h)[0]["components"]  # still there to use once the result is posted
+    ix = await h.fake.click(
+        second, f"mh:logdel:{waiting}", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=LOG
+    )
+    assert await answer_text(ix) == t("modlog.removed.cancelled", "en-US", id=waiting)
+    assert (await h.bot.store.tasks.get(waiting)).state == TaskState.CANCELLED
+    assert field(entries(h)[1], "Result deleted").startswith(f"by <@{ADMIN_A}>")
+    assert len(entries(h)) == 2
