@@ -109,7 +109,7 @@ class SettingsCog(
         await reply(interaction, embed=embed)
 
     def _log_problem(self, interaction: BotInteraction) -> LogProblem | None:
-        return self.bot.delivery.moderation.problems.get(interaction.guild_id or 0)
+        return self.bot.delivery.moderation.problem(interaction.guild_id or 0)
 
     @app_commands.command(name=_T("defaults"), description=_T("Set default generation options"))
     @app_commands.rename(
@@ -263,7 +263,7 @@ class SettingsCog(
                     t("settings.log_unusable", locale, channel=channel.mention, permissions=names),
                 )
                 return
-        self.bot.delivery.moderation.problems.pop(interaction.guild.id, None)
+        self.bot.delivery.moderation.channel_changed(interaction.guild.id)
         await self._save(interaction, log_channel_id=channel.id if channel else None)
 
 

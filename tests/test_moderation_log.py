@@ -238,9 +238,10 @@ async def test_entries_are_in_the_guild_language(logged):
     assert t("modlog.field.deleted", "zh-CN") in message_text(entries(h)[0])
 
 
-async def test_a_log_channel_refusing_posts_never_breaks_generation(logged, caplog):
+@pytest.mark.parametrize("status", [403, 404])  # permissions taken away; channel deleted
+async def test_a_log_channel_refusing_posts_never_breaks_generation(logged, caplog, status):
     h = logged
-    h.fake.fail("POST", rf"/channels/{LOG}/messages", 403, times=3)
+    h.fake.fail("POST", rf"/channels/{LOG}/messages", status, times=3)
     await h.bot.store.settings.update(GUILD_A, blocked_words=["dragon"], user_concurrency=5)
     with caplog.at_level(logging.WARNING, logger="bot.discord_jobs.modlog"):
         first = await generate(h)
@@ -257,7 +258,7 @@ async def test_a_log_channel_refusing_posts_never_breaks_generation(logged, capl
     ix = await h.fake.slash(
         "settings", subcommand="show", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
     )
-    assert t("settings.log_failing", "en-US", status=403) in await answer_text(ix)
+    assert t("settings.log_failing", "en-US", status=status) in await answer_text(ix)
     # Once the channel accepts posts again, entries resume and the warning goes.
     third = await generate(h, "a third lighthouse")
     (entry,) = entries(h)

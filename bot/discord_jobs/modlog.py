@@ -79,7 +79,7 @@ class ModerationLog:
         self._wall = wall_clock
         self._posts = Background(log, "moderation log entry")
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
-        self.problems: dict[int, LogProblem] = {}  # guild id -> last failure, until a success
+        self._problems: dict[int, LogProblem] = {}  # guild id -> last failure, until a success
 
     def __len__(self) -> int:
         """Entries being posted or edited right now."""
@@ -104,6 +104,14 @@ class ModerationLog:
     def forget(self, task_id: int) -> None:
         """Stop updating a task's entry (it will have no result, or a moderator removed it)."""
         self._entries.pop(task_id, None)
+
+    def problem(self, guild_id: int) -> LogProblem | None:
+        """Why the last post to the guild's log channel failed, unless one succeeded since."""
+        return self._problems.get(guild_id)
+
+    def channel_changed(self, guild_id: int) -> None:
+        """The guild chose another log channel (or none): the old channel's failure is moot."""
+        self._problems.pop(guild_id, None)
 
     def locale(self, guild_id: int) -> str:
         """The language of a guild's entries: its setting, else the server's own language."""
@@ -199,13 +207,13 @@ class ModerationLog:
         except discord.HTTPException as exc:
             log.info("guild %s: moderation log entry not posted (%s)", guild_id, exc.status)
             return None
-        self.problems.pop(guild_id, None)
+        self._problems.pop(guild_id, None)
         return message
 
     def _refused_by_channel(self, guild_id: int, channel_id: int, status: int) -> None:
         """Say once that a log channel refuses posts; the setting stays for moderators to fix."""
         problem = LogProblem(channel_id, status)
-        if self.problems.get(guild_id) != problem:
+        if self._problems.get(guild_id) != problem:
             log.warning(
                 "guild %s: the moderation log channel %s refuses posts (%s); "
                 "entries are dropped until it accepts them",
@@ -213,7 +221,7 @@ class ModerationLog:
                 channel_id,
                 status,
             )
-        self.problems[guild_id] = problem
+        self._problems[guild_id] = problem
 
     def _remember(self, task_id: int, entry: _Entry) -> None:
         self._entries[task_id] = entry
