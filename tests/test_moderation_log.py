@@ -14,7 +14,7 @@ from bot.store import TaskState
 from fakediscord import payloads
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2, NSFW_A, Harness
 from tests.genutil import FAST_POLLING, eventually, imagine, task_id_of, wait_result
-from tests.helpers import answer_text, is_ephemeral, message_text
+from tests.helpers import answer_text, is_ephemeral, message_text, png_bytes
 
 # Any channel other than the one members generate in serves as the log channel.
 LOG = NSFW_A
@@ -149,6 +149,26 @@ async def test_a_blocked_word_refusal_is_logged(logged):
     assert "ugly" in field(entry, "Negative prompt")
     assert not entry.get("components")  # nothing was generated: nothing to delete
     assert await h.bot.store.tasks.recent(GUILD_A) == []
+
+
+async def test_an_img2img_refused_for_a_blocked_word_is_logged_before_any_upload(logged):
+    h = logged
+    await h.bot.store.settings.update(GUILD_A, blocked_words=["dragon"])
+    image = h.fake.add_attachment(png_bytes(), "fox.png", "image/png")
+    ix = await h.fake.slash(
+        "img2img",
+        user_id=MEMBER_A,
+        guild_id=GUILD_A,
+        channel_id=CH_A,
+        options={"prompt": "a fox", "negative_prompt": "no dragons"},
+        attachments={"image": image},
+    )
+    assert await answer_text(ix) == t("refused.blocked_word", "en-US", word="dragon")
+    await h.idle()
+    (entry,) = entries(h)
+    assert embed_of(entry)["title"] == t("modlog.refused.title", "en-US")
+    assert field(entry, "Blocked word") == "`dragon`"
+    assert "no dragons" in field(entry, "Negative prompt")
 
 
 async def test_a_moderator_deletes_a_result_from_its_entry(logged):
@@ -322,5 +342,5 @@ async def test_deleting_from_the_log_before_the_result_exists(harness_factory):
     )
     assert await answer_text(ix) == t("modlog.removed.cancelled", "en-US", id=waiting)
     assert (await h.bot.store.tasks.get(waiting)).state == TaskState.CANCELLED
-    assert field(entries(h)[1], "Result deleted").startswith(f"by <@{ADMIN_A}>")
+    assert field(entries(h)[1], "Task cancelled").startswith(f"by <@{ADMIN_A}>")
     assert len(entries(h)) == 2

@@ -54,18 +54,24 @@ class LogDeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:logdel:(
         task = await _task_of(interaction, self.task_id)
         await defer(interaction)
         outcome = await remove_result(bot, task)
-        if outcome in (Removal.DELETED, Removal.ALREADY_GONE, Removal.CANCELLED):
+        if outcome in (Removal.DELETED, Removal.CANCELLED):
             bot.delivery.moderation.forget(task.id)
-            await self._mark_entry(interaction, task)
+            await self._mark_entry(interaction, task, outcome)
         await reply(interaction, t(outcome.value, locale, id=task.id))
 
-    async def _mark_entry(self, interaction: BotInteraction, task: Task) -> None:
+    async def _mark_entry(self, interaction: BotInteraction, task: Task, outcome: Removal) -> None:
         """Say on the entry who removed the result; its button goes, there is nothing left."""
         message = interaction.message
         if message is None or not message.embeds:
             return
         locale = interaction.client.delivery.moderation.locale(task.guild_id)
-        embed = entries.deleted_embed(message.embeds[0], interaction.user.id, locale, time.time())
+        embed = entries.removed_embed(
+            message.embeds[0],
+            interaction.user.id,
+            locale,
+            time.time(),
+            cancelled=outcome is Removal.CANCELLED,
+        )
         await message.edit(embed=embed, view=None)
 
 

@@ -90,15 +90,16 @@ def refused_embed(request: GenerationRequest, word: str, locale: str, now: float
     return fit_embed(embed)
 
 
-def deleted_embed(
-    entry: discord.Embed, moderator_id: int, locale: str, now: float
+def removed_embed(
+    entry: discord.Embed, moderator_id: int, locale: str, now: float, *, cancelled: bool
 ) -> discord.Embed:
-    """The entry once a moderator deleted the result: greyed, saying who did it and when."""
+    """The entry once a moderator deleted the result (or cancelled the task): greyed, saying
+    who did it and when."""
     embed = entry.copy()
     embed.colour = DELETED_COLOUR
     embed.add_field(
-        name=t("modlog.field.deleted", locale),
-        value=t("modlog.deleted_by", locale, user=f"<@{moderator_id}>", time=f"<t:{int(now)}:f>"),
+        name=t("modlog.field.cancelled" if cancelled else "modlog.field.deleted", locale),
+        value=t("modlog.removed_by", locale, user=f"<@{moderator_id}>", time=f"<t:{int(now)}:f>"),
         inline=False,
     )
     return fit_embed(embed)
