@@ -30,7 +30,7 @@ class LogDeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:logdel:(
         super().__init__(
             discord.ui.Button(
                 label=label,
-                emoji="🗑️",
+                emoji="❌",  # the one delete emoji of the bot (result button, reaction)
                 style=discord.ButtonStyle.danger,
                 custom_id=f"mh:logdel:{task_id}",
             )
