@@ -214,6 +214,7 @@ class MiaohuaBot(commands.Bot):
         return {
             **self.generation.memory_sizes(),
             "status_messages": len(self.delivery.status),
+            "moderation_log_posts": len(self.delivery.moderation),
             "forms": len(self.forms),
         }
 

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot import options
 from bot.autocomplete import model_autocomplete, size_autocomplete
+from bot.discord_jobs.modlog import LogProblem, missing_permissions
 from bot.display import FIELD_VALUE_MAX, TITLE_MAX, clip, in_code, render, shown
 from bot.i18n import LOCALES, t, tn
 from bot.permissions import require_manage_guild
@@ -26,7 +27,22 @@ BLOCKED_WORD_MAX = 100
 BLOCKED_WORDS_LIMIT = 200
 
 
-def settings_embed(s: GuildSettings, locale: str, guild: discord.Guild | None) -> discord.Embed:
+def log_channel_text(s: GuildSettings, locale: str, problem: LogProblem | None) -> str:
+    """The moderation log channel, with a warning when the bot's last post there failed."""
+    if not s.log_channel_id:
+        return t("settings.log_off", locale)
+    text = f"<#{s.log_channel_id}>"
+    if problem is not None and problem.channel_id == s.log_channel_id:
+        text += "\n" + t("settings.log_failing", locale, status=problem.status)
+    return text
+
+
+def settings_embed(
+    s: GuildSettings,
+    locale: str,
+    guild: discord.Guild | None,
+    log_problem: LogProblem | None = None,
+) -> discord.Embed:
     """An embed listing every setting of the guild."""
     unset = t("settings.unset", locale)
     unlimited = t("settings.unlimited", locale)
@@ -48,6 +64,7 @@ def settings_embed(s: GuildSettings, locale: str, guild: discord.Guild | None) -
         "settings.field.daily_quota": unlimited if s.daily_quota == 0 else s.daily_quota or unset,
         "settings.field.language": s.language or unset,
         "settings.field.trainer_role": f"<@&{s.trainer_role_id}>" if s.trainer_role_id else unset,
+        "settings.field.log_channel": log_channel_text(s, locale, log_problem),
     }
     title = render("settings.title", locale, guild=guild.name if guild else "")
     embed = discord.Embed(title=clip(title, TITLE_MAX))
@@ -80,7 +97,7 @@ class SettingsCog(
         assert interaction.guild_id is not None
         locale = self.bot.locale_for(interaction)
         updated = await self.bot.store.settings.update(interaction.guild_id, **changes)
-        embed = settings_embed(updated, locale, interaction.guild)
+        embed = settings_embed(updated, locale, interaction.guild, self._log_problem(interaction))
         await reply(interaction, t("settings.saved", locale), embed=embed)
 
     @app_commands.command(name=_T("show"), description=_T("Show every setting of this server"))
@@ -88,7 +105,11 @@ class SettingsCog(
         assert interaction.guild_id is not None
         current = await self.bot.store.settings.get(interaction.guild_id)
         locale = self.bot.locale_for(interaction)
-        await reply(interaction, embed=settings_embed(current, locale, interaction.guild))
+        embed = settings_embed(current, locale, interaction.guild, self._log_problem(interaction))
+        await reply(interaction, embed=embed)
+
+    def _log_problem(self, interaction: BotInteraction) -> LogProblem | None:
+        return self.bot.delivery.moderation.problem(interaction.guild_id or 0)
 
     @app_commands.command(name=_T("defaults"), description=_T("Set default generation options"))
     @app_commands.rename(
@@ -221,6 +242,29 @@ class SettingsCog(
         elif action == "remove" and needle in words:
             words.remove(needle)
         await self._save(interaction, blocked_words=words)
+
+    @app_commands.command(
+        name=_T("log-channel"),
+        description=_T("Post accepted requests and blocked prompts to a channel for moderators"),
+    )
+    @app_commands.rename(channel=_T("channel"))
+    @app_commands.describe(channel=_T("The moderation log channel (leave out to turn the log off)"))
+    async def log_channel(
+        self, interaction: BotInteraction, channel: discord.TextChannel | None = None
+    ) -> None:
+        assert interaction.guild is not None
+        if channel is not None:
+            missing = missing_permissions(channel, interaction.guild.me)
+            if missing:
+                locale = self.bot.locale_for(interaction)
+                names = ", ".join(t(f"permission.{name}", locale) for name in missing)
+                await reply(
+                    interaction,
+                    t("settings.log_unusable", locale, channel=channel.mention, permissions=names),
+                )
+                return
+        self.bot.delivery.moderation.channel_changed(interaction.guild.id)
+        await self._save(interaction, log_channel_id=channel.id if channel else None)
 
 
 async def setup(bot: MiaohuaBot) -> None:

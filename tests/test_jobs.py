@@ -25,6 +25,7 @@ from bot.jobs import (
     NoAccount,
     PromptTooLong,
     QuotaExceeded,
+    Refused,
     UserBusy,
     admission,
     make_strategy,
@@ -75,6 +76,7 @@ class Events:
         self.attempts: Counter[int] = Counter()
         self.failed: dict[int, Task] = {}
         self.cancelled: list[int] = []
+        self.refused: list[tuple[int, str]] = []
         self.failures_left = 0
         self.deliver = True
         self._next_message = 5000
@@ -104,6 +106,9 @@ class Events:
 
     async def task_cancelled(self, task: Task) -> None:
         self.cancelled.append(task.id)
+
+    def request_refused(self, request: GenerationRequest, refusal: Refused) -> None:
+        self.refused.append((request.user_id, refusal.reason))
 
     def settled(self, ids: Iterable[int]) -> bool:
         return all(i in self.delivered or i in self.failed for i in ids)
@@ -578,6 +583,18 @@ async def test_admission_refusals(make_service: ServiceFactory) -> None:
         await service.enqueue(request(), limits=one)
     assert refused.value.params == {"count": 1}
     await service.enqueue(request(user=2), limits=one)  # another user is not affected
+
+
+async def test_each_admission_refusal_is_reported_once(make_service: ServiceFactory) -> None:
+    events = Events()
+    service = await make_service(events, start=False)
+    with pytest.raises(BlockedWord):
+        await service.enqueue(request(prompt="A Dragon"), limits=Limits(blocked_words=["dragon"]))
+    one = Limits(user_concurrency=1)
+    await service.enqueue(request(user=5), limits=one)
+    with pytest.raises(UserBusy):
+        await service.enqueue(request(user=5), limits=one)
+    assert events.refused == [(1, "blocked_word"), (5, "user_busy")]
 
 
 async def test_quota_race_admits_exactly_the_quota(

@@ -11,7 +11,6 @@ from bot.discord_jobs.downloads import DownloadError
 from bot.discord_jobs.requests import guild_limits, request_from_task
 from bot.errors import UserFacingError
 from bot.images import sniff_content_type
-from bot.jobs.admission import check_request
 from bot.jobs.models import Delivery
 from bot.store import Task
 
@@ -53,7 +52,7 @@ async def variation(
         raise UserFacingError("result.no_image", index=index + 1)
     limits = await guild_limits(bot, task.guild_id)
     request = request_from_task(task, user_id=user_id, channel_id=channel_id, locale=locale)
-    check_request(request, limits)  # refuse cheaply before downloading and uploading
+    bot.generation.check(request, limits)  # refuse cheaply before downloading and uploading
     url = str(task.images[index].get("large", ""))
     try:
         data = await bot.delivery.fetcher.fetch(url)

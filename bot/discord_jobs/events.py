@@ -13,8 +13,11 @@ from bot.discord_jobs import render
 from bot.discord_jobs.buttons import result_view
 from bot.discord_jobs.downloads import ImageFetcher
 from bot.discord_jobs.host import DiscordHost
+from bot.discord_jobs.modlog import ModerationLog
+from bot.discord_jobs.modlog_buttons import log_entry_view
 from bot.discord_jobs.payload import FittedImages, ResultImages, download_result, fit_images
 from bot.discord_jobs.status import StatusBoard
+from bot.jobs import BlockedWord, GenerationRequest, Refused
 from bot.store import StoreUnavailable, Task, TaskState
 
 log = logging.getLogger(__name__)
@@ -58,9 +61,11 @@ class DiscordJobEvents:
         self.bot = bot
         self.status = StatusBoard(bot, interval=status_interval)
         self.fetcher = ImageFetcher(max_bytes=download_bytes, timeout=download_timeout)
+        self.moderation = ModerationLog(bot, view=log_entry_view)
 
     async def close(self) -> None:
         """Flush status edits and close the download session."""
+        await self.moderation.close()
         await self.status.close()
         await self.fetcher.close()
 
@@ -69,6 +74,7 @@ class DiscordJobEvents:
     async def task_queued(self, task: Task, position: int) -> None:
         """Post the task's status message: its place in the bot's queue."""
         await self.status.show(task, render.queued_text(task, position))
+        self.moderation.accepted(task, self.status.message_id(task.id))
 
     async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:
         """Update the status message: queue position, or the service's wait."""
@@ -90,14 +96,18 @@ class DiscordJobEvents:
             await self.status.show(task, render.sent_by_dm_text(task), final=True)
         else:
             await self.status.show(task, render.done_text(task, url), final=True)
+        if message is not None and message.guild is not None and url is not None:
+            self.moderation.result_posted(task, url)  # a DM link would not open for moderators
         return message.id if message is not None else None
 
     async def task_cancelled(self, task: Task) -> None:
         """Mark the task's status message cancelled."""
+        self.moderation.forget(task.id)
         await self.status.show(task, render.cancelled_text(task), final=True)
 
     async def task_failed(self, task: Task) -> None:
         """Tell the requester why the task failed, and mark its status message failed."""
+        self.moderation.forget(task.id)
         await self.status.show(task, render.failed_text(task), final=True)
         content = render.failure_message(task)
         mention = discord.AllowedMentions(users=[discord.Object(task.user_id)])
@@ -113,6 +123,11 @@ class DiscordJobEvents:
             await user.send(content, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException:
             log.info("task %s: could not tell user %s about the failure", task.id, task.user_id)
+
+    def request_refused(self, request: GenerationRequest, refusal: Refused) -> None:
+        """Log a refusal for a blocked word in the guild's moderation log."""
+        if isinstance(refusal, BlockedWord):
+            self.moderation.refused(request, str(refusal.params.get("word", "")))
 
     # Delivery
 

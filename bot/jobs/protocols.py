@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from bot.jobs.errors import Refused
+from bot.jobs.models import GenerationRequest
 from bot.store import Task
 from bot.v1b import AccountSession
 
@@ -80,4 +82,8 @@ class JobEvents(Protocol):
 
     async def task_cancelled(self, task: Task) -> None:
         """A queued task was cancelled before it was submitted."""
+        ...
+
+    def request_refused(self, request: GenerationRequest, refusal: Refused) -> None:
+        """A request was refused at admission; must return at once (post in the background)."""
         ...

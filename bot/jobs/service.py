@@ -14,7 +14,7 @@ from typing import Any
 from bot.background import Background
 from bot.images import CheckedImage
 from bot.jobs import admission
-from bot.jobs.errors import AccountUnreadable, NoAccount
+from bot.jobs.errors import AccountUnreadable, NoAccount, Refused
 from bot.jobs.locks import KeyedLocks
 from bot.jobs.models import FailReason, GenerationRequest, Limits
 from bot.jobs.poller import Poller
@@ -164,7 +164,7 @@ class GenerationService:
 
         Cheap refusals come first, so nothing is uploaded for a request that cannot run.
         """
-        admission.check_request(request, limits)
+        self.check(request, limits)
         session = await self._accounts.session_for(request.guild_id)
         (url,) = await session.upload_images([(image.filename, image.data, image.content_type)])
         i2i = dataclasses.replace(request, kind="i2i", init_image_url=url)
@@ -172,10 +172,14 @@ class GenerationService:
 
     async def enqueue(self, request: GenerationRequest, *, limits: Limits) -> Task:
         """Admit a request, persist it as queued and wake the dispatcher; return the task."""
-        admission.check_request(request, limits)
+        self.check(request, limits)
         await self._accounts.session_for(request.guild_id)
         async with self._admission_locks.hold((request.guild_id, request.user_id)):
-            day = await admission.admit(self._store, request, limits, wall_clock=self._wall)
+            try:
+                day = await admission.admit(self._store, request, limits, wall_clock=self._wall)
+            except Refused as refusal:
+                self._refused(request, refusal)
+                raise
             try:
                 task = await self._store.tasks.create(**request.task_fields())
             except BaseException:
@@ -194,6 +198,14 @@ class GenerationService:
         self._spawn(self._report_positions(task.guild_id))  # a new user's turn moves others
         self._dispatch_wake.set()
         return task
+
+    def check(self, request: GenerationRequest, limits: Limits) -> None:
+        """Run the admission checks that need no storage; a refusal is reported, then raised."""
+        try:
+            admission.check_request(request, limits)
+        except Refused as refusal:
+            self._refused(request, refusal)
+            raise
 
     def queue_position(self, task_id: int) -> int | None:
         """Return the 1-based position of a queued task in its guild's queue, or None."""
@@ -496,6 +508,13 @@ class GenerationService:
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._workers.spawn(coro)
+
+    def _refused(self, request: GenerationRequest, refusal: Refused) -> None:
+        """Tell the events about a refusal; their failure never changes the member's answer."""
+        try:
+            self._events.request_refused(request, refusal)
+        except Exception:
+            log.exception("reporting the refusal of a request of user %s failed", request.user_id)
 
     async def _emit(self, name: str, *args: Any) -> None:
         """Call a progress callback; its failures are logged and never propagate."""
