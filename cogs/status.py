@@ -95,6 +95,8 @@ class StatusCog(commands.Cog):
 
     async def _result_note(self, interaction: BotInteraction, task: Task, locale: str) -> str:
         """Link the task's result if it is still there, else post it again (once per cooldown)."""
+        if task.removed_by is not None:
+            return t("status.removed", locale, moderator=task.removed_by)
         if task.state == TaskState.DELIVERED:
             found = await self.bot.delivery.find_result(task)
             if found.check is not ResultCheck.GONE:

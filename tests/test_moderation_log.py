@@ -14,7 +14,7 @@ from bot.store import TaskState
 from fakediscord import payloads
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2, NSFW_A, Harness
 from tests.genutil import FAST_POLLING, eventually, imagine, task_id_of, wait_result
-from tests.helpers import answer_text, is_ephemeral, message_text, png_bytes
+from tests.helpers import answer, answer_text, is_ephemeral, message_text, png_bytes
 
 # Any channel other than the one members generate in serves as the log channel.
 LOG = NSFW_A
@@ -185,6 +185,38 @@ async def test_a_moderator_deletes_a_result_from_its_entry(logged):
     (entry,) = entries(h)
     assert field(entry, "Result deleted").startswith(f"by <@{ADMIN_A}>, <t:")
     assert not entry.get("components")  # nothing left to delete
+
+
+async def test_a_result_a_moderator_deleted_is_never_posted_again(logged):
+    h = logged
+    task_id = await generate(h)
+    (entry,) = entries(h)
+    ix = await h.fake.click(
+        entry, f"mh:logdel:{task_id}", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=LOG
+    )
+    assert await answer_text(ix) == t("modlog.removed.deleted", "en-US", id=task_id)
+    assert (await h.bot.store.tasks.get(task_id)).removed_by == ADMIN_A
+    await h.restart()
+    posted_before = len(posts_to(h, CH_A))
+    ix = await h.fake.slash(
+        "status",
+        user_id=MEMBER_A,
+        guild_id=GUILD_A,
+        channel_id=CH_A,
+        options={"task": task_id},
+    )
+    body = await answer(ix)
+    shown = "\n".join(
+        [message_text(body), *(str(e) for e in body.get("data", body).get("embeds") or [])]
+    )
+    assert t("status.removed", "en-US", moderator=ADMIN_A) in shown
+    await h.idle()
+    assert len(posts_to(h, CH_A)) == posted_before  # not posted again
+    assert not await h.bot.generation.redeliver(task_id)
+    history = await h.fake.slash(
+        "history", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A, options={}
+    )
+    assert f"#{task_id}" not in str(await answer(history))
 
 
 async def test_only_moderators_may_delete_from_the_log(logged):

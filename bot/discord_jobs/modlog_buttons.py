@@ -54,6 +54,8 @@ class LogDeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:logdel:(
         task = await _task_of(interaction, self.task_id)
         await defer(interaction)
         outcome = await remove_result(bot, task)
+        if outcome in (Removal.DELETED, Removal.ALREADY_GONE):
+            await bot.store.tasks.mark_removed(task.id, interaction.user.id)
         if outcome in (Removal.DELETED, Removal.CANCELLED):
             bot.delivery.moderation.forget(task.id)
             await self._mark_entry(interaction, task, outcome)

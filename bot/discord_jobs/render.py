@@ -192,7 +192,12 @@ def task_summary(task: Task, locale: str | None) -> str:
     prompt = shown(task.prompt.replace("\n", " "), 60)
     line = f"`#{task.id}` {state} · {prompt}"
     # A result sent by DM is found with `/status task:<id>`: its DM channel is not kept.
-    if task.state == TaskState.DELIVERED and task.result_message_id and task.delivery != "dm":
+    if (
+        task.state == TaskState.DELIVERED
+        and task.result_message_id
+        and task.delivery != "dm"
+        and task.removed_by is None
+    ):
         url = jump_url(task.guild_id, task.channel_id, task.result_message_id)
         line += f" · [{t('status.jump', locale)}]({url})"
     return line

@@ -263,11 +263,13 @@ class GenerationService:
 
         A delivered task is posted again only while it still points at `replacing` (the
         message found gone), so callers racing each other post it once; it then points at
-        the new message. False when the result could not be posted.
+        the new message. False when the result could not be posted, or a moderator removed it.
         """
         task = await self._store.tasks.get(task_id)
         if task is None or task.state not in (TaskState.DONE, TaskState.DELIVERED):
             return False
+        if task.removed_by is not None:
+            return False  # a moderator deleted it
         if task_id in self._delivering:
             return True  # being posted right now
         if task.state == TaskState.DONE:

@@ -29,7 +29,7 @@ _Params = tuple[int, int, str | None, int, int]
 # Parameters: ?1 guild, ?2 member, ?3 folded search or NULL, ?4 cursor task id, ?5 page size.
 # What a member sees as "their prompt": their own words when a style wrapped them.
 _MATCHES = f"""
-guild_id = ?1 AND user_id = ?2 AND state = 'delivered'
+guild_id = ?1 AND user_id = ?2 AND state = 'delivered' AND removed_by IS NULL
 AND (?3 IS NULL OR instr({FOLD_FUNCTION}(COALESCE(member_prompt, prompt)), ?3) > 0)
 """
 

@@ -81,6 +81,7 @@ class Task:
     style: str | None  # the server style's name when the task was made
     member_prompt: str | None  # the member's own words when a style wrapped them
     delivery: str  # 'channel' or 'dm'
+    removed_by: int | None  # the moderator who deleted the result: never posted again
 
     @property
     def active(self) -> bool:
@@ -164,6 +165,11 @@ RETURNING *
 
 _SET_STATUS_MESSAGE = """
 UPDATE tasks SET status_message_id = ?, updated_at = ? WHERE id = ? RETURNING *
+"""
+
+_MARK_REMOVED = """
+UPDATE tasks SET removed_by = ?, updated_at = ? WHERE id = ? AND state = 'delivered'
+RETURNING *
 """
 
 _SET_RESULT_MESSAGE = """
@@ -328,6 +334,10 @@ class TaskRepo(Repo):
     async def set_result_message(self, task_id: int, message_id: int) -> Task | None:
         """Record where a delivered task's result was posted again."""
         return await self._transition(_SET_RESULT_MESSAGE, (message_id, self._clock(), task_id))
+
+    async def mark_removed(self, task_id: int, moderator_id: int) -> Task | None:
+        """Remember that a moderator deleted a delivered task's result, so it stays gone."""
+        return await self._transition(_MARK_REMOVED, (moderator_id, self._clock(), task_id))
 
     async def list_by_state(self, *states: str) -> list[Task]:
         """Return the tasks in any of the given states, oldest first."""
