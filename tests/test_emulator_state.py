@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import io
 import json
+import os
+import signal
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,9 +32,13 @@ from bot.emulator.cli import settings_from_args
 from bot.emulator.persistence import EMBEDDED_STATE_FILE, StateFileUnusable
 from bot.preflight import startup_refusal
 from bot.runner import _embedded_emulator
+from fakediscord import FakeDiscord
+from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A
+from tests.genutil import is_result_of, task_id_of
+from tests.helpers import answer_text, png_bytes
 
 EMAIL, PASSWORD = "keep@x.io", "pw-keep"
-GUILD = 1001
+GUILD = GUILD_A
 PROMPT = {
     "model_name": "Artist_V0.1.3",
     "prompt": "a lighthouse at dusk",
@@ -250,3 +257,108 @@ def test_the_standalone_emulator_takes_a_state_file_and_draws_a_seed_per_start(t
     settings = settings_from_args(parser.parse_args(["--state", str(tmp_path / "s.json")]))
     assert settings.state_file == tmp_path / "s.json" and settings.seed is None
     assert settings_from_args(parser.parse_args([])).state_file is None
+
+
+# The real `miaohua-bot run --emulator` process, stopped and started again
+
+
+PROCESS_TOKEN = "state-process-token.XyZ.42"
+
+
+class RunWithEmulator:
+    """`python -m bot run --emulator` on a data folder, as an operator starts it."""
+
+    def __init__(self, fake: FakeDiscord, data: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOHUA_BOT_")}
+        settings = {
+            "DISCORD__TOKEN": PROCESS_TOKEN,
+            "DISCORD__API_BASE_URL": fake.api_base_url,
+            "DISCORD__GATEWAY_URL": fake.gateway_url,
+            "STORAGE__PATH": str(data / "bot.sqlite3"),
+            "STORAGE__STAGING_DIR": str(data / "staging"),
+            "SECURITY__KEY_FILE": str(data / "secret.key"),
+            "MIAOHUA__POLL_STRATEGY": "fixed",
+            "MIAOHUA__POLL_INTERVAL": "0.1",
+            "MIAOHUA__TRAINING_POLL_INTERVAL": "0.2",
+            "MIAOHUA__EMBEDDED__GENERATION_TIME": "0.05",
+            "MIAOHUA__EMBEDDED__TRAINING_TIME": "1",
+        }
+        self.env.update({f"MIAOHUA_BOT_{k}": v for k, v in settings.items()})
+        self.data = data
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", "--emulator",
+            env=self.env, cwd=self.data,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    async def stop(self) -> str:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(self.proc.communicate(), 60)
+        assert self.proc.returncode == 0, err.decode()
+        return err.decode()
+
+
+async def _slash_answer(fake: FakeDiscord, command: str, user: int, /, **options: Any) -> str:
+    attachments = options.pop("attachments", None)
+    ix = await fake.slash(
+        command, options=options, attachments=attachments,
+        user_id=user, guild_id=GUILD_A, channel_id=CH_A,
+    )  # fmt: skip
+    return await answer_text(ix, 60)
+
+
+async def _seed_of_result(fake: FakeDiscord, prompt: str, **options: Any) -> int:
+    """Run /imagine, wait for its result; return the seed it shows."""
+    text = await _slash_answer(fake, "imagine", MEMBER_A, prompt=prompt, count=1, **options)
+    task_id = task_id_of(text)
+    failed = f"task #{task_id} failed"
+
+    def ended(message: dict[str, Any]) -> bool:
+        return is_result_of(message, task_id) or failed in (message["content"] or "")
+
+    result = await fake.wait_for_message(CH_A, ended, 60)
+    assert failed not in (result["content"] or ""), result["content"]
+    (seed,) = [f["value"] for e in result["embeds"] for f in e["fields"] if f["name"] == "Seed"]
+    return int(seed)
+
+
+@pytest.mark.slow  # two real bot processes
+async def test_a_demo_on_run_emulator_keeps_its_trained_model_and_new_seeds_after_a_restart(
+    tmp_path,
+):
+    fake = FakeDiscord(
+        application_id=900, bot_user_id=900, bot_token=PROCESS_TOKEN, wait_timeout=60
+    )
+    fake.add_guild(GUILD_A, "Guild A", owner_id=ADMIN_A)
+    fake.add_channel(GUILD_A, CH_A, "art")
+    fake.add_member(GUILD_A, ADMIN_A, "admin", manage_guild=True)
+    fake.add_member(GUILD_A, MEMBER_A, "member")
+    async with fake:
+        bot = RunWithEmulator(fake, tmp_path)  # the fake's addresses exist once it runs
+        await bot.start()
+        try:
+            before = await _seed_of_result(fake, "a lighthouse at dusk")
+            images = {
+                f"image{i + 1}": fake.add_attachment(png_bytes(40, 40, c), f"{c}.png", "image/png")
+                for i, c in enumerate(("red", "green", "blue"))
+            }
+            accepted = await _slash_answer(
+                fake, "train", ADMIN_A, name="Kept Style", attachments=images
+            )
+            assert "#1" in accepted
+            await fake.wait_for_message(CH_A, lambda m: "is ready" in (m["content"] or ""), 60)
+        finally:
+            await bot.stop()
+        await bot.start()
+        try:
+            after = await _seed_of_result(fake, "a lighthouse at dusk")
+            assert after != before  # a random seed never repeats the previous run's
+            assert await _seed_of_result(fake, "in the kept style", model="Kept_Style") >= 0
+        finally:
+            log = await bot.stop()
+    assert "Traceback" not in log and PROCESS_TOKEN not in log
+    fake.verify_contract()
