@@ -12,7 +12,7 @@ import stat
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
@@ -29,7 +29,13 @@ from bot.config import (
 )
 from bot.emulator import EmulatorServer, EmulatorSettings, add_emulator_arguments
 from bot.emulator.cli import settings_from_args
-from bot.emulator.persistence import EMBEDDED_STATE_FILE, StateFileUnusable
+from bot.emulator.persistence import (
+    EMBEDDED_STATE_FILE,
+    FINISHED_TASKS_KEPT,
+    StateFileUnusable,
+    snapshot,
+)
+from bot.emulator.state import EmulatorState, GenerationTask
 from bot.preflight import startup_refusal
 from bot.runner import _embedded_emulator
 from fakediscord import FakeDiscord
@@ -362,3 +368,21 @@ async def test_a_demo_on_run_emulator_keeps_its_trained_model_and_new_seeds_afte
             log = await bot.stop()
     assert "Traceback" not in log and PROCESS_TOKEN not in log
     fake.verify_contract()
+
+
+def test_the_state_file_keeps_every_unfinished_task_and_only_the_last_finished_ones():
+    state = EmulatorState(EmulatorSettings(accounts={EMAIL: PASSWORD}))
+
+    def task(n: int, status: Literal["queued", "running", "done"]) -> GenerationTask:
+        return GenerationTask(
+            task_id=f"t{n}", owner=EMAIL, model_name="m", prompt="p", neg_prompt="",
+            n_images=1, scale=7, seed=n, size=(512, 512), init_upload=None, duration=1.0,
+            status=status, done_at=float(n) if status == "done" else None,
+        )  # fmt: skip
+
+    extra = 5
+    for n in range(FINISHED_TASKS_KEPT + extra):
+        state.tasks[f"t{n}"] = task(n, "done")
+    state.tasks["t-1"] = task(-1, "queued")
+    kept = {t["task_id"] for t in snapshot(state)["tasks"]}
+    assert kept == {"t-1"} | {f"t{n}" for n in range(extra, FINISHED_TASKS_KEPT + extra)}

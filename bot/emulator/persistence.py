@@ -1,8 +1,8 @@
 """Keeping the emulator's state in a JSON file, so a demo on it survives restarts.
 
 Kept: accounts with their points, datasets, trainings (so trained models stay usable),
-generation tasks (unfinished ones run again after a restart; finished ones keep serving
-their images for a day), and, for a seeded emulator, where its random sequence stands.
+generation tasks (unfinished ones run again after a restart; the last finished ones keep
+serving their images), and, for a seeded emulator, where its random sequence stands.
 Not kept: tokens (clients log in again, as after any expiry) and uploaded bytes (a restored
 img2img task renders without its init image).
 
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,8 +31,9 @@ STATE_VERSION = 1
 EMBEDDED_STATE_FILE = "emulator-state.json"
 # Changes within this many seconds are written together.
 SAVE_DELAY = 0.5
-# Finished tasks are kept this long: clients fetch their images within seconds.
-FINISHED_TASK_KEEP = 24 * 3600.0
+# The most recent finished tasks kept (clients fetch their images within seconds), so the
+# file, and the copy taken on the event loop for each write, stay small however busy it is.
+FINISHED_TASKS_KEPT = 1000
 
 
 class StateFileUnusable(Exception):
@@ -58,19 +57,31 @@ def state_file_beside(database: Path) -> Path:
     return database.parent / EMBEDDED_STATE_FILE
 
 
-def snapshot(state: EmulatorState, *, now: float) -> dict[str, Any]:
-    """A deep copy of what is kept, as plain data (taken on the loop, written elsewhere)."""
-    cutoff = now - FINISHED_TASK_KEEP
-    tasks = [t for t in state.tasks.values() if not t.finished or (t.done_at or now) >= cutoff]
+def snapshot(state: EmulatorState) -> dict[str, Any]:
+    """A copy of what is kept, as plain data: taken on the loop, written in a thread."""
+    finished = [t for t in state.tasks.values() if t.finished]
+    finished.sort(key=lambda t: t.done_at or 0.0)
+    kept = {t.task_id for t in finished[-FINISHED_TASKS_KEPT:]}
+    tasks = [t for t in state.tasks.values() if not t.finished or t.task_id in kept]
     version, internal, gauss = state.task_rng.getstate()
     return {
         "version": STATE_VERSION,
-        "accounts": [dataclasses.asdict(a) for a in state.accounts.values()],
-        "datasets": [dataclasses.asdict(d) for d in state.datasets.values()],
-        "trainings": [dataclasses.asdict(t) for t in state.trainings.values()],
-        "tasks": [dataclasses.asdict(t) for t in tasks],
+        "accounts": [_record(a) for a in state.accounts.values()],
+        "datasets": [_record(d, images=list(d.images)) for d in state.datasets.values()],
+        "trainings": [
+            _record(t, dataset_ids=list(t.dataset_ids)) for t in state.trainings.values()
+        ],
+        "tasks": [_record(t) for t in tasks],
         "task_rng": [version, list(internal), gauss] if state.settings.seed is not None else None,
     }
+
+
+def _record(item: object, **copies: object) -> dict[str, Any]:
+    """The fields of a dataclass; `copies` replace its mutable ones (the rest are immutable).
+
+    Cheaper than `dataclasses.asdict`, which copies every value recursively.
+    """
+    return {**vars(item), **copies}
 
 
 def restore(state: EmulatorState, saved: StateFile) -> list[GenerationTask]:
@@ -175,7 +186,7 @@ class StateKeeper:
     async def save(self) -> None:
         """Write the current state now (the copy is taken here, the file written in a thread)."""
         self._dirty.clear()
-        data = snapshot(self._state, now=time.time())
+        data = snapshot(self._state)
         try:
             await asyncio.to_thread(write_atomically, self._path, data)
         except OSError as exc:  # the emulator goes on in memory; the next change tries again
