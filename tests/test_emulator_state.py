@@ -40,7 +40,7 @@ from bot.preflight import startup_refusal
 from bot.runner import _embedded_emulator
 from fakediscord import FakeDiscord
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A
-from tests.genutil import is_result_of, task_id_of
+from tests.genutil import eventually, is_result_of, task_id_of
 from tests.helpers import answer_text, png_bytes
 
 EMAIL, PASSWORD = "keep@x.io", "pw-keep"
@@ -386,3 +386,20 @@ def test_the_state_file_keeps_every_unfinished_task_and_only_the_last_finished_o
     state.tasks["t-1"] = task(-1, "queued")
     kept = {t["task_id"] for t in snapshot(state)["tasks"]}
     assert kept == {"t-1"} | {f"t{n}" for n in range(extra, FINISHED_TASKS_KEPT + extra)}
+
+
+async def test_changes_reach_the_file_while_the_emulator_runs(tmp_path, http):
+    """What a crash (no clean stop) would leave: the file follows changes without a stop."""
+    state_file = tmp_path / "state.json"
+    async with EmulatorServer(_standalone(state_file)) as emu:
+        client = Client(http, emu.base_url)
+        await client.login(EMAIL, PASSWORD)
+        await client.call("dataset", name="while-running", images=["http://x/1.png"])
+
+        def saved_names() -> list[str]:
+            if not state_file.exists():
+                return []
+            return [d["name"] for d in json.loads(state_file.read_text())["datasets"]]
+
+        await eventually(saved_names, timeout=10)
+        assert saved_names() == ["while-running"]

@@ -152,6 +152,7 @@ class StateKeeper:
         self._state = state
         self._path = path
         self._dirty = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
     def load(self) -> list[GenerationTask]:
@@ -174,14 +175,19 @@ class StateKeeper:
         self._writer = asyncio.create_task(self._write_changes(), name="emulator-state-writer")
 
     async def stop(self) -> None:
-        """Stop writing on changes, then write what is current."""
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
+        """Write what is current, and stop writing on changes.
+
+        The writer is asked to finish rather than cancelled: a cancelled write would go on in
+        its thread and could land after, and over, the final one.
+        """
         self._state.on_change(None)
-        await self.save()
+        self._stopping.set()
+        if self._writer is None:
+            await self.save()
+            return
+        self._dirty.set()
+        await self._writer
+        self._writer = None
 
     async def save(self) -> None:
         """Write the current state now (the copy is taken here, the file written in a thread)."""
@@ -193,7 +199,10 @@ class StateKeeper:
             log.warning("emulator state not saved to %s: %s", self._path, exc)
 
     async def _write_changes(self) -> None:
-        while True:
+        """Write after each change, one write at a time; the last one when stopping."""
+        while not self._stopping.is_set():
             await self._dirty.wait()
-            await asyncio.sleep(SAVE_DELAY)
+            # The changes of the next moment go into the same write (unless stopping now).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), SAVE_DELAY)
             await self.save()
