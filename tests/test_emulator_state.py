@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import stat
 import sys
 from collections.abc import AsyncIterator
@@ -286,7 +287,7 @@ class RunWithEmulator:
             "MIAOHUA__POLL_STRATEGY": "fixed",
             "MIAOHUA__POLL_INTERVAL": "0.1",
             "MIAOHUA__TRAINING_POLL_INTERVAL": "0.2",
-            "MIAOHUA__EMBEDDED__GENERATION_TIME": "0.05",
+            "MIAOHUA__EMBEDDED__GENERATION_TIME": "2",
             "MIAOHUA__EMBEDDED__TRAINING_TIME": "1",
         }
         self.env.update({f"MIAOHUA_BOT_{k}": v for k, v in settings.items()})
@@ -317,10 +318,14 @@ async def _slash_answer(fake: FakeDiscord, command: str, user: int, /, **options
     return await answer_text(ix, 60)
 
 
-async def _seed_of_result(fake: FakeDiscord, prompt: str, **options: Any) -> int:
-    """Run /imagine, wait for its result; return the seed it shows."""
+async def _imagine(fake: FakeDiscord, prompt: str, **options: Any) -> int:
+    """Run /imagine; return the bot's task number."""
     text = await _slash_answer(fake, "imagine", MEMBER_A, prompt=prompt, count=1, **options)
-    task_id = task_id_of(text)
+    return task_id_of(text)
+
+
+async def _seed_of(fake: FakeDiscord, task_id: int) -> int:
+    """Wait for the task's result (failing on its failure); return the seed it shows."""
     failed = f"task #{task_id} failed"
 
     def ended(message: dict[str, Any]) -> bool:
@@ -332,8 +337,16 @@ async def _seed_of_result(fake: FakeDiscord, prompt: str, **options: Any) -> int
     return int(seed)
 
 
+def _at_the_service(db: Path, task_id: int) -> bool:
+    """Whether the bot has submitted the task to the service (it has the service's id)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        sql = "SELECT service_task_id FROM tasks WHERE id = ?"
+        row = conn.execute(sql, (task_id,)).fetchone()
+    return bool(row and row[0])
+
+
 @pytest.mark.slow  # two real bot processes
-async def test_a_demo_on_run_emulator_keeps_its_trained_model_and_new_seeds_after_a_restart(
+async def test_a_demo_on_run_emulator_keeps_its_model_tasks_and_new_seeds_across_a_restart(
     tmp_path,
 ):
     fake = FakeDiscord(
@@ -347,7 +360,7 @@ async def test_a_demo_on_run_emulator_keeps_its_trained_model_and_new_seeds_afte
         bot = RunWithEmulator(fake, tmp_path)  # the fake's addresses exist once it runs
         await bot.start()
         try:
-            before = await _seed_of_result(fake, "a lighthouse at dusk")
+            before = await _seed_of(fake, await _imagine(fake, "a lighthouse at dusk"))
             images = {
                 f"image{i + 1}": fake.add_attachment(png_bytes(40, 40, c), f"{c}.png", "image/png")
                 for i, c in enumerate(("red", "green", "blue"))
@@ -357,13 +370,18 @@ async def test_a_demo_on_run_emulator_keeps_its_trained_model_and_new_seeds_afte
             )
             assert "#1" in accepted
             await fake.wait_for_message(CH_A, lambda m: "is ready" in (m["content"] or ""), 60)
+            # Stopped while the emulator generates this one (a generation takes 2 s there).
+            in_flight = await _imagine(fake, "still running at the restart")
+            await eventually(lambda: _at_the_service(tmp_path / "bot.sqlite3", in_flight), 30)
         finally:
             await bot.stop()
         await bot.start()
         try:
-            after = await _seed_of_result(fake, "a lighthouse at dusk")
+            assert await _seed_of(fake, in_flight) >= 0  # finished after the restart
+            after = await _seed_of(fake, await _imagine(fake, "a lighthouse at dusk"))
             assert after != before  # a random seed never repeats the previous run's
-            assert await _seed_of_result(fake, "in the kept style", model="Kept_Style") >= 0
+            trained = await _imagine(fake, "in the kept style", model="Kept_Style")
+            assert await _seed_of(fake, trained) >= 0
         finally:
             log = await bot.stop()
     assert "Traceback" not in log and PROCESS_TOKEN not in log
