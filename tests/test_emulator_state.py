@@ -150,12 +150,20 @@ async def _demo_client(http: aiohttp.ClientSession, wiring: Any) -> Client:
     return client
 
 
+def _demo_points(state_file: Path) -> int:
+    (account,) = json.loads(state_file.read_text())["accounts"]
+    return int(account["points"])
+
+
 async def test_the_embedded_emulator_keeps_trained_models_across_a_restart(tmp_path, http):
     settings = _bot_settings(tmp_path)
     async with _embedded_emulator(settings) as wiring:
         client = await _demo_client(http, wiring)
         model = await client.train()
         await client.generate()
+    state_file = tmp_path / EMBEDDED_STATE_FILE
+    points = _demo_points(state_file)
+    assert points == EmulatorSettings().points - 1
     async with _embedded_emulator(settings) as wiring:  # the bot restarted
         client = await _demo_client(http, wiring)
         assert model in await client.form_models()
@@ -163,7 +171,7 @@ async def test_the_embedded_emulator_keeps_trained_models_across_a_restart(tmp_p
         assert Image.open(io.BytesIO(image)).size == (512, 512)
         datasets = await client.call("dataset_all", page=1)
         assert [d["name"] for d in datasets["items"]] == ["kept-set"]
-    state_file = tmp_path / EMBEDDED_STATE_FILE
+    assert _demo_points(state_file) == points - 1  # handing the account out again kept them
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600  # it holds demo passwords
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
