@@ -6,6 +6,7 @@ from cryptography.fernet import Fernet
 
 from bot.config import Settings
 from bot.demo_accounts import DemoSecretUnusable, read_secret, secret_file_beside
+from bot.emulator.persistence import StateFileUnusable, read_state_file, state_file_beside
 
 
 def startup_refusal(settings: Settings, *, emulator: bool = False) -> str | None:
@@ -22,7 +23,15 @@ def startup_refusal(settings: Settings, *, emulator: bool = False) -> str | None
     if settings.security.secret_key is None and (refusal := _key_file_refusal(settings)):
         return refusal
     if emulator or settings.miaohua.emulator:
-        return _demo_secret_refusal(settings)
+        return _demo_secret_refusal(settings) or _emulator_state_refusal(settings)
+    return None
+
+
+def _emulator_state_refusal(settings: Settings) -> str | None:
+    try:
+        read_state_file(state_file_beside(settings.storage.path))  # a missing file is fine
+    except StateFileUnusable as exc:
+        return str(exc)
     return None
 
 

@@ -16,6 +16,7 @@ import discord
 from bot.app import create_bot
 from bot.config import Settings
 from bot.demo_accounts import DemoAccounts, DemoSecretUnusable
+from bot.emulator.persistence import StateFileUnusable
 from bot.logs import redactor, setup_logging
 from bot.preflight import startup_refusal
 from bot.reachability import describe_failure, public_address, wait_until_reachable
@@ -70,7 +71,7 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
         if embedded_emulator:
             try:
                 extra = await stack.enter_async_context(_embedded_emulator(settings))
-            except DemoSecretUnusable as exc:
+            except (DemoSecretUnusable, StateFileUnusable) as exc:
                 _say(str(exc))
                 return EXIT_CONFIG
         bot = create_bot(settings, **extra)
@@ -111,6 +112,7 @@ def _say(line: str) -> None:
 async def _embedded_emulator(settings: Settings) -> AsyncIterator[EmulatorWiring]:
     """Serve the emulator in-process and hand every guild a demo account on it."""
     from bot.emulator import EmulatorServer, EmulatorSettings
+    from bot.emulator.persistence import state_file_beside
 
     cfg = settings.miaohua.embedded
     server = EmulatorServer(
@@ -119,12 +121,16 @@ async def _embedded_emulator(settings: Settings) -> AsyncIterator[EmulatorWiring
             generation_time=cfg.generation_time,
             training_time=cfg.training_time,
             workers=cfg.workers,
+            # A demo survives restarts: trained models, datasets, points and running tasks
+            # are kept beside the database, and random seeds differ from one start to the next.
+            seed=None,
+            state_file=state_file_beside(settings.storage.path),
         ),
         host=cfg.host,
         port=cfg.port,
     )
     # Random per data directory: no guild can work out another guild's demo password.
-    demo = DemoAccounts.beside(settings.storage.path, server.add_account)
+    demo = DemoAccounts.beside(settings.storage.path, server.state.ensure_account)
     await server.start()
     log.info("embedded Miaohua emulator at %s", server.base_url)
     try:

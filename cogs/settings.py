@@ -12,10 +12,20 @@ from discord.ext import commands
 from bot import options
 from bot.autocomplete import model_autocomplete, size_autocomplete
 from bot.discord_jobs.modlog import LogProblem, missing_permissions
-from bot.display import FIELD_VALUE_MAX, TITLE_MAX, clip, in_code, render, shown
-from bot.i18n import LOCALES, t, tn
+from bot.display import FIELD_VALUE_MAX, in_code, render, shown
+from bot.i18n import DEFAULT_LOCALE, LOCALES, t, tn
 from bot.permissions import require_manage_guild
 from bot.replies import defer, reply
+from bot.settings_view import (
+    SettingsView,
+    Source,
+    form_model,
+    form_size,
+    layered,
+    readable_form,
+    server_or,
+    server_or_none,
+)
 from bot.store.settings import GuildSettings
 from bot.text import NEGATIVE_PROMPT_MAX, clean_text
 from bot.types import BotInteraction
@@ -37,40 +47,44 @@ def log_channel_text(s: GuildSettings, locale: str, problem: LogProblem | None) 
     return text
 
 
-def settings_embed(
+async def settings_embed(
+    bot: MiaohuaBot,
     s: GuildSettings,
     locale: str,
     guild: discord.Guild | None,
     log_problem: LogProblem | None = None,
 ) -> discord.Embed:
-    """An embed listing every setting of the guild."""
-    unset = t("settings.unset", locale)
-    unlimited = t("settings.unlimited", locale)
-    channels = ", ".join(f"<#{c}>" for c in s.allowed_channels) or t(
-        "settings.all_channels", locale
-    )
-    fields = {
-        "settings.field.model": shown(s.model, FIELD_VALUE_MAX) if s.model else unset,
-        "settings.field.size": shown(s.size, FIELD_VALUE_MAX) if s.size else unset,
-        "settings.field.count": s.count or unset,
-        "settings.field.scale": s.scale or unset,
-        "settings.field.negative_prompt": (
-            shown(s.negative_prompt, FIELD_VALUE_MAX) if s.negative_prompt else unset
-        ),
-        "settings.field.channels": channels,
-        "settings.field.blocked_words": ", ".join(f"`{in_code(w)}`" for w in s.blocked_words)
-        or unset,
-        "settings.field.user_concurrency": s.user_concurrency or unset,
-        "settings.field.daily_quota": unlimited if s.daily_quota == 0 else s.daily_quota or unset,
-        "settings.field.language": s.language or unset,
-        "settings.field.trainer_role": f"<@&{s.trainer_role_id}>" if s.trainer_role_id else unset,
-        "settings.field.log_channel": log_channel_text(s, locale, log_problem),
-    }
-    title = render("settings.title", locale, guild=guild.name if guild else "")
-    embed = discord.Embed(title=clip(title, TITLE_MAX))
-    for key, value in fields.items():
-        embed.add_field(name=t(key, locale), value=clip(str(value), FIELD_VALUE_MAX), inline=True)
-    return embed
+    """The embed of every setting of the guild, each with its value in effect and source."""
+    form = None
+    if None in (s.model, s.size, s.count, s.scale):  # asked only when a row needs it
+        form = await readable_form(bot, s.guild_id)
+    limits = bot.settings.limits
+    view = SettingsView(render("settings.title", locale, guild=guild.name if guild else ""), locale)
+    model, model_from = layered(s.model, form_model(form), Source.SERVICE)
+    view.row("settings.field.model", model and shown(model, FIELD_VALUE_MAX), model_from)
+    size, size_from = layered(s.size, form_size(form), Source.SERVICE)
+    view.row("settings.field.size", size and shown(size, FIELD_VALUE_MAX), size_from)
+    count = form.n_images.default if form else None
+    view.row("settings.field.count", *layered(s.count, count, Source.SERVICE))
+    scale = form.scale.default if form else None
+    view.row("settings.field.scale", *layered(s.scale, scale, Source.SERVICE))
+    negative = shown(s.negative_prompt, FIELD_VALUE_MAX) if s.negative_prompt else None
+    view.row("settings.field.negative_prompt", *server_or_none(negative, locale))
+    channels = ", ".join(f"<#{c}>" for c in s.allowed_channels)
+    view.row("settings.field.channels", *server_or(channels, t("settings.all_channels", locale)))
+    words = ", ".join(f"`{in_code(w)}`" for w in s.blocked_words)
+    view.row("settings.field.blocked_words", *server_or_none(words, locale))
+    concurrency = layered(s.user_concurrency, limits.user_concurrency, Source.BOT)
+    view.row("settings.field.user_concurrency", *concurrency)
+    quota, quota_from = layered(s.daily_quota, limits.daily_quota or 0, Source.BOT)
+    view.row("settings.field.daily_quota", quota or t("settings.unlimited", locale), quota_from)
+    language, language_from = layered(s.language, DEFAULT_LOCALE, Source.BOT)
+    view.row("settings.field.language", t(f"choice.{language}", locale), language_from)
+    role = f"<@&{s.trainer_role_id}>" if s.trainer_role_id else ""
+    view.row("settings.field.trainer_role", *server_or(role, t("settings.no_trainer_role", locale)))
+    log_from = Source.SERVER if s.log_channel_id else Source.BOT  # off unless set
+    view.row("settings.field.log_channel", log_channel_text(s, locale, log_problem), log_from)
+    return view.embed
 
 
 def _choices(*values: str) -> list[app_commands.Choice[str]]:
@@ -97,7 +111,10 @@ class SettingsCog(
         assert interaction.guild_id is not None
         locale = self.bot.locale_for(interaction)
         updated = await self.bot.store.settings.update(interaction.guild_id, **changes)
-        embed = settings_embed(updated, locale, interaction.guild, self._log_problem(interaction))
+        await defer(interaction)  # the embed may ask the service for its defaults
+        embed = await settings_embed(
+            self.bot, updated, locale, interaction.guild, self._log_problem(interaction)
+        )
         await reply(interaction, t("settings.saved", locale), embed=embed)
 
     @app_commands.command(name=_T("show"), description=_T("Show every setting of this server"))
@@ -105,7 +122,10 @@ class SettingsCog(
         assert interaction.guild_id is not None
         current = await self.bot.store.settings.get(interaction.guild_id)
         locale = self.bot.locale_for(interaction)
-        embed = settings_embed(current, locale, interaction.guild, self._log_problem(interaction))
+        await defer(interaction)  # the embed may ask the service for its defaults
+        embed = await settings_embed(
+            self.bot, current, locale, interaction.guild, self._log_problem(interaction)
+        )
         await reply(interaction, embed=embed)
 
     def _log_problem(self, interaction: BotInteraction) -> LogProblem | None:

@@ -29,17 +29,23 @@ EMBED_TEXT_MAX = 4000
 IMAGE_OPTIONS = tuple(f"image{i}" for i in range(1, 11))
 
 
-async def ensure_trainer(interaction: BotInteraction) -> None:
-    """Members with Manage Server, or with the guild's trainer role, may train."""
+async def is_trainer(interaction: BotInteraction) -> bool:
+    """Whether the member has Manage Server or the guild's trainer role."""
     if interaction.permissions.manage_guild:
-        return
+        return True
     assert interaction.guild_id is not None
     settings = await interaction.client.store.settings.get(interaction.guild_id)
     role_id = settings.trainer_role_id
     user = interaction.user
-    if role_id and isinstance(user, discord.Member) and any(r.id == role_id for r in user.roles):
-        return
-    raise UserFacingError("train.not_allowed")
+    return bool(
+        role_id and isinstance(user, discord.Member) and any(r.id == role_id for r in user.roles)
+    )
+
+
+async def ensure_trainer(interaction: BotInteraction) -> None:
+    """Members with Manage Server, or with the guild's trainer role, may train."""
+    if not await is_trainer(interaction):
+        raise UserFacingError("train.not_allowed")
 
 
 def channel_is_nsfw(interaction: BotInteraction) -> bool:
@@ -187,7 +193,9 @@ class TrainingCog(commands.Cog):
         guild_id = interaction.guild_id
         assert guild_id is not None
         locale = self.bot.locale_for(interaction)
-        await ensure_trainer(interaction)
+        # The account's training material: listed to those who may train with it.
+        if not await is_trainer(interaction):
+            raise UserFacingError("datasets.not_allowed")
         await defer(interaction)
         found = await self.bot.training.datasets(guild_id)
         if not found:

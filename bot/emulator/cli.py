@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 
 from bot.emulator.server import EmulatorServer
 from bot.emulator.settings import EmulatorSettings, FaultSettings
@@ -79,7 +80,19 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--no-batch", action="store_true", help="answer 404 to POST task_results")
     add("--token-ttl", type=float, default=faults.token_ttl, help="seconds a token lives")
-    add("--seed", type=int, default=base.seed, help="seed of the emulator's randomness")
+    add(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the emulator's randomness, for reproducible runs (default: new each start)",
+    )
+    add(
+        "--state",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="keep accounts, datasets, trained models and tasks in FILE across restarts",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
@@ -102,6 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         training_time=args.training_time,
         workers=args.workers,
         seed=args.seed,
+        state_file=args.state,
         faults=faults,
     )
     if args.account:

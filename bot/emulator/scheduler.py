@@ -43,6 +43,7 @@ class GenerationQueue:
         self._state.tasks[task.task_id] = task
         self._unfinished[task.task_id] = task
         self._queue.put_nowait(task)
+        self._state.changed()
 
     def wait_time(self, task: GenerationTask) -> int:
         """Return how many tasks are ahead of this one (0 once it runs or is done)."""
@@ -77,4 +78,5 @@ class GenerationQueue:
         task.status = "done"
         task.done_at = time.time()
         self._unfinished.pop(task.task_id, None)
+        state.changed()
         log.debug("task %s done in %.3f s", task.task_id, task.done_at - task.submitted_at)

@@ -17,6 +17,7 @@ from bot.emulator.api import V1bApi
 from bot.emulator.errors import ApiError
 from bot.emulator.hugebody import huge_body_due, stream_huge_body
 from bot.emulator.media import add_media_routes
+from bot.emulator.persistence import StateKeeper
 from bot.emulator.scheduler import GenerationQueue
 from bot.emulator.settings import EmulatorSettings, FaultSettings
 from bot.emulator.state import EmulatorState
@@ -115,6 +116,17 @@ def create_app(settings: EmulatorSettings, *, admin_token: str) -> web.Applicati
     state = EmulatorState(settings)
     app[STATE_KEY] = state
     queue = GenerationQueue(state)
+    if settings.state_file is not None:
+        keeper = StateKeeper(state, settings.state_file)
+        for task in keeper.load():
+            queue.submit(task)
+
+        async def keep_state(_: web.Application) -> AsyncIterator[None]:
+            keeper.start()
+            yield
+            await keeper.stop()  # after the queue stopped (cleanups run in reverse)
+
+        app.cleanup_ctx.append(keep_state)
     api = V1bApi(state, queue)
 
     async def run_queue(_: web.Application) -> AsyncIterator[None]:

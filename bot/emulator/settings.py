@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,5 +57,8 @@ class EmulatorSettings(BaseModel):
         default_factory=lambda: ["Artist_V0.1.3", "Artist v0.3.0 Beta", "Watercolor_V1"]
     )
     public_base_url: str | None = None
-    seed: int = 0
+    # Seed of the emulator's randomness (task ids, random seeds, faults); None: new each start.
+    seed: int | None = 0
+    # Where the emulator keeps accounts, datasets, trainings and tasks across restarts.
+    state_file: Path | None = None
     faults: FaultSettings = Field(default_factory=FaultSettings)

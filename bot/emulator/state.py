@@ -8,7 +8,7 @@ import secrets
 import time
 import uuid
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -191,11 +191,23 @@ class EmulatorState:
         self.streamed_bytes = 0
         self.streams_cut = 0
         # Separate streams, so faults do not shift the seeds or timings of a reproducible run.
-        self.fault_rng = random.Random(settings.seed)
-        self.task_rng = random.Random(settings.seed + 1)
+        # Without a seed every start draws a new one: task ids and random seeds never repeat.
+        seed = secrets.randbits(64) if settings.seed is None else settings.seed
+        self.fault_rng = random.Random(seed)
+        self.task_rng = random.Random(seed + 1)
         self.signing_key = secrets.token_bytes(32)
+        self._on_change: Callable[[], None] | None = None
         for email, password in settings.accounts.items():
             self.add_account(email, password)
+
+    def on_change(self, listener: Callable[[], None] | None) -> None:
+        """Call listener() after each change worth keeping across restarts (see persistence)."""
+        self._on_change = listener
+
+    def changed(self) -> None:
+        """Tell the listener that accounts, datasets, trainings or tasks changed."""
+        if self._on_change is not None:
+            self._on_change()
 
     # Accounts and tokens
 
@@ -203,6 +215,16 @@ class EmulatorState:
         """Create or replace an account."""
         balance = self.settings.points if points is None else points
         self.accounts[email] = Account(email=email, password=password, points=balance)
+        self.changed()
+
+    def ensure_account(self, email: str, password: str) -> None:
+        """Create the account, or set its password; an existing account keeps its points."""
+        account = self.accounts.get(email)
+        if account is None:
+            self.add_account(email, password)
+        elif account.password != password:
+            account.password = password
+            self.changed()
 
     def login(self, email: str, password: str) -> str:
         """Return a new token for the account, or raise 600/601/602."""
@@ -294,6 +316,7 @@ class EmulatorState:
             images=images,
         )
         self.datasets[dataset.dataset_id] = dataset
+        self.changed()
         return dataset
 
     def dataset_page(self, owner: str, page: int) -> dict[str, Any]:
@@ -333,6 +356,7 @@ class EmulatorState:
             created_at=now,
         )
         self.trainings[training.task_id] = training
+        self.changed()
         return training
 
     # Statistics
