@@ -509,6 +509,8 @@ TRAIN_EXAMPLE = {
 
 
 async def test_training_runs_to_done_and_the_model_is_usable(api: Api) -> None:
+    # Long enough that polls every 20 ms see it pending, then running, even on a busy machine.
+    api.emu.state.settings.training_time = 1.5
     ids = [
         (await api.call("dataset", name=f"d{n}", images=["u"]))["info"]["dataset_id"] for n in "ab"
     ]
