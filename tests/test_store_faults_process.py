@@ -321,6 +321,8 @@ async def test_read_only_database_while_a_task_finishes(world, tmp_path):
     # writing (the bot always has its database open), so a read-only database is one the bot
     # meets when it starts: here, restarted with a task still running at the service.
     emu, fake, plain = world
+    # Task 1 must still be running when the bot stops, however busy the machine is.
+    emu.state.settings.generation_time = 10.0
     data, env = data_dir(plain, tmp_path)
     async with DataMount(data) as mount:
         bot = BotInMount(env, tmp_path, mount)
