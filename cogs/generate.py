@@ -10,6 +10,7 @@ from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
 from bot.autocomplete import model_autocomplete, size_autocomplete
+from bot.discord_jobs import render
 from bot.discord_jobs.requests import (
     GenerationOptions,
     guild_limits,
@@ -274,8 +275,9 @@ class GenerateCog(commands.Cog):
             task = await generation.enqueue(request, limits=limits)
         else:
             task = await generation.enqueue_with_image(request, init_image, limits=limits)
+        position = generation.queue_position(task.id)  # None: it went to the service at once
         locale = self.bot.locale_for(interaction)
-        await reply(interaction, t("generate.accepted", locale, id=task.id))
+        await reply(interaction, render.accepted_text(task.id, position, locale))
 
 
 async def setup(bot: MiaohuaBot) -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 BLOCKED_WORD_MAX = 100
 BLOCKED_WORDS_LIMIT = 200
+USER_QUEUED_MAX = 1000
 
 
 def settings_embed(s: GuildSettings, locale: str, guild: discord.Guild | None) -> discord.Embed:
@@ -44,7 +45,8 @@ def settings_embed(s: GuildSettings, locale: str, guild: discord.Guild | None) -
         "settings.field.channels": channels,
         "settings.field.blocked_words": ", ".join(f"`{in_code(w)}`" for w in s.blocked_words)
         or unset,
-        "settings.field.user_concurrency": s.user_concurrency or unset,
+        "settings.field.user_running": s.user_running or unset,
+        "settings.field.user_queued": unset if s.user_queued is None else s.user_queued,
         "settings.field.daily_quota": unlimited if s.daily_quota == 0 else s.daily_quota or unset,
         "settings.field.language": s.language or unset,
         "settings.field.trainer_role": f"<@&{s.trainer_role_id}>" if s.trainer_role_id else unset,
@@ -131,13 +133,15 @@ class SettingsCog(
 
     @app_commands.command(name=_T("limits"), description=_T("Set per-user limits and language"))
     @app_commands.rename(
-        user_concurrency=_T("user_concurrency"),
+        user_running=_T("user_running"),
+        user_queued=_T("user_queued"),
         daily_quota=_T("daily_quota"),
         language=_T("language"),
         trainer_role=_T("trainer_role"),
     )
     @app_commands.describe(
-        user_concurrency=_T("Tasks one member may have queued or running at once"),
+        user_running=_T("Tasks one member may have running at once"),
+        user_queued=_T("Tasks one member may have waiting beyond those (0 = none may wait)"),
         daily_quota=_T("Images one member may generate per day (0 = unlimited)"),
         language=_T("Language of messages when a member's own language is not supported"),
         trainer_role=_T("Role allowed to train models (besides Manage Server)"),
@@ -146,14 +150,17 @@ class SettingsCog(
     async def limits(
         self,
         interaction: BotInteraction,
-        user_concurrency: app_commands.Range[int, 1, 50] | None = None,
+        user_running: app_commands.Range[int, 1, 50] | None = None,
+        user_queued: app_commands.Range[int, 0, USER_QUEUED_MAX] | None = None,
         daily_quota: app_commands.Range[int, 0, 100_000] | None = None,
         language: str | None = None,
         trainer_role: discord.Role | None = None,
     ) -> None:
         changes: dict[str, object] = {}
-        if user_concurrency is not None:
-            changes["user_concurrency"] = user_concurrency
+        if user_running is not None:
+            changes["user_running"] = user_running
+        if user_queued is not None:
+            changes["user_queued"] = user_queued
         if daily_quota is not None:
             changes["daily_quota"] = daily_quota
         if language is not None:

@@ -24,6 +24,7 @@ from bot.jobs import (
     Limits,
     NoAccount,
     PromptTooLong,
+    QueueFull,
     QuotaExceeded,
     UserBusy,
     admission,
@@ -37,7 +38,7 @@ from bot.v1b import AccountSession, V1bClient
 EMAIL, PASSWORD = "jobs@miaohua.test", "pw-jobs-1"
 POOR_EMAIL = "poor@miaohua.test"
 GUILD, POOR_GUILD, NO_ACCOUNT_GUILD = 1, 2, 3
-OPEN = Limits(prompt_length=200, user_concurrency=None)
+OPEN = Limits(prompt_length=200, user_running=None)
 
 
 class Resolver:
@@ -572,19 +573,25 @@ async def test_admission_refusals(make_service: ServiceFactory) -> None:
     with pytest.raises(NoAccount) as refused:
         await service.enqueue(request(guild=NO_ACCOUNT_GUILD), limits=OPEN)
     assert refused.value.reason == "no_account"
-    one = Limits(user_concurrency=1)
+    one = Limits(user_running=1, user_queued=0)  # no waiting line: the old single limit
     await service.enqueue(request(), limits=one)
     with pytest.raises(UserBusy) as refused:
         await service.enqueue(request(), limits=one)
     assert refused.value.params == {"count": 1}
     await service.enqueue(request(user=2), limits=one)  # another user is not affected
+    line = Limits(user_running=1, user_queued=2)  # user 2 has one task already
+    await service.enqueue(request(user=2), limits=line)
+    await service.enqueue(request(user=2), limits=line)
+    with pytest.raises(QueueFull) as refused:
+        await service.enqueue(request(user=2), limits=line)
+    assert refused.value.params == {"count": 2, "running": 1}
 
 
 async def test_quota_race_admits_exactly_the_quota(
     store: Store, make_service: ServiceFactory
 ) -> None:
     service = await make_service(Events(), start=False)
-    limits = Limits(user_concurrency=None, daily_quota=3)
+    limits = Limits(user_running=None, daily_quota=3)
     results = await asyncio.gather(
         *(service.enqueue(request(), limits=limits) for _ in range(10)), return_exceptions=True
     )
@@ -636,6 +643,18 @@ def test_guild_queue_round_robin_and_push_front() -> None:
     assert queue.remove(5) is not None and queue.remove(5) is None
     assert queue.positions() == {1: 1, 4: 2, 2: 3, 6: 4, 3: 5}
     assert [queue.pop().id for _ in range(len(queue))] == [1, 4, 2, 6, 3]  # type: ignore[union-attr]
+
+
+def test_guild_queue_passes_over_users_not_ready_who_keep_their_turn() -> None:
+    queue = GuildQueue()
+    for task_id, user in [(1, 1), (2, 1), (3, 2), (4, 3)]:
+        queue.push(fake_task(task_id, user))
+    taken = queue.pop(lambda user: user != 1)
+    assert taken is not None and taken.id == 3  # user 1 is passed over, user 2 is not held up
+    assert [t.id for t in queue.order()] == [1, 4, 2]  # user 1 is still first in turn
+    assert queue.pop(lambda user: False) is None
+    assert len(queue) == 3
+    assert [queue.pop().id for _ in range(3)] == [1, 4, 2]  # type: ignore[union-attr]
 
 
 def test_timer_heap_reschedule_and_discard() -> None:

@@ -334,12 +334,12 @@ async def test_settings_defaults_update_and_reset(store: Store) -> None:
     assert first.allowed_channels == (1, 2)
 
     second = await store.settings.update(
-        5, blocked_words=["nsfw", "血"], daily_quota=10, user_concurrency=2, scale=9
+        5, blocked_words=["nsfw", "血"], daily_quota=10, user_running=2, scale=9
     )
     assert second.model == "Artist v0.3.0 Beta"  # untouched settings keep their value
     assert second.allowed_channels == (1, 2)
     assert second.blocked_words == ("nsfw", "血")
-    assert (second.daily_quota, second.user_concurrency, second.scale) == (10, 2, 9)
+    assert (second.daily_quota, second.user_running, second.scale) == (10, 2, 9)
     assert await store.settings.get(5) == second
 
     cleared = await store.settings.update(5, daily_quota=None, language="zh-CN", trainer_role_id=9)

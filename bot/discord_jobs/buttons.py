@@ -8,7 +8,7 @@ from typing import Any
 
 import discord
 
-from bot.discord_jobs import actions
+from bot.discord_jobs import actions, render
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.replies import defer, reply
@@ -83,7 +83,8 @@ class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<ta
         new = await actions.rerun(
             bot, task, user_id=interaction.user.id, channel_id=task.channel_id, locale=locale
         )
-        await reply(interaction, t("generate.accepted", locale, id=new.id))
+        position = bot.generation.queue_position(new.id)
+        await reply(interaction, render.accepted_text(new.id, position, locale))
 
 
 class VariationButton(
@@ -126,7 +127,8 @@ class VariationButton(
             channel_id=task.channel_id,
             locale=locale,
         )
-        await reply(interaction, t("generate.accepted", locale, id=new.id))
+        position = bot.generation.queue_position(new.id)
+        await reply(interaction, render.accepted_text(new.id, position, locale))
 
 
 class DeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:del:(?P<task>\d+)"):

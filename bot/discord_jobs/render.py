@@ -176,3 +176,10 @@ def _links(note: str, urls: tuple[str, ...]) -> str:
             continue
         text += link
     return text
+
+
+def accepted_text(task_id: int, position: int | None, locale: str | None) -> str:
+    """The requester's acknowledgement: the task's id, and its place in line if it waits."""
+    if position is None:
+        return t("generate.accepted", locale, id=task_id)
+    return t("generate.accepted_waiting", locale, id=task_id, position=position)
