@@ -149,12 +149,15 @@ async def test_admission_refusals_and_quota(harness_factory):
     assert len(await h.bot.store.tasks.recent(GUILD_A)) == 2
 
 
-async def test_a_member_cannot_queue_more_than_the_concurrency_limit(gen):
+async def test_a_member_cannot_go_beyond_the_running_limit_where_none_may_wait(gen):
     gen.emu.state.settings.generation_time = 2.0
-    await gen.bot.store.settings.update(GUILD_A, user_running=1)
+    await gen.bot.store.settings.update(GUILD_A, user_running=1, user_queued=0)
     await accepted(await imagine(gen, count=1))
     text = await answer_text(await imagine(gen, count=1))
-    assert text == "You already have 1 task queued or running; wait for it to finish."
+    assert text == (
+        "You already have 1 task running, and this server lets none wait in line; "
+        "try again once it has finished."
+    )
 
 
 async def test_img2img_uploads_the_attachment_and_picks_the_closest_aspect(gen):

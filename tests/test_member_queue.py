@@ -126,6 +126,13 @@ async def test_tasks_beyond_the_running_limit_wait_in_line_and_all_are_delivered
     assert position_in(other_answer) is None
     other = task_id_of(other_answer)
     await until_states(h, [other], [SUBMITTED])
+    posted = [
+        r.json["content"]
+        for r in h.fake.requests
+        if r.method == "POST" and r.path == f"/channels/{CH_A}/messages"
+    ]
+    (other_status,) = [text for text in posted if f"#{other} " in text]
+    assert "is being generated" in other_status  # never said to wait behind the member's tasks
     assert await states(h, ids) == [SUBMITTED, SUBMITTED, QUEUED, QUEUED, QUEUED]
 
     # One finishes: the member's next task goes to the service, the others move up.

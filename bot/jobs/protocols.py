@@ -63,7 +63,7 @@ class JobEvents(Protocol):
     """Receives the life of each task; the Discord side implements it."""
 
     async def task_queued(self, task: Task, position: int) -> None:
-        """A task was queued at `position` (1-based) in its guild's queue."""
+        """A task waits at `position` (1-based) in its guild's queue (not sent if taken at once)."""
         ...
 
     async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:

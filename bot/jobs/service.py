@@ -200,13 +200,18 @@ class GenerationService:
         self._user_running[task.guild_id] = limits.user_running
         queue = self._queues[task.guild_id]
         queue.push(task)
-        position = queue.positions()[task.id]
-        self._positions[task.id] = position
-        await self._emit("task_queued", task, position)
+        # Taken now if it can be, so its position (and `queue_position` once this returns)
+        # says whether it waits: a task passing members at their limit never "waits at 2".
+        self._dispatch_now(task.guild_id)
+        waiting = self._queues.get(task.guild_id)
+        position = waiting.positions().get(task.id) if waiting is not None else None
+        if position is None:
+            await self._emit("task_progress", task, None, None)  # being submitted
+        else:
+            self._positions[task.id] = position
+            await self._emit("task_queued", task, position)
         self._spawn(self._report_positions(task.guild_id))  # a new user's turn moves others
         self._dispatch_wake.set()
-        # Taken now if it can be: on return `queue_position` says whether it waits.
-        self._dispatch_now(task.guild_id)
         return task
 
     def set_user_running(self, guild_id: int, limit: int | None) -> None:
