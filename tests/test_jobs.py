@@ -338,6 +338,37 @@ async def test_account_concurrency_is_respected(store: Store, make_service: Serv
     assert len(events.delivered) == 8
 
 
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most spans (start, end) open at one moment."""
+    return max(sum(start <= at < end for start, end in spans) for at, _ in spans)
+
+
+@pytest.mark.parametrize("busy_above", [None, 3])
+async def test_member_running_limit_keeps_account_limits_and_busy_back_off(
+    emu: EmulatorServer, store: Store, make_service: ServiceFactory, busy_above: int | None
+) -> None:
+    emu.state.settings.faults.busy_above = busy_above  # 3: the account answers 603 beyond 3
+    events = Events()
+    service = await make_service(events, account_concurrency=4, busy_backoff=0.05)
+    limits = Limits(user_running=2, user_queued=10)
+    lines = {
+        user: [(await service.enqueue(request(user=user), limits=limits)).id for _ in range(n)]
+        for user, n in ((1, 8), (2, 2))
+    }
+    every = [task_id for line in lines.values() for task_id in line]
+    await wait_for(lambda: events.settled(every), within=30)
+    assert set(events.delivered) == set(every) and not events.failed
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for user, line in lines.items():
+        tasks = [await store.tasks.get(task_id) for task_id in line]
+        at_service = [emu.state.tasks[t.service_task_id or ""] for t in tasks if t is not None]
+        spans[user] = [(t.submitted_at, t.done_at or float("inf")) for t in at_service]
+        assert most_at_once(spans[user]) <= 2, user  # the member's running limit
+    assert most_at_once([span for line in spans.values() for span in line]) <= 4  # the account's
+    if busy_above is not None:
+        assert emu.state.calls["task_submit"] > len(every)  # some were answered 603, none lost
+
+
 async def test_busy_account_backs_off_and_never_fails(
     emu: EmulatorServer, make_service: ServiceFactory
 ) -> None:

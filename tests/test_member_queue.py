@@ -141,14 +141,17 @@ async def test_tasks_beyond_the_running_limit_wait_in_line_and_all_are_delivered
     await status_shows(h, ids[3], 1)
     await status_shows(h, ids[4], 2)
 
+    await finish_at_service(h, ids[1])
+    await until_states(h, ids, [DELIVERED, DELIVERED, SUBMITTED, SUBMITTED, QUEUED])
+    await status_shows(h, ids[4], 1)
+
     h.emu.state.settings.generation_time = FAST  # tasks submitted from now on finish alone
-    for task_id in (ids[1], ids[2], other):
+    for task_id in (ids[2], ids[3], other):
         await finish_at_service(h, task_id)
     await until_states(h, [*ids, other], [DELIVERED] * 6)
     assert all(len(result_of(h, task_id)) == 1 for task_id in [*ids, other])
-    # The member's tasks went to the service in the order they were asked for, two at most.
+    # Never more than two of the member's tasks were at the service at once.
     tasks = [await h.bot.store.tasks.get(i) for i in ids]
-    assert sorted(tasks, key=lambda task: task.submitted_at) == tasks
     at_service = [h.emu.state.tasks[task.service_task_id] for task in tasks]
     for task in at_service:
         overlapping = [
