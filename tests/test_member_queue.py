@@ -256,3 +256,24 @@ def test_the_old_setting_user_concurrency_is_read_as_user_running_with_a_warning
     assert "user_concurrency is the old name of user_running: set only user_running" in (
         both.stderr
     )
+
+
+@pytest.mark.slow
+def test_run_logs_the_old_setting_name_as_a_warning_at_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIAOHUA_BOT_")}
+    env.update(PYTHONPATH=str(ROOT), MIAOHUA_BOT_LIMITS__USER_CONCURRENCY="3")
+    # No token: `run` stops right after start-up, having logged what it read.
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (warning,) = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert warning.endswith(
+        "setting limits.user_concurrency is deprecated: it was read as limits.user_running; "
+        "rename it"
+    )
