@@ -172,7 +172,7 @@ async def test_a_member_whose_line_is_full_is_refused_with_the_numbers(held):
 
     refused = await ask(h, "one too many")
     assert refused == t("refused.queue_full", "en-US", count=2, running=1)
-    assert "2 tasks waiting" in refused and "1 running" in refused
+    assert "2 tasks waiting" in refused and "the 1 that may run at once" in refused
     in_chinese = await ask(h, "再来一个", locale="zh-CN")
     assert in_chinese == t("refused.queue_full", "zh-CN", count=2, running=1)
     assert in_chinese != refused
