@@ -21,7 +21,7 @@ import pytest
 from bot.i18n import t
 from bot.store import TaskState
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2, Harness
-from tests.genutil import FAST_POLLING, result_of, task_id_of
+from tests.genutil import FAST_POLLING, result_of, task_id_of, wait_result
 from tests.helpers import answer_text, is_ephemeral
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,6 +185,26 @@ async def test_a_member_whose_line_is_full_is_refused_with_the_numbers(held):
     await finish_at_service(h, ids[0])
     await until_states(h, ids, [DELIVERED, SUBMITTED, QUEUED])
     assert position_in(await ask(h, "room again")) == 2
+
+
+async def test_a_rerun_button_beyond_the_running_limit_answers_with_the_position(held):
+    h = held
+    await settings(h, "limits", user_running=1)
+    first = task_id_of(await ask(h, "fox"))
+    await until_states(h, [first], [SUBMITTED])
+    await finish_at_service(h, first)
+    result = await wait_result(h, first)
+    running = task_id_of(await ask(h, "another fox"))
+    await until_states(h, [running], [SUBMITTED])
+
+    ix = await h.fake.click(
+        result, f"mh:rerun:{first}", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A
+    )
+    text = await answer_text(ix)
+    assert is_ephemeral(ix)
+    rerun = task_id_of(text)
+    assert text.startswith(f"Accepted as task #{rerun}. It waits in line at position 1"), text
+    assert await states(h, [running, rerun]) == [SUBMITTED, QUEUED]
 
 
 async def test_no_waiting_line_refuses_beyond_the_running_tasks(held):
