@@ -243,6 +243,18 @@ async def test_requeue_forgets_the_account(store: Store) -> None:
     assert requeued is not None and requeued.account_id is None
 
 
+async def test_upgrade_to_0005_keeps_a_guilds_limit_as_its_running_limit(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await migrate(conn, target=4)
+        await conn.execute(
+            "INSERT INTO guild_settings (guild_id, user_concurrency, updated_at) VALUES (7, 3, 1)"
+        )
+    async with await Store.open(path) as store:
+        settings = await store.settings.get(7)
+        assert (settings.user_running, settings.user_queued) == (3, None)
+
+
 async def test_upgrade_from_0001_keeps_accounts_and_binds_running_work(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     async with aiosqlite.connect(path, isolation_level=None) as conn:
