@@ -131,7 +131,7 @@ staging_dir = "{path.parent / "staging"}"
 [security]
 secret_key = "bench-secret"
 [limits]
-user_concurrency = {max(2, work.tasks)}
+user_running = {max(2, work.tasks)}
 daily_quota = {max(1, work.tasks * 10)}
 prompt_length = 1000
 [logging]

@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from bot.config import ConfigError, Settings, load_settings, masked_dump
+from bot.config import ConfigError, Settings, deprecation_warnings, load_settings, masked_dump
 
 EXIT_CONFIG = 2
 
@@ -62,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_config(settings: Settings) -> int:
     from bot.preflight import startup_refusal
 
+    for warning in deprecation_warnings(settings):  # what `run` would log as warnings
+        print(f"miaohua-bot: warning: {warning}", file=sys.stderr)
     refusal = startup_refusal(settings)  # exactly what `run` would refuse
     if refusal is not None:
         print(f"miaohua-bot: {refusal}", file=sys.stderr)

@@ -20,6 +20,7 @@ from bot.crypto import SecretBox
 from bot.demo_accounts import DemoAccounts
 from bot.diagnostics import LoopLagMonitor
 from bot.discord_jobs import DiscordJobEvents
+from bot.discord_jobs.requests import limits_for
 from bot.discord_training import create_training_service
 from bot.forms import FormCache
 from bot.housekeeping import Housekeeping
@@ -138,6 +139,7 @@ class MiaohuaBot(commands.Bot):
             self.accounts,
             self.delivery,
             account_concurrency=m.account_concurrency,
+            running_limit=self._user_running,
             strategy=poll_strategy(m),
             task_timeout=m.task_timeout,
             use_batch=m.use_batch,
@@ -146,6 +148,7 @@ class MiaohuaBot(commands.Bot):
         )
         self.guild_languages.update(await self.store.settings.languages())
         self.store.settings.on_change(self._remember_language)
+        self.store.settings.on_change(self._apply_user_running)
         self.loop_lag = LoopLagMonitor()
         await start(Step("loop lag", _now(self.loop_lag.start), self.loop_lag.stop))
         # Resume unfinished work first: it needs only REST, not the gateway or the commands.
@@ -221,6 +224,16 @@ class MiaohuaBot(commands.Bot):
     def _remember_language(self, settings: GuildSettings) -> None:
         """Keep the guild-language cache in step with the stored settings."""
         self.guild_languages[settings.guild_id] = settings.language
+
+    async def _user_running(self, guild_id: int) -> int | None:
+        """A guild's limit on one member's tasks at the service, as currently configured."""
+        settings = await self.store.settings.get(guild_id)
+        return limits_for(self.settings.limits, settings).user_running
+
+    def _apply_user_running(self, settings: GuildSettings) -> None:
+        """Let a changed running limit take effect on the tasks already waiting."""
+        limits = limits_for(self.settings.limits, settings)
+        self.generation.set_user_running(settings.guild_id, limits.user_running)
 
     def locale_for(self, interaction: discord.Interaction[discord.Client]) -> str:
         """The interaction's language, then the guild's setting, then en-US."""

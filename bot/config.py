@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import (
     BaseModel,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -119,11 +121,16 @@ class SecuritySettings(_Section):
     key_file: Path = Path("data/secret.key")
 
 
+# Old setting names still accepted (with a warning at start-up): old name -> new name.
+_RENAMED_LIMITS = {"user_concurrency": "user_running"}
+
+
 class LimitsSettings(_Section):
     prompt_length: int = Field(default=1000, ge=1)
     attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     attachment_pixels: int = Field(default=4096 * 4096, ge=1)
-    user_concurrency: int = Field(default=2, ge=1)
+    user_running: int = Field(default=2, ge=1)  # a member's tasks at the service at once
+    user_queued: int = Field(default=10, ge=0)  # a member's tasks waiting beyond those
     daily_quota: int | None = Field(default=50, ge=0)  # 0: unlimited, as in /settings
     rerun_cooldown: float = Field(default=5.0, ge=0)
     repost_cooldown: float = Field(default=60.0, ge=0, le=86_400)
@@ -133,6 +140,28 @@ class LimitsSettings(_Section):
     archive_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
     archive_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     training_images_min: int = Field(default=3, ge=1)
+    # Old names this section was given, as (old, new); `deprecation_warnings` reports them.
+    _renamed: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _accept_old_names(
+        cls, data: Any, handler: ModelWrapValidatorHandler[LimitsSettings]
+    ) -> LimitsSettings:
+        """Read an old name as its new one, so an operator's existing file keeps working."""
+        renamed: list[tuple[str, str]] = []
+        if isinstance(data, dict):
+            data = dict(data)
+            for old, new in _RENAMED_LIMITS.items():
+                if old not in data:
+                    continue
+                if new in data:
+                    raise ValueError(f"{old} is the old name of {new}: set only {new}")
+                data[new] = data.pop(old)
+                renamed.append((old, new))
+        limits = handler(data)
+        limits._renamed = tuple(renamed)
+        return limits
 
 
 class LoggingSettings(_Section):
@@ -216,12 +245,20 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
 def _describe(exc: ValidationError, path: Path | None) -> str:
     error = exc.errors()[0]
     key = ".".join(str(part) for part in error["loc"]) or "(root)"
-    message = error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
     where = f" (from {path} or MIAOHUA_BOT_* environment)" if path else ""
     more = f"; and {exc.error_count() - 1} more problem(s)" if exc.error_count() > 1 else ""
     return f"invalid setting {key}: {message}{where}{more}"
+
+
+def deprecation_warnings(settings: Settings) -> list[str]:
+    """One line per old setting name in use, naming the new one to write instead."""
+    return [
+        f"setting limits.{old} is deprecated: it was read as limits.{new}; rename it"
+        for old, new in settings.limits._renamed
+    ]
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

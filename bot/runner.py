@@ -14,7 +14,7 @@ import aiohttp
 import discord
 
 from bot.app import create_bot
-from bot.config import Settings
+from bot.config import Settings, deprecation_warnings
 from bot.demo_accounts import DemoAccounts, DemoSecretUnusable
 from bot.emulator.persistence import StateFileUnusable
 from bot.logs import redactor, setup_logging
@@ -36,6 +36,8 @@ class EmulatorWiring(TypedDict, total=False):
 def run_bot(settings: Settings, *, embedded_emulator: bool = False) -> int:
     """Run the bot in a fresh event loop and return the process exit code."""
     setup_logging(settings.logging.level, settings.logging.format)
+    for warning in deprecation_warnings(settings):
+        log.warning("%s", warning)
     refusal = startup_refusal(settings, emulator=embedded_emulator)
     if refusal is not None:
         _say(refusal)

@@ -10,6 +10,7 @@ from discord.app_commands import locale_str as _T
 from discord.ext import commands
 
 from bot.autocomplete import model_autocomplete, size_autocomplete, style_autocomplete
+from bot.discord_jobs import render
 from bot.discord_jobs.requests import (
     GenerationOptions,
     guild_limits,
@@ -297,9 +298,12 @@ class GenerateCog(commands.Cog):
             task = await generation.enqueue(request, limits=limits)
         else:
             task = await generation.enqueue_with_image(request, init_image, limits=limits)
+        position = generation.queue_position(task.id)  # None: it went to the service at once
         locale = self.bot.locale_for(interaction)
-        accepted = "generate.accepted_dm" if task.delivery == "dm" else "generate.accepted"
-        lines = [t(accepted, locale, id=task.id), *set_aside_notes(opts.set_aside, locale)]
+        lines = [
+            render.accepted_text(task, position, locale),
+            *set_aside_notes(opts.set_aside, locale),
+        ]
         await reply(interaction, "\n".join(lines))
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 BLOCKED_WORD_MAX = 100
 BLOCKED_WORDS_LIMIT = 200
+USER_QUEUED_MAX = 1000
 
 
 def log_channel_text(s: GuildSettings, locale: str, problem: LogProblem | None) -> str:
@@ -74,8 +75,10 @@ async def settings_embed(
     view.row("settings.field.channels", *server_or(channels, t("settings.all_channels", locale)))
     words = ", ".join(f"`{in_code(w)}`" for w in s.blocked_words)
     view.row("settings.field.blocked_words", *server_or_none(words, locale))
-    concurrency = layered(s.user_concurrency, limits.user_concurrency, Source.BOT)
-    view.row("settings.field.user_concurrency", *concurrency)
+    view.row(
+        "settings.field.user_running", *layered(s.user_running, limits.user_running, Source.BOT)
+    )
+    view.row("settings.field.user_queued", *layered(s.user_queued, limits.user_queued, Source.BOT))
     quota, quota_from = layered(s.daily_quota, limits.daily_quota or 0, Source.BOT)
     view.row("settings.field.daily_quota", quota or t("settings.unlimited", locale), quota_from)
     language, language_from = layered(s.language, DEFAULT_LOCALE, Source.BOT)
@@ -172,13 +175,15 @@ class SettingsCog(
 
     @app_commands.command(name=_T("limits"), description=_T("Set per-user limits and language"))
     @app_commands.rename(
-        user_concurrency=_T("user_concurrency"),
+        user_running=_T("user_running"),
+        user_queued=_T("user_queued"),
         daily_quota=_T("daily_quota"),
         language=_T("language"),
         trainer_role=_T("trainer_role"),
     )
     @app_commands.describe(
-        user_concurrency=_T("Tasks one member may have queued or running at once"),
+        user_running=_T("Tasks one member may have running at once"),
+        user_queued=_T("Tasks one member may have waiting beyond those (0 = none may wait)"),
         daily_quota=_T("Images one member may generate per day (0 = unlimited)"),
         language=_T("Language of messages when a member's own language is not supported"),
         trainer_role=_T("Role allowed to train models (besides Manage Server)"),
@@ -187,14 +192,17 @@ class SettingsCog(
     async def limits(
         self,
         interaction: BotInteraction,
-        user_concurrency: app_commands.Range[int, 1, 50] | None = None,
+        user_running: app_commands.Range[int, 1, 50] | None = None,
+        user_queued: app_commands.Range[int, 0, USER_QUEUED_MAX] | None = None,
         daily_quota: app_commands.Range[int, 0, 100_000] | None = None,
         language: str | None = None,
         trainer_role: discord.Role | None = None,
     ) -> None:
         changes: dict[str, object] = {}
-        if user_concurrency is not None:
-            changes["user_concurrency"] = user_concurrency
+        if user_running is not None:
+            changes["user_running"] = user_running
+        if user_queued is not None:
+            changes["user_queued"] = user_queued
         if daily_quota is not None:
             changes["daily_quota"] = daily_quota
         if language is not None:

@@ -23,7 +23,7 @@ OLD_EMAIL = ACCOUNTS[GUILD_A][0]
 NEW_EMAIL, NEW_PASSWORD = "second@guild.test", "pw-second-Secret3"
 # Long enough that the admin's command surely lands while the tasks run at the service.
 SLOW = {"generation_time": 3.0, "training_time": 3.0}
-ROOMY = {"user_concurrency": 10, "daily_quota": 100}
+ROOMY = {"user_running": 10, "daily_quota": 100}
 
 
 async def _slow_harness(harness_factory, concurrency: int = 4) -> Any:

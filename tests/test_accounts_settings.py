@@ -281,12 +281,12 @@ async def test_settings_channels_words_and_limits(harness):
     await run("blocked-words", action="add", word="Forbidden")
     await run("blocked-words", action="add", word="other")
     await run("blocked-words", action="remove", word="other")
-    text = await run("limits", user_concurrency=3, daily_quota=0)
+    text = await run("limits", user_running=3, user_queued=0, daily_quota=0)
     assert "unlimited" in text
     saved = await harness.bot.store.settings.get(GUILD_A)
     assert saved.allowed_channels == (CH_A,)
     assert saved.blocked_words == ("forbidden",)
-    assert (saved.user_concurrency, saved.daily_quota) == (3, 0)
+    assert (saved.user_running, saved.user_queued, saved.daily_quota) == (3, 0, 0)
     await run("channels", action="clear")
     assert (await harness.bot.store.settings.get(GUILD_A)).allowed_channels == ()
 

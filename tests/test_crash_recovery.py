@@ -117,7 +117,7 @@ async def world(tmp_path):
             "crash-test-key",
             MIAOHUA__TRAINING_POLL_INTERVAL="0.2",
             MIAOHUA__TRAINING_PROGRESS_EDIT_INTERVAL="0.5",
-            LIMITS__USER_CONCURRENCY="50",
+            LIMITS__USER_RUNNING="50",
             LIMITS__DAILY_QUOTA="500",
         )
         yield emu, fake, BotProcess(env, tmp_path), tmp_path / "bot.sqlite3"

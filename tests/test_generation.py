@@ -103,7 +103,7 @@ async def test_eight_images_come_with_a_grid_preview_and_eight_variation_buttons
 async def test_every_size_of_the_form_is_generated_at_that_size(gen):
     form = await gen.bot.forms.generation_form(GUILD_A)
     sizes = form.all_sizes()
-    await gen.bot.store.settings.update(GUILD_A, user_concurrency=len(sizes))
+    await gen.bot.store.settings.update(GUILD_A, user_running=len(sizes))
     ids = {}
     for size in sizes:
         ids[size] = await accepted(await imagine(gen, f"size {size}", count=1, size=size))
@@ -154,12 +154,15 @@ async def test_admission_refusals_and_quota(harness_factory):
     assert len(await h.bot.store.tasks.recent(GUILD_A)) == 2
 
 
-async def test_a_member_cannot_queue_more_than_the_concurrency_limit(gen):
+async def test_a_member_cannot_go_beyond_the_running_limit_where_none_may_wait(gen):
     gen.emu.state.settings.generation_time = 2.0
-    await gen.bot.store.settings.update(GUILD_A, user_concurrency=1)
+    await gen.bot.store.settings.update(GUILD_A, user_running=1, user_queued=0)
     await accepted(await imagine(gen, count=1))
     text = await answer_text(await imagine(gen, count=1))
-    assert text == "You already have 1 task queued or running; wait for it to finish."
+    assert text == (
+        "You already have 1 task running, and this server lets none wait in line; "
+        "try again once it has finished."
+    )
 
 
 async def test_img2img_uploads_the_attachment_and_picks_the_closest_aspect(gen):
@@ -246,7 +249,7 @@ async def test_busy_account_back_pressure_delivers_everything(harness_factory):
     # the bot takes to accept each one (with 0.05 s they could run one after the other).
     emulator = {"faults": {"busy_above": 1}, "generation_time": 0.5}
     h = await harness_factory(miaohua=FAST_POLLING, emulator=emulator)
-    await h.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    await h.bot.store.settings.update(GUILD_A, user_running=5)
     commands = await asyncio.gather(*(imagine(h, f"fox {i}", count=1) for i in range(4)))
     ids = [await accepted(ix) for ix in commands]
     for task_id in ids:
@@ -356,7 +359,7 @@ async def test_status_message_is_edited_on_change_only_and_throttled(gen):
 @pytest.mark.slow
 async def test_status_shows_queue_position_then_waiting_at_the_service(gen):
     gen.emu.state.settings.generation_time = 0.4
-    await gen.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    await gen.bot.store.settings.update(GUILD_A, user_running=5)
     gen.bot.generation.account_concurrency = 1
     ids = [await accepted(await imagine(gen, f"q{i}", count=1)) for i in range(3)]
     last = await gen.bot.store.tasks.get(ids[-1])
@@ -388,7 +391,7 @@ async def test_status_shows_queue_position_then_waiting_at_the_service(gen):
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["restart", "kill"])
 async def test_each_result_is_delivered_exactly_once_across_a_restart(gen, how):
-    await gen.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    await gen.bot.store.settings.update(GUILD_A, user_running=5)
     ids = [await accepted(await imagine(gen, f"r{i}", count=1)) for i in range(4)]
     await (gen.restart() if how == "restart" else gen.kill())
     for task_id in ids:

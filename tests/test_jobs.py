@@ -24,6 +24,7 @@ from bot.jobs import (
     Limits,
     NoAccount,
     PromptTooLong,
+    QueueFull,
     QuotaExceeded,
     Refused,
     UserBusy,
@@ -38,7 +39,7 @@ from bot.v1b import AccountSession, V1bClient
 EMAIL, PASSWORD = "jobs@miaohua.test", "pw-jobs-1"
 POOR_EMAIL = "poor@miaohua.test"
 GUILD, POOR_GUILD, NO_ACCOUNT_GUILD = 1, 2, 3
-OPEN = Limits(prompt_length=200, user_concurrency=None)
+OPEN = Limits(prompt_length=200, user_running=None)
 
 
 class Resolver:
@@ -70,7 +71,7 @@ class Events:
     """Records every callback; deliveries can be made to fail."""
 
     def __init__(self, delivered: Counter[int] | None = None) -> None:
-        self.queued: list[tuple[int, int]] = []
+        self.accepted: list[tuple[int, int | None]] = []
         self.progress: list[tuple[int, int | None, int | None]] = []
         self.delivered = delivered if delivered is not None else Counter()
         self.attempts: Counter[int] = Counter()
@@ -81,8 +82,8 @@ class Events:
         self.deliver = True
         self._next_message = 5000
 
-    async def task_queued(self, task: Task, position: int) -> None:
-        self.queued.append((task.id, position))
+    async def task_accepted(self, task: Task, position: int | None) -> None:
+        self.accepted.append((task.id, position))
 
     async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:
         self.progress.append((task.id, position, wait_time))
@@ -229,7 +230,7 @@ async def test_submit_poll_deliver(store: Store, make_service: ServiceFactory) -
     events = Events()
     service = await make_service(events, start=False)
     tasks = [await service.enqueue(request(prompt=f"fox {n}"), limits=OPEN) for n in range(3)]
-    assert [position for _, position in events.queued] == [1, 2, 3]
+    assert [position for _, position in events.accepted] == [1, 2, 3]
     await service.start()
     await wait_for(lambda: events.settled(t.id for t in tasks))
     for task in tasks:
@@ -342,6 +343,37 @@ async def test_account_concurrency_is_respected(store: Store, make_service: Serv
     assert len(events.delivered) == 8
 
 
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The most spans (start, end) open at one moment."""
+    return max(sum(start <= at < end for start, end in spans) for at, _ in spans)
+
+
+@pytest.mark.parametrize("busy_above", [None, 3])
+async def test_member_running_limit_keeps_account_limits_and_busy_back_off(
+    emu: EmulatorServer, store: Store, make_service: ServiceFactory, busy_above: int | None
+) -> None:
+    emu.state.settings.faults.busy_above = busy_above  # 3: the account answers 603 beyond 3
+    events = Events()
+    service = await make_service(events, account_concurrency=4, busy_backoff=0.05)
+    limits = Limits(user_running=2, user_queued=10)
+    lines = {
+        user: [(await service.enqueue(request(user=user), limits=limits)).id for _ in range(n)]
+        for user, n in ((1, 8), (2, 2))
+    }
+    every = [task_id for line in lines.values() for task_id in line]
+    await wait_for(lambda: events.settled(every), within=30)
+    assert set(events.delivered) == set(every) and not events.failed
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for user, line in lines.items():
+        tasks = [await store.tasks.get(task_id) for task_id in line]
+        at_service = [emu.state.tasks[t.service_task_id or ""] for t in tasks if t is not None]
+        spans[user] = [(t.submitted_at, t.done_at or float("inf")) for t in at_service]
+        assert most_at_once(spans[user]) <= 2, user  # the member's running limit
+    assert most_at_once([span for line in spans.values() for span in line]) <= 4  # the account's
+    if busy_above is not None:
+        assert emu.state.calls["task_submit"] > len(every)  # some were answered 603, none lost
+
+
 async def test_busy_account_backs_off_and_never_fails(
     emu: EmulatorServer, make_service: ServiceFactory
 ) -> None:
@@ -414,7 +446,7 @@ async def test_invalid_request_fails_with_detail(make_service: ServiceFactory) -
 
 async def test_events_raising_do_not_stop_the_service(make_service: ServiceFactory) -> None:
     class Broken(Events):
-        async def task_queued(self, task: Task, position: int) -> None:
+        async def task_accepted(self, task: Task, position: int | None) -> None:
             raise RuntimeError("boom")
 
         async def task_progress(self, *args: Any) -> None:
@@ -577,12 +609,18 @@ async def test_admission_refusals(make_service: ServiceFactory) -> None:
     with pytest.raises(NoAccount) as refused:
         await service.enqueue(request(guild=NO_ACCOUNT_GUILD), limits=OPEN)
     assert refused.value.reason == "no_account"
-    one = Limits(user_concurrency=1)
+    one = Limits(user_running=1, user_queued=0)  # no waiting line: the old single limit
     await service.enqueue(request(), limits=one)
     with pytest.raises(UserBusy) as refused:
         await service.enqueue(request(), limits=one)
     assert refused.value.params == {"count": 1}
     await service.enqueue(request(user=2), limits=one)  # another user is not affected
+    line = Limits(user_running=1, user_queued=2)  # user 2 has one task already
+    await service.enqueue(request(user=2), limits=line)
+    await service.enqueue(request(user=2), limits=line)
+    with pytest.raises(QueueFull) as refused:
+        await service.enqueue(request(user=2), limits=line)
+    assert refused.value.params == {"count": 2, "running": 1}
 
 
 async def test_each_admission_refusal_is_reported_once(make_service: ServiceFactory) -> None:
@@ -590,7 +628,7 @@ async def test_each_admission_refusal_is_reported_once(make_service: ServiceFact
     service = await make_service(events, start=False)
     with pytest.raises(BlockedWord):
         await service.enqueue(request(prompt="A Dragon"), limits=Limits(blocked_words=["dragon"]))
-    one = Limits(user_concurrency=1)
+    one = Limits(user_running=1, user_queued=0)
     await service.enqueue(request(user=5), limits=one)
     with pytest.raises(UserBusy):
         await service.enqueue(request(user=5), limits=one)
@@ -601,7 +639,7 @@ async def test_quota_race_admits_exactly_the_quota(
     store: Store, make_service: ServiceFactory
 ) -> None:
     service = await make_service(Events(), start=False)
-    limits = Limits(user_concurrency=None, daily_quota=3)
+    limits = Limits(user_running=None, daily_quota=3)
     results = await asyncio.gather(
         *(service.enqueue(request(), limits=limits) for _ in range(10)), return_exceptions=True
     )
@@ -653,6 +691,18 @@ def test_guild_queue_round_robin_and_push_front() -> None:
     assert queue.remove(5) is not None and queue.remove(5) is None
     assert queue.positions() == {1: 1, 4: 2, 2: 3, 6: 4, 3: 5}
     assert [queue.pop().id for _ in range(len(queue))] == [1, 4, 2, 6, 3]  # type: ignore[union-attr]
+
+
+def test_guild_queue_passes_over_users_not_ready_who_keep_their_turn() -> None:
+    queue = GuildQueue()
+    for task_id, user in [(1, 1), (2, 1), (3, 2), (4, 3)]:
+        queue.push(fake_task(task_id, user))
+    taken = queue.pop(lambda user: user != 1)
+    assert taken is not None and taken.id == 3  # user 1 is passed over, user 2 is not held up
+    assert [t.id for t in queue.order()] == [1, 4, 2]  # user 1 is still first in turn
+    assert queue.pop(lambda user: False) is None
+    assert len(queue) == 3
+    assert [queue.pop().id for _ in range(3)] == [1, 4, 2]  # type: ignore[union-attr]
 
 
 def test_timer_heap_reschedule_and_discard() -> None:

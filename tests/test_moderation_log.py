@@ -294,7 +294,7 @@ async def test_entries_are_in_the_guild_language(logged):
 async def test_a_log_channel_refusing_posts_never_breaks_generation(logged, caplog, status):
     h = logged
     h.fake.fail("POST", rf"/channels/{LOG}/messages", status, times=3)
-    await h.bot.store.settings.update(GUILD_A, blocked_words=["dragon"], user_concurrency=5)
+    await h.bot.store.settings.update(GUILD_A, blocked_words=["dragon"], user_running=5)
     with caplog.at_level(logging.WARNING, logger="bot.discord_jobs.modlog"):
         first = await generate(h)
         second = await generate(h, "a second lighthouse")
@@ -353,7 +353,7 @@ async def test_deleting_from_the_log_before_the_result_exists(harness_factory):
         miaohua={**FAST_POLLING, "account_concurrency": 1}, emulator={"generation_time": 60.0}
     )
     await set_log_channel(h, LOG)
-    await h.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    await h.bot.store.settings.update(GUILD_A, user_running=5)
     running = task_id_of(await answer_text(await imagine(h, "a slow painting")))
     waiting = task_id_of(await answer_text(await imagine(h, "another slow painting")))
     await h.fake.wait_for_message(LOG, lambda _: len(entries(h)) == 2)

@@ -223,7 +223,7 @@ async def test_model_and_size_autocomplete_from_the_form(gen):
 
 async def test_explicit_options_beat_preferences_which_beat_server_defaults(gen):
     await gen.bot.store.settings.update(
-        GUILD_A, model="Watercolor_V1", count=3, negative_prompt="server-neg", user_concurrency=5
+        GUILD_A, model="Watercolor_V1", count=3, negative_prompt="server-neg", user_running=5
     )
     await prefs(gen, "set", model="Artist v0.3.0 Beta", count=2, negative_prompt="my-neg")
 

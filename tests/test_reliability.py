@@ -25,7 +25,7 @@ from tests.conftest import (
 from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
 from tests.helpers import answer_text
 
-MANY = {"user_concurrency": 200, "daily_quota": 1000}
+MANY = {"user_running": 200, "daily_quota": 1000}
 FINISHED = (TaskState.DELIVERED, TaskState.FAILED)
 
 

@@ -30,7 +30,7 @@ EXPANDING = "\ufdfa" * 60
 async def gen(harness_factory):
     """A harness that polls quickly, with one delivered result of two images (task #1)."""
     h = await harness_factory(miaohua=FAST_POLLING)
-    await h.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    await h.bot.store.settings.update(GUILD_A, user_running=5)
     ix = await imagine(h, PARENT_PROMPT, negative_prompt=PARENT_NEGATIVE, count=2, seed=77)
     assert task_id_of(await answer_text(ix)) == 1
     h.result = await wait_result(h, 1)

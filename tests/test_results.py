@@ -17,7 +17,7 @@ from tests.helpers import answer_text, is_ephemeral
 async def gen(harness_factory):
     """A harness that polls quickly, with one delivered result of two images (task #1)."""
     h = await harness_factory(miaohua=FAST_POLLING)
-    await h.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    await h.bot.store.settings.update(GUILD_A, user_running=5)
     text = await answer_text(await imagine(h, "a lighthouse at dusk", count=2, seed=77))
     assert task_id_of(text) == 1
     h.result = await wait_result(h, 1)

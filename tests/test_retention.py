@@ -160,7 +160,7 @@ async def test_keyed_locks_exclude_per_key_and_forget_idle_keys():
 @pytest.mark.slow
 async def test_per_member_state_is_dropped_once_their_tasks_are_over(harness_factory):
     h = await harness_factory(miaohua=FAST_POLLING)
-    await h.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    await h.bot.store.settings.update(GUILD_A, user_running=5)
     ids = []
     for member in (MEMBER_A, MEMBER_A2):
         for n in range(2):

@@ -42,7 +42,7 @@ def _row(value: object, source: str) -> str:
 
 
 async def test_a_fresh_server_shows_the_service_and_bot_defaults_in_effect(harness_factory):
-    harness = await harness_factory(limits={"daily_quota": 7, "user_concurrency": 4})
+    harness = await harness_factory(limits={"daily_quota": 7, "user_running": 4})
     shown = await _settings(harness)
     # The emulator's generation form: first model, 512x512, 2 images, scale 7.
     assert shown["Model"] == _row("Artist\\_V0.1.3", SERVICE)
@@ -51,7 +51,8 @@ async def test_a_fresh_server_shows_the_service_and_bot_defaults_in_effect(harne
     assert shown["Guidance scale"] == _row(7, SERVICE)
     # The bot's configuration file, and what the bot does when nothing is set.
     assert shown["Images per member per day"] == _row(7, BOT)
-    assert shown["Tasks per member at once"] == _row(4, BOT)
+    assert shown["Tasks per member running at once"] == _row(4, BOT)
+    assert shown["Tasks per member waiting in line"] == _row(10, BOT)
     assert shown["Language"] == _row("English", BOT)
     assert shown["Allowed channels"] == _row("all channels", BOT)
     assert shown["Negative prompt"] == _row("none", BOT)
@@ -64,9 +65,9 @@ async def test_values_a_server_sets_are_marked_as_its_own_and_kept_across_a_rest
     saved = await _settings(harness, "defaults", model="Watercolor_V1")
     assert saved["Model"] == _row("Watercolor\\_V1", SERVER)
     assert saved["Size"] == _row("512x512", SERVICE)
-    saved = await _settings(harness, "limits", daily_quota=0, user_concurrency=3)
+    saved = await _settings(harness, "limits", daily_quota=0, user_running=3)
     assert saved["Images per member per day"] == _row("unlimited", SERVER)
-    assert saved["Tasks per member at once"] == _row(3, SERVER)
+    assert saved["Tasks per member running at once"] == _row(3, SERVER)
     await harness.restart()
     shown = await _settings(harness)
     assert shown["Model"] == _row("Watercolor\\_V1", SERVER)

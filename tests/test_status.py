@@ -175,7 +175,7 @@ async def test_other_members_tasks_and_other_guilds_tasks_are_not_found(gen):
 async def test_queued_tasks_show_their_position_and_the_queue_depth(gen):
     gen.emu.state.settings.generation_time = 1.0
     gen.bot.generation.account_concurrency = 1
-    await gen.bot.store.settings.update(GUILD_A, user_concurrency=5)
+    await gen.bot.store.settings.update(GUILD_A, user_running=5)
     ids = [task_id_of(await answer_text(await imagine(gen, f"q{i}"))) for i in range(3)]
     text = await status(gen, MEMBER_A, task=ids[-1])
     assert f"{t('status.position', 'en-US')}\n2" in text
@@ -192,7 +192,7 @@ async def test_cancel_a_queued_task_gives_back_its_quota(harness_factory):
 
     h = await harness_factory(
         miaohua={**FAST_POLLING, "account_concurrency": 1},
-        limits={"user_concurrency": 5},
+        limits={"user_running": 5},
         emulator={"generation_time": 1.0},
     )
     ids = []

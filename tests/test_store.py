@@ -243,6 +243,18 @@ async def test_requeue_forgets_the_account(store: Store) -> None:
     assert requeued is not None and requeued.account_id is None
 
 
+async def test_upgrade_to_0006_keeps_a_guilds_limit_as_its_running_limit(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await migrate(conn, target=5)
+        await conn.execute(
+            "INSERT INTO guild_settings (guild_id, user_concurrency, updated_at) VALUES (7, 3, 1)"
+        )
+    async with await Store.open(path) as store:
+        settings = await store.settings.get(7)
+        assert (settings.user_running, settings.user_queued) == (3, None)
+
+
 async def test_upgrade_from_0001_keeps_accounts_and_binds_running_work(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     async with aiosqlite.connect(path, isolation_level=None) as conn:
@@ -334,12 +346,12 @@ async def test_settings_defaults_update_and_reset(store: Store) -> None:
     assert first.allowed_channels == (1, 2)
 
     second = await store.settings.update(
-        5, blocked_words=["nsfw", "血"], daily_quota=10, user_concurrency=2, scale=9
+        5, blocked_words=["nsfw", "血"], daily_quota=10, user_running=2, scale=9
     )
     assert second.model == "Artist v0.3.0 Beta"  # untouched settings keep their value
     assert second.allowed_channels == (1, 2)
     assert second.blocked_words == ("nsfw", "血")
-    assert (second.daily_quota, second.user_concurrency, second.scale) == (10, 2, 9)
+    assert (second.daily_quota, second.user_running, second.scale) == (10, 2, 9)
     assert await store.settings.get(5) == second
 
     cleared = await store.settings.update(5, daily_quota=None, language="zh-CN", trainer_role_id=9)

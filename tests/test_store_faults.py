@@ -25,7 +25,7 @@ from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_
 from tests.helpers import answer_text
 from tests.test_training import images, train, wait_state
 
-MANY = {"user_concurrency": 20, "daily_quota": 100}
+MANY = {"user_running": 20, "daily_quota": 100}
 CANNOT_SAVE = "cannot save new tasks or changes right now"
 
 

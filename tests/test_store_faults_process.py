@@ -55,7 +55,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[EmulatorServer, FakeDisco
             tmp_path,
             TOKEN,
             "store-fault-key",
-            LIMITS__USER_CONCURRENCY="10",
+            LIMITS__USER_RUNNING="10",
             LOGGING__LEVEL="WARNING",
         )
         yield emu, fake, BotProcess(env, tmp_path)

@@ -29,7 +29,7 @@ INK = {
 async def gen(harness_factory):
     """A harness that polls the emulator quickly and lets a member queue several tasks."""
     h = await harness_factory(miaohua=FAST_POLLING)
-    await h.bot.store.settings.update(GUILD_A, user_concurrency=10)
+    await h.bot.store.settings.update(GUILD_A, user_running=10)
     return h
 
 

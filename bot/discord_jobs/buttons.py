@@ -8,7 +8,7 @@ from typing import Any
 
 import discord
 
-from bot.discord_jobs import actions
+from bot.discord_jobs import actions, render
 from bot.discord_jobs.remix import RemixDraft
 from bot.discord_jobs.remix_form import RemixModal
 from bot.errors import UserFacingError
@@ -72,11 +72,6 @@ async def _own_task_in_dm(interaction: BotInteraction, task_id: int) -> Task:
     return task
 
 
-def _accepted_key(task: Task) -> str:
-    """The acknowledgement of a follow-up, saying where its result will go."""
-    return "generate.accepted_dm" if task.delivery == "dm" else "generate.accepted"
-
-
 class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<task>\d+)"):
     """Queue the same parameters again with a new seed, for the member who clicked."""
 
@@ -109,7 +104,8 @@ class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<ta
         new = await actions.rerun(
             bot, task, user_id=interaction.user.id, channel_id=task.channel_id, locale=locale
         )
-        await reply(interaction, t(_accepted_key(new), locale, id=new.id))
+        position = bot.generation.queue_position(new.id)
+        await reply(interaction, render.accepted_text(new, position, locale))
 
 
 class RemixButton(discord.ui.DynamicItem[ViewButton], template=r"mh:remix:(?P<task>\d+)"):
@@ -184,7 +180,8 @@ class VariationButton(
             channel_id=task.channel_id,
             locale=locale,
         )
-        await reply(interaction, t(_accepted_key(new), locale, id=new.id))
+        position = bot.generation.queue_position(new.id)
+        await reply(interaction, render.accepted_text(new, position, locale))
 
 
 class DeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:del:(?P<task>\d+)"):

@@ -71,9 +71,10 @@ class DiscordJobEvents:
 
     # JobEvents
 
-    async def task_queued(self, task: Task, position: int) -> None:
-        """Post the task's status message: its place in the bot's queue."""
-        await self.status.show(task, render.queued_text(task, position))
+    async def task_accepted(self, task: Task, position: int | None) -> None:
+        """Post the task's status message (its place in line, or being generated) and its
+        moderation log entry."""
+        await self.task_progress(task, position, None)
         self.moderation.accepted(task, self.status.message_id(task.id))
 
     async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:

@@ -6,6 +6,7 @@ import logging
 
 import discord
 
+from bot.discord_jobs import render
 from bot.discord_jobs.remix import RemixDraft, remix
 from bot.errors import DomainError, UserFacingError
 from bot.i18n import t
@@ -102,7 +103,8 @@ class RemixModal(BoundModal):
                 view=RetryView(interaction, self.task, draft, locale),
             )
             return
-        await reply(interaction, t("generate.accepted", locale, id=new.id))
+        position = interaction.client.generation.queue_position(new.id)
+        await reply(interaction, render.accepted_text(new, position, locale))
 
 
 async def _still_there(interaction: BotInteraction, task_id: int) -> Task:

@@ -212,3 +212,12 @@ def _links(note: str, urls: tuple[str, ...]) -> str:
             continue
         text += link
     return text
+
+
+def accepted_text(task: Task, position: int | None, locale: str | None) -> str:
+    """The requester's acknowledgement: the task's id, its place in line if it waits, and
+    where its result will go."""
+    where = "_dm" if task.delivery == "dm" else ""
+    if position is None:
+        return t(f"generate.accepted{where}", locale, id=task.id)
+    return t(f"generate.accepted_waiting{where}", locale, id=task.id, position=position)

@@ -25,9 +25,11 @@ def limits_for(defaults: LimitsSettings, guild: GuildSettings) -> Limits:
     # "use the bot-wide default".
     quota = defaults.daily_quota if guild.daily_quota is None else guild.daily_quota
     quota = quota or None
+    queued = defaults.user_queued if guild.user_queued is None else guild.user_queued
     return Limits(
         prompt_length=defaults.prompt_length,
-        user_concurrency=guild.user_concurrency or defaults.user_concurrency,
+        user_running=guild.user_running or defaults.user_running,
+        user_queued=queued,  # 0 is a setting: no waiting line
         daily_quota=quota,
         blocked_words=tuple(guild.blocked_words),
         allowed_channels=frozenset(guild.allowed_channels),

@@ -15,6 +15,7 @@ from bot.jobs.errors import (
     BlockedWord,
     ChannelNotAllowed,
     PromptTooLong,
+    QueueFull,
     QuotaExceeded,
     StyledPromptTooLong,
     UserBusy,
@@ -60,13 +61,21 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
         raise BlockedWord(word=word)
 
 
-async def check_user_busy(store: Store, request: GenerationRequest, limits: Limits) -> None:
-    """Raise `UserBusy` when the user already has the allowed number of active tasks."""
-    if limits.user_concurrency is None:
+async def check_member_queue(store: Store, request: GenerationRequest, limits: Limits) -> None:
+    """Raise `QueueFull` (`UserBusy` when none may wait) when the member's line is full.
+
+    A member may have `user_running` tasks at the service and `user_queued` more waiting.
+    Their unfinished tasks are counted together: which of them are at the service at a
+    given moment also depends on the other members and the account, not on this member.
+    """
+    if limits.user_running is None or limits.user_queued is None:
         return
     active = await store.tasks.count_active(request.guild_id, request.user_id)
-    if active >= limits.user_concurrency:
-        raise UserBusy(count=limits.user_concurrency)
+    if active < limits.user_running + limits.user_queued:
+        return
+    if limits.user_queued == 0:
+        raise UserBusy(count=limits.user_running)
+    raise QueueFull(count=limits.user_queued, running=limits.user_running)
 
 
 async def take_quota(
@@ -103,5 +112,5 @@ async def admit(
 ) -> str | None:
     """Run every admission check and charge the quota; return the day charged."""
     check_request(request, limits)
-    await check_user_busy(store, request, limits)
+    await check_member_queue(store, request, limits)
     return await take_quota(store, request, limits, now=wall_clock())

@@ -53,9 +53,15 @@ class StyledPromptTooLong(PromptTooLong):
 
 
 class UserBusy(Refused):
-    """The user already has `count` tasks queued or running in this guild: the limit."""
+    """The user already has `count` tasks running in a guild where none may wait."""
 
     key = "refused.user_busy"
+
+
+class QueueFull(Refused):
+    """The user already has `count` tasks waiting, the limit, beyond `running` at the service."""
+
+    key = "refused.queue_full"
 
 
 class QuotaExceeded(Refused):

@@ -90,7 +90,8 @@ class Limits:
     """A guild's admission rules; see `bot.jobs.admission` for how each one is applied."""
 
     prompt_length: int = 1000
-    user_concurrency: int | None = 3
+    user_running: int | None = 2  # a member's tasks at the service at once; None: any
+    user_queued: int | None = 10  # a member's tasks waiting beyond those; None: any
     daily_quota: int | None = None
     blocked_words: Sequence[str] = ()
     allowed_channels: Collection[int] = frozenset()

@@ -64,8 +64,9 @@ class PollRounds(Protocol):
 class JobEvents(Protocol):
     """Receives the life of each task; the Discord side implements it."""
 
-    async def task_queued(self, task: Task, position: int) -> None:
-        """A task was queued at `position` (1-based) in its guild's queue."""
+    async def task_accepted(self, task: Task, position: int | None) -> None:
+        """A new task was stored: it waits at `position` (1-based) in its guild's queue, or
+        None when it was taken for submission at once. Sent once per task."""
         ...
 
     async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:

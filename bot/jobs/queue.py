@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
 from bot.store import Task
 
@@ -29,11 +30,16 @@ class GuildQueue:
         self._users.setdefault(task.user_id, deque()).appendleft(task)
         self._users.move_to_end(task.user_id, last=False)
 
-    def pop(self) -> Task | None:
-        """Take the next task in turn, or None when empty."""
-        if not self._users:
+    def pop(self, ready: Callable[[int], bool] = lambda user_id: True) -> Task | None:
+        """Take the next task in turn of a user `ready` accepts, or None when there is none.
+
+        A user passed over (say, at their running limit) keeps their place in the turn, so
+        they are served first once ready again; the others are not held up meanwhile.
+        """
+        user_id = next((user for user in self._users if ready(user)), None)
+        if user_id is None:
             return None
-        user_id, tasks = next(iter(self._users.items()))
+        tasks = self._users[user_id]
         task = tasks.popleft()
         if tasks:
             self._users.move_to_end(user_id)

@@ -7,8 +7,8 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from bot.background import Background
@@ -61,6 +61,7 @@ class GenerationService:
         events: JobEvents,
         *,
         account_concurrency: int = 2,
+        running_limit: Callable[[int], Awaitable[int | None]] | None = None,
         strategy: PollStrategy,
         task_timeout: float = 600.0,
         use_batch: bool = True,
@@ -77,6 +78,9 @@ class GenerationService:
         self._accounts = accounts
         self._events = events
         self.account_concurrency = max(1, account_concurrency)
+        # A guild's limit on one member's tasks at the service (None: none), read at start for
+        # the tasks reloaded; enqueue and `set_user_running` keep it current after that.
+        self._running_limit = running_limit
         self.busy_backoff = busy_backoff
         self.delivery_retry = delivery_retry
         self.delivery_attempts = max(1, delivery_attempts)
@@ -100,7 +104,10 @@ class GenerationService:
         )
         self._queues: dict[int, GuildQueue] = defaultdict(GuildQueue)
         self._positions: dict[int, int] = {}
-        self._running: dict[int, set[int]] = defaultdict(set)  # guild -> submitting/submitted
+        # guild -> {task id: member} of the tasks being submitted or at the service
+        self._running: dict[int, dict[int, int]] = defaultdict(dict)
+        # guild -> a member's running limit (None: none), kept while the guild has work
+        self._user_running: dict[int, int | None] = {}
         self._paused_until: dict[int, float] = {}
         self._admission_locks: KeyedLocks[tuple[int, int]] = KeyedLocks()  # (guild, member)
         self._dispatch_wake = asyncio.Event()
@@ -118,11 +125,15 @@ class GenerationService:
         self._queues.clear()
         self._positions.clear()
         self._running.clear()
+        self._user_running.clear()
         for task in await self._store.tasks.list_by_state(TaskState.SUBMITTED):
-            self._running[task.guild_id].add(task.id)
+            self._running[task.guild_id][task.id] = task.user_id
             self.poller.add(task, now=True)
         for task in await self._store.tasks.list_by_state(TaskState.QUEUED):
             self._queues[task.guild_id].push(task)
+        if self._running_limit is not None:
+            for guild_id in {*self._queues, *self._running}:
+                self._user_running[guild_id] = await self._running_limit(guild_id)
         for queue in self._queues.values():
             self._positions.update(queue.positions())
         for task in await self._store.tasks.list_by_state(TaskState.DONE):
@@ -190,11 +201,17 @@ class GenerationService:
                     )
                 )
                 raise
+        self._user_running[task.guild_id] = limits.user_running
         queue = self._queues[task.guild_id]
         queue.push(task)
-        position = queue.positions()[task.id]
-        self._positions[task.id] = position
-        await self._emit("task_queued", task, position)
+        # Taken now if it can be, so its position (and `queue_position` once this returns)
+        # says whether it waits: a task passing members at their limit never "waits at 2".
+        self._dispatch_now(task.guild_id)
+        waiting = self._queues.get(task.guild_id)
+        position = waiting.positions().get(task.id) if waiting is not None else None
+        if position is not None:
+            self._positions[task.id] = position
+        await self._emit("task_accepted", task, position)
         self._spawn(self._report_positions(task.guild_id))  # a new user's turn moves others
         self._dispatch_wake.set()
         return task
@@ -206,6 +223,12 @@ class GenerationService:
         except Refused as refusal:
             self._refused(request, refusal)
             raise
+
+    def set_user_running(self, guild_id: int, limit: int | None) -> None:
+        """Apply a guild's new limit on a member's tasks at the service to its waiting work."""
+        if guild_id in self._user_running:
+            self._user_running[guild_id] = limit
+            self._dispatch_wake.set()
 
     def queue_position(self, task_id: int) -> int | None:
         """Return the 1-based position of a queued task in its guild's queue, or None."""
@@ -224,6 +247,7 @@ class GenerationService:
             "queues": len(self._queues),
             "positions": len(self._positions),
             "running_guilds": len(self._running),
+            "running_limits": len(self._user_running),
             "paused_guilds": len(self._paused_until),
             "admission_locks": len(self._admission_locks),
             "delivery_retries": len(self._retries),
@@ -307,14 +331,24 @@ class GenerationService:
                 async with asyncio.timeout(resume):
                     await self._dispatch_wake.wait()
 
+    def _dispatch_now(self, guild_id: int) -> None:
+        """Dispatch a guild at once, unless the loop would not (not started, paused)."""
+        if self._loops and self._paused_until.get(guild_id, 0.0) <= self._clock():
+            self._dispatch_guild(guild_id)
+
     def _dispatch_guild(self, guild_id: int) -> None:
         queue = self._queues[guild_id]
         running = self._running[guild_id]
+        limit = self._user_running.get(guild_id)
+        per_member = Counter(running.values())
         taken = False
         while queue and len(running) < self.account_concurrency and not self._stopping:
-            task = queue.pop()
-            assert task is not None
-            running.add(task.id)
+            # Members at their running limit are passed over, not waited for.
+            task = queue.pop(lambda user_id: limit is None or per_member[user_id] < limit)
+            if task is None:
+                break
+            running[task.id] = task.user_id
+            per_member[task.user_id] += 1
             self._positions.pop(task.id, None)
             self._spawn(self._submit(task))
             taken = True
@@ -322,6 +356,7 @@ class GenerationService:
             del self._queues[guild_id]
         if not running:
             del self._running[guild_id]
+        self._forget_if_idle(guild_id)
         if taken:
             self._spawn(self._report_positions(guild_id))
 
@@ -378,19 +413,25 @@ class GenerationService:
             except StoreUnavailable as store_exc:
                 # It is still 'queued' in the store; only the attempt count is not recorded.
                 log.warning("task %s: attempt not recorded (%s)", task.id, store_exc)
+        # Back in the queue before the slot is freed, so the guild never looks idle here.
+        self._queues[task.guild_id].push_front(requeued or task)
         self._release(task.guild_id, task.id)
         self._paused_until[task.guild_id] = self._clock() + self.busy_backoff
-        self._queues[task.guild_id].push_front(requeued or task)
         self._spawn(self._report_positions(task.guild_id))
         self._dispatch_wake.set()
 
     def _release(self, guild_id: int, task_id: int) -> None:
         running = self._running.get(guild_id)
         if running is not None:
-            running.discard(task_id)
+            running.pop(task_id, None)
             if not running:  # an idle guild keeps no entry
                 del self._running[guild_id]
+                self._forget_if_idle(guild_id)
         self._dispatch_wake.set()
+
+    def _forget_if_idle(self, guild_id: int) -> None:
+        if guild_id not in self._queues and guild_id not in self._running:
+            self._user_running.pop(guild_id, None)
 
     async def _report_positions(self, guild_id: int) -> None:
         queue = self._queues.get(guild_id)

@@ -28,7 +28,7 @@ class GuildSettings:
     negative_prompt: str = ""
     allowed_channels: tuple[int, ...] = field(default=())
     blocked_words: tuple[str, ...] = field(default=())
-    user_concurrency: int | None = None
+    user_running: int | None = None
     daily_quota: int | None = None
     language: str | None = None
     trainer_role_id: int | None = None
@@ -50,7 +50,7 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {
     "negative_prompt": lambda v: v or "",
     "allowed_channels": lambda v: dump_list(int(x) for x in v),
     "blocked_words": lambda v: dump_list(str(x) for x in v),
-    "user_concurrency": _plain,
+    "user_running": _plain,
     "daily_quota": _plain,
     "language": _plain,
     "trainer_role_id": _plain,
