@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.i18n import t
 from bot.store import Task, TaskState
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, Harness
 from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
@@ -108,3 +109,30 @@ async def test_a_dm_result_refused_by_closed_dms_is_linked_in_the_channel(gen):
     second = await wait_result(gen, rerun, timeout=15)
     source = {f["name"]: f["value"] for f in second["embeds"][0]["fields"]}["Source"]
     assert source == f"[rerun of #{task_id}]({link})"
+
+
+async def test_a_dm_result_not_checkable_is_neither_linked_wrongly_nor_posted_again(gen):
+    await answer(
+        await gen.fake.slash(
+            "preferences",
+            subcommand="set",
+            user_id=MEMBER_A,
+            guild_id=GUILD_A,
+            channel_id=CH_A,
+            options={"delivery": "dm"},
+        )
+    )
+    task_id = task_id_of(await answer_text(await imagine(gen, count=1)))
+    (dm,) = await eventually(lambda: gen.fake.dm_messages(MEMBER_A), timeout=15)
+    assert (await delivered(gen, task_id)).delivery == "dm"
+    await gen.restart()  # the bot no longer knows its DM channel with the member
+    gen.fake.fail("POST", r"/users/@me/channels", 400, times=1000)
+
+    one = await answer_text(
+        await gen.fake.slash(
+            "status", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A, options={"task": task_id}
+        )
+    )
+    assert t("status.result_unknown", "en-US") in one
+    assert f"/{dm['id']})" not in one  # no link that would not open
+    assert len(gen.fake.dm_messages(MEMBER_A)) == 1 and result_of(gen, task_id) == []
