@@ -1,4 +1,4 @@
-"""The bot's DM channel with a member, which links to their results sent by DM need."""
+"""The bot's DM channel with a member: a link to a result sent there needs its id."""
 
 from __future__ import annotations
 
@@ -18,10 +18,14 @@ async def dm_channel_for(user: discord.User | discord.Member, tasks: Iterable[Ta
     Not stored with the task: discord.py caches it after the first lookup. None when no
     result of theirs is in DMs, or when Discord cannot be asked.
     """
-    if not any(t.user_id == user.id and t.delivery == "dm" and t.result_message_id for t in tasks):
+    mine_in_dms = (
+        task.user_id == user.id and task.delivery == "dm" and task.result_message_id
+        for task in tasks
+    )
+    if not any(mine_in_dms):
         return None
     try:
-        return (user.dm_channel or await user.create_dm()).id
+        return (await user.create_dm()).id
     except discord.HTTPException as exc:
         log.info("DM channel of %s unknown (%s)", user.id, exc.status)
         return None

@@ -185,6 +185,7 @@ class DiscordJobEvents:
         return PostedResult(ResultCheck.GONE)
 
     async def _look_in_channel(self, task: Task, message_id: int) -> PostedResult:
+        """The result message in the task's channel."""
         url = render.jump_url(task.guild_id, task.channel_id, message_id)
         try:
             await self._channel(task).fetch_message(message_id)
@@ -196,6 +197,7 @@ class DiscordJobEvents:
             return PostedResult(ResultCheck.UNKNOWN, url)
 
     async def _look_in_dms(self, task: Task, message_id: int) -> PostedResult:
+        """The result message in the requester's DMs (no link if that channel is unknown)."""
         url = None
         try:
             user = await self._user(task.user_id)
