@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.cooldown import Cooldowns
 from bot.discord_jobs import render
+from bot.discord_jobs.dm_links import dm_channel_for
 from bot.discord_jobs.events import ResultCheck
 from bot.discord_training.status import training_lines
 from bot.display import clip
@@ -100,6 +101,8 @@ class StatusCog(commands.Cog):
         if task.state == TaskState.DELIVERED:
             found = await self.bot.delivery.find_result(task)
             if found.check is not ResultCheck.GONE:
+                if found.url is None:  # its DM channel could not be looked up either
+                    return t("status.result_unknown", locale)
                 return t(_RESULT_NOTES[found.check], locale, url=found.url)
         assert interaction.guild_id is not None
         wait = self._reposts.try_start((interaction.guild_id, interaction.user.id))
@@ -138,11 +141,15 @@ class StatusCog(commands.Cog):
         finished = [task for task in recent if not task.active]
         title = "status.title.guild" if sees_all else "status.title.mine"
         embed = discord.Embed(title=t(title, locale), colour=render.EMBED_COLOUR)
+        # The member's own results in DMs get a link that opens for them (nobody else's).
+        dm_channel_id = await dm_channel_for(interaction.user, finished)
         embed.add_field(
             name=t("status.active", locale), value=self._lines(active, locale), inline=False
         )
         embed.add_field(
-            name=t("status.recent", locale), value=self._lines(finished, locale), inline=False
+            name=t("status.recent", locale),
+            value=self._lines(finished, locale, interaction.user.id, dm_channel_id),
+            inline=False,
         )
         trainings = await training_lines(self.bot, guild_id, user_id, locale)
         if trainings:
@@ -159,10 +166,20 @@ class StatusCog(commands.Cog):
         )
         await reply(interaction, embed=embed)
 
-    def _lines(self, tasks: list[Task], locale: str) -> str:
+    def _lines(
+        self,
+        tasks: list[Task],
+        locale: str,
+        viewer: int | None = None,
+        dm_channel_id: int | None = None,
+    ) -> str:
+        """One line per task; the viewer's own results in DMs link to `dm_channel_id`."""
         if not tasks:
             return t("status.none", locale)
-        text = "\n".join(render.task_summary(task, locale) for task in tasks)
+        text = "\n".join(
+            render.task_summary(task, locale, dm_channel_id if task.user_id == viewer else None)
+            for task in tasks
+        )
         return clip(text, render.FIELD_MAX)
 
     async def _account(self, guild_id: int, locale: str) -> str:

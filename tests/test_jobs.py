@@ -18,11 +18,13 @@ from bot.jobs import (
     AdaptiveInterval,
     BlockedWord,
     ChannelNotAllowed,
+    Delivery,
     FixedInterval,
     GenerationRequest,
     GenerationService,
     Limits,
     NoAccount,
+    Posted,
     PromptTooLong,
     QueueFull,
     QuotaExceeded,
@@ -80,6 +82,7 @@ class Events:
         self.refused: list[tuple[int, str]] = []
         self.failures_left = 0
         self.deliver = True
+        self.place: Delivery = "channel"
         self._next_message = 5000
 
     async def task_accepted(self, task: Task, position: int | None) -> None:
@@ -88,7 +91,7 @@ class Events:
     async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:
         self.progress.append((task.id, position, wait_time))
 
-    async def task_done(self, task: Task) -> int | None:
+    async def task_done(self, task: Task) -> Posted | None:
         self.attempts[task.id] += 1
         assert task.state in (TaskState.DONE, TaskState.DELIVERED) and task.images
         if self.failures_left > 0:
@@ -100,7 +103,7 @@ class Events:
             return None
         self.delivered[task.id] += 1
         self._next_message += 1
-        return self._next_message
+        return Posted(self._next_message, self.place)
 
     async def task_failed(self, task: Task) -> None:
         self.failed[task.id] = task
@@ -273,6 +276,22 @@ async def test_redeliver_posts_once_in_place_of_the_message_found_gone(
     assert again.result_message_id == events._next_message != stored.result_message_id
     events.deliver = False  # neither the channel nor DMs take it
     assert not await service.redeliver(task.id, replacing=again.result_message_id)
+
+
+async def test_the_place_a_result_went_to_is_recorded_and_follows_a_repost(
+    store: Store, make_service: ServiceFactory
+) -> None:
+    events = Events()
+    events.place = "dm"  # asked for the channel, which refused it: it went by DM
+    service = await make_service(events)
+    task = await service.enqueue(request(), limits=OPEN)
+    stored = await delivered_in(store, task.id)
+    assert task.delivery == "channel" and stored.delivery == "dm"
+    events.place = "channel"
+    assert await service.redeliver(task.id, replacing=stored.result_message_id)
+    again = await store.tasks.get(task.id)
+    assert again is not None and again.result_message_id == events._next_message
+    assert again.delivery == "channel"
 
 
 async def test_delivery_gives_up_after_bounded_attempts(make_service: ServiceFactory) -> None:

@@ -12,7 +12,16 @@ from bot.i18n import t
 from bot.preferences import usable_preferences
 from bot.store import MemberPreferences, Store, TaskState
 from bot.v1b import GenerationForm
-from tests.conftest import CH_A, GUILD_A, GUILD_B, MEMBER_A, MEMBER_A2, MEMBER_B, Harness
+from tests.conftest import (
+    ADMIN_A,
+    CH_A,
+    GUILD_A,
+    GUILD_B,
+    MEMBER_A,
+    MEMBER_A2,
+    MEMBER_B,
+    Harness,
+)
 from tests.genutil import (
     FAST_POLLING,
     eventually,
@@ -309,11 +318,17 @@ async def test_dm_delivery_sends_the_result_with_buttons_and_notes_it_in_the_cha
     edits = [r for r in gen.fake.requests if r.method == "PATCH" and f"/{CH_A}/" in r.path]
     assert edits and all(r.json["allowed_mentions"]["parse"] == [] for r in edits)
     assert all("users" not in r.json["allowed_mentions"] for r in edits)
-    # /status finds it in the DMs; its list gives no link that would not open.
+    # /status finds it in the DMs; its list, which only the member reads, links it there.
+    dm_link = f"https://discord.com/channels/@me/{dm['channel_id']}/{dm['id']}"
     listing = await answer_text(
         await gen.fake.slash("status", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A)
     )
-    assert f"#{task_id}" in listing and dm["id"] not in listing
+    assert f"#{task_id}" in listing and f"]({dm_link})" in listing
+    # A moderator's list of the server's tasks has no link that would not open for them.
+    staff = await answer_text(
+        await gen.fake.slash("status", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A)
+    )
+    assert f"#{task_id}" in staff and dm["id"] not in staff
     one = await answer_text(
         await gen.fake.slash(
             "status",

@@ -463,6 +463,18 @@ async def test_illegal_task_transition_returns_none_and_changes_nothing(
     assert await store.tasks.get(task.id) == before
 
 
+async def test_delivery_records_the_place_the_result_went_to(store: Store) -> None:
+    task = await store.tasks.create(**_task_params())  # asked for the channel
+    await store.tasks.mark_submitted(task.id, "svc")
+    await store.tasks.mark_done(task.id, [{"url": "u"}], 1)
+    delivered = await store.tasks.mark_delivered(task.id, 7, "dm")
+    assert delivered is not None and delivered.delivery == "dm"
+    moved = await store.tasks.set_result_message(task.id, 8, "channel")
+    assert moved is not None and (moved.result_message_id, moved.delivery) == (8, "channel")
+    same = await store.tasks.set_result_message(task.id, 9)
+    assert same is not None and (same.result_message_id, same.delivery) == (9, "channel")
+
+
 async def test_transitions_on_missing_task_return_none(store: Store) -> None:
     assert await store.tasks.mark_submitted(404, "svc") is None
     assert await store.tasks.set_status_message(404, 1) is None

@@ -17,7 +17,7 @@ from bot.discord_jobs.modlog import ModerationLog
 from bot.discord_jobs.modlog_buttons import log_entry_view
 from bot.discord_jobs.payload import FittedImages, ResultImages, download_result, fit_images
 from bot.discord_jobs.status import StatusBoard
-from bot.jobs import BlockedWord, GenerationRequest, Refused
+from bot.jobs import BlockedWord, Delivery, GenerationRequest, Posted, Refused
 from bot.store import StoreUnavailable, Task, TaskState
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,14 @@ class PostedResult:
 
     check: ResultCheck
     url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A result message and the place it went to: where it was asked for, or the fallback."""
+
+    message: discord.Message
+    place: Delivery
 
 
 def _nonce(task: Task, kind: str) -> str:
@@ -84,22 +92,20 @@ class DiscordJobEvents:
         else:
             await self.status.show(task, render.running_text(task, wait_time))
 
-    async def task_done(self, task: Task) -> int | None:
-        """Post the result (channel, else the requester's DMs); return its message id."""
-        message = await self.deliver(task)
-        url = None
-        if message is not None:
-            url = render.jump_url(
-                task.guild_id if message.guild else None, message.channel.id, message.id
-            )
-        if message is not None and message.guild is None and task.delivery == "dm":
-            # The channel learns where the result went; only the member can open the link.
+    async def task_done(self, task: Task) -> Posted | None:
+        """Post the result where the requester wants it, else in the other place; say where."""
+        sent = await self.deliver(task)
+        if sent is None:
+            await self.status.show(task, render.done_text(task, None), final=True)
+            return None
+        if sent.place == "dm":
+            # The channel learns where the result went; only the member could open a link.
             await self.status.show(task, render.sent_by_dm_text(task), final=True)
         else:
+            url = render.jump_url(task.guild_id, sent.message.channel.id, sent.message.id)
             await self.status.show(task, render.done_text(task, url), final=True)
-        if message is not None and message.guild is not None and url is not None:
-            self.moderation.result_posted(task, url)  # a DM link would not open for moderators
-        return message.id if message is not None else None
+            self.moderation.result_posted(task, url)  # a DM result: moderators could not open it
+        return Posted(sent.message.id, sent.place)
 
     async def task_cancelled(self, task: Task) -> None:
         """Mark the task's status message cancelled."""
@@ -132,7 +138,7 @@ class DiscordJobEvents:
 
     # Delivery
 
-    async def deliver(self, task: Task) -> discord.Message | None:
+    async def deliver(self, task: Task) -> _Sent | None:
         """Post a task's result; None when neither the channel nor the requester's DMs take it."""
         images = await download_result(self.fetcher, task.images)
         if task.images and not any(images.originals):
@@ -144,20 +150,19 @@ class DiscordJobEvents:
         if task.delivery == "dm":
             return await self._deliver_by_dm(task, images, kind)
         message = await self._post_in_channel(task, images, kind)
-        if message is None:
-            message = await self._post_by_dm(task, images)
-        return message
+        if message is not None:
+            return _Sent(message, "channel")
+        message = await self._post_by_dm(task, images)
+        return _Sent(message, "dm") if message is not None else None
 
-    async def _deliver_by_dm(
-        self, task: Task, images: ResultImages, kind: str
-    ) -> discord.Message | None:
+    async def _deliver_by_dm(self, task: Task, images: ResultImages, kind: str) -> _Sent | None:
         """The result in the requester's DMs with its buttons; in the channel if refused."""
         fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=True)
         guild = self.bot.get_guild(task.guild_id)
         intro = render.dm_intro(task, guild.name if guild else "")
         try:
             user = await self._user(task.user_id)
-            return await user.send(
+            dm = await user.send(
                 intro,
                 embed=render.result_embed(
                     task, task.locale, fitted, parent_url=await self._parent_url(task), in_dm=True
@@ -167,6 +172,7 @@ class DiscordJobEvents:
                 allowed_mentions=discord.AllowedMentions.none(),
                 nonce=_nonce(task, kind + "m"),
             )
+            return _Sent(dm, "dm")
         except discord.HTTPException as exc:
             # Closed DMs (50007) above all: the result is never lost, the channel gets it.
             log.info(
@@ -175,32 +181,49 @@ class DiscordJobEvents:
                 exc.status,
                 exc.code,
             )
-        return await self._post_in_channel(task, images, kind, note=render.dm_refused(task))
+        message = await self._post_in_channel(task, images, kind, note=render.dm_refused(task))
+        return _Sent(message, "channel") if message is not None else None
 
     async def find_result(self, task: Task) -> PostedResult:
-        """Look for a delivered task's result message: in its channel, else the requester's DMs."""
-        message_id = task.result_message_id
-        if not message_id:
+        """Look for a delivered task's result message where it was recorded as posted, then
+        in the other place (results delivered before the place was recorded)."""
+        if not task.result_message_id:
             return PostedResult(ResultCheck.GONE)
-        stored = render.jump_url(task.guild_id, task.channel_id, message_id)
+        looks = [self._look_in_channel, self._look_in_dms]
+        if task.delivery == "dm":
+            looks.reverse()
+        for look in looks:
+            found = await look(task, task.result_message_id)
+            if found.check is not ResultCheck.GONE:
+                return found
+        return PostedResult(ResultCheck.GONE)
+
+    async def _look_in_channel(self, task: Task, message_id: int) -> PostedResult:
+        """The result message in the task's channel."""
+        url = render.jump_url(task.guild_id, task.channel_id, message_id)
         try:
             await self._channel(task).fetch_message(message_id)
-            return PostedResult(ResultCheck.FOUND, stored)
+            return PostedResult(ResultCheck.FOUND, url)
         except (discord.NotFound, discord.Forbidden):
-            pass  # deleted, or posted by DM because the channel was unavailable
+            return PostedResult(ResultCheck.GONE)  # deleted, or not there
         except discord.HTTPException as exc:
             log.info("task %s: result message not checked (%s)", task.id, exc.status)
-            return PostedResult(ResultCheck.UNKNOWN, stored)
+            return PostedResult(ResultCheck.UNKNOWN, url)
+
+    async def _look_in_dms(self, task: Task, message_id: int) -> PostedResult:
+        """The result message in the requester's DMs (no link if that channel is unknown)."""
+        url = None
         try:
             user = await self._user(task.user_id)
             dm = user.dm_channel or await user.create_dm()
+            url = render.jump_url(None, dm.id, message_id)
             await dm.fetch_message(message_id)
-            return PostedResult(ResultCheck.FOUND, render.jump_url(None, dm.id, message_id))
+            return PostedResult(ResultCheck.FOUND, url)
         except (discord.NotFound, discord.Forbidden):
             return PostedResult(ResultCheck.GONE)
         except discord.HTTPException as exc:
             log.info("task %s: result message not checked in DMs (%s)", task.id, exc.status)
-            return PostedResult(ResultCheck.UNKNOWN, stored)
+            return PostedResult(ResultCheck.UNKNOWN, url)
 
     async def send_originals(self, task: Task, user: discord.User | discord.Member) -> bool:
         """DM a user the task's images and parameters; False when their DMs are closed."""
@@ -283,10 +306,8 @@ class DiscordJobEvents:
             # The embed still names the parent, only without the link.
             log.info("task %s: parent %s not looked up (%s)", task.id, task.parent_id, exc)
             return None
-        # A result sent by DM has no link that works for everyone (its DM channel is not kept).
-        if parent is None or not parent.result_message_id or parent.delivery == "dm":
-            return None
-        return render.jump_url(parent.guild_id, parent.channel_id, parent.result_message_id)
+        # Public: a result in the member's DMs has no link that works for everyone.
+        return render.result_url(parent) if parent is not None else None
 
     def _channel(self, task: Task) -> discord.PartialMessageable:
         return self.bot.get_partial_messageable(task.channel_id, guild_id=task.guild_id)

@@ -8,7 +8,6 @@ ids (20-digit user, 19-digit task) leave exactly that much of Discord's 100.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import discord
 from bot import display
 from bot.discord_jobs import render
 from bot.discord_jobs.buttons import ViewButton
+from bot.discord_jobs.dm_links import dm_channel_for
 from bot.errors import UserFacingError
 from bot.i18n import t
 from bot.replies import NO_MENTIONS
@@ -27,8 +27,6 @@ from bot.store import Task
 from bot.store.history import HistoryPage
 from bot.tree import report_error
 from bot.types import BotInteraction, bot_interaction
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5
 SEARCH_MAX = 50
@@ -88,7 +86,7 @@ async def history_message(
             text = display.render("history.no_match", locale, search=query.search)
             return HistoryMessage(text, [], None)
         return HistoryMessage(t("history.empty", locale), [], None)
-    dm_channel_id = await _dm_channel_id(interaction, page.tasks)
+    dm_channel_id = await dm_channel_for(interaction.user, page.tasks)
     embeds = [_entry(task, locale, dm_channel_id) for task in page.tasks]
     return HistoryMessage(_header(query, page, locale), embeds, _view(query, page, locale))
 
@@ -105,7 +103,7 @@ def _header(query: HistoryQuery, page: HistoryPage, locale: str) -> str:
 
 def _entry(task: Task, locale: str, dm_channel_id: int | None) -> discord.Embed:
     """One result: number (linking to it), prompt start, date and a thumbnail."""
-    link = _result_link(task, dm_channel_id)
+    link = render.result_url(task, dm_channel_id)
     # As the search reads it: the member's own words when a style wrapped them.
     own = task.member_prompt if task.member_prompt is not None else task.prompt
     prompt = " ".join(own.split())
@@ -128,17 +126,6 @@ def _entry(task: Task, locale: str, dm_channel_id: int | None) -> discord.Embed:
     return embed
 
 
-def _result_link(task: Task, dm_channel_id: int | None) -> str | None:
-    """The jump link to the task's result message, where it was posted."""
-    if not task.result_message_id:
-        return None
-    if task.delivery == "dm":
-        if dm_channel_id is None:
-            return None
-        return render.jump_url(None, dm_channel_id, task.result_message_id)
-    return render.jump_url(task.guild_id, task.channel_id, task.result_message_id)
-
-
 def _thumbnail(task: Task) -> str | None:
     """The service's preview of the first image.
 
@@ -150,17 +137,6 @@ def _thumbnail(task: Task) -> str | None:
         if isinstance(url, str) and url.startswith(("https://", "http://")):
             return url
     return None
-
-
-async def _dm_channel_id(interaction: BotInteraction, tasks: tuple[Task, ...]) -> int | None:
-    """The bot's DM channel with the member, when a result on the page was sent there."""
-    if not any(task.delivery == "dm" and task.result_message_id for task in tasks):
-        return None
-    try:
-        return (await interaction.user.create_dm()).id  # cached by discord.py after the first
-    except discord.HTTPException as exc:
-        log.info("history of %s: DM channel unknown (%s)", interaction.user.id, exc.status)
-        return None
 
 
 def _view(query: HistoryQuery, page: HistoryPage, locale: str) -> discord.ui.View | None:

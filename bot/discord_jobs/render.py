@@ -31,6 +31,22 @@ def jump_url(guild_id: int | None, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id or '@me'}/{channel_id}/{message_id}"
 
 
+def result_url(task: Task, dm_channel_id: int | None = None) -> str | None:
+    """The jump link to a task's result where it was posted; None when it cannot be linked.
+
+    A result in the member's DMs opens only for them, and only with the id of their DM
+    channel (not stored): places the member alone reads pass it, public places do not. A
+    result a moderator removed is linked nowhere.
+    """
+    if not task.result_message_id or task.removed_by is not None:
+        return None
+    if task.delivery == "dm":
+        if dm_channel_id is None:
+            return None
+        return jump_url(None, dm_channel_id, task.result_message_id)
+    return jump_url(task.guild_id, task.channel_id, task.result_message_id)
+
+
 def failure_reason(task: Task, locale: str | None) -> str:
     """Why a task failed, in words the requester can act on."""
     key = _FAIL_KEYS.get(task.error or "", "fail.unknown")
@@ -186,19 +202,14 @@ def result_embed(
     return fit_embed(embed)
 
 
-def task_summary(task: Task, locale: str | None) -> str:
-    """One line about a task for `/status` lists."""
+def task_summary(task: Task, locale: str | None, dm_channel_id: int | None = None) -> str:
+    """One line about a task for `/status` lists; `dm_channel_id` links a result in the
+    requester's DMs (pass it only when the requester reads the list)."""
     state = t(f"task.state.{task.state.value}", locale)
     prompt = shown(task.prompt.replace("\n", " "), 60)
     line = f"`#{task.id}` {state} · {prompt}"
-    # A result sent by DM is found with `/status task:<id>`: its DM channel is not kept.
-    if (
-        task.state == TaskState.DELIVERED
-        and task.result_message_id
-        and task.delivery != "dm"
-        and task.removed_by is None
-    ):
-        url = jump_url(task.guild_id, task.channel_id, task.result_message_id)
+    url = result_url(task, dm_channel_id) if task.state == TaskState.DELIVERED else None
+    if url is not None:
         line += f" · [{t('status.jump', locale)}]({url})"
     return line
 

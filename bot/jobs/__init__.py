@@ -11,7 +11,7 @@ from bot.jobs.errors import (
     Refused,
     UserBusy,
 )
-from bot.jobs.models import FailReason, GenerationRequest, Limits
+from bot.jobs.models import Delivery, FailReason, GenerationRequest, Limits, Posted
 from bot.jobs.polling import AdaptiveInterval, FixedInterval, PollStrategy, make_strategy
 from bot.jobs.protocols import AccountResolver, JobEvents
 from bot.jobs.service import GenerationService
@@ -21,6 +21,7 @@ __all__ = [
     "AdaptiveInterval",
     "BlockedWord",
     "ChannelNotAllowed",
+    "Delivery",
     "FailReason",
     "FixedInterval",
     "GenerationRequest",
@@ -30,6 +31,7 @@ __all__ = [
     "Limits",
     "NoAccount",
     "PollStrategy",
+    "Posted",
     "PromptTooLong",
     "QueueFull",
     "QuotaExceeded",

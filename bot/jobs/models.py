@@ -86,6 +86,15 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Posted:
+    """Where a task's result was posted: the place it went to may differ from the one asked
+    for (a channel that refuses it sends it by DM, closed DMs send it to the channel)."""
+
+    message_id: int
+    place: Delivery
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """A guild's admission rules; see `bot.jobs.admission` for how each one is applied."""
 

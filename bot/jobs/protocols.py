@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bot.jobs.errors import Refused
-from bot.jobs.models import GenerationRequest
+from bot.jobs.models import GenerationRequest, Posted
 from bot.store import Task
 from bot.v1b import AccountSession
 
@@ -73,8 +73,8 @@ class JobEvents(Protocol):
         """The queue position or the service's wait time of a task changed."""
         ...
 
-    async def task_done(self, task: Task) -> int | None:
-        """Deliver the result; return its message id, or None when it could not be posted."""
+    async def task_done(self, task: Task) -> Posted | None:
+        """Deliver the result; return where it was posted, or None when it could not be."""
         ...
 
     async def task_failed(self, task: Task) -> None:

@@ -16,7 +16,7 @@ from bot.images import CheckedImage
 from bot.jobs import admission
 from bot.jobs.errors import AccountUnreadable, NoAccount, Refused
 from bot.jobs.locks import KeyedLocks
-from bot.jobs.models import FailReason, GenerationRequest, Limits
+from bot.jobs.models import FailReason, GenerationRequest, Limits, Posted
 from bot.jobs.poller import Poller
 from bot.jobs.polling import PollStrategy
 from bot.jobs.protocols import AccountResolver, BoundAccount, JobEvents
@@ -304,15 +304,15 @@ class GenerationService:
             return True  # already posted again
         self._delivering.add(task_id)
         try:
-            message_id = await self._events.task_done(task)
-            if message_id is not None:
-                await self._store.tasks.set_result_message(task_id, message_id)
+            posted = await self._events.task_done(task)
+            if posted is not None:
+                await self._store.tasks.set_result_message(task_id, posted.message_id, posted.place)
         except Exception:
             log.exception("re-posting the result of task %s failed", task_id)
             return False
         finally:
             self._delivering.discard(task_id)
-        return message_id is not None
+        return posted is not None
 
     # Dispatch
 
@@ -500,19 +500,20 @@ class GenerationService:
         if task is None or task.state != TaskState.DONE:
             self._delivery_failures.pop(task_id, None)
             return
-        message_id: int | None = None
+        result: Posted | None = None
         try:
-            message_id = await self._events.task_done(task)
+            result = await self._events.task_done(task)
         except Exception:
             log.exception("delivering task %s failed", task_id)
-        if message_id is None:
+        if result is None:
             await self._delivery_failed(task)
             return
         self._delivery_failures.pop(task_id, None)
-        posted: int = message_id
+        posted: Posted = result
         # Posted: unless this is stored, a restart would post the result a second time.
+        # Its place too: links to the result must point where it is, not where it was asked.
         delivered = await until_stored(
-            lambda: self._store.tasks.mark_delivered(task_id, posted),
+            lambda: self._store.tasks.mark_delivered(task_id, posted.message_id, posted.place),
             what=f"the delivery of task {task_id}",
         )
         if delivered is None:

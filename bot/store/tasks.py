@@ -80,7 +80,9 @@ class Task:
     origin: str | None  # 'rerun' or 'remix' of `parent_id`; None for a task from a command
     style: str | None  # the server style's name when the task was made
     member_prompt: str | None  # the member's own words when a style wrapped them
-    delivery: str  # 'channel' or 'dm'
+    # 'channel' or 'dm': where the result goes; once delivered, where it IS (a refused
+    # place falls back to the other one).
+    delivery: str
     removed_by: int | None  # the moderator who deleted the result: never posted again
 
     @property
@@ -134,7 +136,8 @@ RETURNING *
 
 _MARK_DELIVERED = """
 UPDATE tasks
-SET state = 'delivered', result_message_id = ?, delivered_at = ?, updated_at = ?
+SET state = 'delivered', result_message_id = ?, delivery = COALESCE(?, delivery),
+    delivered_at = ?, updated_at = ?
 WHERE id = ? AND state = 'done'
 RETURNING *
 """
@@ -173,7 +176,8 @@ RETURNING *
 """
 
 _SET_RESULT_MESSAGE = """
-UPDATE tasks SET result_message_id = ?, updated_at = ? WHERE id = ? AND state = 'delivered'
+UPDATE tasks SET result_message_id = ?, delivery = COALESCE(?, delivery), updated_at = ?
+WHERE id = ? AND state = 'delivered'
 RETURNING *
 """
 
@@ -306,10 +310,15 @@ class TaskRepo(Repo):
         result = json.dumps(list(images), ensure_ascii=False)
         return await self._transition(_MARK_DONE, (result, seed_used, now, now, task_id))
 
-    async def mark_delivered(self, task_id: int, result_message_id: int) -> Task | None:
-        """done -> delivered, recording the message that carries the result."""
+    async def mark_delivered(
+        self, task_id: int, result_message_id: int, place: str | None = None
+    ) -> Task | None:
+        """done -> delivered, recording the message that carries the result and its place
+        ('channel' or 'dm'; None: the place asked for)."""
         now = self._clock()
-        return await self._transition(_MARK_DELIVERED, (result_message_id, now, now, task_id))
+        return await self._transition(
+            _MARK_DELIVERED, (result_message_id, place, now, now, task_id)
+        )
 
     async def mark_failed(self, task_id: int, error: str, detail: str = "") -> Task | None:
         """queued/submitted/done -> failed with a reason code and a detail text."""
@@ -331,9 +340,13 @@ class TaskRepo(Repo):
         """Remember the progress message of the task."""
         return await self._transition(_SET_STATUS_MESSAGE, (message_id, self._clock(), task_id))
 
-    async def set_result_message(self, task_id: int, message_id: int) -> Task | None:
-        """Record where a delivered task's result was posted again."""
-        return await self._transition(_SET_RESULT_MESSAGE, (message_id, self._clock(), task_id))
+    async def set_result_message(
+        self, task_id: int, message_id: int, place: str | None = None
+    ) -> Task | None:
+        """Record where a delivered task's result was posted again (None: the same place)."""
+        return await self._transition(
+            _SET_RESULT_MESSAGE, (message_id, place, self._clock(), task_id)
+        )
 
     async def mark_removed(self, task_id: int, moderator_id: int) -> Task | None:
         """Remember that a moderator deleted a delivered task's result, so it stays gone."""
