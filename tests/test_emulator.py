@@ -22,7 +22,6 @@ from bot.emulator import (
     serve_forever,
     settings_from_args,
 )
-from bot.emulator.render import RenderRequest, render
 
 EMAIL, PASSWORD = "a@x.io", "pw-a"
 OTHER, OTHER_PASSWORD = "b@x.io", "pw-b"
@@ -389,15 +388,6 @@ async def test_unknown_or_unfinished_images_are_404(api: Api) -> None:
         assert resp.status == 200
     async with api.http.get(url.replace("_00000", "_00001")) as resp:
         assert resp.status == 404
-
-
-def test_rendering_is_cheap() -> None:
-    request = RenderRequest("Artist_V0.1.3", "a cat", "", 1, (512, 512), 0)
-    render(request)
-    started = time.perf_counter()
-    for index in range(5):
-        render(RenderRequest("Artist_V0.1.3", "a cat", "", 1, (512, 512), index))
-    assert (time.perf_counter() - started) / 5 < 0.05
 
 
 # Upload, i2i, datasets
