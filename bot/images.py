@@ -109,11 +109,13 @@ def _tile(image: Image.Image, cell: tuple[int, int]) -> Image.Image:
 
     Most of a grid's cost was decoding every pixel of full-size images and resampling them all
     down: JPEG can decode straight at 1/2, 1/4 or 1/8 of its size (`draft`), so only what the
-    cell shows is decoded; what remains is a resize of at most 2x.
+    cell shows is decoded; what remains is a resize of less than 2x, where bilinear (which
+    Pillow antialiases when shrinking) is within a fraction of a level of Lanczos per pixel
+    and takes about half the time of the bicubic default.
     """
     image.draft("RGB", cell)  # a no-op for formats other than JPEG
     tile = image.convert("RGB") if image.mode != "RGB" else image  # RGB: no copy needed
-    tile.thumbnail(cell)
+    tile.thumbnail(cell, Image.Resampling.BILINEAR)
     return tile
 
 

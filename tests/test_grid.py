@@ -49,8 +49,9 @@ def test_a_grid_of_large_jpegs_decodes_them_at_the_tile_size(jpeg_decodes):
     assert jpeg_decodes[:4] == [(512, 512)] * 4
 
 
-def test_a_grid_from_reduced_decodes_looks_like_one_from_full_decodes():
-    images = [service_jpeg((1024, 1024), i) for i in range(4)]
+@pytest.mark.parametrize("side", [1024, 768])  # half-scale decode; full decode and a resize
+def test_a_grid_looks_like_one_from_full_decodes_and_a_high_quality_resize(side):
+    images = [service_jpeg((side, side), i) for i in range(4)]
     grid = Image.open(io.BytesIO(make_grid(images))).convert("RGB")
     for i, data in enumerate(images):
         x, y = (i % 2) * 512, (i // 2) * 512
