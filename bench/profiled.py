@@ -51,7 +51,7 @@ def _dump(main: cProfile.Profile, out: str) -> None:
 def main(argv: list[str]) -> Any:
     """Profile `python -m bot ARGS` into the .prof file named first."""
     out, *args = argv
-    threading.Thread.run = _profiled_run(threading.Thread.run)  # type: ignore[method-assign]
+    threading.Thread.run = _profiled_run(threading.Thread.run)  # type: ignore[method-assign,assignment]
     main_profile = cProfile.Profile(time.thread_time)
     atexit.register(_dump, main_profile, out)
     sys.argv = ["bot", *args]
