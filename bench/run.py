@@ -322,6 +322,8 @@ async def run_scenario(
             _say(f"{scenario.name}: firing {work.tasks} commands at {work.rate}/s")
             before = await _emulator_stats(emu_root, emu_admin)
             cpu_before = cpu_seconds(bot.proc.pid)
+            if profile is not None:
+                bot.proc.send_signal(signal.SIGUSR1)  # the profile's window starts here too
             acks = await _fire(fake, work)
             _say(f"{scenario.name}: all acknowledged, waiting for results")
             rows = await _wait_finished(cwd / "bot.sqlite3", work.tasks, 900)
