@@ -45,13 +45,16 @@ class Child:
     _reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def spawn(cls, name: str, *args: str, env: dict[str, str], cwd: Path) -> Child:
-        """Start `python -m bot ARGS`."""
+    async def spawn(
+        cls, name: str, *args: str, env: dict[str, str], cwd: Path, profile: Path | None = None
+    ) -> Child:
+        """Start `python -m bot ARGS`, under cProfile writing to `profile` when given."""
         started = time.monotonic()
+        module = ["bench.profiled", str(profile)] if profile else ["bot"]
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bot",
+            *module,
             *args,
             env=env,
             cwd=cwd,

@@ -183,8 +183,12 @@ def _fake(work: Workload) -> FakeDiscord:
     return fake
 
 
-async def _start_bot(config: Path, fake: FakeDiscord, cwd: Path) -> Child:
-    bot = await Child.spawn("bot", "run", "--config", str(config), env=_env(), cwd=cwd)
+async def _start_bot(
+    config: Path, fake: FakeDiscord, cwd: Path, profile: Path | None = None
+) -> Child:
+    bot = await Child.spawn(
+        "bot", "run", "--config", str(config), env=_env(), cwd=cwd, profile=profile
+    )
     deadline = time.monotonic() + 60
     while "imagine" not in fake.world.command_names():
         if time.monotonic() > deadline or bot.proc.returncode is not None:
@@ -299,8 +303,10 @@ def _message_times(fake: FakeDiscord, work: Workload) -> dict[int, float]:
     return times
 
 
-async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str]) -> Figures:
-    """Run the whole workload under one polling configuration."""
+async def run_scenario(
+    scenario: Scenario, work: Workload, emu_extra: list[str], profile: Path | None = None
+) -> Figures:
+    """Run the whole workload under one polling configuration (the bot under cProfile if given)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{scenario.name}-") as tmp:
         cwd = Path(tmp)
         emu, emu_root, emu_admin = await _start_emulator(work, scenario.batch, cwd, emu_extra)
@@ -310,12 +316,14 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
         try:
             config = cwd / "config.toml"
             _config(config, fake, f"{emu_root}/api/v1b", scenario, work)
-            bot = await _start_bot(config, fake, cwd)
+            bot = await _start_bot(config, fake, cwd, profile)
             _say(f"{scenario.name}: bot ready, setting {work.guilds} accounts")
             await _set_accounts(fake, work)
             _say(f"{scenario.name}: firing {work.tasks} commands at {work.rate}/s")
             before = await _emulator_stats(emu_root, emu_admin)
             cpu_before = cpu_seconds(bot.proc.pid)
+            if profile is not None:
+                bot.proc.send_signal(signal.SIGUSR1)  # the profile's window starts here too
             acks = await _fire(fake, work)
             _say(f"{scenario.name}: all acknowledged, waiting for results")
             rows = await _wait_finished(cwd / "bot.sqlite3", work.tasks, 900)
@@ -460,6 +468,14 @@ def main(argv: list[str] | None = None) -> int:
         help="--soak: the bot's storage.retention_days, in seconds, so pruning runs during it",
     )
     parser.add_argument("--out", default=None, help="default bench/results/latest.json")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        default=None,
+        help="run the bot under cProfile (every thread) and write pstats to FILE, or to "
+        "FILE-SCENARIO.prof with several scenarios; its CPU figures then include the "
+        "profiler's overhead",
+    )
     args = parser.parse_args(argv)
     if args.soak:
         return _soak(args)
@@ -508,7 +524,8 @@ async def _run_all(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
     figures = []
     for name in args.scenarios.split(","):
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        figures.append(await run_scenario(SCENARIOS[name], work, args.emulator_arg))
+        profile = _profile_path(args.profile, name, several="," in args.scenarios)
+        figures.append(await run_scenario(SCENARIOS[name], work, args.emulator_arg, profile))
     recovery = await run_recovery(work, args.recovery) if args.recovery else None
     return {
         "machine": _machine(),
@@ -516,6 +533,13 @@ async def _run_all(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
         "scenarios": [asdict(f) for f in figures],
         "recovery": recovery,
     }
+
+
+def _profile_path(option: str | None, scenario: str, *, several: bool) -> Path | None:
+    if option is None:
+        return None
+    path = Path(option).resolve()  # the bot runs in a temporary directory
+    return path.with_name(f"{path.stem}-{scenario}.prof") if several else path
 
 
 def _machine() -> dict[str, Any]:

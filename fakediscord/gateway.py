@@ -20,6 +20,32 @@ DISPATCH, HEARTBEAT, IDENTIFY, RESUME, REQUEST_MEMBERS = 0, 1, 2, 6, 8
 HELLO, HEARTBEAT_ACK = 10, 11
 CLOSE_AUTH_FAILED = 4004
 
+# Gateway intents (https://discord.com/developers/docs/events/gateway#list-of-intents): a
+# session gets message and reaction events only with the intent that covers them.
+GUILD_MESSAGES, GUILD_MESSAGE_REACTIONS = 1 << 9, 1 << 10
+DIRECT_MESSAGES, DIRECT_MESSAGE_REACTIONS = 1 << 12, 1 << 13
+_MESSAGE_EVENTS = frozenset(
+    {"MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE", "MESSAGE_DELETE_BULK"}
+)
+_REACTION_EVENTS = frozenset(
+    {
+        "MESSAGE_REACTION_ADD",
+        "MESSAGE_REACTION_REMOVE",
+        "MESSAGE_REACTION_REMOVE_ALL",
+        "MESSAGE_REACTION_REMOVE_EMOJI",
+    }
+)
+
+
+def required_intent(event: str, data: dict[str, Any]) -> int:
+    """The intent a session needs to receive `event` (0: none needed)."""
+    in_guild = "guild_id" in data
+    if event in _MESSAGE_EVENTS:
+        return GUILD_MESSAGES if in_guild else DIRECT_MESSAGES
+    if event in _REACTION_EVENTS:
+        return GUILD_MESSAGE_REACTIONS if in_guild else DIRECT_MESSAGE_REACTIONS
+    return 0
+
 
 @dataclass
 class Session:
@@ -83,9 +109,10 @@ class Gateway:
         return any(s.identified for s in self.sessions)
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH event to every identified session."""
+        """Send a DISPATCH event to every identified session whose intents cover it."""
+        intent = required_intent(event, data)
         for session in list(self.sessions):
-            if session.identified and not session.ws.closed:
+            if session.identified and not session.ws.closed and session.intents & intent == intent:
                 await self._dispatch(session, event, data)
 
     async def close(self, code: int = 1000) -> None:
