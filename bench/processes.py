@@ -45,13 +45,15 @@ class Child:
     _reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def spawn(cls, name: str, *args: str, env: dict[str, str], cwd: Path) -> Child:
-        """Start `python -m bot ARGS`."""
+    async def spawn(
+        cls, name: str, *args: str, env: dict[str, str], cwd: Path, module: str = "bot"
+    ) -> Child:
+        """Start `python -m MODULE ARGS` (`bot`, or a bench module wrapping it)."""
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bot",
+            module,
             *args,
             env=env,
             cwd=cwd,

@@ -25,6 +25,7 @@ class Figures:
     cpu_ms_per_task: float = 0.0
     peak_rss_mb: float = 0.0
     loop_lag_p99_ms: float | None = None
+    load_average: float | None = None  # the machine's 1-minute load when the scenario ended
     per_task: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
@@ -55,7 +56,29 @@ ROWS = [
         "event-loop lag p99 (ms)",
         lambda f: "-" if f["loop_lag_p99_ms"] is None else f"{f['loop_lag_p99_ms']:.1f}",
     ),
+    (
+        "machine load average (1 min, at end)",
+        lambda f: "-" if f.get("load_average") is None else f"{f['load_average']:.1f}",
+    ),
 ]
+
+
+def oracle_rows(scenarios: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Every scenario against the oracle run (polls exactly at each finish), if there is one."""
+    oracle = next((s for s in scenarios if s["scenario"] == "oracle"), None)
+    if oracle is None:
+        return []
+    calls, p50, p95 = oracle["poll_calls_per_task"], oracle["lag_p50_s"], oracle["lag_p95_s"]
+    return [
+        (
+            "poll calls per task vs oracle",
+            [f"x{s['poll_calls_per_task'] / calls:.2f}" if calls else "-" for s in scenarios],
+        ),
+        (
+            "lag p50 / p95 vs oracle (s)",
+            [f"{s['lag_p50_s'] - p50:+.2f} / {s['lag_p95_s'] - p95:+.2f}" for s in scenarios],
+        ),
+    ]
 
 
 def render_table(scenarios: list[dict[str, Any]], recovery: dict[str, Any] | None) -> str:
@@ -64,6 +87,8 @@ def render_table(scenarios: list[dict[str, Any]], recovery: dict[str, Any] | Non
     lines = [head, "|---" * (len(scenarios) + 1) + "|"]
     for label, cell in ROWS:
         lines.append(f"| {label} | " + " | ".join(cell(s) for s in scenarios) + " |")
+    for label, cells in oracle_rows(scenarios):
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     by_name = {s["scenario"]: s for s in scenarios}
     base = by_name.get("adaptive")
     if base:

@@ -44,6 +44,8 @@ class Scenario:
     strategy: str
     interval: float
     batch: bool
+    # Polls through bench.oracle, told each task's finish by the emulator: the lower bound.
+    oracle: bool = False
 
 
 SCENARIOS = {
@@ -51,6 +53,7 @@ SCENARIOS = {
     "fixed-1s": Scenario("fixed-1s", "fixed", 1.0, batch=False),
     "fixed-5s": Scenario("fixed-5s", "fixed", 5.0, batch=False),
     "adaptive-batch": Scenario("adaptive-batch", "adaptive", 1.0, batch=True),
+    "oracle": Scenario("oracle", "adaptive", 1.0, batch=False, oracle=True),
 }
 
 
@@ -183,8 +186,16 @@ def _fake(work: Workload) -> FakeDiscord:
     return fake
 
 
-async def _start_bot(config: Path, fake: FakeDiscord, cwd: Path) -> Child:
-    bot = await Child.spawn("bot", "run", "--config", str(config), env=_env(), cwd=cwd)
+async def _start_bot(
+    config: Path, fake: FakeDiscord, cwd: Path, finish_log: Path | None = None
+) -> Child:
+    args = ["run", "--config", str(config)]
+    if finish_log is None:
+        bot = await Child.spawn("bot", *args, env=_env(), cwd=cwd)
+    else:  # the same bot, polling with the oracle (see bench/oracle.py)
+        bot = await Child.spawn(
+            "bot", str(finish_log), *args, env=_env(), cwd=cwd, module="bench.oracle"
+        )
     deadline = time.monotonic() + 60
     while "imagine" not in fake.world.command_names():
         if time.monotonic() > deadline or bot.proc.returncode is not None:
@@ -303,6 +314,9 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
     """Run the whole workload under one polling configuration."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{scenario.name}-") as tmp:
         cwd = Path(tmp)
+        finish_log = cwd / "finish.log" if scenario.oracle else None
+        if finish_log is not None:
+            emu_extra = [*emu_extra, "--finish-log", str(finish_log)]
         emu, emu_root, emu_admin = await _start_emulator(work, scenario.batch, cwd, emu_extra)
         fake = _fake(work)
         await fake.start()
@@ -310,7 +324,7 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
         try:
             config = cwd / "config.toml"
             _config(config, fake, f"{emu_root}/api/v1b", scenario, work)
-            bot = await _start_bot(config, fake, cwd)
+            bot = await _start_bot(config, fake, cwd, finish_log)
             _say(f"{scenario.name}: bot ready, setting {work.guilds} accounts")
             await _set_accounts(fake, work)
             _say(f"{scenario.name}: firing {work.tasks} commands at {work.rate}/s")
@@ -368,6 +382,7 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
             cpu_ms_per_task=cpu / work.tasks * 1000,
             peak_rss_mb=rss,
             loop_lag_p99_ms=loop_p99,
+            load_average=round(os.getloadavg()[0], 2),
             per_task=per_task,
         )
 
@@ -525,4 +540,9 @@ def _machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpus": os.cpu_count(), "cpu": cpu, "python": sys.version.split()[0]}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": sys.version.split()[0],
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 min, at the end
+    }

@@ -106,6 +106,7 @@ class V1bApi:
         return task
 
     def _task_view(self, request: web.Request, task: GenerationTask) -> dict[str, Any]:
+        self.queue.settle(task)
         images = []
         if task.finished and not task.error_msg:
             base = origin(request, self.state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 
 from bot.emulator.server import EmulatorServer
 from bot.emulator.settings import EmulatorSettings, FaultSettings
@@ -80,6 +81,13 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-batch", action="store_true", help="answer 404 to POST task_results")
     add("--token-ttl", type=float, default=faults.token_ttl, help="seconds a token lives")
     add("--seed", type=int, default=base.seed, help="seed of the emulator's randomness")
+    add(
+        "--finish-log",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="benchmark only: append each task's planned finish (TASK_ID EPOCH) to PATH",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
@@ -102,6 +110,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         training_time=args.training_time,
         workers=args.workers,
         seed=args.seed,
+        finish_log=args.finish_log,
         faults=faults,
     )
     if args.account:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,4 +58,7 @@ class EmulatorSettings(BaseModel):
     )
     public_base_url: str | None = None
     seed: int = 0
+    # Benchmark only: append "TASK_ID FINISH_EPOCH" to this file as each task is submitted
+    # (its planned finish), for the oracle polling the benchmark compares strategies with.
+    finish_log: Path | None = None
     faults: FaultSettings = Field(default_factory=FaultSettings)

@@ -74,6 +74,7 @@ class GenerationTask:
     status: Literal["queued", "running", "done"] = "queued"
     error_msg: str = ""
     started_at: float | None = None
+    planned_done: float | None = None  # when the queue's plan has it finish (epoch seconds)
     done_at: float | None = None
 
     @property
@@ -350,6 +351,7 @@ class EmulatorState:
                     "submitted": task.submitted_at,
                     "started": task.started_at,
                     "done": task.done_at,
+                    "planned_done": task.planned_done,
                     "n_images": task.n_images,
                     "state": task.status,
                     "error_msg": task.error_msg,
