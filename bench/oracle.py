@@ -59,7 +59,8 @@ class OracleStrategy:
         self,
         finish_times: FinishTimes,
         *,
-        epsilon: float = 0.02,
+        # The poller fires timers up to its 50 ms coalescing window early: stay past it.
+        epsilon: float = 0.06,
         retry: float = 0.05,
         clock: Callable[[], float] = time.time,
     ) -> None:

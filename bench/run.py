@@ -354,11 +354,13 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
                 - info["submitted"],
                 "run_s": info["done"] - info["started"],
                 "lag_s": messages[r["result_message_id"]] - info["done"],
+                "seen_s": info["seen_done"] - info["done"],
             }
             for r in rows
             if r["state"] == "delivered" and r["result_message_id"] in messages
         ]
         lags = [t["lag_s"] for t in per_task]
+        seen = [t["seen_s"] for t in per_task]
         calls = {
             k: (v - before["calls"].get(k, 0)) / work.tasks
             for k, v in stats["calls"].items()
@@ -374,6 +376,8 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
             lag_p50_s=percentile(lags, 0.5),
             lag_p95_s=percentile(lags, 0.95),
             lag_max_s=max(lags, default=0.0),
+            seen_p50_s=percentile(seen, 0.5),
+            seen_p95_s=percentile(seen, 0.95),
             calls_per_task=calls,
             poll_calls_per_task=calls.get("task_result", 0) + calls.get("task_results", 0),
             peak_calls_per_s_per_account=max(

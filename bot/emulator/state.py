@@ -76,6 +76,7 @@ class GenerationTask:
     started_at: float | None = None
     planned_done: float | None = None  # when the queue's plan has it finish (epoch seconds)
     done_at: float | None = None
+    seen_done_at: float | None = None  # when a poll first reported it done
 
     @property
     def finished(self) -> bool:
@@ -352,6 +353,7 @@ class EmulatorState:
                     "started": task.started_at,
                     "done": task.done_at,
                     "planned_done": task.planned_done,
+                    "seen_done": task.seen_done_at,
                     "n_images": task.n_images,
                     "state": task.status,
                     "error_msg": task.error_msg,
