@@ -29,6 +29,7 @@ class Figures:
     peak_rss_mb: float = 0.0
     loop_lag_p99_ms: float | None = None
     load_average: float | None = None  # the machine's 1-minute load when the scenario ended
+    polling_learned: str = ""  # the bot's own account of its polling model, at shutdown
     per_task: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 

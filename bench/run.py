@@ -342,6 +342,7 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
             await fake.stop()
             await emu.stop()
         lag_line = next((line for line in bot.lines if "event loop lag" in line), "")
+        learned = next((line for line in bot.lines if "polling learned:" in line), "")
         loop_p99 = float(m.group(1)) if (m := re.search(r"p99 ([\d.]+) ms", lag_line)) else None
         messages = _message_times(fake, work)
         per_task = [
@@ -387,6 +388,7 @@ async def run_scenario(scenario: Scenario, work: Workload, emu_extra: list[str])
             peak_rss_mb=rss,
             loop_lag_p99_ms=loop_p99,
             load_average=round(os.getloadavg()[0], 2),
+            polling_learned=learned.partition("polling learned: ")[2],
             per_task=per_task,
         )
 

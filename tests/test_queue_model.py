@@ -69,7 +69,9 @@ def task(n: int) -> SimpleNamespace:
 
 def test_a_new_tasks_first_poll_waits_for_the_queue_the_newest_task_reported() -> None:
     clock = Clock()
-    strategy = AdaptiveInterval(base_seconds=2.0, workers=4, max_interval=30.0, clock=clock)
+    strategy = AdaptiveInterval(
+        base_seconds=2.0, workers=4, max_interval=30.0, warm_after=0, clock=clock
+    )
     idle = strategy.next_interval(task(1), None, 0, 0.0)  # nothing known about a queue
     assert idle == pytest.approx(2.0 * 0.8 + 0.9 * 0.8)  # earliest finish + 0.9 of its range
     for n in range(2, 12):
@@ -88,7 +90,9 @@ def test_a_new_tasks_first_poll_waits_for_the_queue_the_newest_task_reported() -
 
 def test_a_queued_task_aims_at_its_finish_when_it_starts_soon() -> None:
     clock = Clock()
-    strategy = AdaptiveInterval(base_seconds=4.0, workers=4, max_interval=10.0, clock=clock)
+    strategy = AdaptiveInterval(
+        base_seconds=4.0, workers=4, max_interval=10.0, warm_after=0, clock=clock
+    )
     strategy.next_interval(task(1), None, 0, 0.0)
     clock.now = 1.0
     # First sighting of any queue: 20 ahead is the most a start allows, so it starts soon
@@ -103,3 +107,36 @@ def test_a_queued_task_aims_at_its_finish_when_it_starts_soon() -> None:
     # A long queue: look again when it should be about to start, at most 10 s on.
     clock.now = 7.0
     assert strategy.next_interval(task(2), 60, 1, 7.0) == 10.0
+
+
+def test_a_run_shorter_than_thought_is_learned_after_a_predicted_queue_wait() -> None:
+    clock = Clock()
+    strategy = AdaptiveInterval(
+        base_seconds=2.0, workers=4, max_interval=30.0, warm_after=0, clock=clock
+    )
+    for n in range(1, 11):
+        strategy.next_interval(task(n), None, 0, 0.0)
+    strategy.next_interval(task(10), 30, 1, 0.0)  # 30 ahead of the newest task
+    strategy.queue.slots = 11.0  # a task starts once fewer than 11 are ahead
+    clock.now = 1.0
+    first = strategy.next_interval(task(11), None, 0, 0.0)
+    # 31 ahead of it, less 1 s at the prior 2 tasks/s: 19 must leave first, 9.5 s.
+    assert first == pytest.approx(9.5 + 1.6 + 0.72)
+    # Found done at that first poll: it started no earlier than predicted, so its run took
+    # at most 1.32 s, though 1.6 s was thought the shortest possible.
+    strategy.completed(task(11), first - 1.0)
+    # Learned (at rate 0.3, in log terms) towards 1.32 s, not just nudged by one early find.
+    assert strategy.expected(task(12)) <= 2.0 * (1.32 / 2.0) ** 0.3
+
+
+def test_before_any_task_is_found_done_the_first_polls_hedge_the_prior() -> None:
+    strategy = AdaptiveInterval(base_seconds=3.0, spread=0.2, cold_spread=0.5, warm_after=2)
+    # Only the prior (3 s) is known: a run of 1.5 to 4.5 s; look 1.2 s into that range.
+    assert strategy.next_interval(task(1), None, 0, 0.0) == pytest.approx(1.5 + 1.2)
+    strategy.next_interval(task(2), None, 0, 0.0)
+    strategy.completed(task(1), 2.7)
+    strategy.completed(task(2), 2.7)
+    # Warm: the learned run time within its own +-20 %.
+    run = strategy.expected(task(3))
+    first = strategy.next_interval(task(3), None, 0, 0.0)
+    assert first == pytest.approx(run * 0.8 + min(0.9, 1.2 / (0.4 * run)) * 0.4 * run)

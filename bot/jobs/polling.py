@@ -108,6 +108,8 @@ class AdaptiveInterval:
         max_interval: float = 10.0,
         learning_rate: float = 0.3,
         quantile_rate: float = 0.15,
+        cold_spread: float = 0.5,
+        warm_after: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_seconds = base_seconds
@@ -120,6 +122,11 @@ class AdaptiveInterval:
         self.max_interval = max_interval
         self.learning_rate = learning_rate
         self.quantile_rate = quantile_rate
+        # Until `warm_after` tasks have been found done, the prior alone says how long a run
+        # takes: aim within the wider `cold_spread`, for a burst of tasks submitted at start.
+        self.cold_spread = max(spread, cold_spread)
+        self.warm_after = warm_after
+        self._found_done = 0
         self._log_factor: dict[tuple[str, int], float] = {}  # log(run time / prior) by size
         self._global = 0.0  # the same for sizes not seen yet
         self._clock = clock
@@ -193,7 +200,7 @@ class AdaptiveInterval:
         first = self._first_poll(task, track)
         if elapsed < first - self.min_interval:
             return self._clamp(first - elapsed)
-        latest = (track.start_high or elapsed) + run * (1 + self.spread)
+        latest = (track.start_high or elapsed) + run * (1 + self._aim_spread())
         if elapsed < latest:
             return self._clamp(min(self.lag_budget, latest - elapsed + self.dense))
         track.overdue += 1
@@ -209,12 +216,15 @@ class AdaptiveInterval:
 
     def _first_poll(self, task: Task, track: _Track) -> float:
         run = self.expected(task)
-        earliest = track.start_low + run * (1 - self.spread)
+        earliest = track.start_low + run * (1 - self._aim_spread())
         return earliest + self._first_quantile(task, track) * self._width(task, track)
 
     def _width(self, task: Task, track: _Track) -> float:
         start_range = (track.start_high or track.start_low) - track.start_low
-        return start_range + 2 * self.spread * self.expected(task)
+        return start_range + 2 * self._aim_spread() * self.expected(task)
+
+    def _aim_spread(self) -> float:
+        return self.spread if self._found_done >= self.warm_after else self.cold_spread
 
     def _first_quantile(self, task: Task, track: _Track) -> float:
         """As late in the range as 0.9, but early enough that no task waits over the budget."""
@@ -255,6 +265,7 @@ class AdaptiveInterval:
         track = self._tracks.pop(task.id, None)
         if track is None:
             return
+        self._found_done += 1
         key = (task.size, task.count)
         if track.first_seen and track.quantile is not None:
             self._track_quantile(task, track.quantile, done=True)
@@ -266,7 +277,10 @@ class AdaptiveInterval:
             latest_start = elapsed - run * (1 - self.spread)
             if self._wait > latest_start:
                 self._learn_wait(max(0.0, latest_start))
-            start_low, start_high, done_after = 0.0, None, 0.0
+            # It started no earlier than predicted, as far as the queue model knows: a run
+            # learned too short from a start predicted too late only brings the next first
+            # polls early, and what those find corrects it.
+            start_low, start_high, done_after = track.start_low, None, 0.0
         else:
             start_low, start_high, done_after = track.start_low, track.start_high, track.last_poll
         longest = elapsed - start_low
