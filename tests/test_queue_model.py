@@ -120,8 +120,9 @@ def test_a_run_shorter_than_thought_is_learned_after_a_predicted_queue_wait() ->
     strategy.queue.slots = 11.0  # a task starts once fewer than 11 are ahead
     clock.now = 1.0
     first = strategy.next_interval(task(11), None, 0, 0.0)
-    # 31 ahead of it, less 1 s at the prior 2 tasks/s: 19 must leave first, 9.5 s.
-    assert first == pytest.approx(9.5 + 1.6 + 0.72)
+    # No drain measured: 11 at work, 2 s each, 5.5 tasks/s. 31 ahead of it less 1 s of
+    # that leaves 25.5, of which 15.5 must go before it starts.
+    assert first == pytest.approx(15.5 / 5.5 + 1.6 + 0.72)
     # Found done at that first poll: it started no earlier than predicted, so its run took
     # at most 1.32 s, though 1.6 s was thought the shortest possible.
     strategy.completed(task(11), first - 1.0)
@@ -140,3 +141,15 @@ def test_before_any_task_is_found_done_the_first_polls_hedge_the_prior() -> None
     run = strategy.expected(task(3))
     first = strategy.next_interval(task(3), None, 0, 0.0)
     assert first == pytest.approx(run * 0.8 + min(0.9, 1.2 / (0.4 * run)) * 0.4 * run)
+
+
+def test_before_a_drain_is_measured_it_is_the_start_threshold_over_a_run() -> None:
+    model = QueueModel(drain_prior=1.0)
+    model.typical_run(4.0)
+    assert model.drain == 1.0  # no threshold known yet: the prior stands
+    model.seen_queued(model.submitted(), 48, now=0.0)
+    model.typical_run(4.0)
+    assert model.drain == pytest.approx(12.0)  # 48 at work, 4 s each
+    model.seen_queued(model.submitted(), 45, now=1.0)  # 4 left in 1 s: measured
+    model.typical_run(2.0)
+    assert model.drain == pytest.approx(4.0)

@@ -127,6 +127,7 @@ class AdaptiveInterval:
         self.cold_spread = max(spread, cold_spread)
         self.warm_after = warm_after
         self._found_done = 0
+        self._typical_run = base_seconds  # mean expected run of the tasks submitted lately
         self._log_factor: dict[tuple[str, int], float] = {}  # log(run time / prior) by size
         self._global = 0.0  # the same for sizes not seen yet
         self._clock = clock
@@ -179,6 +180,8 @@ class AdaptiveInterval:
         if track is None:
             track = self._tracks[task.id] = self._new_track(elapsed)
             if polls_so_far == 0 and wait_time is None:  # just submitted
+                self._typical_run += 0.1 * (self.expected(task) - self._typical_run)
+                self.queue.typical_run(self._typical_run)
                 track.start_low = track.start_high = elapsed + self.predicted_wait(track)
                 first = self._first_poll(task, track)
                 if first - elapsed <= self.max_interval:  # not a mere check-in on the way

@@ -65,6 +65,11 @@ class QueueModel:
         """Seconds until task `seq` starts, from the newest sighting of the queue."""
         return self.wait(self.ahead(seq, now))
 
+    def typical_run(self, seconds: float) -> None:
+        """Until a drain is measured, take it as `slots` runs of `seconds` at a time."""
+        if not self._drain_learned and self.slots is not None and seconds > 0:
+            self.drain = self.slots / seconds
+
     def seen_queued(self, seq: int, ahead: int, now: float) -> None:
         """A poll found task `seq` queued with `ahead` tasks before it."""
         if self.fewest_queued is None or ahead < self.fewest_queued:
