@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,11 +47,16 @@ class Child:
 
     @classmethod
     async def spawn(
-        cls, name: str, *args: str, env: dict[str, str], cwd: Path, profile: Path | None = None
+        cls,
+        name: str,
+        *args: str,
+        env: dict[str, str],
+        cwd: Path,
+        module: Sequence[str] = ("bot",),
     ) -> Child:
-        """Start `python -m bot ARGS`, under cProfile writing to `profile` when given."""
+        """Start `python -m MODULE ARGS`: `bot`, or a bench module wrapping it with its own
+        arguments (`bench.profiled PROFILE`, `bench.oracle FINISH_LOG`)."""
         started = time.monotonic()
-        module = ["bench.profiled", str(profile)] if profile else ["bot"]
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -19,12 +19,17 @@ class Figures:
     lag_p50_s: float
     lag_p95_s: float
     lag_max_s: float
+    # From the finish to the first poll answered "done": the polling's part of the lag.
+    seen_p50_s: float = 0.0
+    seen_p95_s: float = 0.0
     calls_per_task: dict[str, float] = field(default_factory=dict)
     poll_calls_per_task: float = 0.0
     peak_calls_per_s_per_account: int = 0
     cpu_ms_per_task: float = 0.0
     peak_rss_mb: float = 0.0
     loop_lag_p99_ms: float | None = None
+    load_average: float | None = None  # the machine's 1-minute load when the scenario ended
+    polling_learned: str = ""  # the bot's own account of its polling model, at shutdown
     per_task: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
@@ -43,6 +48,10 @@ ROWS = [
         "delivery lag p50 / p95 / max (s)",
         lambda f: f"{f['lag_p50_s']:.2f} / {f['lag_p95_s']:.2f} / {f['lag_max_s']:.2f}",
     ),
+    (
+        "finish to first poll that sees it, p50 / p95 (s)",
+        lambda f: f"{f.get('seen_p50_s', 0.0):.2f} / {f.get('seen_p95_s', 0.0):.2f}",
+    ),
     ("poll calls per task", lambda f: f"{f['poll_calls_per_task']:.2f}"),
     (
         "calls per task by endpoint",
@@ -55,7 +64,37 @@ ROWS = [
         "event-loop lag p99 (ms)",
         lambda f: "-" if f["loop_lag_p99_ms"] is None else f"{f['loop_lag_p99_ms']:.1f}",
     ),
+    (
+        "machine load average (1 min, at end)",
+        lambda f: "-" if f.get("load_average") is None else f"{f['load_average']:.1f}",
+    ),
 ]
+
+
+def oracle_rows(scenarios: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Every scenario against the oracle run (polls exactly at each finish), if there is one."""
+    oracle = next((s for s in scenarios if s["scenario"] == "oracle"), None)
+    if oracle is None:
+        return []
+    calls, p50, p95 = oracle["poll_calls_per_task"], oracle["lag_p50_s"], oracle["lag_p95_s"]
+    return [
+        (
+            "poll calls per task vs oracle",
+            [f"x{s['poll_calls_per_task'] / calls:.2f}" if calls else "-" for s in scenarios],
+        ),
+        (
+            "lag p50 / p95 vs oracle (s)",
+            [f"{s['lag_p50_s'] - p50:+.2f} / {s['lag_p95_s'] - p95:+.2f}" for s in scenarios],
+        ),
+        (
+            "first poll that sees it, p50 / p95 vs oracle (s)",
+            [
+                f"{s.get('seen_p50_s', 0.0) - oracle.get('seen_p50_s', 0.0):+.2f} / "
+                f"{s.get('seen_p95_s', 0.0) - oracle.get('seen_p95_s', 0.0):+.2f}"
+                for s in scenarios
+            ],
+        ),
+    ]
 
 
 def render_table(scenarios: list[dict[str, Any]], recovery: dict[str, Any] | None) -> str:
@@ -64,6 +103,8 @@ def render_table(scenarios: list[dict[str, Any]], recovery: dict[str, Any] | Non
     lines = [head, "|---" * (len(scenarios) + 1) + "|"]
     for label, cell in ROWS:
         lines.append(f"| {label} | " + " | ".join(cell(s) for s in scenarios) + " |")
+    for label, cells in oracle_rows(scenarios):
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     by_name = {s["scenario"]: s for s in scenarios}
     base = by_name.get("adaptive")
     if base:

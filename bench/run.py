@@ -44,6 +44,8 @@ class Scenario:
     strategy: str
     interval: float
     batch: bool
+    # Polls through bench.oracle, told each task's finish by the emulator: the lower bound.
+    oracle: bool = False
 
 
 SCENARIOS = {
@@ -51,6 +53,7 @@ SCENARIOS = {
     "fixed-1s": Scenario("fixed-1s", "fixed", 1.0, batch=False),
     "fixed-5s": Scenario("fixed-5s", "fixed", 5.0, batch=False),
     "adaptive-batch": Scenario("adaptive-batch", "adaptive", 1.0, batch=True),
+    "oracle": Scenario("oracle", "adaptive", 1.0, batch=False, oracle=True),
 }
 
 
@@ -184,10 +187,21 @@ def _fake(work: Workload) -> FakeDiscord:
 
 
 async def _start_bot(
-    config: Path, fake: FakeDiscord, cwd: Path, profile: Path | None = None
+    config: Path,
+    fake: FakeDiscord,
+    cwd: Path,
+    *,
+    profile: Path | None = None,
+    finish_log: Path | None = None,
 ) -> Child:
+    # The oracle scenario runs the bot through bench/oracle.py; it is not profiled.
+    module = ["bot"]
+    if finish_log is not None:
+        module = ["bench.oracle", str(finish_log)]
+    elif profile is not None:
+        module = ["bench.profiled", str(profile)]
     bot = await Child.spawn(
-        "bot", "run", "--config", str(config), env=_env(), cwd=cwd, profile=profile
+        "bot", "run", "--config", str(config), env=_env(), cwd=cwd, module=module
     )
     deadline = time.monotonic() + 60
     while "imagine" not in fake.world.command_names():
@@ -309,6 +323,9 @@ async def run_scenario(
     """Run the whole workload under one polling configuration (the bot under cProfile if given)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{scenario.name}-") as tmp:
         cwd = Path(tmp)
+        finish_log = cwd / "finish.log" if scenario.oracle else None
+        if finish_log is not None:
+            emu_extra = [*emu_extra, "--finish-log", str(finish_log)]
         emu, emu_root, emu_admin = await _start_emulator(work, scenario.batch, cwd, emu_extra)
         fake = _fake(work)
         await fake.start()
@@ -316,7 +333,7 @@ async def run_scenario(
         try:
             config = cwd / "config.toml"
             _config(config, fake, f"{emu_root}/api/v1b", scenario, work)
-            bot = await _start_bot(config, fake, cwd, profile)
+            bot = await _start_bot(config, fake, cwd, profile=profile, finish_log=finish_log)
             _say(f"{scenario.name}: bot ready, setting {work.guilds} accounts")
             await _set_accounts(fake, work)
             _say(f"{scenario.name}: firing {work.tasks} commands at {work.rate}/s")
@@ -336,6 +353,7 @@ async def run_scenario(
             await fake.stop()
             await emu.stop()
         lag_line = next((line for line in bot.lines if "event loop lag" in line), "")
+        learned = next((line for line in bot.lines if "polling learned:" in line), "")
         loop_p99 = float(m.group(1)) if (m := re.search(r"p99 ([\d.]+) ms", lag_line)) else None
         messages = _message_times(fake, work)
         per_task = [
@@ -348,11 +366,13 @@ async def run_scenario(
                 - info["submitted"],
                 "run_s": info["done"] - info["started"],
                 "lag_s": messages[r["result_message_id"]] - info["done"],
+                "seen_s": info["seen_done"] - info["done"],
             }
             for r in rows
             if r["state"] == "delivered" and r["result_message_id"] in messages
         ]
         lags = [t["lag_s"] for t in per_task]
+        seen = [t["seen_s"] for t in per_task]
         calls = {
             k: (v - before["calls"].get(k, 0)) / work.tasks
             for k, v in stats["calls"].items()
@@ -368,6 +388,8 @@ async def run_scenario(
             lag_p50_s=percentile(lags, 0.5),
             lag_p95_s=percentile(lags, 0.95),
             lag_max_s=max(lags, default=0.0),
+            seen_p50_s=percentile(seen, 0.5),
+            seen_p95_s=percentile(seen, 0.95),
             calls_per_task=calls,
             poll_calls_per_task=calls.get("task_result", 0) + calls.get("task_results", 0),
             peak_calls_per_s_per_account=max(
@@ -376,6 +398,8 @@ async def run_scenario(
             cpu_ms_per_task=cpu / work.tasks * 1000,
             peak_rss_mb=rss,
             loop_lag_p99_ms=loop_p99,
+            load_average=round(os.getloadavg()[0], 2),
+            polling_learned=learned.partition("polling learned: ")[2],
             per_task=per_task,
         )
 
@@ -549,4 +573,9 @@ def _machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"cpus": os.cpu_count(), "cpu": cpu, "python": sys.version.split()[0]}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": sys.version.split()[0],
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # 1, 5, 15 min, at the end
+    }

@@ -42,14 +42,21 @@ def test_benchmark_smoke_run(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    names = [s["scenario"] for s in report["scenarios"]]
-    assert names == ["adaptive", "fixed-1s", "fixed-5s", "adaptive-batch"]
+    by_name = {s["scenario"]: s for s in report["scenarios"]}
+    assert list(by_name) == ["adaptive", "fixed-1s", "fixed-5s", "adaptive-batch", "oracle"]
     for scenario in report["scenarios"]:
         assert scenario["delivered"] == scenario["tasks"] > 0, scenario
         assert scenario["ack_p99_ms"] > 0 and scenario["cpu_ms_per_task"] > 0
         assert scenario["poll_calls_per_task"] > 0
-    batch = report["scenarios"][-1]["calls_per_task"]
+        assert 0 <= scenario["seen_p50_s"] <= scenario["seen_p95_s"]
+    batch = by_name["adaptive-batch"]["calls_per_task"]
     assert batch.get("task_results", 0) > 0 and batch.get("task_result", 0) == 0
+    # The oracle polls each task once, after its finish: the bot ran with it, fed by the
+    # emulator's finish log.
+    oracle = by_name["oracle"]
+    assert oracle["calls_per_task"]["task_result"] == 1.0
+    assert all(t["polls"] == 0 for t in oracle["per_task"])  # no poll found one pending
+    assert "| poll calls per task vs oracle |" in result.stdout
     assert report["recovery"]["tracked_again"] == report["recovery"]["pending"]
     assert "| metric |" in result.stdout and "recovery:" in result.stdout
 

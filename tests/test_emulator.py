@@ -8,6 +8,7 @@ import io
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -331,6 +332,56 @@ async def test_wait_time_counts_down(http: aiohttp.ClientSession) -> None:
         stats = emu.state.stats()["tasks"]
         done_times = [stats[task_id]["done"] for task_id in ids]
         assert done_times == sorted(done_times)
+
+
+async def test_finishes_are_planned_at_submission_and_logged_before_the_answer(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    log = tmp_path / "finish.log"
+    settings = make_settings(workers=2, generation_time=0.2, finish_log=log)
+    async with EmulatorServer(settings) as emu:
+        api = Api(emu, http)
+        await api.login()
+        ids = []
+        for _ in range(3):
+            ids.append(await api.submit(n_images=1, output_size="512x512"))
+            logged = dict(line.split() for line in log.read_text().splitlines())
+            assert list(logged) == ids  # there as soon as task_submit answered
+        tasks = [emu.state.tasks[task_id] for task_id in ids]
+        for task, planned in zip(tasks, logged.values(), strict=True):
+            assert task.planned_done == pytest.approx(float(planned), abs=1e-6)
+        first, second, third = tasks
+        # Two workers, FIFO: the third starts when the first of the two frees up.
+        assert first.planned_done == first.submitted_at + first.duration
+        assert second.planned_done == second.submitted_at + second.duration
+        assert third.planned_done == pytest.approx(first.planned_done + third.duration)
+        for task_id in ids:
+            await api.wait_done(task_id)
+        stats = emu.state.stats()["tasks"]
+        assert [stats[i]["done"] for i in ids] == [t.planned_done for t in tasks]
+        assert all(stats[i]["seen_done"] >= stats[i]["done"] for i in ids)
+
+
+async def test_a_stalled_emulator_does_not_push_later_generations_back(
+    http: aiohttp.ClientSession,
+) -> None:
+    settings = make_settings(workers=1, generation_time=0.05)
+    async with EmulatorServer(settings) as emu:
+        api = Api(emu, http)
+        await api.login()
+        first = await api.submit(n_images=1, output_size="512x512")
+        second = await api.submit(n_images=1, output_size="512x512")
+        # The event loop (the emulator's too) stalls past both planned finishes.
+        time.sleep(0.3)  # noqa: ASYNC251 (a stall on purpose)
+        # Done as planned, though no worker has woken since: polls see it done at once.
+        assert (await api.call("task_result", task_id=second))["state"] == "done"
+        tasks = emu.state.tasks
+        assert tasks[second].done_at == tasks[second].planned_done
+        assert tasks[second].planned_done == pytest.approx(
+            tasks[first].submitted_at + tasks[first].duration + tasks[second].duration
+        )
+        await api.wait_done(first)
+        assert tasks[first].done_at == tasks[first].planned_done
 
 
 async def test_workers_run_in_parallel(http: aiohttp.ClientSession) -> None:

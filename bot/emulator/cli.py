@@ -93,6 +93,13 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="keep accounts, datasets, trained models and tasks in FILE across restarts",
     )
+    add(
+        "--finish-log",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="benchmark only: append each task's planned finish (TASK_ID EPOCH) to PATH",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
@@ -116,6 +123,7 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         workers=args.workers,
         seed=args.seed,
         state_file=args.state,
+        finish_log=args.finish_log,
         faults=faults,
     )
     if args.account:

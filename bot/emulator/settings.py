@@ -61,4 +61,7 @@ class EmulatorSettings(BaseModel):
     seed: int | None = 0
     # Where the emulator keeps accounts, datasets, trainings and tasks across restarts.
     state_file: Path | None = None
+    # Benchmark only: append "TASK_ID FINISH_EPOCH" to this file as each task is submitted
+    # (its planned finish), for the oracle polling the benchmark compares strategies with.
+    finish_log: Path | None = None
     faults: FaultSettings = Field(default_factory=FaultSettings)

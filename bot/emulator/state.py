@@ -74,7 +74,9 @@ class GenerationTask:
     status: Literal["queued", "running", "done"] = "queued"
     error_msg: str = ""
     started_at: float | None = None
+    planned_done: float | None = None  # when the queue's plan has it finish (epoch seconds)
     done_at: float | None = None
+    seen_done_at: float | None = None  # when a poll first reported it done
 
     @property
     def finished(self) -> bool:
@@ -374,6 +376,8 @@ class EmulatorState:
                     "submitted": task.submitted_at,
                     "started": task.started_at,
                     "done": task.done_at,
+                    "planned_done": task.planned_done,
+                    "seen_done": task.seen_done_at,
                     "n_images": task.n_images,
                     "state": task.status,
                     "error_msg": task.error_msg,

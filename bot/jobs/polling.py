@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.jobs.queue_model import QueueModel
 from bot.store import Task
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,8 @@ class _Track:
     first_seen: bool = True  # no poll has looked at it yet
     quantile: float | None = None  # where its first poll sat in the expected finish range
     overdue: int = 0  # polls after the latest expected finish
+    seq: int = 0  # its place in the submission order (the queue model's)
+    submitted: float = 0.0  # when it was submitted, on the strategy's clock
 
 
 class AdaptiveInterval:
@@ -80,12 +85,14 @@ class AdaptiveInterval:
     Run time is modelled as `prior * factor * U(1 - spread, 1 + spread)`: the prior is
     `base_seconds` per 512x512 image (+25 % per extra image) and `factor` is learned per
     (size, count), from the run times that polls bracket. Time spent queued at the service
-    is estimated from `wait_time` (tasks ahead) and the learned rate at which the queue
-    drains. The first poll comes `lag_budget` after the earliest plausible finish, then one
-    every `lag_budget` until the latest expected finish, then ever sparser. Whether the
-    first poll finds the task done moves `factor` so that it does so as often as its place
-    in the range predicts (a Robbins-Monro quantile tracker): that is what corrects an
-    estimate that is too high, which a task found done at once cannot show otherwise.
+    comes from the queue model: a new task's wait from the newest `wait_time` (tasks ahead)
+    any poll reported, counted down at the learned drain rate and up by the submissions
+    since; a queued task's from its own `wait_time`. The first poll comes `lag_budget` after
+    the earliest plausible finish, then one every `lag_budget` until the latest expected
+    finish, then ever sparser. Whether the first poll finds the task done moves `factor` so
+    that it does so as often as its place in the range predicts (a Robbins-Monro quantile
+    tracker): that is what corrects an estimate that is too high, which a task found done
+    at once cannot show otherwise.
     """
 
     def __init__(
@@ -101,6 +108,9 @@ class AdaptiveInterval:
         max_interval: float = 10.0,
         learning_rate: float = 0.3,
         quantile_rate: float = 0.15,
+        cold_spread: float = 0.5,
+        warm_after: int = 3,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_seconds = base_seconds
         self.spread = spread
@@ -112,10 +122,20 @@ class AdaptiveInterval:
         self.max_interval = max_interval
         self.learning_rate = learning_rate
         self.quantile_rate = quantile_rate
+        # Until `warm_after` tasks have been found done, the prior alone says how long a run
+        # takes: aim within the wider `cold_spread`, for a burst of tasks submitted at start.
+        self.cold_spread = max(spread, cold_spread)
+        self.warm_after = warm_after
+        self._found_done = 0
+        self._typical_run = base_seconds  # mean expected run of the tasks submitted lately
         self._log_factor: dict[tuple[str, int], float] = {}  # log(run time / prior) by size
         self._global = 0.0  # the same for sizes not seen yet
-        self._drain: float | None = None  # tasks per second leaving the service's queue
-        self._wait = 0.0  # typical seconds a new task waits at the service before it runs
+        self._clock = clock
+        # Before the service reports a queue: `workers` runs of `base_seconds` at a time.
+        self.queue = QueueModel(drain_prior=self.workers / max(base_seconds, 0.01))
+        # Typical seconds a new task waits before it runs, for a service that never shows
+        # a queue in `wait_time` (then the queue model knows nothing).
+        self._wait = 0.0
         self._tracks: dict[int, _Track] = {}
 
     # Estimates
@@ -133,9 +153,11 @@ class AdaptiveInterval:
         log_factor = self._log_factor.get((task.size, task.count), self._global)
         return self.prior(task) * math.exp(log_factor)
 
-    def drain_rate(self, mean: float) -> float:
-        """Tasks per second leaving the service's queue: learned, else `workers / mean`."""
-        return self._drain if self._drain is not None else self.workers / max(mean, 0.01)
+    def predicted_wait(self, track: _Track) -> float:
+        """Seconds a task just submitted should wait at the service before it starts."""
+        if self.queue.learned:
+            return self.queue.wait_for(track.seq, self._clock())
+        return self._wait
 
     def memory_sizes(self) -> dict[str, int]:
         """Tasks tracked now, and (size, count) pairs learned (bounded by the form)."""
@@ -143,10 +165,9 @@ class AdaptiveInterval:
 
     def summary(self) -> str:
         """What has been learned, for the log."""
-        drain = "unknown" if self._drain is None else f"{self._drain:.2f} tasks/s"
         return (
-            f"run-time factor x{math.exp(self._global):.2f}, queue drains {drain}, "
-            f"typical wait {self._wait:.1f} s, {len(self._log_factor)} size(s) learned"
+            f"run-time factor x{math.exp(self._global):.2f}, {self.queue.summary()}, "
+            f"{len(self._log_factor)} size(s) learned"
         )
 
     # Decisions
@@ -157,9 +178,11 @@ class AdaptiveInterval:
         """Return seconds until the next poll of `task`."""
         track = self._tracks.get(task.id)
         if track is None:
-            track = self._tracks[task.id] = _Track()
+            track = self._tracks[task.id] = self._new_track(elapsed)
             if polls_so_far == 0 and wait_time is None:  # just submitted
-                track.start_low = track.start_high = elapsed + self._wait
+                self._typical_run += 0.1 * (self.expected(task) - self._typical_run)
+                self.queue.typical_run(self._typical_run)
+                track.start_low = track.start_high = elapsed + self.predicted_wait(track)
                 first = self._first_poll(task, track)
                 if first - elapsed <= self.max_interval:  # not a mere check-in on the way
                     track.quantile = self._first_quantile(task, track)
@@ -174,12 +197,13 @@ class AdaptiveInterval:
             self._track_quantile(task, track.quantile, done=False)
         if ahead > 0:
             return self._queued(task, track, ahead, elapsed, first_seen)
+        self.queue.seen_running(track.seq, self._clock())
         if track.start_high is None or track.start_high > elapsed or track.seen_ahead:
             self._started(track, elapsed, first_seen)
         first = self._first_poll(task, track)
         if elapsed < first - self.min_interval:
             return self._clamp(first - elapsed)
-        latest = (track.start_high or elapsed) + run * (1 + self.spread)
+        latest = (track.start_high or elapsed) + run * (1 + self._aim_spread())
         if elapsed < latest:
             return self._clamp(min(self.lag_budget, latest - elapsed + self.dense))
         track.overdue += 1
@@ -188,14 +212,22 @@ class AdaptiveInterval:
         sparser = self.dense * self.backoff ** (track.overdue - 1)
         return self._clamp(min(sparser, 2 * self.lag_budget))
 
+    def _new_track(self, elapsed: float) -> _Track:
+        # A task resumed after a restart is counted now: later than it was submitted, but
+        # its own `wait_time` soon corrects that.
+        return _Track(seq=self.queue.submitted(), submitted=self._clock() - elapsed)
+
     def _first_poll(self, task: Task, track: _Track) -> float:
         run = self.expected(task)
-        earliest = track.start_low + run * (1 - self.spread)
+        earliest = track.start_low + run * (1 - self._aim_spread())
         return earliest + self._first_quantile(task, track) * self._width(task, track)
 
     def _width(self, task: Task, track: _Track) -> float:
         start_range = (track.start_high or track.start_low) - track.start_low
-        return start_range + 2 * self.spread * self.expected(task)
+        return start_range + 2 * self._aim_spread() * self.expected(task)
+
+    def _aim_spread(self) -> float:
+        return self.spread if self._found_done >= self.warm_after else self.cold_spread
 
     def _first_quantile(self, task: Task, track: _Track) -> float:
         """As late in the range as 0.9, but early enough that no task waits over the budget."""
@@ -204,8 +236,8 @@ class AdaptiveInterval:
     def _queued(
         self, task: Task, track: _Track, ahead: int, elapsed: float, first_seen: bool
     ) -> float:
-        drain = self.drain_rate(self.expected(task))
-        to_start = ahead / drain
+        self.queue.seen_queued(track.seq, ahead, track.submitted + elapsed)
+        to_start = self.queue.wait(ahead)
         if first_seen:
             self._learn_wait(elapsed + to_start)
         track.seen_ahead, track.seen_at_poll = ahead, elapsed
@@ -236,6 +268,7 @@ class AdaptiveInterval:
         track = self._tracks.pop(task.id, None)
         if track is None:
             return
+        self._found_done += 1
         key = (task.size, task.count)
         if track.first_seen and track.quantile is not None:
             self._track_quantile(task, track.quantile, done=True)
@@ -247,7 +280,10 @@ class AdaptiveInterval:
             latest_start = elapsed - run * (1 - self.spread)
             if self._wait > latest_start:
                 self._learn_wait(max(0.0, latest_start))
-            start_low, start_high, done_after = 0.0, None, 0.0
+            # It started no earlier than predicted, as far as the queue model knows: a run
+            # learned too short from a start predicted too late only brings the next first
+            # polls early, and what those find corrects it.
+            start_low, start_high, done_after = track.start_low, None, 0.0
         else:
             start_low, start_high, done_after = track.start_low, track.start_high, track.last_poll
         longest = elapsed - start_low
@@ -275,17 +311,11 @@ class AdaptiveInterval:
         self._global += step * 0.5 * (target - self._global)
 
     def _learn_start(self, track: _Track, started: float) -> None:
-        """Learn how fast `ahead` counts down from when a task seen queued started.
-
-        What `wait_time` counts (queued tasks only, or running ones too) differs between
-        services, so the rate is fitted as "tasks ahead per second until the start".
-        """
+        """Learn how many tasks are still ahead when a task starts (what `wait_time` counts,
+        queued tasks only or running ones too, differs between services)."""
         if track.seen_ahead:
-            # Averaged as seconds per task ahead: a rate from a short wait would explode.
-            per_task = max(0.0, started - track.seen_at_poll) / track.seen_ahead
-            old = 1 / self._drain if self._drain is not None else per_task
-            per_task = old + self.learning_rate * (per_task - old)
-            self._drain = 1 / max(per_task, 1e-3)
+            at = track.submitted
+            self.queue.started(track.seen_ahead, at + track.seen_at_poll, at + started)
 
     def _learn_wait(self, seconds: float) -> None:
         # The service's queue changes fast as load comes and goes: follow it closely.
