@@ -74,17 +74,29 @@ async def test_backup_refuses_an_existing_target_unless_forced(tmp_path, monkeyp
     assert target.stat().st_mode & 0o077 == 0, "the copy holds credentials: owner only"
     with sqlite3.connect(target) as copy:
         assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)
-    assert _siblings(target) == [
-        "bot.sqlite3",
-        "bot.sqlite3-shm",
-        "bot.sqlite3-wal",
-        "copy.sqlite3",
-    ]
+    assert _siblings(target) == ["bot.sqlite3", "copy.sqlite3"], "files left behind"
     store = await Store.open(target)
     try:
         assert [t.prompt for t in await store.tasks.list_by_state("queued")] == ["p"]
     finally:
         await store.close()
+
+
+async def test_backup_never_overwrites_the_database_itself(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "bot.sqlite3"
+    await _make_database(db)
+    before = db.read_bytes()
+    (tmp_path / "link.sqlite3").symlink_to(db)
+    for target in (db, tmp_path / "bot.sqlite3-wal", tmp_path / "link.sqlite3"):
+        code = _backup_in_process(monkeypatch, db, "--force", str(target))
+        err = capsys.readouterr().err
+        assert code == 1
+        assert err.strip() == (
+            f"miaohua-bot: backup failed: {target} is the database itself; "
+            "back it up to another file"
+        )
+    assert db.read_bytes() == before
+    assert _siblings(db) == ["bot.sqlite3", "link.sqlite3"]
 
 
 async def test_backup_of_a_missing_database_says_so_and_creates_nothing(

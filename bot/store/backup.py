@@ -53,6 +53,9 @@ def backup_database(
     source, target = Path(source), Path(target)
     if not source.is_file():
         raise BackupError(f"no database at {source} (check storage.path)")
+    if _same_file(source, target):
+        # Replacing the live file would leave the bot writing to an unlinked one.
+        raise BackupError(f"{target} is the database itself; back it up to another file")
     if target.exists() and not force:
         raise BackupError(f"{target} already exists (use --force to replace it)")
     if target.exists() and not target.is_file():
@@ -84,10 +87,22 @@ def backup_database(
     )
 
 
+def _same_file(source: Path, target: Path) -> bool:
+    """Whether `target` is the database or one of its -wal/-shm/-journal files."""
+    if target.resolve().parent != source.resolve().parent:
+        return False
+    name, base = target.resolve().name, source.resolve().name
+    return name in {base, f"{base}-wal", f"{base}-shm", f"{base}-journal"} or (
+        target.exists() and os.path.samefile(source, target)
+    )
+
+
 def _copy(source: Path, temp: Path, progress: Progress | None) -> None:
     try:
-        # Read-only and never created: a wrong path must not leave an empty database behind.
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
+        # Never created: a wrong path must not leave an empty database behind. Not read-only:
+        # a read-only connection to a stopped bot's database leaves -wal/-shm files behind
+        # (owned by whoever ran the backup); this one only reads, and removes them on close.
+        src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=30)
     except sqlite3.Error as exc:
         raise BackupError(f"cannot open the database {source}: {exc}") from None
     try:
