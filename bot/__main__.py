@@ -1,4 +1,4 @@
-"""Command line: `miaohua-bot run | emulator | check-config`."""
+"""Command line: `miaohua-bot run | emulator | check-config | storage backup`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ EXIT_CONFIG = 2
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from bot.emulator.cli import add_emulator_arguments
+    from bot.storage_cli import add_storage_arguments
 
     parser = argparse.ArgumentParser(
         prog="miaohua-bot", description="Discord bot for SenseTime Miaohua image generation."
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulator = commands.add_parser("emulator", help="serve a local Miaohua v1b emulator")
     add_emulator_arguments(emulator)
+
+    storage = commands.add_parser("storage", help="maintain the database: `storage backup PATH`")
+    add_storage_arguments(storage)
     return parser
 
 
@@ -54,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "check-config":
         return _check_config(settings)
+    if args.command == "storage":
+        from bot.storage_cli import run_storage
+
+        return run_storage(settings, args)
     from bot.runner import run_bot
 
     return run_bot(settings, embedded_emulator=args.emulator or settings.miaohua.emulator)
