@@ -19,7 +19,7 @@ from bot.emulator import EmulatorServer, EmulatorSettings
 from bot.metrics import Metrics
 from bot.store import TaskState
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, GUILD_B, MEMBER_A, MEMBER_A2
-from tests.genutil import FAST_POLLING, eventually, imagine, task_id_of, wait_result
+from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
 from tests.helpers import answer_text
 from tests.test_crash_recovery import BotProcess, one_guild_discord, process_env
 from tests.test_store_faults import refuse_writes
@@ -78,6 +78,13 @@ async def until_answer(
         await asyncio.sleep(0.05)
 
 
+async def failure_posted(h: Any, task_id: int) -> None:
+    """Wait until the requester was told that the task failed."""
+    await h.fake.wait_for_message(
+        CH_A, lambda m: m["content"].startswith(f"<@{MEMBER_A}> your task #{task_id} failed")
+    )
+
+
 @pytest.fixture
 async def metered(harness_factory):
     """A harness serving metrics on a free loopback port, polling the emulator quickly."""
@@ -122,9 +129,12 @@ async def test_the_figures_move_with_a_delivered_generation(metered):
         assert value(after, "miaohua_tasks", state=state) == 0
     assert value(after, "miaohua_gateway_connected") == 1
     assert value(after, "process_resident_memory_bytes") > 1024 * 1024
-    await eventually(lambda: metered.bot.loop_lag._all.seen > 0)
-    lagged = await scrape(port)
-    assert value(lagged, "miaohua_event_loop_lag_seconds_count") > 0
+    # The loop-lag sampler reports every 0.1 s.
+    await until_answer(
+        port,
+        "/metrics",
+        lambda _s, text: value(parse(text), "miaohua_event_loop_lag_seconds_count") > 0,
+    )
 
     # No label carries an id or the member's text: cardinality stays bounded.
     forbidden = {str(i) for i in (GUILD_A, GUILD_B, CH_A, MEMBER_A, MEMBER_A2, ADMIN_A)}
@@ -135,12 +145,10 @@ async def test_the_figures_move_with_a_delivered_generation(metered):
             assert "lighthouse" not in label_value
 
 
-async def test_a_queued_task_shows_in_the_queue_depth_and_a_failure_by_its_reason(
-    harness_factory,
-):
-    # The emulator takes a while, and one task at a time: the second one waits.
+async def test_queue_depth_cancellations_and_timeouts_are_counted(harness_factory):
+    # A long generation and one task at a time per account: the second request waits.
     h = await harness_factory(
-        {"generation_time": 1.0},
+        {"generation_time": 30.0},
         miaohua={**FAST_POLLING, "account_concurrency": 1},
         metrics={"port": 0},
     )
@@ -151,22 +159,27 @@ async def test_a_queued_task_shows_in_the_queue_depth_and_a_failure_by_its_reaso
     assert value(waiting, "miaohua_queue_depth") == 1
     assert value(waiting, "miaohua_tasks", state="queued") == 1
     assert value(waiting, "miaohua_tasks", state="running") == 1
+
     assert await h.bot.generation.cancel(second)
-    await wait_result(h, first)
+    h.bot.generation.poller.task_timeout = 0.01  # the first one now fails at its next poll
+    await failure_posted(h, first)  # told after it was counted
     await h.idle()
+    assert (await h.bot.store.tasks.get(first)).state == TaskState.FAILED
     done = await scrape(port)
     assert value(done, "miaohua_queue_depth") == 0
+    assert value(done, "miaohua_tasks", state="running") == 0
+    assert value(done, "miaohua_tasks_accepted_total") == 2
     assert value(done, "miaohua_tasks_finished_total", outcome="cancelled") == 1
-    assert value(done, "miaohua_tasks_finished_total", outcome="delivered") == 1
+    assert value(done, "miaohua_tasks_finished_total", outcome="failed") == 1
+    assert value(done, "miaohua_tasks_failed_total", reason="timeout") == 1
+    assert value(done, "miaohua_tasks_finished_total", outcome="delivered") == 0
 
 
 async def test_a_failed_generation_is_counted_by_its_reason_code(metered):
     metered.emu.state.settings.faults.task_failure_rate = 1.0
     port = metered.bot.metrics_server.port
     task_id = task_id_of(await answer_text(await imagine(metered, PROMPT)))
-    await eventually(
-        lambda: metered.bot.generation.in_flight() == {"queued": 0, "running": 0, "delivering": 0}
-    )
+    await failure_posted(metered, task_id)  # told after it was counted
     await metered.idle()
     task = await metered.bot.store.tasks.get(task_id)
     assert task.state == TaskState.FAILED and task.error == "generation_failed"

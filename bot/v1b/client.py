@@ -142,8 +142,11 @@ class V1bClient:
         except V1bError as exc:
             result = type(exc).__name__  # a fixed set of classes, never the message
             raise
-        except BaseException:
+        except asyncio.CancelledError:
             result = "cancelled"
+            raise
+        except Exception:
+            result = "internal_error"
             raise
         finally:
             self._observe(req.endpoint, result, time.perf_counter() - started)
