@@ -16,13 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.config import ConfigError, load_settings
 from bot.emulator import EmulatorServer, EmulatorSettings
+from bot.emulator import errors as emu_errors
 from bot.metrics import Metrics
-from bot.store import TaskState
+from bot.store import TaskState, TrainingState
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, GUILD_B, MEMBER_A, MEMBER_A2
 from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
 from tests.helpers import answer_text
 from tests.test_crash_recovery import BotProcess, one_guild_discord, process_env
 from tests.test_store_faults import refuse_writes
+from tests.test_training import announcement, images, train, wait_state
 
 PROMPT = "a lighthouse on a cliff at dawn"
 # Series: (metric name, sorted label pairs) -> value.
@@ -286,3 +288,24 @@ async def test_the_real_process_serves_health_and_metrics(tmp_path):
             code, err = await bot.stop(signal.SIGTERM)
         assert code == 0, err
     fake.verify_contract()
+
+
+async def test_trainings_are_counted_by_outcome(harness_factory, monkeypatch):
+    h = await harness_factory(metrics={"port": 0})
+    port = h.bot.metrics_server.port
+    await train(h, attachments=images(h, 3))
+    await announcement(h, "is ready")  # told after it was counted
+    await wait_state(h, 1, TrainingState.DONE)
+
+    def reject(*args: Any, **kwargs: Any) -> None:
+        raise emu_errors.InvalidInput("invalid image")
+
+    monkeypatch.setattr(h.emu.state, "add_upload", reject)
+    await train(h, attachments=images(h, 3), name="Other Style")
+    await announcement(h, "could not be uploaded")
+    await wait_state(h, 2, TrainingState.FAILED)
+    series = await scrape(port)
+    assert value(series, "miaohua_trainings_total", outcome="started") == 2
+    assert value(series, "miaohua_trainings_total", outcome="done") == 1
+    assert value(series, "miaohua_trainings_total", outcome="failed") == 1
+    assert value(series, "miaohua_v1b_requests_total", endpoint="train_submit", result="ok") == 1
