@@ -23,11 +23,14 @@ from bot.discord_jobs import DiscordJobEvents
 from bot.discord_jobs.requests import limits_for
 from bot.discord_training import create_training_service
 from bot.forms import FormCache
+from bot.health import GatewayWatch, store_unwritable
 from bot.housekeeping import Housekeeping
 from bot.i18n import pick_locale
 from bot.jobs import GenerationService, PollStrategy, make_strategy
 from bot.lifecycle import Lifecycle, ShuttingDown, Step, nothing
 from bot.logs import hide_gateway_payloads
+from bot.metrics import MeteredJobEvents, Metrics, discord_http_trace
+from bot.metrics_server import MetricsServer
 from bot.store import Store
 from bot.store.settings import GuildSettings
 from bot.training import TrainingService
@@ -74,6 +77,7 @@ class MiaohuaBot(commands.Bot):
     loop_lag: LoopLagMonitor
     training: TrainingService
     housekeeping: Housekeeping
+    metrics_server: MetricsServer
 
     def __init__(
         self,
@@ -83,8 +87,15 @@ class MiaohuaBot(commands.Bot):
         demo: DemoAccounts | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**_bot_kwargs(settings), **kwargs)
+        metrics = Metrics()
+        super().__init__(**_bot_kwargs(settings), http_trace=discord_http_trace(metrics), **kwargs)
         self.settings = settings
+        self.metrics = metrics
+        self.gateway = GatewayWatch()
+        self.add_listener(self.gateway.connected, "on_ready")
+        self.add_listener(self.gateway.connected, "on_resumed")
+        self.add_listener(self.gateway.disconnected, "on_disconnect")
+        metrics.gateway_connected.set_function(lambda: float(self.gateway.up))
         self.emulator_base_url = emulator_base_url
         self.demo_provisioner = demo
         self.guild_languages: dict[int, str | None] = {}
@@ -108,6 +119,12 @@ class MiaohuaBot(commands.Bot):
         """Build and start the services in dependency order; `close` stops them in reverse."""
         settings, m = self.settings, self.settings.miaohua
         start = self.lifecycle.start
+        if settings.metrics.port is not None:  # first up, last down: /healthz while starting
+            server = MetricsServer(
+                self.metrics, self.not_ready, settings.metrics.host, settings.metrics.port
+            )
+            self.metrics_server = server
+            await start(Step("metrics", server.start, server.stop))
         await start(Step("store", self._open_store, lambda: self.store.close()))
         self.secrets = SecretBox.from_settings(
             settings.security.secret_key.get_secret_value()
@@ -123,6 +140,7 @@ class MiaohuaBot(commands.Bot):
             max_retries=m.max_retries,
             retry_budget=m.retry_budget,
             max_response_bytes=m.max_response_bytes,
+            observe=self.metrics.v1b_request,
         )
         await start(Step("v1b", nothing, self.v1b.close))  # its HTTP session opens on first use
         self.accounts = AccountManager(
@@ -137,7 +155,7 @@ class MiaohuaBot(commands.Bot):
         self.generation = GenerationService(
             self.store,
             self.accounts,
-            self.delivery,
+            MeteredJobEvents(self.delivery, self.metrics),
             account_concurrency=m.account_concurrency,
             running_limit=self._user_running,
             strategy=poll_strategy(m),
@@ -149,7 +167,8 @@ class MiaohuaBot(commands.Bot):
         self.guild_languages.update(await self.store.settings.languages())
         self.store.settings.on_change(self._remember_language)
         self.store.settings.on_change(self._apply_user_running)
-        self.loop_lag = LoopLagMonitor()
+        self.metrics.watch_in_flight(self.generation.in_flight)
+        self.loop_lag = LoopLagMonitor(on_sample=self.metrics.loop_lag.observe)
         await start(Step("loop lag", _now(self.loop_lag.start), self.loop_lag.stop))
         # Resume unfinished work first: it needs only REST, not the gateway or the commands.
         await start(Step("generation", self.generation.start, self.generation.stop))
@@ -211,6 +230,17 @@ class MiaohuaBot(commands.Bot):
         log.info(
             "ready: logged in as %s, %d servers, %s", self.user.name, len(self.guilds), commands
         )
+
+    async def not_ready(self) -> str | None:
+        """Why the bot cannot serve members now, or None when it can (for /readyz)."""
+        if self.closing or self.is_closed():
+            return "shutting down"
+        if not self.gateway.up:
+            return "gateway disconnected"
+        if "store" not in vars(self):  # still waiting for a writable database
+            return "store: not open"
+        reason = await store_unwritable(self.store)
+        return None if reason is None else f"store: {reason}"
 
     def memory_sizes(self) -> dict[str, int]:
         """Entries of the in-memory per-guild, per-member and per-task state, by structure."""

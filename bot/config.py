@@ -174,6 +174,13 @@ class LoggingSettings(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class MetricsSettings(_Section):
+    # None: no metrics server. Loopback by default: /metrics tells anyone who can reach it
+    # how busy the bot is; expose it wider only behind a firewall or a proxy.
+    port: int | None = Field(default=None, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", min_length=1)
+
+
 class Settings(BaseSettings):
     """Every setting of the bot, one nested model per section."""
 
@@ -189,6 +196,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     limits: LimitsSettings = LimitsSettings()
     logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,7 @@ import os
 import random
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,14 @@ class LoopLagMonitor:
     periodic log line can show whether the lag changes as the process ages.
     """
 
-    def __init__(self, interval: float = 0.1, reservoir: int = 4096) -> None:
+    def __init__(
+        self,
+        interval: float = 0.1,
+        reservoir: int = 4096,
+        on_sample: Callable[[float], None] | None = None,
+    ) -> None:
         self.interval = interval
+        self._on_sample = on_sample  # e.g. a metrics histogram
         self._reservoir = reservoir
         self._all = _Reservoir(reservoir)
         self._window = _Reservoir(reservoir)
@@ -102,3 +109,5 @@ class LoopLagMonitor:
     def _record(self, lag: float) -> None:
         self._all.record(lag)
         self._window.record(lag)
+        if self._on_sample is not None:
+            self._on_sample(lag)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.discord_training.notifier import DiscordTrainingEvents
+from bot.metrics import MeteredTrainingEvents
 from bot.training.service import TrainingService
 from bot.training.staging import Staging
 
@@ -18,7 +19,9 @@ def create_training_service(bot: MiaohuaBot) -> TrainingService:
     """The training service of a bot whose store, accounts and forms are ready."""
     settings = bot.settings
     m = settings.miaohua
-    events = DiscordTrainingEvents(bot, edit_interval=m.training_progress_edit_interval)
+    events = MeteredTrainingEvents(
+        DiscordTrainingEvents(bot, edit_interval=m.training_progress_edit_interval), bot.metrics
+    )
     return TrainingService(
         bot.store,
         bot.accounts,

@@ -257,6 +257,15 @@ class GenerationService:
             **self.poller.memory_sizes(),
         }
 
+    def in_flight(self) -> dict[str, int]:
+        """Unfinished tasks held in memory, all guilds together: waiting to be submitted,
+        being submitted or at the service, finished and being (or waiting to be) posted."""
+        return {
+            "queued": sum(len(queue) for queue in self._queues.values()),
+            "running": sum(len(running) for running in self._running.values()),
+            "delivering": len(self._delivering) + len(self._retries),
+        }
+
     def queue_depth(self, guild_id: int) -> int:
         """Return how many tasks of the guild wait to be submitted."""
         queue = self._queues.get(guild_id)

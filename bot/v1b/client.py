@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Told of each HTTP attempt: endpoint, result ('ok' or the error's class name), seconds.
+RequestObserver = Callable[[str, str, float], None]
+
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 _CHUNK = 64 * 1024
 
@@ -41,6 +44,7 @@ class V1bClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        observe: RequestObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.requests_per_second = requests_per_second
@@ -54,6 +58,7 @@ class V1bClient:
         self._session = session
         self._owns_session = session is None
         self._accounts: dict[str, AccountSession] = {}
+        self._observe = observe
 
     def __repr__(self) -> str:
         return f"<V1bClient base_url={self.base_url!r} accounts={len(self._accounts)}>"
@@ -128,6 +133,25 @@ class V1bClient:
 
     async def _attempt(self, req: Request[T], limiter: RateLimiter, secrets: tuple[str, ...]) -> T:
         await limiter.acquire()
+        if self._observe is None:
+            return await self._send(req, secrets)
+        started = time.perf_counter()
+        result = "ok"
+        try:
+            return await self._send(req, secrets)
+        except V1bError as exc:
+            result = type(exc).__name__  # a fixed set of classes, never the message
+            raise
+        except asyncio.CancelledError:
+            result = "cancelled"
+            raise
+        except Exception:
+            result = "internal_error"
+            raise
+        finally:
+            self._observe(req.endpoint, result, time.perf_counter() - started)
+
+    async def _send(self, req: Request[T], secrets: tuple[str, ...]) -> T:
         headers = {"Authorization": f"Bearer {req.token}"} if req.token else None
         started = time.perf_counter()
         try:
