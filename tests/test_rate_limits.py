@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -12,9 +13,9 @@ import pytest
 
 from bot.store import TaskState
 from fakediscord import FakeDiscord
-from fakediscord.ratelimits import RateLimits
+from fakediscord.ratelimits import ROUTE_LIMITS, RateLimits, RouteLimit
 from tests.conftest import CH_A
-from tests.genutil import FAST_POLLING, imagine, result_of, task_id_of
+from tests.genutil import FAST_POLLING, imagine, result_of, task_id_of, wait_result
 from tests.helpers import answer_text
 
 TOKEN = "rate-token"
@@ -189,3 +190,38 @@ async def test_twelve_results_in_one_channel_are_each_posted_once_without_a_429_
     statuses = [r.status for r in h.fake.requests if re.match(r"/channels/", r.path)]
     assert statuses.count(429) == len(stats.limited) <= 3
     h.fake.verify_contract()
+
+
+@pytest.mark.slow
+async def test_a_status_edit_held_by_discord_does_not_hold_back_other_results(
+    harness_factory: Any,
+) -> None:
+    # The channel may edit one message per 15 s: the first status edit passes, the next ones
+    # wait for the window. One generation at a time, so the queued tasks' statuses change
+    # (their place at the service) while the first one's result comes in.
+    edits = RouteLimit("message-edit", "PATCH", re.compile(r"/channels/\d+/messages/\d+"), 1, 15)
+    creates = RouteLimit("message-create", "POST", re.compile(r"/channels/\d+/messages"), 10, 5)
+    routes = (
+        edits,
+        creates,
+        *(r for r in ROUTE_LIMITS if r.bucket not in {"message-edit", "message-create"}),
+    )
+    h = await harness_factory(
+        miaohua=FAST_POLLING,
+        limits={"user_concurrency": 3},
+        emulator={"workers": 1, "generation_time": 0.3},
+    )
+    h.bot.delivery.status.interval = 0.0  # every change is an edit, sent at once
+    h.fake.rate_limits = RateLimits(routes=routes)
+    commands = [await imagine(h, f"owl {i}", count=1) for i in range(3)]
+    ids = [task_id_of(await answer_text(ix)) for ix in commands]
+    results = [await wait_result(h, task_id, timeout=60) for task_id in ids]
+
+    stats = h.fake.rate_limits.stats
+    key = h.fake.rate_limits.bucket_key("PATCH", f"/channels/{CH_A}/messages/1")
+    (held_from, held_until), *_ = stats.exhausted[key]
+    # Every result was posted while status edits were still held back by Discord: the
+    # polling that found them never waited for an edit.
+    posted = [datetime.fromisoformat(m["timestamp"]).timestamp() for m in results]
+    assert max(posted) < held_until, (posted, held_from, held_until)
+    assert stats.limited == []

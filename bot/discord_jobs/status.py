@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -51,9 +52,10 @@ class StatusBoard:
         self._entries: dict[int, _Entry] = {}
         # Tasks whose final text was requested: late progress events must not overwrite it.
         self._finished: OrderedDict[int, None] = OrderedDict()
+        self._pending: set[asyncio.Task[None]] = set()  # `show_soon` calls not done yet
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._pending)
 
     def message_id(self, task_id: int) -> int | None:
         """The status message of a task this board is tracking."""
@@ -82,8 +84,27 @@ class StatusBoard:
             await entry.message.update()
         self._forget_if_settled(task.id, entry)
 
+    def show_soon(self, task: Task, text: str, *, final: bool = False) -> None:
+        """`show` without waiting for it: the job layer reports progress from its dispatcher
+        and poll rounds, and stores a delivery once posted, none of which may stall while
+        Discord's rate limits (5 posts and 5 edits per 5 s per channel) hold a status post
+        or edit back for seconds."""
+        if final:
+            self._finished[task.id] = None  # from now on, progress must not overwrite it
+        job = asyncio.create_task(self._show_logged(task, text, final), name=f"status-{task.id}")
+        self._pending.add(job)
+        job.add_done_callback(self._pending.discard)
+
+    async def _show_logged(self, task: Task, text: str, final: bool) -> None:
+        try:
+            await self.show(task, text, final=final)
+        except Exception:
+            log.exception("task %s: status message not updated", task.id)
+
     async def close(self) -> None:
         """Send pending edits now and stop the timers."""
+        if self._pending:
+            await asyncio.wait(set(self._pending))
         for entry in list(self._entries.values()):
             await entry.message.flush()
         self._entries.clear()
