@@ -25,6 +25,13 @@ class Figures:
     cpu_ms_per_task: float = 0.0
     peak_rss_mb: float = 0.0
     loop_lag_p99_ms: float | None = None
+    discord_limits: bool = True
+    # Of the delivery lag: time the result's channel (or the global) limit was exhausted.
+    discord_wait_p50_s: float = 0.0
+    discord_wait_p95_s: float = 0.0
+    discord_wait_share: float = 0.0
+    discord_429s: int = 0
+    discord_429s_by_bucket: dict[str, int] = field(default_factory=dict)
     per_task: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
@@ -43,6 +50,16 @@ ROWS = [
         "delivery lag p50 / p95 / max (s)",
         lambda f: f"{f['lag_p50_s']:.2f} / {f['lag_p95_s']:.2f} / {f['lag_max_s']:.2f}",
     ),
+    (
+        "of which waiting for Discord p50 / p95 (s), share",
+        lambda f: (
+            f"{f['discord_wait_p50_s']:.2f} / {f['discord_wait_p95_s']:.2f}, "
+            f"{f['discord_wait_share']:.0%}"
+            if f["discord_limits"]
+            else "limits off"
+        ),
+    ),
+    ("Discord 429s", lambda f: str(f["discord_429s"])),
     ("poll calls per task", lambda f: f"{f['poll_calls_per_task']:.2f}"),
     (
         "calls per task by endpoint",

@@ -48,10 +48,16 @@ def test_benchmark_smoke_run(tmp_path):
         assert scenario["delivered"] == scenario["tasks"] > 0, scenario
         assert scenario["ack_p99_ms"] > 0 and scenario["cpu_ms_per_task"] > 0
         assert scenario["poll_calls_per_task"] > 0
+        # Discord's rate limits are on, and the wait they cause is part of the lag.
+        assert scenario["discord_limits"] and scenario["discord_429s"] >= 0
+        assert 0 <= scenario["discord_wait_share"] <= 1
+        for task in scenario["per_task"]:
+            assert 0 <= task["discord_wait_s"] <= max(task["lag_s"], 0)
     batch = report["scenarios"][-1]["calls_per_task"]
     assert batch.get("task_results", 0) > 0 and batch.get("task_result", 0) == 0
     assert report["recovery"]["tracked_again"] == report["recovery"]["pending"]
     assert "| metric |" in result.stdout and "recovery:" in result.stdout
+    assert "waiting for Discord" in result.stdout
 
 
 @pytest.mark.slow
