@@ -30,6 +30,13 @@ class Figures:
     loop_lag_p99_ms: float | None = None
     load_average: float | None = None  # the machine's 1-minute load when the scenario ended
     polling_learned: str = ""  # the bot's own account of its polling model, at shutdown
+    discord_limits: bool = True
+    # Of the delivery lag: time the result's channel (or the global) limit was exhausted.
+    discord_wait_p50_s: float = 0.0
+    discord_wait_p95_s: float = 0.0
+    discord_wait_share: float = 0.0
+    discord_429s: int = 0
+    discord_429s_by_bucket: dict[str, int] = field(default_factory=dict)
     per_task: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
@@ -48,6 +55,16 @@ ROWS = [
         "delivery lag p50 / p95 / max (s)",
         lambda f: f"{f['lag_p50_s']:.2f} / {f['lag_p95_s']:.2f} / {f['lag_max_s']:.2f}",
     ),
+    (
+        "of which waiting for Discord p50 / p95 (s), share",
+        lambda f: (
+            f"{f.get('discord_wait_p50_s', 0.0):.2f} / {f.get('discord_wait_p95_s', 0.0):.2f}, "
+            f"{f.get('discord_wait_share', 0.0):.0%}"
+            if f.get("discord_limits", True)
+            else "limits off"
+        ),
+    ),
+    ("Discord 429s", lambda f: str(f.get("discord_429s", 0))),
     (
         "finish to first poll that sees it, p50 / p95 (s)",
         lambda f: f"{f.get('seen_p50_s', 0.0):.2f} / {f.get('seen_p95_s', 0.0):.2f}",

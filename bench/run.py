@@ -28,6 +28,7 @@ import aiohttp
 from bench.processes import Child, cpu_seconds, free_port, peak_rss_mb
 from bench.report import Figures, percentile, render_table
 from fakediscord import FakeDiscord
+from fakediscord.ratelimits import Limited, RateLimits
 from fakediscord.reading import answer, message_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +70,7 @@ class Workload:
     workers: int
     expected_generation_time: float = 3.0
     seed: int = 7
+    discord_limits: bool = True  # the fake enforces Discord's rate limits
     commands: list[dict[str, Any]] = field(default_factory=list)
 
     def plan(self) -> None:
@@ -174,7 +176,12 @@ def _fake(work: Workload) -> FakeDiscord:
     # The test suite holds the bot to Discord's API contract; here the fake's schema checks
     # would spend this process's CPU and distort the latencies it measures.
     fake = FakeDiscord(
-        application_id=900, bot_user_id=900, bot_token=TOKEN, wait_timeout=60, check_contract=False
+        application_id=900,
+        bot_user_id=900,
+        bot_token=TOKEN,
+        wait_timeout=60,
+        check_contract=False,
+        rate_limits=RateLimits(enabled=work.discord_limits),
     )
     for g in range(work.guilds):
         fake.add_guild(guild_id(g), f"Bench {g}", owner_id=admin_id(g))
@@ -283,7 +290,8 @@ def _db_tasks(db: Path) -> list[sqlite3.Row]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
         conn.row_factory = sqlite3.Row
         return conn.execute(
-            "SELECT id, state, service_task_id, result_message_id, error, size, count, poll_count"
+            "SELECT id, state, service_task_id, result_message_id, channel_id, error, size, count,"
+            " poll_count"
             " FROM tasks"
         ).fetchall()
 
@@ -365,14 +373,17 @@ async def run_scenario(
                 "queued_s": (info := stats["tasks"][r["service_task_id"]])["started"]
                 - info["submitted"],
                 "run_s": info["done"] - info["started"],
-                "lag_s": messages[r["result_message_id"]] - info["done"],
+                "lag_s": (posted := messages[r["result_message_id"]]) - info["done"],
                 "seen_s": info["seen_done"] - info["done"],
+                "discord_wait_s": _discord_wait(fake, r["channel_id"], info["done"], posted),
             }
             for r in rows
             if r["state"] == "delivered" and r["result_message_id"] in messages
         ]
         lags = [t["lag_s"] for t in per_task]
         seen = [t["seen_s"] for t in per_task]
+        waits = [t["discord_wait_s"] for t in per_task]
+        limits = fake.rate_limits.stats
         calls = {
             k: (v - before["calls"].get(k, 0)) / work.tasks
             for k, v in stats["calls"].items()
@@ -400,15 +411,44 @@ async def run_scenario(
             loop_lag_p99_ms=loop_p99,
             load_average=round(os.getloadavg()[0], 2),
             polling_learned=learned.partition("polling learned: ")[2],
+            discord_limits=work.discord_limits,
+            discord_wait_p50_s=percentile(waits, 0.5),
+            discord_wait_p95_s=percentile(waits, 0.95),
+            discord_wait_share=sum(waits) / sum(lags) if sum(lags) > 0 else 0.0,
+            discord_429s=len(limits.limited),
+            discord_429s_by_bucket=_count_by_bucket(limits.limited),
             per_task=per_task,
         )
+
+
+def _discord_wait(fake: FakeDiscord, channel: int, done: float, posted: float) -> float:
+    """Seconds of a result's delivery lag (service done -> message created) during which
+    Discord's limits kept its message back: the channel's message bucket, or the global
+    limit, was exhausted, so a client following the headers (discord.py) could not send."""
+    key = fake.rate_limits.bucket_key("POST", f"/channels/{channel}/messages")
+    return fake.rate_limits.stats.blocked(key, done, posted)
+
+
+def _count_by_bucket(limited: list[Limited]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for refused in limited:
+        counts[refused.bucket] = counts.get(refused.bucket, 0) + 1
+    return counts
 
 
 async def run_recovery(work: Workload, pending: int) -> dict[str, Any]:
     """Kill the bot with `pending` tasks at the service; time the restart until all are tracked."""
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
         cwd = Path(tmp)
-        slow = Workload(pending, work.guilds, work.users, work.rate * 4, 3600.0, work.workers)
+        slow = Workload(
+            pending,
+            work.guilds,
+            work.users,
+            work.rate * 4,
+            3600.0,
+            work.workers,
+            discord_limits=work.discord_limits,
+        )
         slow.plan()
         emu, emu_root, _ = await _start_emulator(slow, True, cwd, [])
         fake = _fake(slow)
@@ -477,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="extra emulator flag (repeatable), e.g. --emulator-arg=--error-rate=0.05",
     )
+    parser.add_argument(
+        "--no-discord-limits",
+        action="store_true",
+        help="the fake Discord answers without rate limits (default: Discord's real limits, "
+        "5 messages per 5 s per channel, 50 requests per second)",
+    )
     parser.add_argument("--smoke", action="store_true", help="a few tasks, a few seconds")
     parser.add_argument(
         "--soak",
@@ -511,7 +557,13 @@ def main(argv: list[str] | None = None) -> int:
         args.tasks, args.guilds, args.users, args.rate = 6, 2, 4, 20.0
         args.generation_time, args.recovery = 0.2, 6
     work = Workload(
-        args.tasks, args.guilds, args.users, args.rate, args.generation_time, args.workers
+        args.tasks,
+        args.guilds,
+        args.users,
+        args.rate,
+        args.generation_time,
+        args.workers,
+        discord_limits=not args.no_discord_limits,
     )
     work.plan()
     results = asyncio.run(_run_all(work, args))
@@ -533,6 +585,7 @@ def _soak(args: argparse.Namespace) -> int:
         args.rate,
         0.05 if args.generation_time is None else args.generation_time,
         args.workers,
+        discord_limits=not args.no_discord_limits,
     )
     report = asyncio.run(run_soak(work, args.inflight, args.retention_seconds))
     report["machine"] = _machine()

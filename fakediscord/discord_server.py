@@ -22,6 +22,7 @@ from fakediscord.interactions import (
     find_component,
     modal_submit_components,
 )
+from fakediscord.ratelimits import RateLimits
 from fakediscord.recording import FailureRule, RecordedRequest
 from fakediscord.rest import API_PREFIX, RestApi
 from fakediscord.signals import Changes
@@ -48,6 +49,7 @@ class FakeDiscord:
         wait_timeout: float = 5.0,
         port: int = 0,
         check_contract: bool = True,
+        rate_limits: RateLimits | None = None,
     ):
         self.bot_token = bot_token
         # Every request is checked against Discord's API contract and answered 400 like
@@ -55,6 +57,9 @@ class FakeDiscord:
         self.check_contract = check_contract
         self.contract: DiscordContract = default_contract()
         self.violations: list[Violation] = []
+        # Discord's rate limits, real values unless given: answers 429 like Discord would,
+        # and `rate_limits.stats` shows what they cost.
+        self.rate_limits = RateLimits() if rate_limits is None else rate_limits
         self.wait_timeout = wait_timeout
         self.world = World(application_id, bot_user_id, bot_name, owner_id)
         self.changes = Changes()

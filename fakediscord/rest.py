@@ -102,14 +102,23 @@ class RestApi:
             return await handler(request)
         record = await self._record(request)
         self.fake.requests.append(record)
-        response = (
-            self._scripted_failure(record)
-            or self._auth_failure(request, record)
-            or self._contract_failure(request, record)
-            or self._size_failure(record)
-        )
+        response = self._scripted_failure(record) or self._auth_failure(request, record)
+        verdict = None
         if response is None:
-            response = await handler(request)
+            verdict = self.fake.rate_limits.check(
+                record.method, record.path, bot_token="Authorization" in request.headers
+            )
+        if verdict is not None and verdict.refusal is not None:
+            log.debug("rate limited %s %s", record.method, record.path)
+            response = json_response(verdict.refusal, 429, verdict.headers)
+        if response is None:
+            response = (
+                self._contract_failure(request, record)
+                or self._size_failure(record)
+                or await handler(request)
+            )
+            if verdict is not None:
+                response.headers.update(verdict.headers)
         record.status = response.status
         return response
 

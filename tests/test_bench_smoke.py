@@ -49,6 +49,11 @@ def test_benchmark_smoke_run(tmp_path):
         assert scenario["ack_p99_ms"] > 0 and scenario["cpu_ms_per_task"] > 0
         assert scenario["poll_calls_per_task"] > 0
         assert 0 <= scenario["seen_p50_s"] <= scenario["seen_p95_s"]
+        # Discord's rate limits are on, and the wait they cause is part of the lag.
+        assert scenario["discord_limits"] and scenario["discord_429s"] >= 0
+        assert 0 <= scenario["discord_wait_share"] <= 1
+        for task in scenario["per_task"]:
+            assert 0 <= task["discord_wait_s"] <= max(task["lag_s"], 0)
     batch = by_name["adaptive-batch"]["calls_per_task"]
     assert batch.get("task_results", 0) > 0 and batch.get("task_result", 0) == 0
     # The oracle polls each task once, after its finish: the bot ran with it, fed by the
@@ -59,6 +64,7 @@ def test_benchmark_smoke_run(tmp_path):
     assert "| poll calls per task vs oracle |" in result.stdout
     assert report["recovery"]["tracked_again"] == report["recovery"]["pending"]
     assert "| metric |" in result.stdout and "recovery:" in result.stdout
+    assert "waiting for Discord" in result.stdout
 
 
 @pytest.mark.slow

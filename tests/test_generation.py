@@ -283,6 +283,8 @@ async def test_a_result_that_cannot_fit_is_linked(gen, monkeypatch):
 
 async def test_result_goes_by_dm_when_the_channel_refuses(gen):
     task_id = await accepted(await imagine(gen, count=1))
+    # The status message is posted after the answer, without holding it up: let it through.
+    await gen.fake.wait_for_message(CH_A, lambda m: f"#{task_id}" in m["content"])
     gen.fake.fail("POST", rf"/channels/{CH_A}/messages", 403)
     (dm,) = await eventually(lambda: gen.fake.dm_messages(MEMBER_A))
     assert dm["embeds"][0]["title"] == f"Task #{task_id}" and dm["attachments"]
@@ -362,14 +364,16 @@ async def test_status_shows_queue_position_then_waiting_at_the_service(gen):
     await gen.bot.store.settings.update(GUILD_A, user_running=5)
     gen.bot.generation.account_concurrency = 1
     ids = [await accepted(await imagine(gen, f"q{i}", count=1)) for i in range(3)]
-    last = await gen.bot.store.tasks.get(ids[-1])
-    posts = [
-        r.json["content"]
-        for r in gen.fake.requests
-        if r.method == "POST" and r.path == f"/channels/{CH_A}/messages" and not r.files
-    ]
-    assert any(f"#{ids[-1]} is queued" in p for p in posts)
+    # Status messages are posted after the answer, without holding it up.
+    await eventually(
+        lambda: any(
+            f"#{ids[-1]} is queued" in r.json["content"]
+            for r in gen.fake.requests
+            if r.method == "POST" and r.path == f"/channels/{CH_A}/messages" and not r.files
+        )
+    )
     await wait_result(gen, ids[-1], timeout=20)
+    last = await gen.bot.store.tasks.get(ids[-1])
     contents = await eventually(
         lambda: [
             r.json["content"]

@@ -68,6 +68,9 @@ async def hist(harness_factory) -> Harness:
     """MEMBER_A has the 12 results of PROMPTS (ids in `h.mine`, oldest first) and one failed
     task after them; MEMBER_A2 has a result in between, and MEMBER_A one in GUILD_B."""
     h = await harness_factory(miaohua=FAST_POLLING)
+    # Fourteen results and their status messages in one channel: Discord's limits with
+    # windows a tenth as long, or the setup spends half a minute waiting them out.
+    h.fake.rate_limits.scale = 0.1
     h.fake.add_member(GUILD_B, MEMBER_A, "member-a")
     h.mine = []
     for number, prompt in enumerate(PROMPTS, 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
@@ -70,40 +71,53 @@ class DiscordJobEvents:
         self.status = StatusBoard(bot, interval=status_interval)
         self.fetcher = ImageFetcher(max_bytes=download_bytes, timeout=download_timeout)
         self.moderation = ModerationLog(bot, view=log_entry_view)
+        self._reacting: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
-        """Flush status edits and close the download session."""
+        """Flush status edits and log entries, and close the download session."""
+        if self._reacting:
+            await asyncio.wait(set(self._reacting))
+        await self.status.close()  # its last posts may still log entries
         await self.moderation.close()
-        await self.status.close()
         await self.fetcher.close()
 
     # JobEvents
 
     async def task_accepted(self, task: Task, position: int | None) -> None:
-        """Post the task's status message (its place in line, or being generated) and its
-        moderation log entry."""
-        await self.task_progress(task, position, None)
-        self.moderation.accepted(task, self.status.message_id(task.id))
+        """Post the task's status message (its place in line, or being generated), then its
+        moderation log entry linking it; in the background, so the request is answered and
+        dispatched without waiting for Discord's rate limits."""
+        text = (
+            render.running_text(task, None)
+            if position is None
+            else render.queued_text(task, position)
+        )
+        self.status.show_soon(
+            task, text, then=lambda: self.moderation.accepted(task, self.status.message_id(task.id))
+        )
 
     async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:
-        """Update the status message: queue position, or the service's wait."""
+        """Update the status message: queue position, or the service's wait (in the
+        background, so a poll round never waits for Discord's rate limits)."""
         if position is not None and task.state == TaskState.QUEUED:
-            await self.status.show(task, render.queued_text(task, position))
+            self.status.show_soon(task, render.queued_text(task, position))
         else:
-            await self.status.show(task, render.running_text(task, wait_time))
+            self.status.show_soon(task, render.running_text(task, wait_time))
 
     async def task_done(self, task: Task) -> Posted | None:
         """Post the result where the requester wants it, else in the other place; say where."""
         sent = await self.deliver(task)
+        # The status edit is not awaited (Discord may hold it for seconds): the job layer
+        # stores the delivery now, so the result's reactions and links work at once.
         if sent is None:
-            await self.status.show(task, render.done_text(task, None), final=True)
+            self.status.show_soon(task, render.done_text(task, None), final=True)
             return None
         if sent.place == "dm":
             # The channel learns where the result went; only the member could open a link.
-            await self.status.show(task, render.sent_by_dm_text(task), final=True)
+            self.status.show_soon(task, render.sent_by_dm_text(task), final=True)
         else:
             url = render.jump_url(task.guild_id, sent.message.channel.id, sent.message.id)
-            await self.status.show(task, render.done_text(task, url), final=True)
+            self.status.show_soon(task, render.done_text(task, url), final=True)
             self.moderation.result_posted(task, url)  # a DM result: moderators could not open it
         return Posted(sent.message.id, sent.place)
 
@@ -268,11 +282,19 @@ class DiscordJobEvents:
                 exc.status,
             )
             return None
+        # Added after returning: Discord allows one reaction per 0.25 s per channel, and
+        # discord.py sleeps out an exhausted bucket before it returns, so awaiting it would
+        # leave a posted result unrecorded (its reactions ignored) for that long.
+        job = asyncio.create_task(self._add_rerun_reaction(task, message))
+        self._reacting.add(job)
+        job.add_done_callback(self._reacting.discard)
+        return message
+
+    async def _add_rerun_reaction(self, task: Task, message: discord.Message) -> None:
         try:
             await message.add_reaction(RERUN_EMOJI)
         except discord.HTTPException:
             log.info("task %s: could not add the rerun reaction", task.id)
-        return message
 
     async def _post_by_dm(self, task: Task, images: ResultImages) -> discord.Message | None:
         fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=True)

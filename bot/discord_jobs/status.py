@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
 import discord
 
 from bot.discord_jobs.host import DiscordHost
@@ -51,9 +53,10 @@ class StatusBoard:
         self._entries: dict[int, _Entry] = {}
         # Tasks whose final text was requested: late progress events must not overwrite it.
         self._finished: OrderedDict[int, None] = OrderedDict()
+        self._pending: set[asyncio.Task[None]] = set()  # `show_soon` calls not done yet
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._pending)
 
     def message_id(self, task_id: int) -> int | None:
         """The status message of a task this board is tracking."""
@@ -82,8 +85,40 @@ class StatusBoard:
             await entry.message.update()
         self._forget_if_settled(task.id, entry)
 
+    def show_soon(
+        self,
+        task: Task,
+        text: str,
+        *,
+        final: bool = False,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """`show` without waiting for it: the job layer reports progress from its dispatcher
+        and poll rounds, and stores a delivery once posted, none of which may stall while
+        Discord's rate limits (5 posts and 5 edits per 5 s per channel) hold a status post
+        or edit back for seconds. `then` runs once it is shown (or failed to be)."""
+        if final:
+            self._finished[task.id] = None  # from now on, progress must not overwrite it
+        job = asyncio.create_task(
+            self._show_logged(task, text, final, then), name=f"status-{task.id}"
+        )
+        self._pending.add(job)
+        job.add_done_callback(self._pending.discard)
+
+    async def _show_logged(
+        self, task: Task, text: str, final: bool, then: Callable[[], None] | None
+    ) -> None:
+        try:
+            await self.show(task, text, final=final)
+        except Exception:
+            log.exception("task %s: status message not updated", task.id)
+        if then is not None:
+            then()
+
     async def close(self) -> None:
         """Send pending edits now and stop the timers."""
+        if self._pending:
+            await asyncio.wait(set(self._pending))
         for entry in list(self._entries.values()):
             await entry.message.flush()
         self._entries.clear()
@@ -123,6 +158,9 @@ class StatusBoard:
         except discord.HTTPException as exc:
             log.warning("task %s: status message not posted (%s)", task_id, exc.status)
             return
+        except (aiohttp.ClientError, OSError) as exc:  # connection lost, e.g. while stopping
+            log.warning("task %s: status message not posted (%r)", task_id, exc)
+            return
         entry.message_id = message.id
         entry.message.sent(text)
         try:
@@ -146,5 +184,8 @@ class StatusBoard:
             entry.message_id = 0
         except discord.HTTPException as exc:
             log.warning("task %s: status edit failed (%s)", task_id, exc.status)
+            return False
+        except (aiohttp.ClientError, OSError) as exc:  # connection lost, e.g. while stopping
+            log.warning("task %s: status edit failed (%r)", task_id, exc)
             return False
         return True

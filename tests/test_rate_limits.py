@@ -1,0 +1,227 @@
+"""Discord's rate limits in the fake, and the bot living with them end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.store import TaskState
+from fakediscord import FakeDiscord
+from fakediscord.ratelimits import ROUTE_LIMITS, RateLimits, RouteLimit
+from tests.conftest import CH_A
+from tests.genutil import FAST_POLLING, imagine, result_of, task_id_of, wait_result
+from tests.helpers import answer_text
+
+TOKEN = "rate-token"
+GUILD, CHANNEL, OTHER = 10, 20, 21
+AUTH = {"Authorization": f"Bot {TOKEN}", "Content-Type": "application/json"}
+
+
+class Clock:
+    """Epoch seconds that move only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def limited() -> AsyncIterator[tuple[FakeDiscord, Clock, aiohttp.ClientSession]]:
+    clock = Clock()
+    fake = FakeDiscord(bot_token=TOKEN, rate_limits=RateLimits(clock=clock))
+    fake.add_guild(GUILD)
+    fake.add_channel(GUILD, CHANNEL)
+    fake.add_channel(GUILD, OTHER, "other")
+    async with fake, aiohttp.ClientSession() as http:
+        yield fake, clock, http
+
+
+async def post(
+    fake: FakeDiscord, http: aiohttp.ClientSession, channel: int
+) -> tuple[int, Any, dict[str, str]]:
+    url = f"{fake.api_base_url}/channels/{channel}/messages"
+    async with http.post(url, json={"content": "hi"}, headers=AUTH) as resp:
+        return resp.status, await resp.json(), dict(resp.headers)
+
+
+async def test_a_sixth_message_in_five_seconds_gets_429_with_discords_body_and_headers(
+    limited: tuple[FakeDiscord, Clock, aiohttp.ClientSession],
+) -> None:
+    fake, clock, http = limited
+    remaining = []
+    for _ in range(5):
+        status, _, headers = await post(fake, http, CHANNEL)
+        assert status == 200
+        assert headers["X-RateLimit-Limit"] == "5"
+        assert float(headers["X-RateLimit-Reset-After"]) == 5.0
+        assert float(headers["X-RateLimit-Reset"]) == clock.now + 5
+        remaining.append(headers["X-RateLimit-Remaining"])
+    assert remaining == ["4", "3", "2", "1", "0"]
+    bucket = headers["X-RateLimit-Bucket"]
+
+    clock.now += 2
+    status, body, headers = await post(fake, http, CHANNEL)
+    assert status == 429
+    assert body == {"message": "You are being rate limited.", "retry_after": 3.0, "global": False}
+    assert headers["Retry-After"] == "3"
+    assert headers["X-RateLimit-Scope"] == "user"
+    assert headers["X-RateLimit-Remaining"] == "0"
+    assert headers["X-RateLimit-Bucket"] == bucket
+    assert "Via" in headers  # without it discord.py takes a 429 for a Cloudflare ban
+    assert "X-RateLimit-Global" not in headers
+    assert len(fake.channel_messages(CHANNEL)) == 5  # the refused message was not created
+
+    # The limit is per channel: another one has its own bucket.
+    status, _, headers = await post(fake, http, OTHER)
+    assert (status, headers["X-RateLimit-Remaining"]) == (200, "4")
+
+    clock.now += 3  # the window has passed
+    status, _, headers = await post(fake, http, CHANNEL)
+    assert (status, headers["X-RateLimit-Remaining"]) == (200, "4")
+
+    stats = fake.rate_limits.stats
+    assert [(r.bucket, r.scope, r.retry_after) for r in stats.limited] == [
+        ("message-create", "user", 3.0)
+    ]
+    key = fake.rate_limits.bucket_key("POST", f"/channels/{CHANNEL}/messages")
+    start = clock.now - 5
+    assert stats.exhausted[key] == [(start, start + 5)]
+    # Of the seconds 1..4 after the first post, 1..5 were blocked: 3 seconds.
+    assert stats.blocked(key, start + 1, start + 4) == 3.0
+
+
+async def test_every_response_carries_rate_limit_headers(
+    limited: tuple[FakeDiscord, Clock, aiohttp.ClientSession],
+) -> None:
+    fake, _, http = limited
+    for path in ("/users/@me", f"/channels/{CHANNEL}", f"/guilds/{GUILD}"):
+        async with http.get(fake.api_base_url + path, headers=AUTH) as resp:
+            assert resp.status == 200
+            for name in ("Limit", "Remaining", "Reset", "Reset-After", "Bucket"):
+                assert f"X-RateLimit-{name}" in resp.headers, (path, name)
+
+
+async def test_the_global_limit_spares_interaction_endpoints(
+    limited: tuple[FakeDiscord, Clock, aiohttp.ClientSession],
+) -> None:
+    fake, clock, http = limited
+    statuses = []
+    for i in range(51):  # 51 different routes, so only the global limit is reached
+        async with http.get(f"{fake.api_base_url}/channels/{i}", headers=AUTH) as resp:
+            statuses.append(resp.status)
+            body, headers = await resp.json(), resp.headers
+    assert 429 not in statuses[:50]
+    assert statuses[50] == 429
+    assert body["global"] is True
+    assert headers["X-RateLimit-Global"] == "true"
+    assert headers["X-RateLimit-Scope"] == "global"
+    # Interaction callbacks are not bound to it: an unknown one is refused for what it is.
+    url = f"{fake.api_base_url}/interactions/1/token/callback"
+    async with http.post(url, json={"type": 1}) as resp:
+        assert resp.status == 404
+    clock.now += 1
+    async with http.get(f"{fake.api_base_url}/users/@me", headers=AUTH) as resp:
+        assert resp.status == 200
+    assert [r.scope for r in fake.rate_limits.stats.limited] == ["global"]
+
+
+async def test_limits_can_be_switched_off(
+    limited: tuple[FakeDiscord, Clock, aiohttp.ClientSession],
+) -> None:
+    fake, _, http = limited
+    fake.rate_limits.enabled = False
+    statuses = [(await post(fake, http, CHANNEL))[0] for _ in range(8)]
+    assert statuses == [200] * 8
+    assert fake.rate_limits.stats.limited == []
+
+
+# End to end: the real bot under Discord's limits.
+
+RESULTS = 12
+
+
+@pytest.mark.slow
+async def test_twelve_results_in_one_channel_are_each_posted_once_without_a_429_storm(
+    harness_factory: Any,
+) -> None:
+    # All twelve generations run at once at the service and finish together.
+    h = await harness_factory(
+        miaohua=FAST_POLLING,
+        limits={"user_concurrency": RESULTS},
+        emulator={"workers": RESULTS, "generation_time": 0.5},
+    )
+    # Discord's limits, every window a fifth as long: the shape of 5 messages per 5 s
+    # per channel without the test waiting that long.
+    h.fake.rate_limits = RateLimits(scale=0.2)
+    commands = await asyncio.gather(*(imagine(h, f"fox {i}", count=1) for i in range(RESULTS)))
+    ids = [task_id_of(await answer_text(ix)) for ix in commands]
+    await h.idle(timeout=120)
+
+    for task_id in ids:
+        task = await h.bot.store.tasks.get(task_id)
+        assert task.state == TaskState.DELIVERED, (task_id, task.state)
+        assert len(result_of(h, task_id)) == 1
+    posts = [
+        r
+        for r in h.fake.requests
+        if r.method == "POST" and r.path == f"/channels/{CH_A}/messages" and r.status == 200
+    ]
+    nonces = [r.json.get("nonce") for r in posts if r.files]
+    assert len(nonces) == RESULTS and len(set(nonces)) == RESULTS  # each result posted once
+
+    stats = h.fake.rate_limits.stats
+    key = h.fake.rate_limits.bucket_key("POST", f"/channels/{CH_A}/messages")
+    assert stats.exhausted.get(key), "the channel's message limit was never reached"
+    # discord.py reads the headers and waits for the window: at most a stray 429 per bucket.
+    per_bucket: dict[str, int] = {}
+    for refused in stats.limited:
+        per_bucket[f"{refused.bucket}:{refused.major}"] = (
+            per_bucket.get(f"{refused.bucket}:{refused.major}", 0) + 1
+        )
+    assert all(n <= 1 for n in per_bucket.values()), per_bucket
+    statuses = [r.status for r in h.fake.requests if re.match(r"/channels/", r.path)]
+    assert statuses.count(429) == len(stats.limited) <= 3
+    h.fake.verify_contract()
+
+
+@pytest.mark.slow
+async def test_a_status_edit_held_by_discord_does_not_hold_back_other_results(
+    harness_factory: Any,
+) -> None:
+    # The channel may edit one message per 15 s: the first status edit passes, the next ones
+    # wait for the window. One generation at a time, so the queued tasks' statuses change
+    # (their place at the service) while the first one's result comes in.
+    edits = RouteLimit("message-edit", "PATCH", re.compile(r"/channels/\d+/messages/\d+"), 1, 15)
+    creates = RouteLimit("message-create", "POST", re.compile(r"/channels/\d+/messages"), 10, 5)
+    routes = (
+        edits,
+        creates,
+        *(r for r in ROUTE_LIMITS if r.bucket not in {"message-edit", "message-create"}),
+    )
+    h = await harness_factory(
+        miaohua=FAST_POLLING,
+        limits={"user_concurrency": 3},
+        emulator={"workers": 1, "generation_time": 0.3},
+    )
+    h.bot.delivery.status.interval = 0.0  # every change is an edit, sent at once
+    h.fake.rate_limits = RateLimits(routes=routes)
+    commands = [await imagine(h, f"owl {i}", count=1) for i in range(3)]
+    ids = [task_id_of(await answer_text(ix)) for ix in commands]
+    results = [await wait_result(h, task_id, timeout=60) for task_id in ids]
+
+    stats = h.fake.rate_limits.stats
+    key = h.fake.rate_limits.bucket_key("PATCH", f"/channels/{CH_A}/messages/1")
+    (held_from, held_until), *_ = stats.exhausted[key]
+    # Every result was posted while status edits were still held back by Discord: the
+    # polling that found them never waited for an edit.
+    posted = [datetime.fromisoformat(m["timestamp"]).timestamp() for m in results]
+    assert max(posted) < held_until, (posted, held_from, held_until)
+    assert stats.limited == []
