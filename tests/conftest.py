@@ -19,6 +19,7 @@ from bot.config import Settings, load_settings
 from bot.emulator import EmulatorServer, EmulatorSettings
 from fakediscord import FakeDiscord
 from fakediscord.contract import format_violations
+from fakediscord.ratelimits import RateLimits
 from tests.logcheck import LogCheck
 
 # CI runs the same property-test examples every time, so a red run can be replayed.
@@ -65,7 +66,14 @@ class Harness:
         self._settings_overrides = settings
         self._emulator_overrides = emulator
         self.check = check
-        self.fake = FakeDiscord(application_id=900, bot_user_id=900, bot_token=DISCORD_TOKEN)
+        # Discord's rate limits in their real shape, windows a fifth as long (5 messages a
+        # second per channel): tests that post many results in one channel stay quick.
+        self.fake = FakeDiscord(
+            application_id=900,
+            bot_user_id=900,
+            bot_token=DISCORD_TOKEN,
+            rate_limits=RateLimits(scale=0.2),
+        )
         self.emu: EmulatorServer
         self.settings: Settings
         self.bot: Any = None
