@@ -15,9 +15,16 @@ from bot.__main__ import main
 from bot.crypto import SecretBox
 from bot.emulator import EmulatorServer, EmulatorSettings
 from bot.store.store import Store
-from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A
+from tests.conftest import CH_A, GUILD_A, MEMBER_A
 from tests.helpers import answer_text
-from tests.test_crash_recovery import BotProcess, db_rows, one_guild_discord, process_env, until
+from tests.test_crash_recovery import (
+    BotProcess,
+    db_rows,
+    one_guild_discord,
+    process_env,
+    set_account_by_form,
+    until,
+)
 
 TOKEN = "backup-test-token.XyZ.123456"
 SECRET = "backup-test-key"
@@ -149,15 +156,7 @@ async def test_backup_of_a_running_bot_is_consistent_and_does_not_stop_it(tmp_pa
         await bot.start()
         try:
             await until(lambda: "imagine" in fake.world.command_names(), 30, "commands")
-            ix = await fake.slash(
-                "account", subcommand="set", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
-            )
-            await ix.response(20)
-            done = await fake.submit_modal(
-                "account:set", {"email": EMAIL, "password": PASSWORD},
-                user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A,
-            )  # fmt: skip
-            assert "saved" in await answer_text(done, 20)
+            await set_account_by_form(fake, EMAIL, PASSWORD)
             for i in range(GENERATIONS):
                 ix = await fake.slash(
                     "imagine", options={"prompt": f"backup scene {i}", "count": 1},

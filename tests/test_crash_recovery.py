@@ -138,16 +138,21 @@ async def _boot(fake: FakeDiscord, bot: BotProcess) -> None:
     raise AssertionError("the bot did not register its commands")
 
 
-async def _set_account_and_work(emu, fake: FakeDiscord) -> None:
+async def set_account_by_form(fake: FakeDiscord, email: str, password: str) -> None:
+    """Set guild A's Miaohua account through `/account set` and its form, as its admin does."""
     ix = await fake.slash(
         "account", subcommand="set", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
     )
     await ix.response(20)
     done = await fake.submit_modal(
-        "account:set", {"email": EMAIL, "password": PASSWORD},
+        "account:set", {"email": email, "password": password},
         user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A,
     )  # fmt: skip
     assert "saved" in await answer_text(done, 20)
+
+
+async def _set_account_and_work(emu, fake: FakeDiscord) -> None:
+    await set_account_by_form(fake, EMAIL, PASSWORD)
     images = {
         f"image{i + 1}": fake.add_attachment(png_bytes(40, 40, c), f"{c}.png", "image/png")
         for i, c in enumerate(("red", "green", "blue"))

@@ -16,9 +16,16 @@ import pytest
 
 from bot.__main__ import EXIT_CONFIG, build_parser
 from bot.emulator import EmulatorServer, EmulatorSettings
-from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A
+from tests.conftest import CH_A, GUILD_A, MEMBER_A
 from tests.helpers import answer_text
-from tests.test_crash_recovery import BotProcess, db_rows, one_guild_discord, process_env, until
+from tests.test_crash_recovery import (
+    BotProcess,
+    db_rows,
+    one_guild_discord,
+    process_env,
+    set_account_by_form,
+    until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "deploy" / "miaohua-bot.service"
@@ -157,15 +164,7 @@ async def test_bot_works_with_memory_deny_write_execute_and_stops_cleanly_on_sig
         await bot.start()
         try:
             await until(lambda: "imagine" in fake.world.command_names(), 30, "commands")
-            ix = await fake.slash(
-                "account", subcommand="set", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
-            )
-            await ix.response(20)
-            done = await fake.submit_modal(
-                "account:set", {"email": email, "password": password},
-                user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A,
-            )  # fmt: skip
-            assert "saved" in await answer_text(done, 20)
+            await set_account_by_form(fake, email, password)
             ix = await fake.slash(
                 "imagine", options={"prompt": "a locked-down lighthouse", "count": 2},
                 user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A,

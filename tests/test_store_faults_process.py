@@ -26,7 +26,7 @@ import pytest
 
 from bot.emulator import EmulatorServer, EmulatorSettings
 from fakediscord import FakeDiscord
-from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
+from tests.conftest import CH_A, GUILD_A, MEMBER_A, MEMBER_A2
 from tests.genutil import is_result_of
 from tests.helpers import answer_text
 from tests.test_crash_recovery import (
@@ -34,6 +34,7 @@ from tests.test_crash_recovery import (
     db_rows,
     one_guild_discord,
     process_env,
+    set_account_by_form,
     until,
 )
 
@@ -88,15 +89,7 @@ async def boot_with_account(fake: FakeDiscord, bot: BotProcess) -> None:
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the bot did not register its commands")
-    ix = await fake.slash(
-        "account", subcommand="set", user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A
-    )
-    await ix.response(20)
-    done = await fake.submit_modal(
-        "account:set", {"email": EMAIL, "password": PASSWORD},
-        user_id=ADMIN_A, guild_id=GUILD_A, channel_id=CH_A,
-    )  # fmt: skip
-    assert "saved" in await answer_text(done, 20)
+    await set_account_by_form(fake, EMAIL, PASSWORD)
 
 
 async def test_database_locked_past_busy_timeout_while_a_task_finishes(world, tmp_path):
