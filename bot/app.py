@@ -190,7 +190,7 @@ class MiaohuaBot(commands.Bot):
     async def _open_store(self) -> None:
         # A database that cannot be written (read-only filesystem, full disk) is waited for
         # rather than fatal: tasks it holds finish once it can be written again.
-        opening = asyncio.create_task(Store.open_when_writable(self.settings.storage.path))
+        opening = asyncio.create_task(Store.open_when_writable(self.settings.storage.database))
         self._store_opening = opening
         try:
             self.store = await opening

@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bot.store.database import is_postgresql
+
 DEFAULT_BASE_URL = "https://miaohua.sensetime.com/api/v1b"
 CONFIG_ENV_VAR = "MIAOHUA_BOT_CONFIG"
 DEFAULT_CONFIG_FILE = Path("config.toml")
@@ -111,9 +113,31 @@ class MiaohuaSettings(_Section):
 
 class StorageSettings(_Section):
     path: Path = Path("data/miaohua-bot.sqlite3")
+    # Where the state lives when not in `path`: `sqlite:///file` or `postgresql://...`.
+    # Secret: a PostgreSQL URL may carry a password.
+    url: SecretStr | None = None
     staging_dir: Path = Path("data/staging")
     # Finished tasks are deleted this many days after their last change (fractions allowed).
     retention_days: float = Field(default=90.0, gt=0, le=36500)
+
+    @field_validator("url")
+    @classmethod
+    def _known_database(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            text = url.get_secret_value()
+            if not is_postgresql(text) and not text.startswith("sqlite:///"):
+                raise ValueError("must start with sqlite:/// or postgresql://")
+        return url
+
+    @property
+    def database(self) -> str | Path:
+        """The database the bot keeps its state in: `url` when set, else the file `path`."""
+        return self.url.get_secret_value() if self.url is not None else self.path
+
+    @property
+    def shared(self) -> bool:
+        """True when the state is in a database server that several processes may share."""
+        return is_postgresql(self.database)
 
 
 class SecuritySettings(_Section):

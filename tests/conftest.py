@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from bot.emulator import EmulatorServer, EmulatorSettings
 from fakediscord import FakeDiscord
 from fakediscord.contract import format_violations
 from fakediscord.ratelimits import RateLimits
+from tests.databases import BACKENDS, PostgresServer
 from tests.logcheck import LogCheck
 
 # CI runs the same property-test examples every time, so a red run can be replayed.
@@ -227,6 +228,54 @@ class Harness:
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]
+DatabaseFactory = Callable[[], Awaitable[str | Path]]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Tests marked `backends` run once per database backend; others on SQLite only.
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", marker.args or BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend of this test: 'sqlite' unless the test is marked `backends`."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One embedded PostgreSQL server for the whole test process, started on first use."""
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def new_database(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[DatabaseFactory]:
+    """Make empty databases of the test's backend: SQLite paths or PostgreSQL URLs."""
+    server: PostgresServer | None = None
+    if backend == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+    made = 0
+
+    async def make() -> str | Path:
+        nonlocal made
+        made += 1
+        if server is None:
+            return tmp_path / f"db{made}" / "bot.sqlite3"
+        return await server.create()
+
+    try:
+        yield make
+    finally:
+        if server is not None:
+            await server.drop_created()
 
 
 @pytest.fixture

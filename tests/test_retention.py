@@ -223,7 +223,7 @@ async def test_a_button_on_a_task_gone_without_pruning_still_says_not_found(harn
     result = await wait_result(h, task_id)
     await h.bot.housekeeping.run_once()  # nothing is old enough: nothing goes
     assert await h.bot.store.tasks.get(task_id) is not None
-    await h.bot.store.conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+    await h.bot.store.db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
     ix = await h.fake.click(
         result, f"mh:rerun:{task_id}", user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A
     )

@@ -1,4 +1,8 @@
-"""Tests of the SQLite store: migrations, pragmas, every repository and guarded transitions."""
+"""Tests of the store on both backends: migrations, every repository, guarded transitions.
+
+Tests that take the `store` or `new_database` fixture run on SQLite and on PostgreSQL;
+those about SQLite itself (pragmas, the file on disk) open a file under `tmp_path`.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
+import asyncpg
 import pytest
 
 from bot.crypto import SecretBox, mask_email
 from bot.store import (
+    ConstraintViolation,
     Migration,
     MigrationError,
     RunningWork,
@@ -22,6 +28,10 @@ from bot.store import (
     migrate,
     schema_version,
 )
+from bot.store.database import Database
+from bot.store.sqlite import SqliteDatabase
+from bot.store.store import open_database
+from tests.conftest import DatabaseFactory
 
 
 class FakeClock:
@@ -35,18 +45,44 @@ class FakeClock:
         return self.now
 
 
+pytestmark = pytest.mark.backends()
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "data" / "bot.db", clock=FakeClock())
+async def store(new_database: DatabaseFactory) -> AsyncIterator[Store]:
+    s = await Store.open(await new_database(), clock=FakeClock())
     yield s
     await s.close()
 
 
-async def _schema(conn: aiosqlite.Connection) -> tuple[int, list[tuple[str, str, str]]]:
-    rows = await conn.execute_fetchall(
-        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+_SQLITE_SCHEMA = (
+    "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+)
+_POSTGRESQL_SCHEMA = """
+SELECT 'column', table_name || '.' || column_name,
+       concat_ws(' ', data_type, is_nullable, column_default)
+FROM information_schema.columns WHERE table_schema = 'public'
+UNION ALL
+SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'
+UNION ALL
+SELECT 'constraint', conrelid::regclass::text || '.' || conname, pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+ORDER BY 1, 2
+"""
+
+
+async def _schema(db: Database) -> tuple[int, list[tuple[str, str, str]]]:
+    sql = _SQLITE_SCHEMA if db.dialect == "sqlite" else _POSTGRESQL_SCHEMA
+    return await schema_version(db), [tuple(r) for r in await db.fetch_all(sql)]
+
+
+async def _tables(db: Database) -> set[str]:
+    sql = (
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+        if db.dialect == "sqlite"
+        else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
     )
-    return await schema_version(conn), [tuple(r) for r in rows]
+    return {row[0] for row in await db.fetch_all(sql)}
 
 
 def _task_params(**overrides: object) -> dict[str, object]:
@@ -80,7 +116,7 @@ async def test_open_from_empty_creates_parent_dir_and_latest_schema(tmp_path: Pa
     store = await Store.open(path)
     try:
         assert path.exists()
-        version, objects = await _schema(store.conn)
+        version, objects = await _schema(store.db)
         assert version == len(load_migrations())
         names = {name for kind, name, _ in objects if kind == "table"}
         assert {"accounts", "guild_settings", "tasks", "trainings"} <= names
@@ -89,46 +125,63 @@ async def test_open_from_empty_creates_parent_dir_and_latest_schema(tmp_path: Pa
         await store.close()
 
 
+async def test_open_from_empty_database_creates_latest_schema(
+    new_database: DatabaseFactory,
+) -> None:
+    async with await Store.open(await new_database()) as store:
+        assert await schema_version(store.db) == len(load_migrations())
+        assert {"accounts", "guild_settings", "tasks", "trainings", "datasets"} <= await _tables(
+            store.db
+        )
+        assert {"trained_models", "daily_usage", "styles", "member_preferences"} <= await _tables(
+            store.db
+        )
+
+
 @pytest.mark.parametrize("applied", range(len(load_migrations()) + 1))
 async def test_upgrade_from_every_earlier_version_matches_fresh_schema(
-    tmp_path: Path, applied: int
+    new_database: DatabaseFactory, applied: int
 ) -> None:
-    fresh = await Store.open(tmp_path / "fresh.db")
-    expected = await _schema(fresh.conn)
+    fresh = await Store.open(await new_database())
+    expected = await _schema(fresh.db)
     await fresh.close()
 
-    path = tmp_path / "old.db"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        assert await migrate(conn, target=applied) == applied
-        assert await schema_version(conn) == applied
-    upgraded = await Store.open(path)
+    target = await new_database()
+    db = await open_database(target)
     try:
-        assert await _schema(upgraded.conn) == expected
+        assert await migrate(db, target=applied) == applied
+        assert await schema_version(db) == applied
+    finally:
+        await db.close()
+    upgraded = await Store.open(target)
+    try:
+        assert await _schema(upgraded.db) == expected
     finally:
         await upgraded.close()
 
 
-async def test_reopen_keeps_data_and_does_not_reapply(tmp_path: Path) -> None:
-    path = tmp_path / "bot.db"
-    async with await Store.open(path) as store:
+async def test_reopen_keeps_data_and_does_not_reapply(new_database: DatabaseFactory) -> None:
+    target = await new_database()
+    async with await Store.open(target) as store:
         task = await store.tasks.create(**_task_params())
-    async with await Store.open(path) as store:
+    async with await Store.open(target) as store:
         assert (await store.tasks.get(task.id)) == task
-        assert await schema_version(store.conn) == len(load_migrations())
+        assert await schema_version(store.db) == len(load_migrations())
 
 
-async def test_failed_migration_rolls_back_whole_file(tmp_path: Path) -> None:
+async def test_failed_migration_rolls_back_whole_file(new_database: DatabaseFactory) -> None:
     migrations = [
         Migration(1, "one", "CREATE TABLE a (x INTEGER);"),
         Migration(2, "two", "CREATE TABLE b (x INTEGER);\nINSERT INTO nowhere VALUES (1);"),
     ]
-    async with aiosqlite.connect(tmp_path / "m.db", isolation_level=None) as conn:
-        with pytest.raises(sqlite3.OperationalError):
-            await migrate(conn, migrations)
-        assert await schema_version(conn) == 1
-        assert not conn.in_transaction
-        rows = await conn.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-        assert [r[0] for r in rows] == ["a"]
+    db = await open_database(await new_database())
+    try:
+        with pytest.raises((sqlite3.OperationalError, asyncpg.UndefinedTableError)):
+            await migrate(db, migrations)
+        assert await schema_version(db) == 1
+        assert await _tables(db) - {"mh_schema"} == {"a"}
+    finally:
+        await db.close()
 
 
 async def test_database_newer_than_code_is_refused(tmp_path: Path) -> None:
@@ -143,7 +196,7 @@ async def test_pragmas_wal_foreign_keys_busy_timeout(tmp_path: Path) -> None:
     async with await Store.open(tmp_path / "bot.db", busy_timeout_ms=1234) as store:
 
         async def pragma(name: str) -> object:
-            rows = await store.conn.execute_fetchall(f"PRAGMA {name}")
+            rows = await store.db.fetch_all(f"PRAGMA {name}")
             return next(iter(rows))[0]
 
         assert await pragma("journal_mode") == "wal"
@@ -246,7 +299,7 @@ async def test_requeue_forgets_the_account(store: Store) -> None:
 async def test_upgrade_to_0006_keeps_a_guilds_limit_as_its_running_limit(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     async with aiosqlite.connect(path, isolation_level=None) as conn:
-        await migrate(conn, target=5)
+        await migrate(SqliteDatabase(conn), target=5)
         await conn.execute(
             "INSERT INTO guild_settings (guild_id, user_concurrency, updated_at) VALUES (7, 3, 1)"
         )
@@ -258,7 +311,7 @@ async def test_upgrade_to_0006_keeps_a_guilds_limit_as_its_running_limit(tmp_pat
 async def test_upgrade_from_0001_keeps_accounts_and_binds_running_work(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     async with aiosqlite.connect(path, isolation_level=None) as conn:
-        await migrate(conn, target=1)
+        await migrate(SqliteDatabase(conn), target=1)
         await conn.execute(
             "INSERT INTO guild_accounts (guild_id, email_encrypted, password_encrypted,"
             " token_encrypted, email_hint, last_login_at, token_ok, created_at, updated_at)"
@@ -390,9 +443,9 @@ async def test_task_ids_increase_and_parent_must_exist(store: Store) -> None:
     first = await store.tasks.create(**_task_params())
     child = await store.tasks.create(**_task_params(parent_id=first.id))
     assert child.id > first.id and child.parent_id == first.id
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(ConstraintViolation):
         await store.tasks.create(**_task_params(parent_id=999))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(ConstraintViolation):
         await store.tasks.create(**_task_params(kind="x2y"))
 
 
@@ -682,7 +735,7 @@ async def test_model_round_trip(store: Store) -> None:
     assert await store.models.rename(10, "nope", "x") is None
     await store.models.add(guild_id=10, model_name="m2", display_name="Second")
     assert [m.display_name for m in await store.models.for_guild(10)] == ["My style", "Second"]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(ConstraintViolation):
         await store.models.add(guild_id=10, model_name="m3", training_id=999)
     assert await store.models.delete(10, "m2") is True
     assert await store.models.delete(10, "m2") is False

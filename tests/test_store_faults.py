@@ -31,7 +31,7 @@ CANNOT_SAVE = "cannot save new tasks or changes right now"
 
 async def refuse_writes(bot: Any, refuse: bool) -> None:
     """Make the bot's database refuse (or take again) every write."""
-    await bot.store.conn.execute(f"PRAGMA query_only = {int(refuse)}")
+    await bot.store.db.conn.execute(f"PRAGMA query_only = {int(refuse)}")
 
 
 def count_attempts(monkeypatch: Any, repo: Any, name: str) -> Counter[int]:
@@ -185,12 +185,12 @@ async def test_refused_writes_raise_store_unavailable_and_reads_go_on(tmp_path):
     path = tmp_path / "bot.db"
     async with await Store.open(path, busy_timeout_ms=50) as store:
         task = await store.tasks.create(**TASK)
-        await store.conn.execute("PRAGMA query_only = ON")  # as a read-only file answers
+        await store.db.conn.execute("PRAGMA query_only = ON")  # as a read-only file answers
         with pytest.raises(StoreUnavailable) as refused:
             await store.tasks.mark_failed(task.id, "x")
         assert refused.value.cause == "SQLITE_READONLY"
         assert (await store.tasks.get(task.id)).state == TaskState.QUEUED
-        await store.conn.execute("PRAGMA query_only = OFF")
+        await store.db.conn.execute("PRAGMA query_only = OFF")
 
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock

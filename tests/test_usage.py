@@ -229,7 +229,7 @@ async def test_every_report_query_finds_its_rows_through_an_index(store, sql):
     s, _ = store
     used = max(int(n) for n in re.findall(r"\?(\d)", sql))  # parameters are ?1, ?2, ...
     params = (GUILD_A, 0.0, POINTS_REASON, 10)[:used]
-    plan = await s.conn.execute_fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
+    plan = await s.db.conn.execute_fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
     # Each read of a table (not of an intermediate result) goes through one of its indexes.
     reads = [row[3] for row in plan if row[3].split()[1:2] in (["tasks"], ["trainings"])]
     assert reads and all(read.startswith("SEARCH") and " USING " in read for read in reads), reads

@@ -2,7 +2,7 @@
 
 from bot.store.accounts import AccountRepo, GuildAccount, RunningWork
 from bot.store.datasets import Dataset, DatasetRepo
-from bot.store.errors import StoreUnavailable
+from bot.store.errors import ConstraintViolation, StoreUnavailable
 from bot.store.migrate import Migration, MigrationError, load_migrations, migrate, schema_version
 from bot.store.models import ModelRepo, TrainedModel
 from bot.store.preferences import MemberPreferences, PreferencesRepo
@@ -26,6 +26,7 @@ __all__ = [
     "SETTING_NAMES",
     "UPDATABLE_TRAINING_FIELDS",
     "AccountRepo",
+    "ConstraintViolation",
     "Dataset",
     "DatasetRepo",
     "GuildAccount",

@@ -11,9 +11,8 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from aiosqlite import Row
-
 from bot.store.base import Repo, build
+from bot.store.database import Row
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiosqlite
-
-from bot.store.errors import unavailable
+from bot.store.database import Database, Row
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -20,7 +17,7 @@ T = TypeVar("T", bound="DataclassInstance")
 Clock = Callable[[], float]
 
 
-def build(cls: type[T], row: aiosqlite.Row, **overrides: Any) -> T:
+def build(cls: type[T], row: Row, **overrides: Any) -> T:
     """Build dataclass `cls` from the row's columns of the same names, with overrides."""
     values = {
         f.name: overrides[f.name] if f.name in overrides else row[f.name] for f in fields(cls)
@@ -39,23 +36,14 @@ def load_list(text: str | None) -> list[Any]:
 
 
 class Repo:
-    """Base of the repositories: one shared autocommit connection and a clock."""
+    """Base of the repositories: the shared database connection and a clock."""
 
-    def __init__(self, conn: aiosqlite.Connection, clock: Clock = time.time) -> None:
-        self._conn = conn
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        self._db = db
         self._clock = clock
 
-    async def _fetch_one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        # execute_fetchall runs statement and fetch in one hop on the db thread, so an
-        # INSERT/UPDATE ... RETURNING completes before any other coroutine's statement.
-        rows = await self._fetch_all(sql, params)
-        return rows[0] if rows else None
+    async def _fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        return await self._db.fetch_one(sql, params)
 
-    async def _fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        try:
-            return list(await self._conn.execute_fetchall(sql, tuple(params)))
-        except sqlite3.Error as exc:
-            # A full disk, a read-only file or a lock held too long: a typed, retryable error.
-            if (typed := unavailable(exc)) is not None:
-                raise typed from exc
-            raise
+    async def _fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return await self._db.fetch_all(sql, params)

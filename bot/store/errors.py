@@ -42,3 +42,8 @@ def unavailable(exc: sqlite3.Error) -> StoreUnavailable | None:
     if code & 0xFF not in _UNAVAILABLE_CODES:  # extended codes keep the primary in the low byte
         return None
     return StoreUnavailable(getattr(exc, "sqlite_errorname", "") or str(exc))
+
+
+class ConstraintViolation(ValueError):
+    """A write broke one of the schema's rules (a CHECK, a foreign or unique key): a bug in
+    the caller, raised alike by both backends; retrying it changes nothing."""

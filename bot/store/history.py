@@ -6,8 +6,9 @@ an entry onto two pages.
 
 The search is a case-insensitive substring of the prompt the member wrote. SQLite's
 `lower()` and `LIKE` fold ASCII letters only, so both sides go through `fold` instead
-(registered on the connection as `mh_fold`): NFKC (full-width Ａ reads as A) then Python's
-Unicode case folding (É matches é, STRASSE matches straße). `instr` takes the text
+(the SQL function `mh_fold`: Python's on SQLite, its equal on PostgreSQL, see
+bot/store/dialect.py): NFKC (full-width Ａ reads as A) then Unicode case folding (É
+matches é, STRASSE matches straße). `instr` takes the text
 literally: `%` and `_` in a search are ordinary characters.
 """
 
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-
-import aiosqlite
 
 from bot.store.base import Repo
 from bot.store.tasks import Task, _task
@@ -30,7 +29,7 @@ _Params = tuple[int, int, str | None, int, int]
 # What a member sees as "their prompt": their own words when a style wrapped them.
 _MATCHES = f"""
 guild_id = ?1 AND user_id = ?2 AND state = 'delivered' AND removed_by IS NULL
-AND (?3 IS NULL OR instr({FOLD_FUNCTION}(COALESCE(member_prompt, prompt)), ?3) > 0)
+AND (CAST(?3 AS TEXT) IS NULL OR instr({FOLD_FUNCTION}(COALESCE(member_prompt, prompt)), ?3) > 0)
 """
 
 _OLDER = f"SELECT * FROM tasks WHERE {_MATCHES} AND id < ?4 ORDER BY id DESC LIMIT ?5"  # noqa: S608
@@ -43,11 +42,6 @@ def fold(text: str | None) -> str | None:
     if text is None:
         return None
     return unicodedata.normalize("NFKC", text).casefold()
-
-
-async def register_functions(conn: aiosqlite.Connection) -> None:
-    """Give the connection the SQL functions the history queries call."""
-    await conn.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""Numbered SQL migrations tracked by `PRAGMA user_version`."""
+"""Numbered SQL migrations, the same files for SQLite and PostgreSQL.
+
+SQLite tracks the version in `PRAGMA user_version`, PostgreSQL in the table `mh_schema`;
+the files are written in SQLite's dialect and translated for PostgreSQL (bot/store/dialect.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-import aiosqlite
+from bot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -42,49 +46,37 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-async def schema_version(conn: aiosqlite.Connection) -> int:
+async def schema_version(db: Database) -> int:
     """Return the database's schema version (0 for an empty database)."""
-    rows = await conn.execute_fetchall("PRAGMA user_version")
-    return int(next(iter(rows))[0])
+    return await db.schema_version()
 
 
 async def migrate(
-    conn: aiosqlite.Connection,
+    db: Database,
     migrations: Sequence[Migration] | None = None,
     *,
     target: int | None = None,
 ) -> int:
     """Apply every pending migration up to `target` (default: all); return the new version.
 
-    The connection must be in autocommit mode (`isolation_level=None`): each migration
-    runs in its own explicit transaction together with its `user_version` bump.
+    Each migration runs in its own transaction together with its version bump.
     """
     migrations = load_migrations() if migrations is None else migrations
     latest = migrations[-1].version if migrations else 0
     target = latest if target is None else target
-    current = await schema_version(conn)
+    current = await db.schema_version()
     if current > latest:
         raise MigrationError(
             f"database schema version {current} is newer than this code knows ({latest})"
         )
     for migration in migrations:
         if current < migration.version <= target:
-            await _apply(conn, migration)
+            try:
+                applied = await db.apply_migration(migration)
+            except Exception:
+                log.exception("Migration %04d_%s failed", migration.version, migration.name)
+                raise
+            if applied:
+                log.info("Applied migration %04d_%s", migration.version, migration.name)
             current = migration.version
     return current
-
-
-async def _apply(conn: aiosqlite.Connection, migration: Migration) -> None:
-    # executescript commits any open transaction first, so BEGIN/COMMIT live in the script.
-    script = (
-        f"BEGIN IMMEDIATE;\n{migration.sql}\n"
-        f"PRAGMA user_version = {int(migration.version)};\nCOMMIT;\n"
-    )
-    try:
-        await conn.executescript(script)
-    except Exception:
-        if conn.in_transaction:
-            await conn.rollback()
-        log.exception("Migration %04d_%s failed", migration.version, migration.name)
-        raise
-    log.info("Applied migration %04d_%s", migration.version, migration.name)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiosqlite import Row
-
 from bot.store.base import Repo, build
+from bot.store.database import Row
 
 
 @dataclass(frozen=True, slots=True)

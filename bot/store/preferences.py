@@ -6,9 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from aiosqlite import Row
-
 from bot.store.base import Repo, build
+from bot.store.database import Row
 
 log = logging.getLogger(__name__)
 

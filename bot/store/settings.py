@@ -8,10 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
-from aiosqlite import Row
-
 from bot.store.base import Clock, Repo, build, dump_list, load_list
+from bot.store.database import Database, Row
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +88,8 @@ def _upsert_sql(columns: list[str]) -> str:
 class SettingsRepo(Repo):
     """Reads and writes `guild_settings`; tells listeners about every change."""
 
-    def __init__(self, conn: aiosqlite.Connection, clock: Clock = time.time) -> None:
-        super().__init__(conn, clock)
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        super().__init__(db, clock)
         self._listeners: list[Callable[[GuildSettings], None]] = []
 
     def on_change(self, listener: Callable[[GuildSettings], None]) -> None:

@@ -1,22 +1,20 @@
-"""The Store: one SQLite connection, its pragmas, migrations and the repositories."""
+"""The Store: one database connection (SQLite or PostgreSQL), migrations and the repositories."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-import aiosqlite
-
 from bot.store.accounts import AccountRepo
 from bot.store.base import Clock
+from bot.store.database import Database, describe, is_postgresql, sqlite_path
 from bot.store.datasets import DatasetRepo
-from bot.store.errors import StoreUnavailable, unavailable
-from bot.store.history import HistoryRepo, register_functions
+from bot.store.errors import StoreUnavailable
+from bot.store.history import HistoryRepo
 from bot.store.migrate import migrate
 from bot.store.models import ModelRepo
 from bot.store.preferences import PreferencesRepo
@@ -29,56 +27,46 @@ from bot.store.usage_report import UsageReportRepo
 
 log = logging.getLogger(__name__)
 
-MEMORY = ":memory:"
-
 
 class Store:
-    """The bot's persistent state; open it with `await Store.open(path)`."""
+    """The bot's persistent state; open it with `await Store.open(path_or_url)`."""
 
-    def __init__(self, conn: aiosqlite.Connection, clock: Clock = time.time) -> None:
-        self.conn = conn
-        self.accounts = AccountRepo(conn, clock)
-        self.settings = SettingsRepo(conn, clock)
-        self.tasks = TaskRepo(conn, clock)
-        self.trainings = TrainingRepo(conn, clock)
-        self.datasets = DatasetRepo(conn, clock)
-        self.models = ModelRepo(conn, clock)
-        self.usage = UsageRepo(conn, clock)
-        self.styles = StyleRepo(conn, clock)
-        self.preferences = PreferencesRepo(conn, clock)
-        self.history = HistoryRepo(conn, clock)
-        self.usage_report = UsageReportRepo(conn, clock)
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        self.db = db
+        self.accounts = AccountRepo(db, clock)
+        self.settings = SettingsRepo(db, clock)
+        self.tasks = TaskRepo(db, clock)
+        self.trainings = TrainingRepo(db, clock)
+        self.datasets = DatasetRepo(db, clock)
+        self.models = ModelRepo(db, clock)
+        self.usage = UsageRepo(db, clock)
+        self.styles = StyleRepo(db, clock)
+        self.preferences = PreferencesRepo(db, clock)
+        self.history = HistoryRepo(db, clock)
+        self.usage_report = UsageReportRepo(db, clock)
 
     @classmethod
     async def open(
         cls,
-        path: str | Path,
+        target: str | Path,
         *,
         busy_timeout_ms: int = 5000,
         clock: Clock = time.time,
     ) -> Self:
-        """Open (creating if needed) the database at `path` and bring its schema up to date."""
-        if str(path) != MEMORY:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit: every statement is its own transaction; migrations BEGIN explicitly.
+        """Open the database `target` names and bring its schema up to date.
+
+        `target` is a SQLite file path (created if needed), a `sqlite:///path` URL or a
+        `postgresql://user:password@host/database` URL.
+        """
+        db = await open_database(target, busy_timeout_ms=busy_timeout_ms)
         try:
-            conn = await aiosqlite.connect(str(path), isolation_level=None)
-        except sqlite3.Error as exc:  # no file yet, and its directory cannot be written
-            if (typed := unavailable(exc)) is not None:
-                raise typed from exc
+            version = await migrate(db)
+            await db.check_writable()
+        except BaseException:
+            await db.close()
             raise
-        try:
-            conn.row_factory = aiosqlite.Row
-            await _configure(conn, busy_timeout_ms)
-            version = await migrate(conn)
-            await _check_writable(conn, version)
-        except BaseException as exc:
-            await conn.close()
-            if isinstance(exc, sqlite3.Error) and (typed := unavailable(exc)) is not None:
-                raise typed from exc
-            raise
-        log.info("Opened store %s (schema version %d)", path, version)
-        return cls(conn, clock)
+        log.info("Opened store %s (schema version %d)", describe(target), version)
+        return cls(db, clock)
 
     @classmethod
     async def open_when_writable(
@@ -98,19 +86,21 @@ class Store:
             except StoreUnavailable as exc:
                 if not waited:
                     log.warning(
-                        "cannot write the database %s (%s); waiting until it can", path, exc.cause
+                        "cannot write the database %s (%s); waiting until it can",
+                        describe(path),
+                        exc.cause,
                     )
                     waited = True
                 await asyncio.sleep(delay)
                 delay = min(max_delay, delay * 2)
                 continue
             if waited:
-                log.warning("the database %s can be written again", path)
+                log.warning("the database %s can be written again", describe(path))
             return store
 
     async def close(self) -> None:
-        """Close the connection (checkpointing the WAL)."""
-        await self.conn.close()
+        """Close the connection (SQLite checkpoints its WAL)."""
+        await self.db.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -124,24 +114,15 @@ class Store:
         await self.close()
 
 
-async def _check_writable(conn: aiosqlite.Connection, version: int) -> None:
-    # SQLite silently opens a file it cannot write read-only (reads work, even BEGIN
-    # IMMEDIATE does), and such a connection stays read-only after the filesystem becomes
-    # writable again. A write that changes nothing, rolled back, shows this at start, where
-    # opening again is the cure.
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        await conn.execute(f"PRAGMA user_version = {int(version)}")
-    finally:
-        if conn.in_transaction:
-            await conn.execute("ROLLBACK")
+async def open_database(target: str | Path, *, busy_timeout_ms: int = 5000) -> Database:
+    """Connect to the database `target` names, without touching its schema."""
+    if is_postgresql(target):
+        from bot.store.postgres import PostgresDatabase  # asyncpg only when it is used
 
+        return await PostgresDatabase.open(str(target))
+    path = sqlite_path(target)
+    if path is None:
+        raise ValueError(f"unsupported database URL: {describe(target)}")
+    from bot.store.sqlite import SqliteDatabase
 
-async def _configure(conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
-    await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    # In-memory databases cannot use WAL and answer 'memory'; that is fine.
-    await conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL is durable across application crashes in WAL mode and much faster than FULL.
-    await conn.execute("PRAGMA synchronous = NORMAL")
-    await register_functions(conn)
+    return await SqliteDatabase.open(path, busy_timeout_ms=busy_timeout_ms)

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from aiosqlite import Row
-
 from bot.store.base import Repo, build, load_list
+from bot.store.database import Row
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +183,13 @@ RETURNING *
 
 _COUNT_ACTIVE = """
 SELECT COUNT(*) FROM tasks
-WHERE guild_id = ?1 AND state IN ('queued', 'submitted') AND (?2 IS NULL OR user_id = ?2)
+WHERE guild_id = ?1 AND state IN ('queued', 'submitted')
+  AND (CAST(?2 AS BIGINT) IS NULL OR user_id = ?2)
 """
 
 _RECENT = """
-SELECT * FROM tasks WHERE guild_id = ?1 AND (?2 IS NULL OR user_id = ?2) ORDER BY id DESC LIMIT ?3
+SELECT * FROM tasks WHERE guild_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR user_id = ?2)
+ORDER BY id DESC LIMIT ?3
 """
 
 _BY_RESULT_MESSAGE = "SELECT * FROM tasks WHERE guild_id = ? AND result_message_id = ?"
@@ -386,10 +387,9 @@ class TaskRepo(Repo):
             marks: dict[int, int] = {}
             for task_id, guild_id in rows:
                 marks[guild_id] = max(marks.get(guild_id, 0), task_id)
-            await self._conn.executemany(_RAISE_PRUNED_MARK, list(marks.items()))
+            await self._db.execute_many(_RAISE_PRUNED_MARK, list(marks.items()))
             ids = json.dumps([task_id for task_id, _ in rows])
-            async with self._conn.execute(_DELETE_PRUNABLE, (ids, before)) as cursor:
-                removed += cursor.rowcount
+            removed += await self._db.execute(_DELETE_PRUNABLE, (ids, before))
             if len(rows) < batch:
                 return removed
 

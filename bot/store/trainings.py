@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from aiosqlite import Row
-
 from bot.store.base import Repo, build, dump_list, load_list
+from bot.store.database import Row
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from bot.store.base import Repo
 # One statement: concurrent increments can neither lose updates nor race on the insert.
 _INCREMENT = """
 INSERT INTO daily_usage (guild_id, user_id, day, count) VALUES (?, ?, ?, ?)
-ON CONFLICT (guild_id, user_id, day) DO UPDATE SET count = count + excluded.count
+ON CONFLICT (guild_id, user_id, day) DO UPDATE SET count = daily_usage.count + excluded.count
 RETURNING count
 """
 
@@ -43,5 +43,4 @@ class UsageRepo(Repo):
 
     async def prune(self, before_day: str) -> int:
         """Delete the counters of days before `before_day`; return how many were removed."""
-        async with self._conn.execute(_PRUNE, (before_day,)) as cursor:
-            return cursor.rowcount
+        return await self._db.execute(_PRUNE, (before_day,))

@@ -1,0 +1,176 @@
+"""The PostgreSQL backend: one asyncpg connection per process, used one statement at a time.
+
+One connection (not a pool) keeps SQLite's semantics: statements of one process never run
+concurrently, so a guarded `UPDATE ... WHERE state = ...` or a capped `INSERT ... SELECT`
+behaves the same on both backends. Different processes serve different guilds (shards), so
+they never race on the same rows. A lost connection makes the statement fail with
+StoreUnavailable (which the callers retry) and is opened again by the next statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import asyncpg
+
+from bot.store.database import POSTGRESQL, Database, Row, describe
+from bot.store.dialect import FOLD_FUNCTION_SQL, migration_to_postgresql, to_postgresql
+from bot.store.errors import ConstraintViolation, StoreUnavailable
+
+if TYPE_CHECKING:
+    from bot.store.migrate import Migration
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 10.0
+# Serializes migrations of every process sharing the database (pg_advisory_xact_lock key).
+MIGRATION_LOCK = 0x6D685F6D6967  # "mh_mig"
+
+# SQLSTATE classes meaning "the server cannot take this now", not "this query is wrong":
+# connection failures, too many connections / disk full / out of memory, shutdowns.
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+_UNAVAILABLE_STATES = frozenset({"25006", "40001", "40P01"})  # read-only, serialization
+
+_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS mh_schema (version BIGINT NOT NULL)"
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database named by a `postgresql://` URL."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str) -> Self:
+        """Connect to the database at `url` (raising StoreUnavailable when it cannot)."""
+        db = cls(url)
+        await db._run(lambda conn: conn.execute("SELECT 1"))
+        return db
+
+    @property
+    def url(self) -> str:
+        """The URL it connects to, as it may be logged (no password)."""
+        return describe(self._url)
+
+    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        statement, args = to_postgresql(sql), tuple(params)
+        return list(await self._run(lambda conn: conn.fetch(statement, *args)))
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        statement, args = to_postgresql(sql), tuple(params)
+        status = await self._run(lambda conn: conn.execute(statement, *args))
+        count = status.rsplit(" ", 1)[-1]  # "UPDATE 3", "DELETE 0", "INSERT 0 1"
+        return int(count) if count.isdigit() else 0
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        statement, args = to_postgresql(sql), [tuple(r) for r in rows]
+        if args:
+            await self._run(lambda conn: conn.executemany(statement, args))
+
+    async def schema_version(self) -> int:
+        async def read(conn: asyncpg.Connection) -> int:
+            await conn.execute(_VERSION_TABLE)
+            version = await conn.fetchval("SELECT max(version) FROM mh_schema")
+            return int(version or 0)
+
+        return await self._run(read)
+
+    async def apply_migration(self, migration: Migration) -> bool:
+        script = migration_to_postgresql(migration.sql)
+
+        async def apply(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                # Processes starting together take turns; each sees the others' work.
+                await conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                await conn.execute(_VERSION_TABLE)
+                current = int(await conn.fetchval("SELECT max(version) FROM mh_schema") or 0)
+                if current >= migration.version:
+                    return False
+                if current == 0:
+                    await _create_functions(conn)
+                await conn.execute(script)
+                await conn.execute("DELETE FROM mh_schema")
+                await conn.execute("INSERT INTO mh_schema (version) VALUES ($1)", migration.version)
+                return True
+
+        return await self._run(apply)
+
+    async def check_writable(self) -> None:
+        async def probe(conn: asyncpg.Connection) -> None:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:  # a real write (a hot standby or a read-only database refuses it), undone
+                await conn.execute("UPDATE mh_schema SET version = version")
+            finally:
+                await transaction.rollback()
+
+        await self._run(probe)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                try:
+                    await asyncio.wait_for(conn.close(), timeout=5)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                    conn.terminate()
+
+    async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with self._lock:
+            conn = await self._connection()
+            try:
+                return await work(conn)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise ConstraintViolation(str(exc)) from exc
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                lost = conn.is_closed() or _lost(exc)
+                typed = _unavailable(exc, lost)
+                if typed is None:
+                    raise
+                if lost:
+                    self._conn = None
+                    conn.terminate()
+                raise typed from exc
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        try:
+            self._conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # asyncpg's messages never carry the password; the URL is described without it.
+            cause = f"cannot connect to {self.url}: {type(exc).__name__}"
+            raise StoreUnavailable(cause) from exc
+        return self._conn
+
+
+async def _create_functions(conn: asyncpg.Connection) -> None:
+    full_folding = conn.get_server_version().major >= 18
+    await conn.execute(FOLD_FUNCTION_SQL[full_folding])
+
+
+def _lost(exc: BaseException) -> bool:
+    """True when `exc` means the connection is gone (a subclass of InterfaceError is a
+    client-side fault of the query, such as a parameter of the wrong type)."""
+    if isinstance(exc, OSError | TimeoutError) or type(exc) is asyncpg.InterfaceError:
+        return True
+    return str(getattr(exc, "sqlstate", "") or "").startswith(("08", "57P"))
+
+
+def _unavailable(exc: BaseException, lost: bool) -> StoreUnavailable | None:
+    """The StoreUnavailable that `exc` means, or None when it is a fault of the query itself."""
+    state = str(getattr(exc, "sqlstate", "") or "")
+    if state in _UNAVAILABLE_STATES or state.startswith(_UNAVAILABLE_CLASSES):
+        return StoreUnavailable(f"{type(exc).__name__} ({state})")
+    if lost:
+        return StoreUnavailable(f"connection lost ({type(exc).__name__})")
+    return None

@@ -1,0 +1,118 @@
+"""The SQLite backend: one autocommit aiosqlite connection in WAL mode."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import aiosqlite
+
+from bot.store.database import MEMORY, SQLITE, Database, Row
+from bot.store.errors import ConstraintViolation, unavailable
+from bot.store.history import FOLD_FUNCTION, fold
+
+if TYPE_CHECKING:
+    from bot.store.migrate import Migration
+
+log = logging.getLogger(__name__)
+
+
+class SqliteDatabase(Database):
+    """A SQLite file (or `:memory:`); `conn` is the aiosqlite connection itself."""
+
+    dialect = SQLITE
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000) -> Self:
+        """Open (creating if needed) the database file at `path`, configured for the bot."""
+        if str(path) != MEMORY:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit: every statement is its own transaction; migrations BEGIN explicitly.
+        with _typed_errors():  # no file yet, and its directory cannot be written
+            conn = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            with _typed_errors():
+                conn.row_factory = aiosqlite.Row
+                await _configure(conn, busy_timeout_ms)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn)
+
+    async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        # execute_fetchall runs statement and fetch in one hop on the db thread, so an
+        # INSERT/UPDATE ... RETURNING completes before any other coroutine's statement.
+        with _typed_errors():
+            return list(await self.conn.execute_fetchall(sql, tuple(params)))
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        with _typed_errors():
+            async with self.conn.execute(sql, tuple(params)) as cursor:
+                return max(cursor.rowcount, 0)
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with _typed_errors():
+            await self.conn.executemany(sql, [tuple(r) for r in rows])
+
+    async def schema_version(self) -> int:
+        with _typed_errors():
+            rows = await self.conn.execute_fetchall("PRAGMA user_version")
+        return int(next(iter(rows))[0])
+
+    async def apply_migration(self, migration: Migration) -> bool:
+        # executescript commits any open transaction first, so BEGIN/COMMIT live in the script.
+        script = (
+            f"BEGIN IMMEDIATE;\n{migration.sql}\n"
+            f"PRAGMA user_version = {int(migration.version)};\nCOMMIT;\n"
+        )
+        try:
+            with _typed_errors():
+                await self.conn.executescript(script)
+        except BaseException:
+            if self.conn.in_transaction:
+                await self.conn.rollback()
+            raise
+        return True
+
+    async def check_writable(self) -> None:
+        # SQLite silently opens a file it cannot write read-only (reads work, even BEGIN
+        # IMMEDIATE does), and such a connection stays read-only after the filesystem becomes
+        # writable again. Rewriting the schema version with its own value is a real page
+        # write in one autocommit statement: no transaction other queries could slip into.
+        version = await self.schema_version()
+        await self.execute(f"PRAGMA user_version = {int(version)}")
+
+    async def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        await self.conn.close()
+
+
+@contextmanager
+def _typed_errors() -> Iterator[None]:
+    # A full disk, a read-only file or a lock held too long: a typed, retryable error.
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise ConstraintViolation(str(exc)) from exc
+    except sqlite3.Error as exc:
+        if (typed := unavailable(exc)) is not None:
+            raise typed from exc
+        raise
+
+
+async def _configure(conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
+    await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    # In-memory databases cannot use WAL and answer 'memory'; that is fine.
+    await conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL is durable across application crashes in WAL mode and much faster than FULL.
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    # The history search's folding, which SQLite's lower() and LIKE lack (ASCII only).
+    await conn.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
