@@ -279,8 +279,14 @@ async def new_database(
 
 
 @pytest.fixture
-async def harness_factory(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
-    """Build harnesses with extra settings; every one is closed and checked at teardown."""
+async def harness_factory(
+    tmp_path: Path, backend: str, new_database: DatabaseFactory
+) -> AsyncIterator[HarnessFactory]:
+    """Build harnesses with extra settings; every one is closed and checked at teardown.
+
+    On SQLite each harness keeps its database in its own directory; on PostgreSQL
+    (tests marked `backends`) each gets a fresh database on the embedded server.
+    """
     check = LogCheck()
     targets = [logging.getLogger(name) for name in WATCHED]
     for target in targets:
@@ -288,6 +294,9 @@ async def harness_factory(tmp_path: Path) -> AsyncIterator[HarnessFactory]:
     made: list[Harness] = []
 
     async def make(emulator: dict[str, Any] | None = None, **settings: Any) -> Harness:
+        if backend == "postgresql":
+            storage = {"url": str(await new_database()), **settings.get("storage", {})}
+            settings = {**settings, "storage": storage}
         harness = Harness(tmp_path / f"h{len(made)}", settings, emulator or {}, check)
         harness.tmp_path.mkdir(parents=True, exist_ok=True)
         made.append(harness)

@@ -7,8 +7,10 @@ import os
 import signal
 import sqlite3
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.emulator import EmulatorServer, EmulatorSettings
@@ -46,9 +48,23 @@ class BotProcess:
         return self.proc.returncode, err.decode()
 
 
-def db_rows(path: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+def db_rows(database: Path | str, sql: str) -> list[tuple]:
+    """The rows `sql` reads from a bot's database (a SQLite file or a PostgreSQL URL),
+    read as another process would, without the bot's connection."""
+    if str(database).startswith("postgresql://"):
+        # Its own event loop in a thread: callable from a coroutine and from a thread alike.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, _postgresql_rows(str(database), sql)).result()
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as db:
         return db.execute(sql).fetchall()
+
+
+async def _postgresql_rows(url: str, sql: str) -> list[tuple]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()
 
 
 async def until(check, timeout: float, what: str):
@@ -106,7 +122,10 @@ def process_env(
 
 
 @pytest.fixture
-async def world(tmp_path):
+async def world(tmp_path, backend, new_database):
+    database = await new_database()
+    where = {"STORAGE__URL": str(database)} if backend == "postgresql" else {}
+    database = database if backend == "postgresql" else tmp_path / "bot.sqlite3"
     emu = EmulatorServer(
         EmulatorSettings(
             accounts={EMAIL: PASSWORD}, generation_time=0.4, workers=1, training_time=4.0
@@ -124,8 +143,9 @@ async def world(tmp_path):
             MIAOHUA__TRAINING_PROGRESS_EDIT_INTERVAL="0.5",
             LIMITS__USER_RUNNING="50",
             LIMITS__DAILY_QUOTA="500",
+            **where,
         )
-        yield emu, fake, BotProcess(env, tmp_path), tmp_path / "bot.sqlite3"
+        yield emu, fake, BotProcess(env, tmp_path), database
     fake.verify_contract()  # a request Discord would reject fails the test that made it
 
 
@@ -171,7 +191,7 @@ async def _set_account_and_work(emu, fake: FakeDiscord) -> None:
         assert "Accepted as task" in await answer_text(ix, 20)
 
 
-async def _recover_and_check(emu, fake, bot, db: Path, queued_at_stop: list[tuple]) -> None:
+async def _recover_and_check(emu, fake, bot, db: Path | str, queued_at_stop: list[tuple]) -> None:
     await _boot(fake, bot)
 
     def finished():
@@ -201,6 +221,7 @@ async def _recover_and_check(emu, fake, bot, db: Path, queued_at_stop: list[tupl
     assert progress and "100%" in progress[0]["content"]
 
 
+@pytest.mark.backends()
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 async def test_killed_mid_flight_loses_and_duplicates_nothing(world, sig):
     emu, fake, bot, db = world
@@ -216,7 +237,8 @@ async def test_killed_mid_flight_loses_and_duplicates_nothing(world, sig):
     if sig == signal.SIGTERM:
         assert code == 0, log
         assert "Traceback" not in log, log
-        assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
+        if isinstance(db, Path):
+            assert db_rows(db, "PRAGMA integrity_check") == [("ok",)]
     else:
         assert code == -signal.SIGKILL
     states = dict(db_rows(db, "SELECT state, count(*) FROM tasks GROUP BY state"))

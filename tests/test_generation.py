@@ -24,6 +24,9 @@ from tests.genutil import (
 )
 from tests.helpers import answer_text, is_ephemeral, png_bytes
 
+# Generation and delivery end to end, on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends()
+
 
 @pytest.fixture
 async def gen(harness_factory):

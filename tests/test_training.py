@@ -15,6 +15,9 @@ from bot.store.trainings import TrainingState
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, NSFW_A
 from tests.helpers import answer_text, message_text, png_bytes
 
+# Training end to end, on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.backends()
+
 COLORS = ("red", "green", "blue", "orange", "purple", "teal", "gold", "navy", "pink", "gray")
 
 
