@@ -33,6 +33,7 @@ from bot.metrics import MeteredJobEvents, Metrics, discord_http_trace
 from bot.metrics_server import MetricsServer
 from bot.store import Store
 from bot.store.settings import GuildSettings
+from bot.store.shards import ShardScope
 from bot.training import TrainingService
 from bot.translator import CatalogTranslator
 from bot.tree import MiaohuaTree
@@ -104,6 +105,7 @@ class MiaohuaBot(commands.Bot):
         self._store_opening: asyncio.Task[Store] | None = None
         self._commands_synced = False
         self._announced_ready = False
+        self.lost_shards = False
 
     async def setup_hook(self) -> None:
         try:
@@ -190,16 +192,35 @@ class MiaohuaBot(commands.Bot):
     async def _open_store(self) -> None:
         # A database that cannot be written (read-only filesystem, full disk) is waited for
         # rather than fatal: tasks it holds finish once it can be written again.
-        opening = asyncio.create_task(Store.open_when_writable(self.settings.storage.database))
+        discord_settings = self.settings.discord
+        scope = ShardScope.of(discord_settings.shard_count, discord_settings.shard_ids)
+        opening = asyncio.create_task(
+            Store.open_when_writable(self.settings.storage.database, scope=scope)
+        )
         self._store_opening = opening
         try:
-            self.store = await opening
+            store = await opening
         except asyncio.CancelledError:
             if self.closing:
                 raise ShuttingDown("store") from None
             raise
         finally:
             self._store_opening = None
+        # Before any work is resumed: no other process may serve the same shards' guilds.
+        try:
+            await store.db.claim_shards(scope, on_lost=self._shards_lost)
+        except BaseException:
+            await store.close()
+            raise
+        log.info("serving %s", scope)
+        self.store = store
+
+    def _shards_lost(self) -> None:
+        # Another process may take the shards over now: stop at once, and say so in the
+        # exit code, so that a supervisor starts this process again (it claims anew).
+        log.error("lost the database connection holding this process's shards; stopping")
+        self.lost_shards = True
+        asyncio.get_running_loop().create_task(self.close(), name="close-after-lost-shards")
 
     def _unloader(self, name: str) -> Callable[[], Awaitable[None]]:
         async def unload() -> None:

@@ -20,6 +20,7 @@ from bot.emulator.persistence import StateFileUnusable
 from bot.logs import redactor, setup_logging
 from bot.preflight import startup_refusal
 from bot.reachability import describe_failure, public_address, wait_until_reachable
+from bot.store.shards import ShardsTaken
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
         except discord.LoginFailure:
             _say("Discord rejected the bot token (check MIAOHUA_BOT_DISCORD__TOKEN)")
             return EXIT_FAILED
+        except ShardsTaken as exc:
+            _say(str(exc))
+            return EXIT_FAILED
         except discord.PrivilegedIntentsRequired:
             _say("Discord refused an intent the bot asked for")
             return EXIT_FAILED
@@ -96,6 +100,8 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
                 cause = describe_failure(exc)
             _say(f"lost Discord at {public_address(api_base)} while starting: {cause}")
             return EXIT_FAILED
+    if bot.lost_shards:
+        return EXIT_FAILED
     log.info("stopped")
     return EXIT_OK
 

@@ -240,8 +240,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    """The database backend of this test: 'sqlite' unless the test is marked `backends`."""
-    return str(getattr(request, "param", "sqlite"))
+    """The database backend of this test: those of its `backends` mark, else SQLite (or
+    MIAOHUA_TEST_BACKEND, to run every test on PostgreSQL)."""
+    return str(getattr(request, "param", os.environ.get("MIAOHUA_TEST_BACKEND", "sqlite")))
 
 
 @pytest.fixture(scope="session")

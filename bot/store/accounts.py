@@ -102,10 +102,11 @@ WHERE retired_at IS NOT NULL
                   AND t.state = 'submitted')
   AND NOT EXISTS (SELECT 1 FROM trainings AS r WHERE r.account_id = accounts.id
                   AND r.state NOT IN ('done', 'failed', 'cancelled'))
+  AND {scope}
 RETURNING id
 """
 
-_RETIRED_IDS = "SELECT id FROM accounts WHERE retired_at IS NOT NULL ORDER BY id"
+_RETIRED_IDS = "SELECT id FROM accounts WHERE retired_at IS NOT NULL AND {scope} ORDER BY id"
 
 _RUNNING_TASKS = """
 SELECT COUNT(*) FROM tasks WHERE guild_id = ? AND account_id IS ? AND state = 'submitted'
@@ -188,13 +189,20 @@ class AccountRepo(Repo):
         return RunningWork(int(tasks[0]) if tasks else 0, int(trainings[0]) if trainings else 0)
 
     async def prune(self, keep: Collection[int] = ()) -> list[int]:
-        """Delete retired accounts no unfinished work refers to (except `keep`); their ids."""
+        """Delete this process's retired accounts no unfinished work refers to (except
+        `keep`); their ids."""
         keep_json = "[" + ",".join(str(int(i)) for i in keep) + "]"
-        deleted = sorted(int(row["id"]) for row in await self._fetch_all(_PRUNE, (keep_json,)))
+        scope, params = self._scope.where()
+        rows = await self._fetch_all(_PRUNE.format(scope=scope), (keep_json, *params))
+        deleted = sorted(int(row["id"]) for row in rows)
         if deleted:
             log.info("Deleted the credentials of retired account(s) %s", deleted)
         return deleted
 
     async def retired_ids(self) -> list[int]:
         """Ids of retired accounts still kept for unfinished work."""
-        return [int(row["id"]) for row in await self._fetch_all(_RETIRED_IDS)]
+        scope, params = self._scope.where()
+        return [
+            int(row["id"])
+            for row in await self._fetch_all(_RETIRED_IDS.format(scope=scope), params)
+        ]

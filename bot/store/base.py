@@ -9,6 +9,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.store.database import Database, Row
+from bot.store.shards import EVERYTHING, ShardScope
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -36,11 +37,15 @@ def load_list(text: str | None) -> list[Any]:
 
 
 class Repo:
-    """Base of the repositories: the shared database connection and a clock."""
+    """Base of the repositories: the shared database connection, a clock, and the shards
+    whose guilds this process serves (what "all unfinished work" means to it)."""
 
-    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+    def __init__(
+        self, db: Database, clock: Clock = time.time, scope: ShardScope = EVERYTHING
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._scope = scope
 
     async def _fetch_one(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         return await self._db.fetch_one(sql, params)

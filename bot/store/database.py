@@ -10,13 +10,14 @@ both.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from bot.store.migrate import Migration
+    from bot.store.shards import ShardScope
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
@@ -73,8 +74,16 @@ class Database(abc.ABC):
         """Raise StoreUnavailable unless the database takes writes now (nothing is kept)."""
 
     @abc.abstractmethod
+    async def claim_shards(self, scope: ShardScope, on_lost: Callable[[], None]) -> None:
+        """Hold the shards of `scope` for this process until `close`, so that no other
+        process serves them meanwhile; raise ShardsTaken when another one already does.
+
+        `on_lost` is called should the claim end without `close` (its connection lost).
+        """
+
+    @abc.abstractmethod
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and give up the shards it holds)."""
 
 
 def describe(target: str | Path) -> str:

@@ -19,15 +19,19 @@ import asyncpg
 from bot.store.database import POSTGRESQL, Database, Row, describe
 from bot.store.dialect import FOLD_FUNCTION_SQL, migration_to_postgresql, to_postgresql
 from bot.store.errors import ConstraintViolation, StoreUnavailable
+from bot.store.shards import ShardsTaken
 
 if TYPE_CHECKING:
     from bot.store.migrate import Migration
+    from bot.store.shards import ShardScope
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
+# The advisory lock class of shard claims: (SHARD_LOCK, shard id) per shard.
+SHARD_LOCK = 0x6D68  # "mh"
 # Serializes migrations of every process sharing the database (pg_advisory_xact_lock key).
 MIGRATION_LOCK = 0x6D685F6D6967  # "mh_mig"
 
@@ -48,6 +52,9 @@ class PostgresDatabase(Database):
         self._url = url
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
+        # Session-level advisory locks live as long as the connection that took them: a
+        # connection of their own, which a crash of the process closes (and so releases).
+        self._claim: asyncpg.Connection | None = None
 
     @classmethod
     async def open(cls, url: str) -> Self:
@@ -115,14 +122,36 @@ class PostgresDatabase(Database):
 
         await self._run(probe)
 
+    async def claim_shards(self, scope: ShardScope, on_lost: Callable[[], None]) -> None:
+        try:
+            claim = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreUnavailable(f"cannot connect to {self.url}: {type(exc).__name__}") from exc
+        for shard in sorted(scope.ids):
+            taken = await claim.fetchval("SELECT pg_try_advisory_lock($1, $2)", SHARD_LOCK, shard)
+            if not taken:
+                await claim.close()
+                raise ShardsTaken(
+                    f"shard {shard} of {scope.count} is already served by another process "
+                    f"on {self.url} (PostgreSQL advisory lock {SHARD_LOCK}, {shard})"
+                )
+        self._claim = claim
+
+        def lost(_: object) -> None:
+            if self._claim is claim:  # not closed on purpose
+                self._claim = None
+                on_lost()
+
+        claim.add_termination_listener(lost)
+
     async def close(self) -> None:
+        if self._claim is not None:
+            claim, self._claim = self._claim, None
+            await _close(claim)
         async with self._lock:
             if self._conn is not None:
                 conn, self._conn = self._conn, None
-                try:
-                    await asyncio.wait_for(conn.close(), timeout=5)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                    conn.terminate()
+                await _close(conn)
 
     async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         async with self._lock:
@@ -151,6 +180,13 @@ class PostgresDatabase(Database):
             cause = f"cannot connect to {self.url}: {type(exc).__name__}"
             raise StoreUnavailable(cause) from exc
         return self._conn
+
+
+async def _close(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), timeout=5)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        conn.terminate()
 
 
 async def _create_functions(conn: asyncpg.Connection) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.store.base import Clock, Repo, build, dump_list, load_list
 from bot.store.database import Database, Row
+from bot.store.shards import EVERYTHING, ShardScope
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,10 @@ def _upsert_sql(columns: list[str]) -> str:
 class SettingsRepo(Repo):
     """Reads and writes `guild_settings`; tells listeners about every change."""
 
-    def __init__(self, db: Database, clock: Clock = time.time) -> None:
-        super().__init__(db, clock)
+    def __init__(
+        self, db: Database, clock: Clock = time.time, scope: ShardScope = EVERYTHING
+    ) -> None:
+        super().__init__(db, clock, scope)
         self._listeners: list[Callable[[GuildSettings], None]] = []
 
     def on_change(self, listener: Callable[[GuildSettings], None]) -> None:

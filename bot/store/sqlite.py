@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -14,9 +16,11 @@ import aiosqlite
 from bot.store.database import MEMORY, SQLITE, Database, Row
 from bot.store.errors import ConstraintViolation, unavailable
 from bot.store.history import FOLD_FUNCTION, fold
+from bot.store.shards import ShardsTaken
 
 if TYPE_CHECKING:
     from bot.store.migrate import Migration
+    from bot.store.shards import ShardScope
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +30,10 @@ class SqliteDatabase(Database):
 
     dialect = SQLITE
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: str | Path = MEMORY) -> None:
         self.conn = conn
+        self._path = path
+        self._shard_locks: list[int] = []  # open lock files (descriptors) of claimed shards
 
     @classmethod
     async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000) -> Self:
@@ -44,7 +50,7 @@ class SqliteDatabase(Database):
         except BaseException:
             await conn.close()
             raise
-        return cls(conn)
+        return cls(conn, path)
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         # execute_fetchall runs statement and fetch in one hop on the db thread, so an
@@ -89,9 +95,35 @@ class SqliteDatabase(Database):
         version = await self.schema_version()
         await self.execute(f"PRAGMA user_version = {int(version)}")
 
+    async def claim_shards(self, scope: ShardScope, on_lost: Callable[[], None]) -> None:
+        # A lock file per shard beside the database: the kernel drops the lock with the
+        # process, however it ends, so a crashed process never keeps its shards.
+        if str(self._path) == MEMORY:
+            return
+        for shard in sorted(scope.ids):
+            lock_file = Path(f"{self._path}.shard-{shard}.lock")
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self._release_shards()
+                raise ShardsTaken(
+                    f"shard {shard} of {scope.count} is already served by another process "
+                    f"on {self._path} (lock {lock_file.name})"
+                ) from None
+            self._shard_locks.append(fd)
+
+    def _release_shards(self) -> None:
+        while self._shard_locks:
+            os.close(self._shard_locks.pop())  # closing the descriptor drops its lock
+
     async def close(self) -> None:
-        """Close the connection (checkpointing the WAL)."""
-        await self.conn.close()
+        """Close the connection (checkpointing the WAL) and give up the shards."""
+        try:
+            await self.conn.close()
+        finally:
+            self._release_shards()
 
 
 @contextmanager

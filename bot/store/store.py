@@ -19,6 +19,7 @@ from bot.store.migrate import migrate
 from bot.store.models import ModelRepo
 from bot.store.preferences import PreferencesRepo
 from bot.store.settings import SettingsRepo
+from bot.store.shards import EVERYTHING, ShardScope
 from bot.store.styles import StyleRepo
 from bot.store.tasks import TaskRepo
 from bot.store.trainings import TrainingRepo
@@ -31,19 +32,22 @@ log = logging.getLogger(__name__)
 class Store:
     """The bot's persistent state; open it with `await Store.open(path_or_url)`."""
 
-    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+    def __init__(
+        self, db: Database, clock: Clock = time.time, scope: ShardScope = EVERYTHING
+    ) -> None:
         self.db = db
-        self.accounts = AccountRepo(db, clock)
-        self.settings = SettingsRepo(db, clock)
-        self.tasks = TaskRepo(db, clock)
-        self.trainings = TrainingRepo(db, clock)
-        self.datasets = DatasetRepo(db, clock)
-        self.models = ModelRepo(db, clock)
-        self.usage = UsageRepo(db, clock)
-        self.styles = StyleRepo(db, clock)
-        self.preferences = PreferencesRepo(db, clock)
-        self.history = HistoryRepo(db, clock)
-        self.usage_report = UsageReportRepo(db, clock)
+        self.scope = scope
+        self.accounts = AccountRepo(db, clock, scope)
+        self.settings = SettingsRepo(db, clock, scope)
+        self.tasks = TaskRepo(db, clock, scope)
+        self.trainings = TrainingRepo(db, clock, scope)
+        self.datasets = DatasetRepo(db, clock, scope)
+        self.models = ModelRepo(db, clock, scope)
+        self.usage = UsageRepo(db, clock, scope)
+        self.styles = StyleRepo(db, clock, scope)
+        self.preferences = PreferencesRepo(db, clock, scope)
+        self.history = HistoryRepo(db, clock, scope)
+        self.usage_report = UsageReportRepo(db, clock, scope)
 
     @classmethod
     async def open(
@@ -52,11 +56,13 @@ class Store:
         *,
         busy_timeout_ms: int = 5000,
         clock: Clock = time.time,
+        scope: ShardScope = EVERYTHING,
     ) -> Self:
         """Open the database `target` names and bring its schema up to date.
 
         `target` is a SQLite file path (created if needed), a `sqlite:///path` URL or a
-        `postgresql://user:password@host/database` URL.
+        `postgresql://user:password@host/database` URL. `scope` is the shards whose guilds'
+        work this process serves.
         """
         db = await open_database(target, busy_timeout_ms=busy_timeout_ms)
         try:
@@ -66,11 +72,16 @@ class Store:
             await db.close()
             raise
         log.info("Opened store %s (schema version %d)", describe(target), version)
-        return cls(db, clock)
+        return cls(db, clock, scope)
 
     @classmethod
     async def open_when_writable(
-        cls, path: str | Path, *, first_delay: float = 0.5, max_delay: float = 5.0
+        cls,
+        path: str | Path,
+        *,
+        first_delay: float = 0.5,
+        max_delay: float = 5.0,
+        scope: ShardScope = EVERYTHING,
     ) -> Self:
         """Open the database at `path`, waiting while it cannot be written (read-only, full).
 
@@ -82,7 +93,7 @@ class Store:
         waited = False
         while True:
             try:
-                store = await cls.open(path)
+                store = await cls.open(path, scope=scope)
             except StoreUnavailable as exc:
                 if not waited:
                     log.warning(

@@ -197,13 +197,14 @@ _BY_RESULT_MESSAGE = "SELECT * FROM tasks WHERE guild_id = ? AND result_message_
 
 _PRUNABLE = """
 SELECT id, guild_id FROM tasks
-WHERE state IN ('delivered', 'failed', 'cancelled') AND updated_at < ?
+WHERE state IN ('delivered', 'failed', 'cancelled') AND updated_at < ? AND {scope}
 ORDER BY id LIMIT ?
 """
 
 _RAISE_PRUNED_MARK = """
 INSERT INTO pruned_tasks (guild_id, pruned_through) VALUES (?, ?)
-ON CONFLICT (guild_id) DO UPDATE SET pruned_through = MAX(pruned_through, excluded.pruned_through)
+ON CONFLICT (guild_id)
+DO UPDATE SET pruned_through = MAX(pruned_tasks.pruned_through, excluded.pruned_through)
 """
 
 # The state and age are checked again: only a row that is still finished and old goes.
@@ -354,12 +355,14 @@ class TaskRepo(Repo):
         return await self._transition(_MARK_REMOVED, (moderator_id, self._clock(), task_id))
 
     async def list_by_state(self, *states: str) -> list[Task]:
-        """Return the tasks in any of the given states, oldest first."""
+        """Return this process's tasks (its shards' guilds) in any of the given states,
+        oldest first."""
         if not states:
             return []
         marks = ", ".join("?" * len(states))
-        sql = f"SELECT * FROM tasks WHERE state IN ({marks}) ORDER BY id"  # noqa: S608
-        return [_task(row) for row in await self._fetch_all(sql, states)]
+        scope, scope_params = self._scope.where()
+        sql = f"SELECT * FROM tasks WHERE state IN ({marks}) AND {scope} ORDER BY id"  # noqa: S608
+        return [_task(row) for row in await self._fetch_all(sql, (*states, *scope_params))]
 
     async def count_active(self, guild_id: int, user_id: int | None = None) -> int:
         """Count queued and submitted tasks of the guild (or of one user in it)."""
@@ -374,14 +377,17 @@ class TaskRepo(Repo):
         return [_task(row) for row in rows]
 
     async def prune_finished(self, before: float, *, batch: int = 500) -> int:
-        """Delete finished tasks last changed before `before` (epoch); return how many.
+        """Delete this process's finished tasks last changed before `before` (epoch); return
+        how many.
 
         Works in batches so other statements run in between. Each guild's pruning mark is
         raised before its rows go, so a task missing below the mark was pruned, not unknown.
         """
         removed = 0
+        scope, scope_params = self._scope.where()
+        prunable = _PRUNABLE.format(scope=scope)
         while True:
-            rows = await self._fetch_all(_PRUNABLE, (before, batch))
+            rows = await self._fetch_all(prunable, (before, *scope_params, batch))
             if not rows:
                 return removed
             marks: dict[int, int] = {}

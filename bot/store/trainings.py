@@ -116,7 +116,8 @@ _GET = "SELECT * FROM trainings WHERE id = ?"
 _GET_IN_GUILD = "SELECT * FROM trainings WHERE id = ? AND guild_id = ?"
 
 _LIST_ACTIVE = """
-SELECT * FROM trainings WHERE state NOT IN ('done', 'failed', 'cancelled') ORDER BY id
+SELECT * FROM trainings WHERE state NOT IN ('done', 'failed', 'cancelled') AND {scope}
+ORDER BY id
 """
 
 _COUNT_ACTIVE = """
@@ -226,8 +227,11 @@ class TrainingRepo(Repo):
         return _training(row)
 
     async def list_active(self) -> list[Training]:
-        """Return every job not yet done, failed or cancelled, oldest first."""
-        return [_training(row) for row in await self._fetch_all(_LIST_ACTIVE)]
+        """Return this process's jobs (its shards' guilds) not yet done, failed or cancelled,
+        oldest first."""
+        scope, params = self._scope.where()
+        rows = await self._fetch_all(_LIST_ACTIVE.format(scope=scope), params)
+        return [_training(row) for row in rows]
 
     async def count_active(self, guild_id: int) -> int:
         """Count the guild's unfinished training jobs."""
