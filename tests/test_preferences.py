@@ -403,7 +403,7 @@ async def test_a_dm_task_pending_across_a_restart_still_goes_by_dm(gen):
     gen.emu.state.settings.faults.busy_above = 0  # the account takes no task: it stays queued
     task_id, _ = await accepted(await imagine(gen, count=1))
     await gen.stop()
-    async with await Store.open(gen.settings.storage.path) as store:
+    async with await Store.open(gen.settings.storage.database) as store:
         pending = await store.tasks.get(task_id)
     assert pending.state == TaskState.QUEUED and pending.delivery == "dm"
 

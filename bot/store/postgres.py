@@ -55,6 +55,7 @@ class PostgresDatabase(Database):
         # Session-level advisory locks live as long as the connection that took them: a
         # connection of their own, which a crash of the process closes (and so releases).
         self._claim: asyncpg.Connection | None = None
+        self._closed = False
 
     @classmethod
     async def open(cls, url: str) -> Self:
@@ -145,6 +146,7 @@ class PostgresDatabase(Database):
         claim.add_termination_listener(lost)
 
     async def close(self) -> None:
+        self._closed = True  # as with SQLite, a closed store stays closed
         if self._claim is not None:
             claim, self._claim = self._claim, None
             await _close(claim)
@@ -171,6 +173,8 @@ class PostgresDatabase(Database):
                 raise typed from exc
 
     async def _connection(self) -> asyncpg.Connection:
+        if self._closed:
+            raise ValueError("Connection closed")  # what aiosqlite says, for the same mistake
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
         try:

@@ -22,7 +22,8 @@ POINTS_REASON = "not_enough_points"
 # The rows these read are found through tasks_guild_state_idx / trainings_guild_idx.
 _IMAGES_PER_DAY = """
 SELECT date(delivered_at, 'unixepoch') AS day,
-       SUM(COALESCE(json_array_length(result_json), count)) AS images, COUNT(*) AS tasks
+       CAST(SUM(COALESCE(json_array_length(result_json), count)) AS BIGINT) AS images,
+       COUNT(*) AS tasks
 FROM tasks
 WHERE guild_id = ?1 AND state = 'delivered' AND delivered_at >= ?2
 GROUP BY day
@@ -35,7 +36,8 @@ WHERE guild_id = ?1 AND state = 'delivered' AND delivered_at >= ?2
 """
 
 _TOP_MEMBERS = """
-SELECT user_id, SUM(COALESCE(json_array_length(result_json), count)) AS images, COUNT(*) AS tasks
+SELECT user_id, CAST(SUM(COALESCE(json_array_length(result_json), count)) AS BIGINT) AS images,
+       COUNT(*) AS tasks
 FROM tasks
 WHERE guild_id = ?1 AND state = 'delivered' AND delivered_at >= ?2
 GROUP BY user_id
@@ -52,10 +54,10 @@ ORDER BY tasks DESC, reason
 """
 
 _TRAININGS = """
-SELECT COALESCE(SUM(created_at >= ?2), 0) AS started,
-       COALESCE(SUM(state = 'done' AND finished_at >= ?2), 0) AS done,
-       COALESCE(SUM(state = 'failed' AND finished_at >= ?2), 0) AS failed,
-       COALESCE(SUM(state = 'cancelled' AND finished_at >= ?2), 0) AS cancelled
+SELECT COUNT(CASE WHEN created_at >= ?2 THEN 1 END) AS started,
+       COUNT(CASE WHEN state = 'done' AND finished_at >= ?2 THEN 1 END) AS done,
+       COUNT(CASE WHEN state = 'failed' AND finished_at >= ?2 THEN 1 END) AS failed,
+       COUNT(CASE WHEN state = 'cancelled' AND finished_at >= ?2 THEN 1 END) AS cancelled
 FROM trainings
 WHERE guild_id = ?1 AND (created_at >= ?2 OR finished_at >= ?2)
 """
@@ -63,8 +65,8 @@ WHERE guild_id = ?1 AND (created_at >= ?2 OR finished_at >= ?2)
 # One row per UTC day on which work failed for lack of points: when it first happened,
 # how many tasks and trainings failed so, and (on every row) how many such days there were.
 _POINTS_OUTAGES = """
-SELECT day, MIN(at) AS first_at, SUM(kind = 'task') AS tasks, SUM(kind = 'training') AS trainings,
-       COUNT(*) OVER () AS days
+SELECT day, MIN(at) AS first_at, COUNT(CASE WHEN kind = 'task' THEN 1 END) AS tasks,
+       COUNT(CASE WHEN kind = 'training' THEN 1 END) AS trainings, COUNT(*) OVER () AS days
 FROM (
     SELECT date(failed_at, 'unixepoch') AS day, failed_at AS at, 'task' AS kind
     FROM tasks
@@ -73,7 +75,7 @@ FROM (
     SELECT date(finished_at, 'unixepoch'), finished_at, 'training'
     FROM trainings
     WHERE guild_id = ?1 AND state = 'failed' AND error = ?3 AND finished_at >= ?2
-)
+) AS failures
 GROUP BY day
 ORDER BY day DESC
 LIMIT ?4
