@@ -181,9 +181,15 @@ class Gateway:
             ):
                 await self._dispatch(session, event, data)
 
-    async def close(self, code: int = 1000) -> None:
-        """Close every open connection (4000 makes discord.py reconnect and RESUME)."""
-        await asyncio.gather(*(s.ws.close(code=code) for s in list(self.sessions)))
+    async def close(self, code: int = 1000, *, shard_id: int | None = None) -> None:
+        """Close every open connection, or those of one shard (4000: discord.py RESUMEs)."""
+        closing = [s for s in self.sessions if shard_id is None or s.shard[0] == shard_id]
+        await asyncio.gather(*(s.ws.close(code=code) for s in closing))
+
+    def forget_sessions(self) -> None:
+        """Forget every session id, as Discord does when sessions expire: a RESUME of any
+        of them is answered INVALID_SESSION and the bot has to IDENTIFY afresh."""
+        self._identified.clear()
 
     async def _on_message(self, session: Session, msg: dict[str, Any]) -> None:
         op, data = msg.get("op"), msg.get("d")

@@ -208,6 +208,23 @@ async def test_a_resumed_session_keeps_its_shard(
     assert (first.messages, second.messages) == ([], [guild])
 
 
+async def test_an_expired_session_identifies_again_on_its_shard_alone(
+    fake: FakeDiscord, start_client: StartClient
+) -> None:
+    first = await start_client("first", shard_count=2, shard_ids=[0])
+    second = await start_client("second", shard_count=2, shard_ids=[1])
+    kept = next(s for s in fake.gateway.sessions if s.shard == (0, 2))
+    fake.gateway.forget_sessions()
+    await fake.gateway.close(code=4000, shard_id=1)  # its RESUME is answered INVALID_SESSION
+    await fake.changes.wait(lambda: fake.gateway.identifies >= 3 or None, 10, "a new IDENTIFY")
+    assert fake.gateway.resumes == 0 and not kept.ws.closed  # shard 0 kept its session
+    assert sorted(s.shard for s in fake.gateway.sessions if s.identified) == [(0, 2), (1, 2)]
+    for guild, shard in GUILDS.items():
+        assert await where(fake, guild) == ("first", "second")[shard]
+    await settled(fake)
+    assert (first.interactions, second.interactions) == (ON_SHARD[0], ON_SHARD[1])
+
+
 async def test_two_sessions_of_one_shard_both_get_its_events(
     fake: FakeDiscord, start_client: StartClient
 ) -> None:
