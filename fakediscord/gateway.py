@@ -257,7 +257,7 @@ class Gateway:
             # Discord's answer to a session it does not know: identify afresh.
             await self._send(session, {"op": INVALID_SESSION, "d": False})
             return
-        session.session_id = data["session_id"]
+        session.session_id = str(data["session_id"])
         session.intents, session.shard = known
         session.seq = int(data.get("seq") or 0)
         session.identified = True
@@ -313,6 +313,12 @@ class Gateway:
             return None if behind else True
 
         await self.changes.wait(caught_up, timeout, "the bot to read every gateway event")
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until a bot has identified on the gateway."""
+        await self.changes.wait(
+            lambda: True if self.connected() else None, timeout, "a bot to IDENTIFY on the gateway"
+        )
 
     async def wait_serving(self, guild_id: int | None, timeout: float) -> None:
         """Wait until a session that receives the events of a guild (None: DMs) has identified."""
