@@ -92,10 +92,7 @@ class MiaohuaBot(commands.Bot):
         super().__init__(**_bot_kwargs(settings), http_trace=discord_http_trace(metrics), **kwargs)
         self.settings = settings
         self.metrics = metrics
-        self.gateway = GatewayWatch()
-        self.add_listener(self.gateway.connected, "on_ready")
-        self.add_listener(self.gateway.connected, "on_resumed")
-        self.add_listener(self.gateway.disconnected, "on_disconnect")
+        self.gateway = self._watch_gateway()
         metrics.gateway_connected.set_function(lambda: float(self.gateway.up))
         self.emulator_base_url = emulator_base_url
         self.demo_provisioner = demo
@@ -106,6 +103,14 @@ class MiaohuaBot(commands.Bot):
         self._commands_synced = False
         self._announced_ready = False
         self.lost_shards = False
+
+    def _watch_gateway(self) -> GatewayWatch:
+        """Follow the one gateway connection: up from READY or RESUMED to a disconnect."""
+        watch = GatewayWatch()
+        self.add_listener(watch.connected, "on_ready")
+        self.add_listener(watch.connected, "on_resumed")
+        self.add_listener(watch.disconnected, "on_disconnect")
+        return watch
 
     async def setup_hook(self) -> None:
         try:
@@ -256,8 +261,8 @@ class MiaohuaBot(commands.Bot):
         """Why the bot cannot serve members now, or None when it can (for /readyz)."""
         if self.closing or self.is_closed():
             return "shutting down"
-        if not self.gateway.up:
-            return "gateway disconnected"
+        if (problem := self.gateway.problem()) is not None:
+            return problem
         if "store" not in vars(self):  # still waiting for a writable database
             return "store: not open"
         reason = await store_unwritable(self.store)
@@ -345,6 +350,15 @@ class ShardedMiaohuaBot(MiaohuaBot, commands.AutoShardedBot):
             shard_ids=settings.discord.shard_ids,
             **kwargs,
         )
+
+    def _watch_gateway(self) -> GatewayWatch:
+        """Follow each shard on its own: the whole-bot READY comes only once all shards are
+        ready, so a shard that identifies afresh later would otherwise never count as up."""
+        watch = GatewayWatch(lambda: self.shard_ids or range(self.shard_count or 1))
+        self.add_listener(watch.connected, "on_shard_ready")
+        self.add_listener(watch.connected, "on_shard_resumed")
+        self.add_listener(watch.disconnected, "on_shard_disconnect")
+        return watch
 
 
 def create_bot(

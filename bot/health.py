@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable, Iterable
 
 from bot.store import Store, StoreUnavailable
 
@@ -12,20 +13,42 @@ STORE_PROBE_TIMEOUT = 2.0
 
 
 class GatewayWatch:
-    """Follows the gateway connection through discord.py's events.
+    """Follows each gateway connection (one per shard) through discord.py's events.
 
-    Up from READY or RESUMED until a disconnect: while discord.py reconnects, the
-    connection may be open again but the session is not usable until it has resumed.
+    A shard is up from READY or RESUMED until it disconnects: while discord.py reconnects, the
+    connection may be open again but the session is not usable until it has resumed or
+    identified afresh. The bot is up while every one of its shards is.
     """
 
-    def __init__(self) -> None:
-        self.up = False
+    def __init__(self, shard_ids: Callable[[], Iterable[int]] | None = None) -> None:
+        """`shard_ids` reads the shards the process runs (None: one unsharded connection)."""
+        self._shard_ids = shard_ids
+        self._up: set[int] = set()
 
-    async def connected(self) -> None:
-        self.up = True
+    def down(self) -> list[int]:
+        """The shards whose session is not usable now."""
+        expected = (0,) if self._shard_ids is None else self._shard_ids()
+        return sorted(set(expected) - self._up)
 
-    async def disconnected(self) -> None:
-        self.up = False
+    @property
+    def up(self) -> bool:
+        """Whether every shard can serve members."""
+        return not self.down()
+
+    def problem(self) -> str | None:
+        """Why the gateway cannot serve members now (naming the shards), or None."""
+        down = self.down()
+        if not down:
+            return None
+        if self._shard_ids is None:
+            return "gateway disconnected"
+        return "gateway disconnected: shard " + ", ".join(map(str, down))
+
+    async def connected(self, shard_id: int = 0) -> None:
+        self._up.add(shard_id)
+
+    async def disconnected(self, shard_id: int = 0) -> None:
+        self._up.discard(shard_id)
 
 
 async def store_unwritable(store: Store) -> str | None:

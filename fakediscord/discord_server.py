@@ -50,6 +50,8 @@ class FakeDiscord:
         port: int = 0,
         check_contract: bool = True,
         rate_limits: RateLimits | None = None,
+        shard_count: int = 1,
+        require_sharding: bool = False,
     ):
         self.bot_token = bot_token
         # Every request is checked against Discord's API contract and answered 400 like
@@ -64,6 +66,8 @@ class FakeDiscord:
         self.world = World(application_id, bot_user_id, bot_name, owner_id)
         self.changes = Changes()
         self.gateway = Gateway(self.world, self.changes, bot_token, heartbeat_interval)
+        self.shard_count = shard_count
+        self.require_sharding = require_sharding
         self.builder = PayloadBuilder(self.world, attachment_size_limit)
         self.requests: list[RecordedRequest] = []
         self.unhandled: list[str] = []
@@ -127,6 +131,26 @@ class FakeDiscord:
     @attachment_size_limit.setter
     def attachment_size_limit(self, value: int) -> None:
         self.builder.attachment_size_limit = value
+
+    @property
+    def shard_count(self) -> int:
+        """The shard count GET /gateway/bot recommends."""
+        return self.gateway.shard_count
+
+    @shard_count.setter
+    def shard_count(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("shard_count must be at least 1")
+        self.gateway.shard_count = value
+
+    @property
+    def require_sharding(self) -> bool:
+        """Close a session identifying with fewer than `shard_count` shards with 4011."""
+        return self.gateway.require_sharding
+
+    @require_sharding.setter
+    def require_sharding(self, value: bool) -> None:
+        self.gateway.require_sharding = value
 
     @property
     def application_id(self) -> int:
@@ -505,7 +529,7 @@ class FakeDiscord:
         ix = FakeInteraction(payload, self.world, self.changes)
         self.interactions[ix.id] = ix
         self.interactions_by_token[ix.token] = ix
-        await self.gateway.wait_connected(self.wait_timeout)
+        await self.gateway.wait_serving(guild_id, self.wait_timeout)
         ix.sent_at = time.monotonic()
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
         return ix

@@ -250,7 +250,8 @@ class RestApi:
         """GET /gateway/bot."""
         limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
         url = self.fake.gateway_url.rstrip("/")
-        return json_response({"url": url, "shards": 1, "session_start_limit": limit})
+        shards = self.fake.shard_count
+        return json_response({"url": url, "shards": shards, "session_start_limit": limit})
 
     # application commands
 

@@ -62,8 +62,10 @@ class Harness:
         settings: dict[str, Any],
         emulator: dict[str, Any],
         check: LogCheck,
+        fake_setup: Callable[[FakeDiscord], None] | None = None,
     ) -> None:
         self.tmp_path = tmp_path
+        self._fake_setup = fake_setup
         self._settings_overrides = settings
         self._emulator_overrides = emulator
         self.check = check
@@ -110,6 +112,8 @@ class Harness:
         self.emu = EmulatorServer(emu_settings)
         await self.emu.start()
         self._populate()
+        if self._fake_setup is not None:
+            self._fake_setup(self.fake)
         await self.fake.start()
         base = {
             "discord": {
@@ -294,11 +298,17 @@ async def harness_factory(
         target.addHandler(check)
     made: list[Harness] = []
 
-    async def make(emulator: dict[str, Any] | None = None, **settings: Any) -> Harness:
+    async def make(
+        emulator: dict[str, Any] | None = None,
+        *,
+        fake_setup: Callable[[FakeDiscord], None] | None = None,
+        **settings: Any,
+    ) -> Harness:
+        """`fake_setup` adds to the fake Discord (guilds, shard count) before the bot connects."""
         if backend == "postgresql":
             storage = {"url": str(await new_database()), **settings.get("storage", {})}
             settings = {**settings, "storage": storage}
-        harness = Harness(tmp_path / f"h{len(made)}", settings, emulator or {}, check)
+        harness = Harness(tmp_path / f"h{len(made)}", settings, emulator or {}, check, fake_setup)
         harness.tmp_path.mkdir(parents=True, exist_ok=True)
         made.append(harness)
         await harness.open()
