@@ -13,7 +13,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from bot.store import Store, TaskState
+from bot.store import Store, TaskState, until_stored
 from bot.store.shards import ShardScope, ShardsTaken, shard_of
 from bot.store.store import open_database
 from tests.conftest import DatabaseFactory
@@ -133,3 +133,34 @@ async def test_losing_the_connection_that_holds_the_shards_is_reported(
             await again.close()
     finally:
         await db.close()
+
+
+@pytest.mark.backends("postgresql")
+async def test_a_lost_database_connection_is_retried_on_a_new_one(
+    new_database: DatabaseFactory, backend: str
+) -> None:
+    target = str(await new_database())
+    async with await Store.open(target) as store:
+        await store.db.claim_shards(ShardScope.of(1, [0]), on_lost=lambda: None)
+        task = await store.tasks.create(
+            guild_id=ON_0, channel_id=1, user_id=2, kind="t2i", model="m", prompt="p",
+            count=1, scale=7, size="512x512",
+        )  # fmt: skip
+        before = await store.db.fetch_one("SELECT pg_backend_pid()")
+        admin = await asyncpg.connect(target)
+        try:  # a server restart or a network cut, as far as the bot's queries go
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'miaohua-bot'"
+            )
+            assert ended == 1
+        finally:
+            await admin.close()
+        # The next statement fails with StoreUnavailable (nothing written, retried) or, once
+        # the end of the connection is known, goes straight to a new one.
+        cancelled = await until_stored(
+            lambda: store.tasks.mark_cancelled(task.id), what="the cancel", first_delay=0.01
+        )
+        assert cancelled is not None and cancelled.state == TaskState.CANCELLED
+        after = await store.db.fetch_one("SELECT pg_backend_pid()")
+        assert before is not None and after is not None and before[0] != after[0]

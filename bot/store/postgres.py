@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONNECT_TIMEOUT = 10.0
+# How the bot's connections show in pg_stat_activity.
+APPLICATION_NAME = "miaohua-bot"
 # The advisory lock class of shard claims: (SHARD_LOCK, shard id) per shard.
 SHARD_LOCK = 0x6D68  # "mh"
 # Serializes migrations of every process sharing the database (pg_advisory_xact_lock key).
@@ -39,6 +41,14 @@ MIGRATION_LOCK = 0x6D685F6D6967  # "mh_mig"
 # connection failures, too many connections / disk full / out of memory, shutdowns.
 _UNAVAILABLE_CLASSES = ("08", "53", "57")
 _UNAVAILABLE_STATES = frozenset({"25006", "40001", "40P01"})  # read-only, serialization
+
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS mh_schema (version BIGINT NOT NULL)"
 
@@ -125,7 +135,11 @@ class PostgresDatabase(Database):
 
     async def claim_shards(self, scope: ShardScope, on_lost: Callable[[], None]) -> None:
         try:
-            claim = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
+            claim = await asyncpg.connect(
+                self._url,
+                timeout=CONNECT_TIMEOUT,
+                server_settings={"application_name": f"{APPLICATION_NAME} shards"},
+            )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreUnavailable(f"cannot connect to {self.url}: {type(exc).__name__}") from exc
         for shard in sorted(scope.ids):
@@ -162,7 +176,7 @@ class PostgresDatabase(Database):
                 return await work(conn)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise ConstraintViolation(str(exc)) from exc
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _CONNECTION_ERRORS as exc:
                 lost = conn.is_closed() or _lost(exc)
                 typed = _unavailable(exc, lost)
                 if typed is None:
@@ -178,7 +192,11 @@ class PostgresDatabase(Database):
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
         try:
-            self._conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT)
+            self._conn = await asyncpg.connect(
+                self._url,
+                timeout=CONNECT_TIMEOUT,
+                server_settings={"application_name": APPLICATION_NAME},
+            )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # asyncpg's messages never carry the password; the URL is described without it.
             cause = f"cannot connect to {self.url}: {type(exc).__name__}"
@@ -201,7 +219,9 @@ async def _create_functions(conn: asyncpg.Connection) -> None:
 def _lost(exc: BaseException) -> bool:
     """True when `exc` means the connection is gone (a subclass of InterfaceError is a
     client-side fault of the query, such as a parameter of the wrong type)."""
-    if isinstance(exc, OSError | TimeoutError) or type(exc) is asyncpg.InterfaceError:
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InternalClientError):
+        return True  # the protocol's state is unknown (e.g. a server's FATAL mid-way)
+    if type(exc) is asyncpg.InterfaceError:
         return True
     return str(getattr(exc, "sqlstate", "") or "").startswith(("08", "57P"))
 
