@@ -84,13 +84,9 @@ def server_or_none(server: str | None, locale: str) -> tuple[str, Source]:
 
 def form_model(form: GenerationForm | None) -> str | None:
     """The model a generation uses when neither member nor server chose one (as `/imagine`)."""
-    if form is None:
-        return None
-    return form.default_model or next(iter(form.models), None)
+    return None if form is None else form.fallback_model()
 
 
 def form_size(form: GenerationForm | None) -> str | None:
     """The size a generation uses when neither member nor server chose one (as `/imagine`)."""
-    if form is None:
-        return None
-    return form.default_resolution or next(iter(form.all_sizes()), None)
+    return None if form is None else form.fallback_size()

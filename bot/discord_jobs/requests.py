@@ -97,19 +97,12 @@ async def resolve_options(
     prefs, stale = usable_preferences(
         form, trained, preferences or MemberPreferences(guild_id, user_id=0), settled=settled
     )
-    chosen_model = (
-        model or prefs.model or defaults.model or form.default_model or next(iter(form.models), "")
-    )
+    chosen_model = model or prefs.model or defaults.model or form.fallback_model() or ""
     if size is None:
         if aspect is not None and form.all_sizes():
             size = closest_size(form.all_sizes(), aspect)
         else:
-            size = (
-                prefs.size
-                or defaults.size
-                or form.default_resolution
-                or next(iter(form.all_sizes()), "")
-            )
+            size = prefs.size or defaults.size or form.fallback_size() or ""
     fallback_negative = (
         defaults.negative_prompt if prefs.negative_prompt is None else prefs.negative_prompt
     )

@@ -209,6 +209,14 @@ class GenerationForm(_Response):
         """Return every offered "WxH" size once, in form order."""
         return list(dict.fromkeys(s for sizes in self.resolutions.values() for s in sizes))
 
+    def fallback_model(self) -> str | None:
+        """The model used when nobody chose one: the form's default, else its first."""
+        return self.default_model or next(iter(self.models), None)
+
+    def fallback_size(self) -> str | None:
+        """The size used when nobody chose one: the form's default, else its first."""
+        return self.default_resolution or next(iter(self.all_sizes()), None)
+
 
 # Training ---------------------------------------------------------------------------
 
