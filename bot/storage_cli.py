@@ -16,7 +16,7 @@ from bot.store.backup import BackupError, BackupReport, backup_database
 from bot.store.database import Database, describe, is_postgresql, sqlite_path
 from bot.store.errors import StoreUnavailable
 from bot.store.migrate import MigrationError
-from bot.store.transfer import TransferError, TransferReport, copy_database
+from bot.store.transfer import TransferError, TransferReport, check_source, copy_database
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -129,6 +129,7 @@ async def _migrate(source: str, target: str) -> TransferReport:
 
     src = await open_database(source)
     try:
+        await check_source(src)  # before the target is opened: a SQLite one would be created
         dst: Database = await open_database(target)
         try:
             return await copy_database(src, dst)

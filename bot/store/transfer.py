@@ -65,7 +65,7 @@ async def copy_database(
     `source` must be at this code's schema version; `target` is brought to it first. Row
     counts are compared table by table before the target's transaction commits.
     """
-    version = await _check_source(source)
+    version = await check_source(source)
     await _prepare_target(target, version)
     marks = await source.identity_marks()
     counts: dict[str, int] = {}
@@ -95,7 +95,8 @@ _NOTHING_COPIED = (
 )
 
 
-async def _check_source(source: Database) -> int:
+async def check_source(source: Database) -> int:
+    """Refuse a source the copy cannot take whole; its schema version otherwise."""
     latest = load_migrations()[-1].version
     version = await source.schema_version()
     if version == 0:
