@@ -16,7 +16,7 @@ from bot.crypto import SecretBox
 from bot.store.database import Database, describe
 from bot.store.migrate import load_migrations, migrate
 from bot.store.store import Store, open_database
-from bot.store.transfer import TABLES
+from bot.store.transfer import TABLES, copy_database
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, GUILD_B, MEMBER_A, SECRET_KEY, Harness
 from tests.databases import PostgresServer
 from tests.genutil import FAST_POLLING
@@ -415,5 +415,37 @@ async def test_the_bot_carries_on_with_the_migrated_postgresql_database(
         assert (await h.bot.store.tasks.get(after)).state == "delivered"
         assert shown_ids(await history(h)) == [after, *sorted(made, reverse=True)]
         await h.stop()
+    finally:
+        await postgres_server.drop_created()
+
+
+async def test_large_tables_are_copied_page_by_page(tmp_path, postgres_server: PostgresServer):
+    """Pages of two rows: every table, composite keys included, is read in several pages."""
+    first, second = tmp_path / "first.sqlite3", tmp_path / "second.sqlite3"
+    await _fill(first)
+    store = await Store.open(first)
+    try:
+        for n in range(5):
+            await store.usage.increment(GUILD_A, MEMBER_A + n % 2, f"2023-11-{10 + n}", n + 1)
+            await store.preferences.update(GUILD_B, MEMBER_A + n, size="512x512")
+            await store.styles.save(guild_id=GUILD_B, name=f"S{n}", prompt="{prompt}", limit=25)
+            await store.tasks.create(
+                guild_id=GUILD_B, channel_id=CH_A, user_id=MEMBER_A, kind="t2i",
+                model="m", prompt=f"p{n}", count=1, scale=7, size="512x512",
+            )  # fmt: skip
+    finally:
+        await store.close()
+    original = await _dump(first)
+    pg = await postgres_server.create()
+    try:
+        for source, target in ((first, pg), (pg, second)):
+            src, dst = await open_database(source), await open_database(target)
+            try:
+                report = await copy_database(src, dst, batch=2)
+            finally:
+                await dst.close()
+                await src.close()
+            assert report.row_counts == {name: len(rows) for name, rows in original.items()}
+            assert await _dump(target) == original
     finally:
         await postgres_server.drop_created()
