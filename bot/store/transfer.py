@@ -221,7 +221,8 @@ def _quoted(name: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """The error as one line of bounded length (a driver's message may quote a whole row)."""
+    text = " ".join(str(exc).split())
     if len(text) > 300:
         text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
