@@ -1,4 +1,4 @@
-"""Command line: `miaohua-bot run | emulator | check-config | storage backup`."""
+"""Command line: `miaohua-bot run | emulator | check-config | storage backup | storage migrate`."""
 
 from __future__ import annotations
 
@@ -41,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     emulator = commands.add_parser("emulator", help="serve a local Miaohua v1b emulator")
     add_emulator_arguments(emulator)
 
-    storage = commands.add_parser("storage", help="maintain the database: `storage backup PATH`")
+    storage = commands.add_parser(
+        "storage",
+        help="maintain the database: `storage backup PATH` (a copy of the SQLite database), "
+        "`storage migrate --from URL --to URL` (move it, e.g. to PostgreSQL)",
+    )
     add_storage_arguments(storage)
     return parser
 

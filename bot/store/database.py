@@ -10,7 +10,8 @@ both.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -84,6 +85,42 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Close the connection (and give up the shards it holds)."""
+
+    # Whole-database operations, for `storage migrate` (bot/store/transfer.py) ------------
+
+    # Starts the transaction of `transaction()`: one snapshot for every read inside it.
+    _BEGIN = "BEGIN"
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Run the statements inside as one transaction, reading one snapshot.
+
+        Only for a caller that has the connection to itself (`storage migrate`): the bot's
+        concurrent statements would otherwise land in the transaction too.
+        """
+        await self.execute(self._BEGIN)
+        try:
+            yield
+        except BaseException:
+            await self.execute("ROLLBACK")
+            raise
+        await self.execute("COMMIT")
+
+    @abc.abstractmethod
+    async def table_names(self) -> list[str]:
+        """The bot's tables, without the database's own bookkeeping (schema version, ids)."""
+
+    @abc.abstractmethod
+    async def column_types(self, table: str) -> dict[str, type | None]:
+        """The Python type each column of `table` stores (None: any)."""
+
+    @abc.abstractmethod
+    async def identity_marks(self) -> dict[str, int]:
+        """The highest id each table with generated ids has handed out (deleted rows too)."""
+
+    @abc.abstractmethod
+    async def raise_identities(self, marks: dict[str, int]) -> None:
+        """Make each table's next generated id exceed both its rows' ids and `marks`."""
 
 
 def describe(target: str | Path) -> str:

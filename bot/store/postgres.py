@@ -49,6 +49,16 @@ _CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
 )
+# The Python type asyncpg takes for each column type the migrations create.
+_PYTHON_TYPES: dict[str, type] = {
+    "bigint": int,
+    "integer": int,
+    "smallint": int,
+    "double precision": float,
+    "real": float,
+    "bytea": bytes,
+    "text": str,
+}
 
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS mh_schema (version BIGINT NOT NULL)"
 
@@ -158,6 +168,54 @@ class PostgresDatabase(Database):
                 on_lost()
 
         claim.add_termination_listener(lost)
+
+    # A copy made inside `transaction()` reads one snapshot of the whole database.
+    _BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+
+    async def table_names(self) -> list[str]:
+        rows = await self.fetch_all(
+            "SELECT CAST(table_name AS text) FROM information_schema.tables"
+            " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            " AND table_name <> 'mh_schema' ORDER BY 1"
+        )
+        return [str(row[0]) for row in rows]
+
+    async def column_types(self, table: str) -> dict[str, type | None]:
+        rows = await self.fetch_all(
+            "SELECT CAST(column_name AS text), CAST(data_type AS text)"
+            " FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ?",
+            (table,),
+        )
+        return {str(row[0]): _PYTHON_TYPES.get(str(row[1])) for row in rows}
+
+    async def identity_marks(self) -> dict[str, int]:
+        marks = {}
+        for table, sequence in await self._identity_sequences():
+            # The sequence's own state: ids handed out to rows deleted since count too.
+            row = await self.fetch_one(f"SELECT last_value, is_called FROM {sequence}")  # noqa: S608
+            assert row is not None
+            marks[table] = int(row[0]) if row[1] else int(row[0]) - 1
+        return marks
+
+    async def raise_identities(self, marks: dict[str, int]) -> None:
+        # Rows copied with their ids leave the sequence where it was: at the start.
+        for table, sequence in await self._identity_sequences():
+            row = await self.fetch_one(f"SELECT coalesce(max(id), 0) FROM {table}")  # noqa: S608
+            assert row is not None
+            highest = max(int(row[0]), marks.get(table, 0))
+            if highest > 0:
+                await self.fetch_all("SELECT setval(CAST(? AS regclass), ?)", (sequence, highest))
+
+    async def _identity_sequences(self) -> list[tuple[str, str]]:
+        """(table, sequence) of each table whose `id` the database generates."""
+        rows = await self.fetch_all(
+            "SELECT CAST(table_name AS text),"
+            " pg_get_serial_sequence(quote_ident(table_name), column_name)"
+            " FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND column_name = 'id' AND is_identity = 'YES' ORDER BY 1"
+        )
+        return [(str(row[0]), str(row[1])) for row in rows]
 
     async def close(self) -> None:
         self._closed = True  # as with SQLite, a closed store stays closed

@@ -125,6 +125,56 @@ class SqliteDatabase(Database):
         finally:
             self._release_shards()
 
+    async def table_names(self) -> list[str]:
+        # sqlite_sequence and sqlite_stat* belong to SQLite; the version is a PRAGMA.
+        rows = await self.fetch_all(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+        )
+        return [str(row[0]) for row in rows]
+
+    async def column_types(self, table: str) -> dict[str, type | None]:
+        rows = await self.fetch_all("SELECT name, type FROM pragma_table_info(?)", (table,))
+        return {str(row[0]): _affinity(str(row[1])) for row in rows}
+
+    async def identity_marks(self) -> dict[str, int]:
+        # AUTOINCREMENT keeps each table's highest id ever in sqlite_sequence.
+        if not await self.fetch_all(_HAS_SEQUENCES):
+            return {}
+        rows = await self.fetch_all("SELECT name, seq FROM sqlite_sequence")
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    async def raise_identities(self, marks: dict[str, int]) -> None:
+        # Inserting explicit ids already raised sqlite_sequence to the highest one copied.
+        if not marks or not await self.fetch_all(_HAS_SEQUENCES):
+            return
+        for table, mark in marks.items():
+            await self.execute(
+                "UPDATE sqlite_sequence SET seq = ?2 WHERE name = ?1 AND seq < ?2", (table, mark)
+            )
+            await self.execute(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2"
+                " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?1)",
+                (table, mark),
+            )
+
+
+_HAS_SEQUENCES = "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+
+
+def _affinity(declared: str) -> type | None:
+    """The type SQLite's affinity rules give a column declared `declared` (None: any)."""
+    declared = declared.upper()
+    if "INT" in declared:
+        return int
+    if any(word in declared for word in ("CHAR", "CLOB", "TEXT")):
+        return str
+    if "BLOB" in declared or not declared:
+        return bytes if declared else None
+    if any(word in declared for word in ("REAL", "FLOA", "DOUB")):
+        return float
+    return None  # NUMERIC: whatever the value is
+
 
 @contextmanager
 def _typed_errors() -> Iterator[None]:
