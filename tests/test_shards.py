@@ -9,11 +9,12 @@ an advisory lock per shard on a connection of its own).
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 import pytest
 
-from bot.store import Store, TaskState, until_stored
+from bot.store import Store, StoreUnavailable, TaskState, until_stored
 from bot.store.shards import ShardScope, ShardsTaken, shard_of
 from bot.store.store import open_database
 from tests.conftest import DatabaseFactory
@@ -164,3 +165,25 @@ async def test_a_lost_database_connection_is_retried_on_a_new_one(
         assert cancelled is not None and cancelled.state == TaskState.CANCELLED
         after = await store.db.fetch_one("SELECT pg_backend_pid()")
         assert before is not None and after is not None and before[0] != after[0]
+
+
+@pytest.mark.backends("postgresql")
+async def test_the_database_password_is_never_logged_nor_in_errors(
+    new_database: DatabaseFactory, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    plain = str(await new_database())
+    # The embedded server trusts its socket: any password is accepted, so one can be given.
+    secret = "pw-Never-Logged-7"
+    url = plain.replace("postgresql://postgres:@", f"postgresql://postgres:{secret}@")
+    assert secret in url
+    async with await Store.open(url) as store:
+        await store.tasks.list_by_state(TaskState.QUEUED)
+    opened = [r.getMessage() for r in caplog.records if "Opened store" in r.getMessage()]
+    assert opened and "postgres:***@" in opened[0]
+    unreachable = url.replace("host=", "host=/nonexistent")
+    with pytest.raises(StoreUnavailable) as refused:
+        await Store.open(unreachable)
+    assert "postgres:***@" in str(refused.value)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert secret not in logged and secret not in str(refused.value)
