@@ -99,6 +99,8 @@ class Window:
     loop_lag_p99_ms: float
     loop_lag_max_ms: float
     lag_samples: int
+    emulator_cpu_s: float = 0.0
+    harness_cpu_s: float = 0.0  # this process: the fake Discord and the commands fired
     commands: int = 0
     ack_p50_ms: float | None = None
     ack_p99_ms: float | None = None
@@ -237,23 +239,24 @@ def _rss_mb(pid: int) -> float:
 class _Meter:
     """The bot's CPU, the emulator's poll count and the pending tasks over one window."""
 
-    def __init__(self, bot: Child, db: Path, emu_root: str, emu_admin: str, lags: Path) -> None:
-        self.bot, self.db, self.emu_root, self.emu_admin, self.lags = (
-            bot,
-            db,
-            emu_root,
-            emu_admin,
-            lags,
-        )
+    def __init__(
+        self, bot: Child, emu: Child, db: Path, emu_root: str, emu_admin: str, lags: Path
+    ) -> None:
+        self.bot, self.emu, self.db, self.lags = bot, emu, db, lags
+        self.emu_root, self.emu_admin = emu_root, emu_admin
 
     async def start(self) -> None:
         self.pending_start = await asyncio.to_thread(_pending_in, self.db)
         self.polls_start = await _poll_calls(self.emu_root, self.emu_admin)
         self.cpu_start = cpu_seconds(self.bot.proc.pid)
+        self.emu_cpu_start = cpu_seconds(self.emu.proc.pid)
+        self.own_cpu_start = time.process_time()
         self.wall_start = time.time()
 
     async def stop(self, acks: list[float] | None = None, refused: int = 0) -> Window:
         cpu = cpu_seconds(self.bot.proc.pid) - self.cpu_start
+        emu_cpu = cpu_seconds(self.emu.proc.pid) - self.emu_cpu_start
+        own_cpu = time.process_time() - self.own_cpu_start
         wall_end = time.time()
         seconds = wall_end - self.wall_start
         polls = await _poll_calls(self.emu_root, self.emu_admin) - self.polls_start
@@ -275,6 +278,8 @@ class _Meter:
             loop_lag_p99_ms=percentile(lags, 0.99) * 1000,
             loop_lag_max_ms=max(lags, default=0.0) * 1000,
             lag_samples=len(lags),
+            emulator_cpu_s=emu_cpu,
+            harness_cpu_s=own_cpu,
             commands=len(acks) if acks is not None else 0,
             ack_p50_ms=percentile(acks, 0.5) * 1000 if acks else None,
             ack_p99_ms=percentile(acks, 0.99) * 1000 if acks else None,
@@ -366,7 +371,7 @@ async def run_level(opts: ScaleOptions, pending: int) -> Level:
             start_s = time.monotonic() - bot.started
             _say(f"{pending} pending: bot up in {start_s:.1f} s; warming up {opts.warmup:g} s")
             await asyncio.sleep(opts.warmup)
-            meter = _Meter(bot, db, emu_root, emu_admin, lags)
+            meter = _Meter(bot, emu, db, emu_root, emu_admin, lags)
             await meter.start()
             await asyncio.sleep(opts.seconds)
             idle = await meter.stop()
@@ -441,6 +446,13 @@ def render_scale(levels: list[dict[str, Any]]) -> str:
         lambda lv: f"{lv['load']['pending_end']:,}",
     )
     row("bot CPU per poll, load (ms)", lambda lv: f"{lv['load']['cpu_ms_per_poll']:.2f}")
+    row(
+        "CPU s in the load window: bot / emulator / fake Discord + harness",
+        lambda lv: (
+            f"{lv['load']['cpu_s']:.1f} / {lv['load']['emulator_cpu_s']:.1f} / "
+            f"{lv['load']['harness_cpu_s']:.1f} over {lv['load']['seconds']:.0f} s"
+        ),
+    )
     row("start: bot up and tasks reloaded (s)", lambda lv: f"{lv['start_s']:.1f}")
     out = "\n".join(rows)
     plans = levels[-1]["query_plans"] if levels else {}
