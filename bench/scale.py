@@ -75,7 +75,7 @@ class ScaleOptions:
     levels: list[int]
     rate: float = 200.0
     seconds: float = 30.0  # each window
-    warmup: float = 30.0
+    warmup: float | None = None  # None: 20 s after the reloaded tasks' first polls
     guilds: int = 1000
     workers: int = 48
     batch: bool = False  # the emulator offers the batch endpoint (the real service does not)
@@ -115,6 +115,7 @@ class Level:
     guilds: int
     seed_s: float
     start_s: float  # bot process started -> commands registered and tasks reloaded
+    warmup_s: float
     idle: Window
     load: Window
     rss_mb: float
@@ -137,15 +138,20 @@ def _workload(opts: ScaleOptions, pending: int) -> Workload:
     return work
 
 
-def _bot_config(path: Path, fake: FakeDiscord, emu_url: str, work: Workload, batch: bool) -> None:
+def _bot_config(
+    path: Path, fake: FakeDiscord, emu_url: str, work: Workload, batch: bool, pending: int
+) -> None:
     """bench.run's configuration, with limits that never refuse this load:
-    `miaohua.account_concurrency` (tasks at the service per server) and `limits.user_running`
-    above anything fired, `limits.user_queued` 0 beyond those, `limits.daily_quota` 10 images
-    per task fired. `miaohua.requests_per_second` stays at its default (5 per account): a
-    server's ten pending tasks polled at most every 10 s ask for one call per second."""
+    `limits.user_running` above anything fired, `limits.user_queued` 0 beyond those,
+    `limits.daily_quota` 10 images per task fired, `miaohua.busy_backoff` 1 s.
+    `miaohua.requests_per_second` stays at its default (5 per account): a server's ten
+    pending tasks, polled at most every 10 s, ask for one call per second."""
     _config(path, fake, emu_url, Scenario("scale", "adaptive", 1.0, batch=batch), work)
+    # A server's slots at the service: its share of the pending tasks (at least the default
+    # 2), so commands fired at a server whose slots are full wait in the bot's queue.
+    slots = max(2, -(-pending // work.guilds))
     text = path.read_text().replace(
-        "[miaohua]", f"[miaohua]\naccount_concurrency = {work.tasks}\nbusy_backoff = 1.0"
+        "[miaohua]", f"[miaohua]\naccount_concurrency = {slots}\nbusy_backoff = 1.0"
     )
     path.write_text(text.replace("[limits]", "[limits]\nuser_queued = 0"))
 
@@ -359,7 +365,7 @@ async def run_level(opts: ScaleOptions, pending: int) -> Level:
             seed_s = time.monotonic() - began
             _say(f"{pending} pending: seeded in {seed_s:.1f} s, starting the bot")
             config = cwd / "config.toml"
-            _bot_config(config, fake, f"{emu_root}/api/v1b", work, opts.batch)
+            _bot_config(config, fake, f"{emu_root}/api/v1b", work, opts.batch, pending)
             module = ["bench.lagged", str(lags), "bot"]
             if opts.profile is not None:
                 prof = opts.profile.with_name(f"{opts.profile.stem}-{pending}.prof")
@@ -369,8 +375,11 @@ async def run_level(opts: ScaleOptions, pending: int) -> Level:
             )
             await _wait_started(bot, fake, 120)
             start_s = time.monotonic() - bot.started
-            _say(f"{pending} pending: bot up in {start_s:.1f} s; warming up {opts.warmup:g} s")
-            await asyncio.sleep(opts.warmup)
+            # The bot spreads the reloaded tasks' first polls at 200 a second (bot/jobs/poller.py):
+            # the windows begin once all are on their own rhythm.
+            warmup = opts.warmup if opts.warmup is not None else 20.0 + pending / 200
+            _say(f"{pending} pending: bot up in {start_s:.1f} s; warming up {warmup:g} s")
+            await asyncio.sleep(warmup)
             meter = _Meter(bot, emu, db, emu_root, emu_admin, lags)
             await meter.start()
             await asyncio.sleep(opts.seconds)
@@ -394,6 +403,7 @@ async def run_level(opts: ScaleOptions, pending: int) -> Level:
         guilds=opts.guilds,
         seed_s=round(seed_s, 1),
         start_s=round(start_s, 1),
+        warmup_s=warmup,
         idle=idle,
         load=load,
         rss_mb=rss,
@@ -478,7 +488,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seconds", type=float, default=30.0, help="--scale: length of each window"
     )
     parser.add_argument(
-        "--warmup", type=float, default=30.0, help="--scale: seconds after start, unmeasured"
+        "--warmup",
+        type=float,
+        default=None,
+        help="--scale: seconds after start, unmeasured (default 20 + pending / 200)",
     )
     parser.add_argument("--scale-guilds", type=int, default=1000, help="--scale: servers")
     parser.add_argument(
