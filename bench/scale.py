@@ -116,6 +116,9 @@ class Level:
     seed_s: float
     start_s: float  # bot process started -> commands registered and tasks reloaded
     warmup_s: float
+    # The loop lag from the bot's start to the end of the warm-up: the reload's first polls.
+    reload_lag_p99_ms: float
+    reload_lag_max_ms: float
     idle: Window
     load: Window
     rss_mb: float
@@ -373,6 +376,7 @@ async def run_level(opts: ScaleOptions, pending: int) -> Level:
             bot = await Child.spawn(
                 "bot", "run", "--config", str(config), env=_env(), cwd=cwd, module=module
             )
+            started_at = time.time()
             await _wait_started(bot, fake, 120)
             start_s = time.monotonic() - bot.started
             # The bot spreads the reloaded tasks' first polls at 200 a second (bot/jobs/poller.py):
@@ -380,14 +384,15 @@ async def run_level(opts: ScaleOptions, pending: int) -> Level:
             warmup = opts.warmup if opts.warmup is not None else 20.0 + pending / 200
             _say(f"{pending} pending: bot up in {start_s:.1f} s; warming up {warmup:g} s")
             await asyncio.sleep(warmup)
+            reload_lags = [lag for at, lag in read_samples(str(lags)) if at >= started_at]
             meter = _Meter(bot, emu, db, emu_root, emu_admin, lags)
+            if opts.profile is not None:
+                bot.proc.send_signal(signal.SIGUSR1)  # the profile's window: both of them
             await meter.start()
             await asyncio.sleep(opts.seconds)
             idle = await meter.stop()
             _say(f"{pending} pending: idle {_brief(idle)}; firing {opts.rate:g}/s")
             await meter.start()
-            if opts.profile is not None:
-                bot.proc.send_signal(signal.SIGUSR1)  # the profile's window: the load
             acks, refused = await _fire(fake, opts, pending)
             load = await meter.stop(acks, refused)
             _say(f"{pending} pending: load {_brief(load)}")
@@ -404,6 +409,8 @@ async def run_level(opts: ScaleOptions, pending: int) -> Level:
         seed_s=round(seed_s, 1),
         start_s=round(start_s, 1),
         warmup_s=warmup,
+        reload_lag_p99_ms=percentile(reload_lags, 0.99) * 1000,
+        reload_lag_max_ms=max(reload_lags, default=0.0) * 1000,
         idle=idle,
         load=load,
         rss_mb=rss,
@@ -462,6 +469,10 @@ def render_scale(levels: list[dict[str, Any]]) -> str:
             f"{lv['load']['cpu_s']:.1f} / {lv['load']['emulator_cpu_s']:.1f} / "
             f"{lv['load']['harness_cpu_s']:.1f} over {lv['load']['seconds']:.0f} s"
         ),
+    )
+    row(
+        "loop lag from start to the end of the warm-up, p99 / max (ms)",
+        lambda lv: f"{lv['reload_lag_p99_ms']:.0f} / {lv['reload_lag_max_ms']:.0f}",
     )
     row("start: bot up and tasks reloaded (s)", lambda lv: f"{lv['start_s']:.1f}")
     out = "\n".join(rows)
