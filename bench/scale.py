@@ -479,7 +479,8 @@ def render_scale(levels: list[dict[str, Any]]) -> str:
     plans = levels[-1]["query_plans"] if levels else {}
     out += "\n\nHot queries, EXPLAIN QUERY PLAN (SQLite):\n"
     for name, plan in plans.items():
-        out += f"- {name}: {'; '.join(plan)}\n"
+        steps = "; ".join(plan) or "no read step (an insert, or an upsert on its primary key)"
+        out += f"- {name}: {steps}\n"
     bad = {name for lv in levels for name in lv["unindexed"]}
     out += "every hot query uses an index\n" if not bad else f"NOT INDEXED: {sorted(bad)}\n"
     return out
