@@ -489,11 +489,18 @@ async def run_recovery(work: Workload, pending: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: `python -m bench`."""
+    from bench import scale  # bench.scale builds on this module
+
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=None, help="default 500; 20000 with --soak")
     parser.add_argument("--guilds", type=int, default=None, help="default 50; 20 with --soak")
     parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=50.0, help="slash commands per second")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="slash commands per second (default 50; 200 with --scale)",
+    )
     parser.add_argument(
         "--generation-time",
         type=float,
@@ -530,6 +537,14 @@ def main(argv: list[str] | None = None) -> int:
         help="many 512x512 tasks through a fast emulator, closed-loop: RSS, database size and "
         "loop lag at the start and the end (writes bench/results/soak.json)",
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="cost as load grows: 100, 1,000 and 10,000 tasks pending over 1,000 servers, "
+        "then commands at --rate; CPU per poll, RSS, loop lag, acks, the hot queries' plans "
+        "(writes bench/results/scale-DATE.json)",
+    )
+    scale.add_arguments(parser)
     parser.add_argument("--inflight", type=int, default=100, help="--soak: tasks in flight")
     parser.add_argument(
         "--retention-seconds",
@@ -547,6 +562,10 @@ def main(argv: list[str] | None = None) -> int:
         "profiler's overhead",
     )
     args = parser.parse_args(argv)
+    if args.scale:
+        args.rate = 200.0 if args.rate is None else args.rate
+        return scale.run_scale(args)
+    args.rate = 50.0 if args.rate is None else args.rate
     if args.soak:
         return _soak(args)
     args.tasks = 500 if args.tasks is None else args.tasks

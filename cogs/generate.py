@@ -298,7 +298,8 @@ class GenerateCog(commands.Cog):
             task = await generation.enqueue(request, limits=limits)
         else:
             task = await generation.enqueue_with_image(request, init_image, limits=limits)
-        position = generation.queue_position(task.id)  # None: it went to the service at once
+        # None: it went to the service at once
+        position = generation.queue_position(task.id, task.guild_id)
         locale = self.bot.locale_for(interaction)
         lines = [
             render.accepted_text(task, position, locale),

@@ -68,7 +68,7 @@ class StatusCog(commands.Cog):
         if found is None or (found.user_id != interaction.user.id and not may):
             await reply(interaction, t("status.not_found", locale, id=task))
             return
-        if not await self.bot.generation.cancel(task):
+        if not await self.bot.generation.cancel(task, found.guild_id):
             await reply(interaction, t("cancel.too_late", locale, id=task))
             return
         await reply(interaction, t("cancel.done", locale, id=task))
@@ -119,7 +119,7 @@ class StatusCog(commands.Cog):
         )
         embed.add_field(name=t("status.requester", locale), value=f"<@{task.user_id}>")
         if task.state == TaskState.QUEUED:
-            position = self.bot.generation.queue_position(task.id)
+            position = self.bot.generation.queue_position(task.id, task.guild_id)
             if position is not None:
                 embed.add_field(name=t("status.position", locale), value=str(position))
         if task.state == TaskState.SUBMITTED and task.wait_time is not None:

@@ -83,3 +83,29 @@ def test_benchmark_soak_smoke_run(tmp_path):
         assert report[window]["rss_mb_median"] > 0 and report[window]["db_mb_max"] > 0
     assert report["lag_reports"], "no housekeeping line was seen"
     assert "| soak |" in result.stdout
+
+
+@pytest.mark.slow
+def test_scale_smoke_run(tmp_path):
+    out = tmp_path / "scale.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "--pending", "20,50", "--scale-guilds", "10",
+         "--seconds", "2", "--warmup", "2", "--rate", "10", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [level["pending"] for level in report["levels"]] == [20, 50]
+    for level in report["levels"]:
+        idle, load = level["idle"], level["load"]
+        # The pending tasks were really submitted, and the bot polled them.
+        assert idle["pending_start"] == level["pending"] and idle["polls"] > 0
+        assert idle["cpu_ms_per_poll"] > 0 and idle["cpu_ms_per_pending_task_per_min"] > 0
+        assert idle["lag_samples"] > 0 and 0 <= idle["loop_lag_p50_ms"] <= idle["loop_lag_p99_ms"]
+        assert load["commands"] == 20 and load["refused"] == 0
+        assert 0 < load["ack_p50_ms"] <= load["ack_p99_ms"]
+        assert load["pending_end"] >= level["pending"]
+        assert level["rss_mb"] > 0 and level["peak_rss_mb"] >= level["rss_mb"]
+        assert level["query_plans"] and not level["unindexed"]
+    assert "| ack p50 / p99 under load (ms) |" in result.stdout
+    assert "every hot query uses an index" in result.stdout

@@ -104,7 +104,7 @@ class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<ta
         new = await actions.rerun(
             bot, task, user_id=interaction.user.id, channel_id=task.channel_id, locale=locale
         )
-        position = bot.generation.queue_position(new.id)
+        position = bot.generation.queue_position(new.id, new.guild_id)
         await reply(interaction, render.accepted_text(new, position, locale))
 
 
@@ -180,7 +180,7 @@ class VariationButton(
             channel_id=task.channel_id,
             locale=locale,
         )
-        position = bot.generation.queue_position(new.id)
+        position = bot.generation.queue_position(new.id, new.guild_id)
         await reply(interaction, render.accepted_text(new, position, locale))
 
 

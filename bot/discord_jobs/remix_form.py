@@ -103,7 +103,7 @@ class RemixModal(BoundModal):
                 view=RetryView(interaction, self.task, draft, locale),
             )
             return
-        position = interaction.client.generation.queue_position(new.id)
+        position = interaction.client.generation.queue_position(new.id, new.guild_id)
         await reply(interaction, render.accepted_text(new, position, locale))
 
 

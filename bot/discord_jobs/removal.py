@@ -30,7 +30,8 @@ class Removal(enum.Enum):
 async def remove_result(bot: MiaohuaBot, task: Task) -> Removal:
     """Delete a task's posted result (channel, else the requester's DMs), or cancel it."""
     if task.state == TaskState.QUEUED:
-        return Removal.CANCELLED if await bot.generation.cancel(task.id) else Removal.NOT_YET
+        cancelled = await bot.generation.cancel(task.id, task.guild_id)
+        return Removal.CANCELLED if cancelled else Removal.NOT_YET
     if task.state in (TaskState.SUBMITTED, TaskState.DONE):
         return Removal.NOT_YET
     if task.state != TaskState.DELIVERED or not task.result_message_id:

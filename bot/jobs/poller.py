@@ -9,7 +9,7 @@ import functools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bot.jobs.errors import AccountUnreadable, NoAccount
@@ -108,6 +108,7 @@ class Poller:
         error_backoff: float = 1.0,
         max_error_backoff: float = 30.0,
         coalesce: float = 0.05,
+        reload_rate: float = 200.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -127,6 +128,7 @@ class Poller:
         self.error_backoff = error_backoff
         self.max_error_backoff = max_error_backoff
         self.coalesce = coalesce
+        self.reload_rate = reload_rate
         self._clock = clock
         self._wall = wall_clock
         self._pending: dict[int, _Pending] = {}
@@ -157,10 +159,26 @@ class Poller:
         }
 
     def add(self, task: Task, *, now: bool = False) -> None:
-        """Start watching a submitted task; `now` polls it at once (e.g. after a restart)."""
-        entry = self._pending[task.id] = _Pending(task, polls=task.poll_count)
-        self._by_guild[task.guild_id].add(task.id)
+        """Start watching a submitted task; `now` polls it at once."""
         delay = 0.0 if now else self.strategy.next_interval(task, None, 0, self._elapsed(task))
+        self._watch(task, delay)
+
+    def add_reloaded(self, tasks: Sequence[Task]) -> None:
+        """Start watching the tasks found submitted at start, each polled soon.
+
+        Their first polls are spread at `reload_rate` per second: thousands polled at once
+        would hold up the event loop (commands waiting for their answer meanwhile), then
+        come back together, as one wave, at every interval after.
+        """
+        for index, task in enumerate(tasks):
+            self._watch(task, index / self.reload_rate)
+
+    def _watch(self, task: Task, delay: float) -> None:
+        # The stored wait is what the task's status shows: a poll finding the same one
+        # after a restart has nothing to store or show.
+        entry = _Pending(task, polls=task.poll_count, wait_time=task.wait_time)
+        self._pending[task.id] = entry
+        self._by_guild[task.guild_id].add(task.id)
         self._schedule(entry, delay)
 
     def every(self, name: str, interval: float, run: Callable[[], Awaitable[None]]) -> None:

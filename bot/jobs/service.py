@@ -111,6 +111,9 @@ class GenerationService:
         self._paused_until: dict[int, float] = {}
         self._admission_locks: KeyedLocks[tuple[int, int]] = KeyedLocks()  # (guild, member)
         self._dispatch_wake = asyncio.Event()
+        # Guilds whose queue or running tasks changed since the dispatcher last looked: it
+        # looks at these (and paused ones) only, never at every guild with a queue.
+        self._to_dispatch: set[int] = set()
         self._retries: TimerHeap[int] = TimerHeap()
         self._retry_wake = asyncio.Event()
         self._delivery_failures: dict[int, int] = defaultdict(int)
@@ -126,9 +129,10 @@ class GenerationService:
         self._positions.clear()
         self._running.clear()
         self._user_running.clear()
-        for task in await self._store.tasks.list_by_state(TaskState.SUBMITTED):
+        submitted = await self._store.tasks.list_by_state(TaskState.SUBMITTED)
+        for task in submitted:
             self._running[task.guild_id][task.id] = task.user_id
-            self.poller.add(task, now=True)
+        self.poller.add_reloaded(submitted)
         for task in await self._store.tasks.list_by_state(TaskState.QUEUED):
             self._queues[task.guild_id].push(task)
         if self._running_limit is not None:
@@ -136,6 +140,7 @@ class GenerationService:
                 self._user_running[guild_id] = await self._running_limit(guild_id)
         for queue in self._queues.values():
             self._positions.update(queue.positions())
+        self._to_dispatch = set(self._queues)
         for task in await self._store.tasks.list_by_state(TaskState.DONE):
             self._retries.schedule(task.id, self._clock())
         self._stopping = False
@@ -213,7 +218,7 @@ class GenerationService:
             self._positions[task.id] = position
         await self._emit("task_accepted", task, position)
         self._spawn(self._report_positions(task.guild_id))  # a new user's turn moves others
-        self._dispatch_wake.set()
+        self._wake_dispatch(task.guild_id)
         return task
 
     def check(self, request: GenerationRequest, limits: Limits) -> None:
@@ -228,14 +233,24 @@ class GenerationService:
         """Apply a guild's new limit on a member's tasks at the service to its waiting work."""
         if guild_id in self._user_running:
             self._user_running[guild_id] = limit
-            self._dispatch_wake.set()
+            self._wake_dispatch(guild_id)
 
-    def queue_position(self, task_id: int) -> int | None:
-        """Return the 1-based position of a queued task in its guild's queue, or None."""
-        for queue in self._queues.values():
+    def queue_position(self, task_id: int, guild_id: int | None = None) -> int | None:
+        """Return the 1-based position of a queued task in its guild's queue, or None.
+
+        Given the task's guild, only that guild's queue is read; without it, every guild's
+        (a cost that grows with all the waiting tasks: commands pass the guild).
+        """
+        for queue in self._queues_of(guild_id):
             if (position := queue.positions().get(task_id)) is not None:
                 return position
         return None
+
+    def _queues_of(self, guild_id: int | None) -> list[GuildQueue]:
+        if guild_id is None:
+            return list(self._queues.values())
+        queue = self._queues.get(guild_id)
+        return [queue] if queue is not None else []
 
     def memory_sizes(self) -> dict[str, int]:
         """How many entries each per-guild, per-member and per-task structure holds.
@@ -271,16 +286,18 @@ class GenerationService:
         queue = self._queues.get(guild_id)
         return len(queue) if queue is not None else 0
 
-    async def cancel(self, task_id: int) -> bool:
-        """Cancel a task that is still queued; True when it was."""
-        for guild_id, queue in self._queues.items():
+    async def cancel(self, task_id: int, guild_id: int | None = None) -> bool:
+        """Cancel a task that is still queued; True when it was. Given the task's guild,
+        only that guild's queue is searched."""
+        for queue in self._queues_of(guild_id):
             if (task := queue.remove(task_id)) is not None:
+                guild_id = task.guild_id
                 # Out of the queue first, so the dispatcher cannot submit it meanwhile.
                 try:
                     cancelled = await self._store.tasks.mark_cancelled(task_id)
                 except StoreUnavailable:
                     self._queues[guild_id].push_front(task)  # still queued, as the store says
-                    self._dispatch_wake.set()
+                    self._wake_dispatch(guild_id)
                     raise
                 self._positions.pop(task_id, None)
                 self._spawn(self._report_positions(guild_id))
@@ -329,7 +346,10 @@ class GenerationService:
         while True:
             self._dispatch_wake.clear()
             resume = None
-            for guild_id in list(self._queues):
+            changed, self._to_dispatch = self._to_dispatch, set()
+            for guild_id in changed | self._paused_until.keys():
+                if guild_id not in self._queues:
+                    continue
                 paused = self._paused_until.get(guild_id, 0.0) - self._clock()
                 if paused > 0:
                     resume = paused if resume is None else min(resume, paused)
@@ -339,6 +359,11 @@ class GenerationService:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(resume):
                     await self._dispatch_wake.wait()
+
+    def _wake_dispatch(self, guild_id: int) -> None:
+        """Have the dispatcher look at this guild again (its queue or slots changed)."""
+        self._to_dispatch.add(guild_id)
+        self._dispatch_wake.set()
 
     def _dispatch_now(self, guild_id: int) -> None:
         """Dispatch a guild at once, unless the loop would not (not started, paused)."""
@@ -427,7 +452,7 @@ class GenerationService:
         self._release(task.guild_id, task.id)
         self._paused_until[task.guild_id] = self._clock() + self.busy_backoff
         self._spawn(self._report_positions(task.guild_id))
-        self._dispatch_wake.set()
+        self._wake_dispatch(task.guild_id)
 
     def _release(self, guild_id: int, task_id: int) -> None:
         running = self._running.get(guild_id)
@@ -436,7 +461,7 @@ class GenerationService:
             if not running:  # an idle guild keeps no entry
                 del self._running[guild_id]
                 self._forget_if_idle(guild_id)
-        self._dispatch_wake.set()
+        self._wake_dispatch(guild_id)
 
     def _forget_if_idle(self, guild_id: int) -> None:
         if guild_id not in self._queues and guild_id not in self._running:
