@@ -13,9 +13,11 @@ from typing import Any
 
 from bot.store import accounts, preferences, settings, tasks, usage
 from bot.store.database import Database
+from bot.store.shards import ShardScope
 
 _GUILD, _USER, _TASK = 10_000, 30_000, 1
 _DAY = "2026-01-01"
+_SHARD_1_OF_2, _SHARD_1_OF_2_PARAMS = ShardScope.of(2, [1]).where()
 
 # name -> (SQL in the store's dialect, example parameters)
 HOT_QUERIES: dict[str, tuple[str, tuple[Any, ...]]] = {
@@ -31,12 +33,16 @@ HOT_QUERIES: dict[str, tuple[str, tuple[Any, ...]]] = {
     "poll: record progress": (tasks._RECORD_PROGRESS, (3, 0.0, 0.0, _TASK)),
     "poll: mark done": (tasks._MARK_DONE, ("[]", 1, 0.0, 0.0, _TASK)),
     "poll: mark failed": (tasks._MARK_FAILED, ("e", "", 0.0, 0.0, _TASK)),
+    # As one process of a bot sharded two ways runs them (all shards: no condition).
     "start: reload by state": (
-        "SELECT * FROM tasks WHERE state IN (?) ORDER BY id",
-        ("submitted",),
+        f"SELECT * FROM tasks WHERE state IN (?) AND {_SHARD_1_OF_2} ORDER BY id",  # noqa: S608
+        ("submitted", *_SHARD_1_OF_2_PARAMS),
     ),
     "account: work still running on it": (accounts._RUNNING_TASKS, (_GUILD, 1)),
-    "housekeeping: finished tasks to prune": (tasks._PRUNABLE, (0.0, 500)),
+    "housekeeping: finished tasks to prune": (
+        tasks._PRUNABLE.format(scope=_SHARD_1_OF_2),
+        (0.0, *_SHARD_1_OF_2_PARAMS, 500),
+    ),
 }
 
 
