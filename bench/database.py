@@ -16,7 +16,8 @@ from bench.postgres import EmbeddedPostgres
 
 BACKENDS = ("sqlite", "postgresql")
 TASK_COLUMNS = (
-    "id, state, service_task_id, result_message_id, channel_id, error, size, count, poll_count"
+    "id, guild_id, state, service_task_id, result_message_id, channel_id, error, size, count,"
+    " poll_count"
 )
 FINISHED = ("delivered", "failed")
 

@@ -47,6 +47,8 @@ class Figures:
     # The PostgreSQL server's CPU (postmaster and backends) per task; 0 for SQLite.
     db_server_cpu_ms_per_task: float = 0.0
     peak_rss_mb_per_process: list[float] = field(default_factory=list)
+    # Tasks delivered by each process: those of its shard's servers.
+    delivered_per_process: list[int] = field(default_factory=list)
 
 
 def _rss(f: dict[str, Any]) -> str:
@@ -74,6 +76,10 @@ ROWS = [
         ),
     ),
     ("delivered / failed", lambda f: f"{f['delivered']} / {f['failed']}"),
+    (
+        "delivered per process (its shard's servers)",
+        lambda f: " + ".join(map(str, f.get("delivered_per_process", []))) or "-",
+    ),
     (
         "tasks per second (first command to last result)",
         lambda f: f"{f.get('tasks_per_s', 0.0):.2f}",

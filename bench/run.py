@@ -462,6 +462,13 @@ async def run_scenario(
             run_s=run_s,
             db_server_cpu_ms_per_task=server_cpu / work.tasks * 1000,
             peak_rss_mb_per_process=rss,
+            delivered_per_process=[
+                sum(
+                    r["state"] == "delivered" and (r["guild_id"] >> 22) % work.processes == k
+                    for r in rows
+                )
+                for k in range(work.processes)
+            ],
         )
 
 
