@@ -386,6 +386,12 @@ async def run_scenario(
             server_cpu = storage.server_cpu_seconds() - server_cpu_before
             rss = bots.peak_rss_mb()
             stats = await _emulator_stats(emu_root, emu_admin)
+        except Exception:
+            if bots is not None:  # keep the bot's output, for finding out why
+                await bots.stop()
+                kept = bots.save_output(Path(tempfile.mkdtemp(prefix=f"bench-{scenario.name}-")))
+                _say(f"{scenario.name} failed; the bot's output: {', '.join(map(str, kept))}")
+            raise
         finally:
             if bots is not None:
                 await bots.stop()

@@ -42,6 +42,13 @@ class Bots:
     async def stop(self) -> None:
         await asyncio.gather(*(c.stop() for c in self.children))
 
+    def save_output(self, directory: Path) -> list[Path]:
+        """Write each process's output to DIRECTORY/NAME.log; the paths."""
+        paths = [directory / f"{c.name}.log" for c in self.children]
+        for child, path in zip(self.children, paths, strict=True):
+            path.write_text("\n".join(child.lines) + "\n")
+        return paths
+
     def first_line(self, marker: str) -> list[str]:
         """Each process's first output line containing `marker` (if it printed one)."""
         found = (next((ln for ln in c.lines if marker in ln), "") for c in self.children)
