@@ -2,7 +2,9 @@
 
 Usage: `.venv/bin/python -m bench [--tasks 500 --guilds 50 --users 100 --rate 50]`
 (`--smoke` for a run of a few seconds, `--soak` for 20,000 tasks watching memory, database
-size and loop lag as the bot ages). Prints a table and writes JSON.
+size and loop lag as the bot ages). Prints a table and writes JSON. `--storage postgresql`
+runs the bot on an embedded PostgreSQL (bench/postgres.py), `--processes N` as N sharded
+processes on one database (bench/sharded.py).
 """
 
 from __future__ import annotations
@@ -211,23 +213,9 @@ def _fake(work: Workload) -> FakeDiscord:
     return fake
 
 
-async def _start_bot(
-    config: Path,
-    fake: FakeDiscord,
-    cwd: Path,
-    *,
-    profile: Path | None = None,
-    finish_log: Path | None = None,
-) -> Child:
-    # The oracle scenario runs the bot through bench/oracle.py; it is not profiled.
-    module = ["bot"]
-    if finish_log is not None:
-        module = ["bench.oracle", str(finish_log)]
-    elif profile is not None:
-        module = ["bench.profiled", str(profile)]
-    bot = await Child.spawn(
-        "bot", "run", "--config", str(config), env=_env(), cwd=cwd, module=module
-    )
+async def _start_bot(config: Path, fake: FakeDiscord, cwd: Path) -> Child:
+    """One unsharded `miaohua-bot run` in `cwd`, once it has registered its commands."""
+    bot = await Child.spawn("bot", "run", "--config", str(config), env=_env(), cwd=cwd)
     deadline = time.monotonic() + 60
     while "imagine" not in fake.world.command_names():
         if time.monotonic() > deadline or bot.proc.returncode is not None:
