@@ -38,6 +38,25 @@ class Figures:
     discord_429s: int = 0
     discord_429s_by_bucket: dict[str, int] = field(default_factory=dict)
     per_task: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    storage: str = "sqlite"  # the bot's database backend
+    storage_version: str = ""  # SQLite's library version, or the PostgreSQL server's
+    processes: int = 1  # sharded bot processes (CPU summed, RSS summed over them)
+    # Throughput: results delivered per second, from the first command to the last result.
+    tasks_per_s: float = 0.0
+    run_s: float = 0.0
+    # The PostgreSQL server's CPU (postmaster and backends) per task; 0 for SQLite.
+    db_server_cpu_ms_per_task: float = 0.0
+    peak_rss_mb_per_process: list[float] = field(default_factory=list)
+    # Tasks delivered by each process: those of its shard's servers.
+    delivered_per_process: list[int] = field(default_factory=list)
+
+
+def _rss(f: dict[str, Any]) -> str:
+    """The peak RSS; with several processes, their sum and each one's."""
+    each = f.get("peak_rss_mb_per_process", [])
+    if len(each) > 1:
+        return f"{f['peak_rss_mb']:.0f} (" + " + ".join(f"{v:.0f}" for v in each) + ")"
+    return f"{f['peak_rss_mb']:.0f}"
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -49,7 +68,22 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 ROWS = [
+    (
+        "storage, bot processes",
+        lambda f: (
+            f"{f.get('storage', 'sqlite')} {f.get('storage_version', '')}".rstrip()
+            + f", {f.get('processes', 1)}"
+        ),
+    ),
     ("delivered / failed", lambda f: f"{f['delivered']} / {f['failed']}"),
+    (
+        "delivered per process (its shard's servers)",
+        lambda f: " + ".join(map(str, f.get("delivered_per_process", []))) or "-",
+    ),
+    (
+        "tasks per second (first command to last result)",
+        lambda f: f"{f.get('tasks_per_s', 0.0):.2f}",
+    ),
     ("ack p50 / p99 (ms)", lambda f: f"{f['ack_p50_ms']:.1f} / {f['ack_p99_ms']:.1f}"),
     (
         "delivery lag p50 / p95 / max (s)",
@@ -76,7 +110,15 @@ ROWS = [
     ),
     ("peak calls/s per account", lambda f: str(f["peak_calls_per_s_per_account"])),
     ("bot CPU per task (ms)", lambda f: f"{f['cpu_ms_per_task']:.1f}"),
-    ("bot peak RSS (MB)", lambda f: f"{f['peak_rss_mb']:.0f}"),
+    (
+        "database server CPU per task (ms)",
+        lambda f: (
+            f"{f['db_server_cpu_ms_per_task']:.1f}"
+            if f.get("storage", "sqlite") != "sqlite"
+            else "- (in the bot)"
+        ),
+    ),
+    ("bot peak RSS (MB)", lambda f: _rss(f)),
     (
         "event-loop lag p99 (ms)",
         lambda f: "-" if f["loop_lag_p99_ms"] is None else f"{f['loop_lag_p99_ms']:.1f}",

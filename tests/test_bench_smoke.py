@@ -109,3 +109,64 @@ def test_scale_smoke_run(tmp_path):
         assert level["query_plans"] and not level["unindexed"]
     assert "| ack p50 / p99 under load (ms) |" in result.stdout
     assert "every hot query uses an index" in result.stdout
+
+
+def check_scenario_fields(scenario: dict, storage: str, processes: int) -> None:
+    """The figures a run on any storage, with any number of processes, reports."""
+    assert scenario["delivered"] == scenario["tasks"] > 0 and scenario["failed"] == 0, scenario
+    assert scenario["storage"] == storage and scenario["storage_version"]
+    assert scenario["processes"] == processes
+    assert scenario["tasks_per_s"] > 0 and scenario["run_s"] > 0
+    assert 0 <= scenario["lag_p50_s"] <= scenario["lag_p95_s"] <= scenario["lag_max_s"]
+    assert scenario["ack_p99_ms"] > 0 and scenario["cpu_ms_per_task"] > 0
+    assert len(scenario["peak_rss_mb_per_process"]) == processes
+    assert all(rss > 0 for rss in scenario["peak_rss_mb_per_process"])
+    assert scenario["peak_rss_mb"] == sum(scenario["peak_rss_mb_per_process"])
+    assert sum(scenario["delivered_per_process"]) == scenario["tasks"]
+    # Each task's result message was found, so its delivery lag is measured.
+    assert len(scenario["per_task"]) == scenario["tasks"]
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_run_on_postgresql(tmp_path):
+    out = tmp_path / "smoke-postgresql.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--storage", "postgresql", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=420,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["storage"]["backend"] == "postgresql"
+    assert report["storage"]["version"][:2].isdigit()
+    assert report["workload"]["storage"] == "postgresql"
+    names = [s["scenario"] for s in report["scenarios"]]
+    assert names == ["adaptive", "fixed-1s", "fixed-5s", "adaptive-batch", "oracle"]
+    for scenario in report["scenarios"]:
+        check_scenario_fields(scenario, "postgresql", 1)
+        # The bot's queries ran in the server, not in the bot.
+        assert scenario["db_server_cpu_ms_per_task"] > 0
+    assert report["recovery"]["tracked_again"] == report["recovery"]["pending"]
+    assert f"| storage, bot processes | postgresql {report['storage']['version']}, 1 |" in (
+        result.stdout
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["postgresql", "sqlite"])
+def test_benchmark_smoke_run_with_two_sharded_processes(tmp_path, storage):
+    out = tmp_path / f"smoke-sharded-{storage}.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--storage", storage, "--processes", "2",
+         "--scenarios", "adaptive", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["processes"] == 2 and report["storage"]["backend"] == storage
+    (scenario,) = report["scenarios"]
+    check_scenario_fields(scenario, storage, 2)
+    # Both processes worked: each delivered the tasks of its own shard's server (the smoke
+    # run has two servers, one per shard, and six tasks alternating between them).
+    assert scenario["delivered_per_process"] == [3, 3]
+    assert "| delivered per process (its shard's servers) | 3 + 3 |" in result.stdout
+    assert report["recovery"]["tracked_again"] == report["recovery"]["pending"]
