@@ -1,4 +1,4 @@
-"""Image checks and transforms: validating user images, result grids, fitting upload limits."""
+"""Image checks and transforms: validating user images, fitting upload limits."""
 
 from __future__ import annotations
 
@@ -81,42 +81,6 @@ def parse_size(size: str) -> tuple[int, int]:
     """'960x640' -> (960, 640)."""
     w, _, h = size.lower().partition("x")
     return int(w), int(h)
-
-
-def make_grid(images: list[bytes], *, max_side: int = 1024, quality: int = 85) -> bytes:
-    """A JPEG preview with all images in a near-square grid, no larger than max_side."""
-    # Only the headers are read here: the cell size needs no pixels.
-    opened = [Image.open(io.BytesIO(data)) for data in images]
-    cols = math.ceil(math.sqrt(len(opened)))
-    rows = math.ceil(len(opened) / cols)
-    cell_w = max(im.width for im in opened)
-    cell_h = max(im.height for im in opened)
-    scale = min(1.0, max_side / (cols * cell_w), max_side / (rows * cell_h))
-    cw, ch = max(1, int(cell_w * scale)), max(1, int(cell_h * scale))
-    grid = Image.new("RGB", (cols * cw, rows * ch), (24, 24, 27))
-    for i, im in enumerate(opened):
-        tile = _tile(im, (cw, ch))
-        x = (i % cols) * cw + (cw - tile.width) // 2
-        y = (i // cols) * ch + (ch - tile.height) // 2
-        grid.paste(tile, (x, y))
-    out = io.BytesIO()
-    grid.save(out, "JPEG", quality=quality, optimize=True)
-    return out.getvalue()
-
-
-def _tile(image: Image.Image, cell: tuple[int, int]) -> Image.Image:
-    """The image decoded at the smallest scale that still covers `cell`, then fitted into it.
-
-    Most of a grid's cost was decoding every pixel of full-size images and resampling them all
-    down: JPEG can decode straight at 1/2, 1/4 or 1/8 of its size (`draft`), so only what the
-    cell shows is decoded; what remains is a resize of less than 2x, where bilinear (which
-    Pillow antialiases when shrinking) is within a fraction of a level of Lanczos per pixel
-    and takes about half the time of the bicubic default.
-    """
-    image.draft("RGB", cell)  # a no-op for formats other than JPEG
-    tile = image.convert("RGB") if image.mode != "RGB" else image  # RGB: no copy needed
-    tile.thumbnail(cell, Image.Resampling.BILINEAR)
-    return tile
 
 
 def shrink_to(data: bytes, max_bytes: int) -> bytes | None:

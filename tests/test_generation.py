@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import io
 
 import discord
 import pytest
-from PIL import Image
 
 from bot.i18n import t
 from bot.store import TaskState
@@ -87,12 +85,13 @@ async def test_one_image_is_delivered_with_mention_embed_buttons_and_reaction(ge
     assert result["id"] in status["content"]  # jump link to the result
 
 
-async def test_eight_images_come_with_a_grid_preview_and_eight_variation_buttons(gen):
+async def test_eight_images_come_as_a_gallery_of_four_and_eight_variation_buttons(gen):
     task_id = await accepted(await imagine(gen, count=8, size="512x512"))
     result = await wait_result(gen, task_id)
     names = [a["filename"] for a in result["attachments"]]
-    assert names[0] == "grid.jpg" and len(names) == 9
-    assert result["embeds"][0]["image"]["url"] == "attachment://grid.jpg"
+    assert names == [f"task-{task_id}-{i + 1}.jpg" for i in range(8)]
+    shown = [embed["image"]["url"] for embed in result["embeds"]]
+    assert shown == [f"attachment://{name}" for name in names[:4]]
     variations = [
         c["custom_id"]
         for row in result["components"]
@@ -272,7 +271,7 @@ async def test_a_result_over_the_upload_limit_is_shrunk_to_fit(gen, monkeypatch)
     task_id = await accepted(await imagine(gen, count=4))
     result = await wait_result(gen, task_id)
     assert attachments_total(result) <= 40_000
-    assert len(result["attachments"]) == 5  # grid + 4 re-encoded images
+    assert len(result["attachments"]) == 4  # the 4 images, re-encoded
     assert t("result.reduced", "en-US") in text_of(result)
 
 
@@ -409,14 +408,6 @@ async def test_each_result_is_delivered_exactly_once_across_a_restart(gen, how):
         assert len(result_of(gen, task_id)) == 1
 
 
-def test_grid_preview_is_smaller_than_the_images():
-    from bot.images import make_grid
-
-    tiles = [png_bytes(256, 256, color) for color in ("red", "green", "blue", "white")]
-    grid = Image.open(io.BytesIO(make_grid(tiles, max_side=256)))
-    assert grid.size == (256, 256)
-
-
 async def test_chinese_speakers_get_chinese_answers_and_status(gen):
     ix = await gen.fake.slash(
         "imagine",
@@ -528,6 +519,29 @@ async def test_status_message_names_the_requester_without_a_ping_and_the_prompt_
     assert status_requests
     for request in status_requests:
         assert request.json["allowed_mentions"] == {"parse": []}
+
+
+async def test_status_messages_are_posted_and_edited_without_building_message_objects(
+    gen, monkeypatch
+):
+    built: list[int] = []  # ids of every discord.Message the bot builds
+    original = discord.Message.__init__
+
+    def init(self: discord.Message, *, state, channel, data) -> None:  # type: ignore[no-untyped-def]
+        built.append(int(data["id"]))
+        original(self, state=state, channel=channel, data=data)
+
+    monkeypatch.setattr(discord.Message, "__init__", init)
+    task_id = await accepted(await imagine(gen, "a quiet harbour"))
+    result = await wait_result(gen, task_id)
+    (task,) = await delivered(gen, [task_id])
+    await gen.fake.wait_for_message(
+        CH_A, lambda m: int(m["id"]) == task.status_message_id and "done" in m["content"]
+    )
+    edits = [r for r in gen.fake.requests if r.path.endswith(f"/{task.status_message_id}")]
+    assert edits and all(r.method == "PATCH" for r in edits)  # it was edited, to "done"
+    assert int(result["id"]) in built  # the result's Message (its reactions, its view) is built
+    assert task.status_message_id not in built
 
 
 async def test_a_single_image_is_shown_inside_the_result_embed(gen):

@@ -139,7 +139,7 @@ async def test_images_and_archives_are_decoded_and_encoded_off_the_event_loop(
     text = await answer_text(ix)
     assert "Accepted as task #" in text, text
     result = await wait_result(h, task_id_of(text))
-    assert result["attachments"][0]["filename"] == "grid.jpg"  # a grid was built
+    assert len(result["attachments"]) == 2  # both results posted
     colors = ("red", "green", "blue", "gold")
     images = {f"image{n + 1}": png_bytes(48, 48, color) for n, color in enumerate(colors[:2])}
     archive = zip_of({f"set/{color}.png": png_bytes(48, 48, color) for color in colors[2:]})

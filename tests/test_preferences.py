@@ -304,7 +304,8 @@ async def test_dm_delivery_sends_the_result_with_buttons_and_notes_it_in_the_cha
     assert text == t("generate.accepted_dm", "en-US", id=task_id)
 
     (dm,) = await eventually(lambda: gen.fake.dm_messages(MEMBER_A))
-    assert dm["embeds"][0]["title"] == f"Task #{task_id}" and len(dm["attachments"]) == 3
+    assert dm["embeds"][0]["title"] == f"Task #{task_id}" and len(dm["attachments"]) == 2
+    assert len(dm["embeds"]) == 2  # both images, as one gallery
     assert f"<#{CH_A}>" in dm["content"] and "Guild A" in dm["content"]
     # Reactions do nothing in DMs, so the footer does not offer them.
     assert dm["embeds"][0]["footer"]["text"] == f"Task #{task_id} · t2i"

@@ -35,7 +35,7 @@ async def test_prompt_markdown_is_shown_literally_in_the_result(harness_factory)
     prompt = "[Free Nitro](https://discord.gift/x) and [more](https://e.test) **now** @everyone"
     ix = await imagine(h, prompt, negative_prompt="[click](https://e.test/x) __bad__")
     result = await wait_result(h, task_id_of(await answer_text(ix)))
-    (embed,) = result["embeds"]
+    embed = result["embeds"][0]  # the details; any others show the further images
     shown = message_text(result)
     assert not MASKED_LINK.search(shown), shown
     assert r"\*\*now\*\*" in embed["description"] and "@everyone" not in shown
@@ -103,7 +103,7 @@ async def test_result_embed_stays_within_6000_with_a_large_prompt_length(harness
     # 300 characters typed, 5,400 once normalised, all within the guild's prompt_length.
     ix = await imagine(h, "\ufdfa" * 300, negative_prompt="*" * 1000, model=LONG_MODEL)
     result = await wait_result(h, task_id_of(await answer_text(ix)))
-    (embed,) = result["embeds"]
+    embed = result["embeds"][0]  # the details; any others show the further images
     assert embed["description"].startswith("صلى الله")
     assert_within_limits(h.fake)
     status = await h.fake.slash(

@@ -171,14 +171,14 @@ class DiscordJobEvents:
 
     async def _deliver_by_dm(self, task: Task, images: ResultImages, kind: str) -> _Sent | None:
         """The result in the requester's DMs with its buttons; in the channel if refused."""
-        fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=True)
+        fitted = await self._fit(task, images, DM_UPLOAD_LIMIT)
         guild = self.bot.get_guild(task.guild_id)
         intro = render.dm_intro(task, guild.name if guild else "")
         try:
             user = await self._user(task.user_id)
             dm = await user.send(
                 intro,
-                embed=render.result_embed(
+                embeds=render.result_embeds(
                     task, task.locale, fitted, parent_url=await self._parent_url(task), in_dm=True
                 ),
                 files=fitted.discord_files(),
@@ -242,12 +242,12 @@ class DiscordJobEvents:
     async def send_originals(self, task: Task, user: discord.User | discord.Member) -> bool:
         """DM a user the task's images and parameters; False when their DMs are closed."""
         images = await download_result(self.fetcher, task.images)
-        fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=False)
-        embed = render.result_embed(
+        fitted = await self._fit(task, images, DM_UPLOAD_LIMIT)
+        embeds = render.result_embeds(
             task, task.locale, fitted, parent_url=await self._parent_url(task)
         )
         try:
-            await user.send(embed=embed, files=fitted.discord_files())
+            await user.send(embeds=embeds, files=fitted.discord_files())
         except discord.HTTPException as exc:
             log.info("task %s: originals not sent to %s (%s)", task.id, user.id, exc.status)
             return False
@@ -261,12 +261,12 @@ class DiscordJobEvents:
     async def _post_in_channel(
         self, task: Task, images: ResultImages, kind: str, *, note: str | None = None
     ) -> discord.Message | None:
-        fitted = await self._fit(task, images, self.upload_limit(task.guild_id), grid=True)
+        fitted = await self._fit(task, images, self.upload_limit(task.guild_id))
         content = f"<@{task.user_id}>" if note is None else f"<@{task.user_id}> {note}"
         try:
             message = await self._channel(task).send(
                 content,
-                embed=render.result_embed(
+                embeds=render.result_embeds(
                     task, task.locale, fitted, parent_url=await self._parent_url(task)
                 ),
                 files=fitted.discord_files(),
@@ -297,11 +297,11 @@ class DiscordJobEvents:
             log.info("task %s: could not add the rerun reaction", task.id)
 
     async def _post_by_dm(self, task: Task, images: ResultImages) -> discord.Message | None:
-        fitted = await self._fit(task, images, DM_UPLOAD_LIMIT, grid=True)
+        fitted = await self._fit(task, images, DM_UPLOAD_LIMIT)
         try:
             user = await self._user(task.user_id)
             return await user.send(
-                embed=render.result_embed(
+                embeds=render.result_embeds(
                     task, task.locale, fitted, parent_url=await self._parent_url(task)
                 ),
                 files=fitted.discord_files(),
@@ -311,12 +311,8 @@ class DiscordJobEvents:
             log.warning("task %s: result not delivered by DM either (%s)", task.id, exc.status)
             return None
 
-    async def _fit(
-        self, task: Task, images: ResultImages, limit: int, *, grid: bool
-    ) -> FittedImages:
-        return await fit_images(
-            self.fetcher, images, limit, prefix=f"task-{task.id}", grid=grid and task.count > 1
-        )
+    async def _fit(self, task: Task, images: ResultImages, limit: int) -> FittedImages:
+        return await fit_images(self.fetcher, images, limit, prefix=f"task-{task.id}")
 
     async def _parent_url(self, task: Task) -> str | None:
         """The jump link to the result of the task this one reruns, when it is known."""

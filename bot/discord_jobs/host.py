@@ -16,6 +16,9 @@ class DiscordHost(Protocol):
     def store(self) -> Store: ...
 
     @property
+    def http(self) -> discord.http.HTTPClient: ...  # REST calls whose answer needs no objects
+
+    @property
     def guild_languages(self) -> dict[int, str | None]: ...  # guild id -> stored language
 
     def get_partial_messageable(

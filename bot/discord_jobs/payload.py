@@ -10,11 +10,10 @@ from typing import Any
 import discord
 
 from bot.discord_jobs.downloads import ImageFetcher
-from bot.images import make_grid, shrink_to, sniff_content_type
+from bot.images import shrink_to, sniff_content_type
 from bot.offload import offload
 
 MAX_FILES = 10  # Discord's limit per message
-GRID_NAME = "grid.jpg"
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
@@ -28,10 +27,9 @@ class NamedFile:
 
 @dataclass(frozen=True, slots=True)
 class FittedImages:
-    """What one message carries: files (grid first), and URLs of images left as links."""
+    """What one message carries: files, and URLs of images left as links."""
 
     files: tuple[NamedFile, ...]
-    grid: NamedFile | None
     linked: tuple[str, ...]
     reduced: bool
     originals: tuple[str, ...] = ()
@@ -62,40 +60,31 @@ async def download_result(
 
 
 async def fit_images(
-    fetcher: ImageFetcher, result: ResultImages, limit: int, *, prefix: str, grid: bool
+    fetcher: ImageFetcher, result: ResultImages, limit: int, *, prefix: str
 ) -> FittedImages:
     """Attach every image within `limit` bytes in total: as is, re-encoded, the preview, or a link.
 
-    A grid preview goes first when `grid` is set and at least two images are available.
+    The service's bytes are posted as they are whenever they fit: nothing is decoded then.
     """
     available = [data for data in result.originals if data is not None]
-    grid_file: NamedFile | None = None
-    if grid and len(available) > 1:
-        grid_bytes = await offload(make_grid, available)
-        shrunk = await offload(shrink_to, grid_bytes, limit // 4)
-        if shrunk is not None:
-            grid_file = NamedFile(GRID_NAME, shrunk)
-    budget = limit - (len(grid_file.data) if grid_file else 0)
-    slots = MAX_FILES - (1 if grid_file else 0)
     count = len(result.urls)
     total = sum(len(data) for data in available)
-    if len(available) == count and total <= budget and count <= slots:
+    if len(available) == count and total <= limit and count <= MAX_FILES:
         as_is = [_named(prefix, i, data) for i, data in enumerate(available)]
-        return FittedImages(_with_grid(grid_file, as_is), grid_file, (), False)
-    per_file = budget // max(1, min(count, slots))
+        return FittedImages(tuple(as_is), (), False)
+    per_file = limit // max(1, min(count, MAX_FILES))
     files: list[NamedFile] = []
     linked: list[str] = []
     for index in range(count):
         data = None
-        if index < slots:
+        if index < MAX_FILES:
             data = await _fitting(fetcher, result, index, per_file)
         if data is None:
             linked.append(result.urls[index])
         else:
             files.append(_named(prefix, index, data))
     missing = count - len(available)
-    files_and_grid = _with_grid(grid_file, files)
-    return FittedImages(files_and_grid, grid_file, tuple(linked), True, result.urls, missing)
+    return FittedImages(tuple(files), tuple(linked), True, result.urls, missing)
 
 
 async def _fitting(
@@ -118,7 +107,3 @@ async def _fitting(
 def _named(prefix: str, index: int, data: bytes) -> NamedFile:
     ext = _EXTENSIONS.get(sniff_content_type(data) or "", "png")
     return NamedFile(f"{prefix}-{index + 1}.{ext}", data)
-
-
-def _with_grid(grid: NamedFile | None, files: list[NamedFile]) -> tuple[NamedFile, ...]:
-    return (grid, *files) if grid else tuple(files)

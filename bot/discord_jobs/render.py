@@ -22,6 +22,8 @@ EMBED_COLOUR = discord.Colour(0x6C5CE7)
 FIELD_MAX = FIELD_VALUE_MAX
 _DETAIL_MAX = 300
 _FAIL_KEYS = {reason.value: f"fail.{reason.value}" for reason in FailReason}
+# Discord shows up to four embeds that share a `url` as one gallery of their images.
+GALLERY_MAX = 4
 # The status message is public: enough of the prompt to tell whose task it is at a glance.
 _PROMPT_START_MAX = 80
 
@@ -136,6 +138,41 @@ def elapsed_seconds(task: Task) -> float | None:
     return max(0.0, task.done_at - task.created_at)
 
 
+def result_embeds(
+    task: Task,
+    locale: str | None,
+    fitted: FittedImages,
+    *,
+    parent_url: str | None = None,
+    in_dm: bool = False,
+) -> list[discord.Embed]:
+    """The embeds of a result: its parameters and first image, then a gallery of the next ones.
+
+    Discord renders embeds sharing a `url` (at most four) as one embed showing all their
+    images at full resolution, so several images need no grid built by the bot. The url is
+    the first image's address at the service (the title links to it). Images past the
+    gallery stay attachments, which Discord shows as themselves.
+    """
+    embed = result_embed(task, locale, fitted, parent_url=parent_url, in_dm=in_dm)
+    shown_files = fitted.files[:GALLERY_MAX]
+    url = _gallery_url(task)
+    if len(shown_files) < 2 or url is None:
+        return [embed]
+    embed.url = url
+    gallery = [embed]
+    for named in shown_files[1:]:
+        more = discord.Embed(url=url, colour=EMBED_COLOUR)
+        more.set_image(url=f"attachment://{named.filename}")
+        gallery.append(more)
+    return gallery
+
+
+def _gallery_url(task: Task) -> str | None:
+    """The url the gallery's embeds share: the first image's at the service, if http(s)."""
+    url = str(task.images[0].get("large", "")) if task.images else ""
+    return url if url.startswith(("http://", "https://")) else None
+
+
 def result_embed(
     task: Task,
     locale: str | None,
@@ -144,7 +181,7 @@ def result_embed(
     parent_url: str | None = None,
     in_dm: bool = False,
 ) -> discord.Embed:
-    """The embed of a result: parameters, timing, the grid preview and any linked images.
+    """The main embed of a result: parameters, timing, the first image and any linked images.
 
     `parent_url` is the jump link to the parent's result, for a rerun, remix or variation
     whose parent result message is known.
@@ -179,11 +216,8 @@ def result_embed(
         if parent_url is not None:
             parent = f"[{parent}]({parent_url})"
         embed.add_field(name=t("result.parent", locale), value=parent)
-    if fitted is not None:
-        # The grid previews several images; a lone image is shown itself.
-        shown_file = fitted.grid or (fitted.files[0] if len(fitted.files) == 1 else None)
-        if shown_file is not None:
-            embed.set_image(url=f"attachment://{shown_file.filename}")
+    if fitted is not None and fitted.files:
+        embed.set_image(url=f"attachment://{fitted.files[0].filename}")
     if fitted is not None and fitted.reduced:
         note = (
             tn("result.missing", fitted.missing, locale)

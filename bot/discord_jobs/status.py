@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import discord
+from discord.http import handle_message_parameters
 
 from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.throttle import ThrottledMessage
@@ -27,7 +28,6 @@ class _Entry:
     """Where a task's status message is, and the throttled text it shows."""
 
     channel_id: int
-    guild_id: int
     message_id: int | None
     message: ThrottledMessage
     final: bool = False
@@ -133,7 +133,7 @@ class StatusBoard:
             self._forget_if_settled(task_id, entry)
 
         message = ThrottledMessage(edit, interval=self.interval, clock=self._clock, on_idle=settled)
-        entry = _Entry(task.channel_id, task.guild_id, task.status_message_id, message)
+        entry = _Entry(task.channel_id, task.status_message_id, message)
         return entry
 
     def _forget_if_settled(self, task_id: int, entry: _Entry) -> None:
@@ -142,12 +142,14 @@ class StatusBoard:
         if entry.final and not entry.message.waiting:
             self._entries.pop(task_id, None)
 
-    def _channel(self, entry: _Entry) -> discord.PartialMessageable:
-        return self.bot.get_partial_messageable(entry.channel_id, guild_id=entry.guild_id)
+    # Status messages are posted and edited with discord.py's low-level REST calls: the bot
+    # needs only the new message's id, so building a `discord.Message` from each answer
+    # (most of the cost of a send or edit on the bot's side) would be wasted.
 
     async def _post(self, task_id: int, entry: _Entry, text: str) -> None:
         try:
-            message = await self._channel(entry).send(text, allowed_mentions=NO_MENTIONS)
+            with handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params:
+                message = await self.bot.http.send_message(entry.channel_id, params=params)
         except (discord.Forbidden, discord.NotFound):
             log.info(
                 "task %s: no status message, channel %s unavailable", task_id, entry.channel_id
@@ -161,10 +163,10 @@ class StatusBoard:
         except (aiohttp.ClientError, OSError) as exc:  # connection lost, e.g. while stopping
             log.warning("task %s: status message not posted (%r)", task_id, exc)
             return
-        entry.message_id = message.id
+        entry.message_id = int(message["id"])
         entry.message.sent(text)
         try:
-            await self.bot.store.tasks.set_status_message(task_id, message.id)
+            await self.bot.store.tasks.set_status_message(task_id, entry.message_id)
         except StoreUnavailable as exc:
             # Kept in memory for this run; only a restart would post a fresh status message.
             log.warning("task %s: status message id not stored (%s)", task_id, exc)
@@ -174,11 +176,8 @@ class StatusBoard:
         if not entry.message_id:
             return True
         try:
-            await (
-                self._channel(entry)
-                .get_partial_message(entry.message_id)
-                .edit(content=text, allowed_mentions=NO_MENTIONS)
-            )
+            with handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params:
+                await self.bot.http.edit_message(entry.channel_id, entry.message_id, params=params)
         except (discord.Forbidden, discord.NotFound):
             log.info("task %s: status message %s is gone", task_id, entry.message_id)
             entry.message_id = 0
