@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.discord_jobs.throttle import ThrottledMessage
 
 
@@ -71,3 +73,36 @@ async def test_a_delayed_edit_builds_its_text_when_it_is_sent() -> None:
     state["elapsed"] = 7  # what the message shows is the state when the edit goes out
     await asyncio.wait_for(message.changed.wait(), 5)
     assert message.sent == ["queued", "running for 7s"]
+
+
+class _StoppingHost:
+    """A bot whose HTTP session is already closed, as during shutdown."""
+
+    def __init__(self, closed: bool) -> None:
+        self.closed = closed
+        self.http = self
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    async def edit_message(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("Session is closed")
+
+    async def send_message(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("Session is closed")
+
+
+async def test_a_status_edit_due_while_the_bot_stops_is_dropped_with_a_warning(caplog) -> None:
+    from bot.discord_jobs.status import StatusBoard, _Entry
+
+    entry = _Entry(
+        channel_id=1, message_id=2, message=ThrottledMessage(Recorder().send, interval=1)
+    )
+    board = StatusBoard(_StoppingHost(closed=True))  # type: ignore[arg-type]
+    assert await board._edit(7, entry, "done") is False
+    await board._post(7, _Entry(channel_id=1, message_id=None, message=entry.message), "new")
+    assert "the bot is stopping" in caplog.text
+    # While the bot runs, the same error is a bug, not a shutdown: it is not swallowed.
+    running = StatusBoard(_StoppingHost(closed=False))  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        await running._edit(7, entry, "done")

@@ -163,6 +163,11 @@ class StatusBoard:
         except (aiohttp.ClientError, OSError) as exc:  # connection lost, e.g. while stopping
             log.warning("task %s: status message not posted (%r)", task_id, exc)
             return
+        except RuntimeError:  # aiohttp's "Session is closed": a post due as it stopped
+            if not self.bot.is_closed():
+                raise
+            log.warning("task %s: status message not posted, the bot is stopping", task_id)
+            return
         entry.message_id = int(message["id"])
         entry.message.sent(text)
         try:
@@ -186,5 +191,10 @@ class StatusBoard:
             return False
         except (aiohttp.ClientError, OSError) as exc:  # connection lost, e.g. while stopping
             log.warning("task %s: status edit failed (%r)", task_id, exc)
+            return False
+        except RuntimeError:  # aiohttp's "Session is closed": an edit due as it stopped
+            if not self.bot.is_closed():
+                raise
+            log.warning("task %s: status edit dropped, the bot is stopping", task_id)
             return False
         return True
