@@ -106,6 +106,19 @@ async def test_a_second_process_is_refused_a_shard_already_served(
             await db.close()
 
 
+async def _terminate(url: str, pids_sql: str) -> int:
+    """End the server connections whose pids `pids_sql` selects; how many were ended."""
+    admin = await asyncpg.connect(url)
+    try:
+        ended = await admin.fetchval(
+            f"SELECT count(pg_terminate_backend(pid)) FROM ({pids_sql}) AS chosen"
+            " WHERE pid <> pg_backend_pid()"
+        )
+        return int(ended)
+    finally:
+        await admin.close()
+
+
 @pytest.mark.backends("postgresql")
 async def test_losing_the_connection_that_holds_the_shards_is_reported(
     new_database: DatabaseFactory, backend: str
@@ -117,14 +130,8 @@ async def test_losing_the_connection_that_holds_the_shards_is_reported(
     lost = asyncio.Event()
     try:
         await db.claim_shards(ShardScope.of(1, [0]), on_lost=lost.set)
-        admin = await asyncpg.connect(target)
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                " WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await admin.close()
+        # The server ends the connection holding the advisory locks.
+        await _terminate(target, "SELECT pid FROM pg_locks WHERE locktype = 'advisory'")
         await asyncio.wait_for(lost.wait(), 10)
         # The shard is free for a process started again.
         again = await open_database(target)
@@ -148,15 +155,11 @@ async def test_a_lost_database_connection_is_retried_on_a_new_one(
             count=1, scale=7, size="512x512",
         )  # fmt: skip
         before = await store.db.fetch_one("SELECT pg_backend_pid()")
-        admin = await asyncpg.connect(target)
-        try:  # a server restart or a network cut, as far as the bot's queries go
-            ended = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name = 'miaohua-bot'"
-            )
-            assert ended == 1
-        finally:
-            await admin.close()
+        # A server restart or a network cut, as far as the bot's queries go.
+        ended = await _terminate(
+            target, "SELECT pid FROM pg_stat_activity WHERE application_name = 'miaohua-bot'"
+        )
+        assert ended == 1
         # The next statement fails with StoreUnavailable (nothing written, retried) or, once
         # the end of the connection is known, goes straight to a new one.
         cancelled = await until_stored(
