@@ -1,4 +1,5 @@
-"""The PostgreSQL backend: one asyncpg connection per process, used one statement at a time.
+"""The PostgreSQL backend: one asyncpg connection per process, used one statement at a time
+(and, in a running bot, a second one that only holds its shards' advisory locks).
 
 One connection (not a pool) keeps SQLite's semantics: statements of one process never run
 concurrently, so a guarded `UPDATE ... WHERE state = ...` or a capped `INSERT ... SELECT`
@@ -105,12 +106,7 @@ class PostgresDatabase(Database):
             await self._run(lambda conn: conn.executemany(statement, args))
 
     async def schema_version(self) -> int:
-        async def read(conn: asyncpg.Connection) -> int:
-            await conn.execute(_VERSION_TABLE)
-            version = await conn.fetchval("SELECT max(version) FROM mh_schema")
-            return int(version or 0)
-
-        return await self._run(read)
+        return await self._run(_version)
 
     async def apply_migration(self, migration: Migration) -> bool:
         script = migration_to_postgresql(migration.sql)
@@ -119,8 +115,7 @@ class PostgresDatabase(Database):
             async with conn.transaction():
                 # Processes starting together take turns; each sees the others' work.
                 await conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
-                await conn.execute(_VERSION_TABLE)
-                current = int(await conn.fetchval("SELECT max(version) FROM mh_schema") or 0)
+                current = await _version(conn)
                 if current >= migration.version:
                     return False
                 if current == 0:
@@ -144,22 +139,13 @@ class PostgresDatabase(Database):
         await self._run(probe)
 
     async def claim_shards(self, scope: ShardScope, on_lost: Callable[[], None]) -> None:
-        try:
-            claim = await asyncpg.connect(
-                self._url,
-                timeout=CONNECT_TIMEOUT,
-                server_settings={"application_name": f"{APPLICATION_NAME} shards"},
-            )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StoreUnavailable(f"cannot connect to {self.url}: {type(exc).__name__}") from exc
+        claim = await self._connect(f"{APPLICATION_NAME} shards")
         for shard in sorted(scope.ids):
             taken = await claim.fetchval("SELECT pg_try_advisory_lock($1, $2)", SHARD_LOCK, shard)
             if not taken:
                 await claim.close()
-                raise ShardsTaken(
-                    f"shard {shard} of {scope.count} is already served by another process "
-                    f"on {self.url} (PostgreSQL advisory lock {SHARD_LOCK}, {shard})"
-                )
+                held_by = f"PostgreSQL advisory lock {SHARD_LOCK}, {shard}"
+                raise ShardsTaken(shard, scope.count, self.url, held_by)
         self._claim = claim
 
         def lost(_: object) -> None:
@@ -247,19 +233,28 @@ class PostgresDatabase(Database):
     async def _connection(self) -> asyncpg.Connection:
         if self._closed:
             raise ValueError("Connection closed")  # what aiosqlite says, for the same mistake
-        if self._conn is not None and not self._conn.is_closed():
-            return self._conn
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await self._connect(APPLICATION_NAME)
+        return self._conn
+
+    async def _connect(self, application_name: str) -> asyncpg.Connection:
+        """A new connection, named in pg_stat_activity; StoreUnavailable when there is none."""
         try:
-            self._conn = await asyncpg.connect(
+            return await asyncpg.connect(
                 self._url,
                 timeout=CONNECT_TIMEOUT,
-                server_settings={"application_name": APPLICATION_NAME},
+                server_settings={"application_name": application_name},
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # asyncpg's messages never carry the password; the URL is described without it.
+        except _CONNECTION_ERRORS as exc:
+            # Only the error's type: the URL is described without its password.
             cause = f"cannot connect to {self.url}: {type(exc).__name__}"
             raise StoreUnavailable(cause) from exc
-        return self._conn
+
+
+async def _version(conn: asyncpg.Connection) -> int:
+    """The schema version recorded in the database (0 for an empty one)."""
+    await conn.execute(_VERSION_TABLE)
+    return int(await conn.fetchval("SELECT max(version) FROM mh_schema") or 0)
 
 
 async def _close(conn: asyncpg.Connection) -> None:

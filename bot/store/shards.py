@@ -15,6 +15,13 @@ from typing import Any
 class ShardsTaken(RuntimeError):
     """Another live process already serves one of the shards this process was given."""
 
+    def __init__(self, shard: int, count: int, database: str, held_by: str) -> None:
+        """`held_by` names what holds the shard (a lock file, an advisory lock)."""
+        super().__init__(
+            f"shard {shard} of {count} is already served by another process "
+            f"on {database} ({held_by})"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ShardScope:

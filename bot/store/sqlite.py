@@ -109,8 +109,7 @@ class SqliteDatabase(Database):
                 os.close(fd)
                 self._release_shards()
                 raise ShardsTaken(
-                    f"shard {shard} of {scope.count} is already served by another process "
-                    f"on {self._path} (lock {lock_file.name})"
+                    shard, scope.count, str(self._path), f"lock {lock_file.name}"
                 ) from None
             self._shard_locks.append(fd)
 
