@@ -115,6 +115,7 @@ class PostgresDatabase(Database):
             async with conn.transaction():
                 # Processes starting together take turns; each sees the others' work.
                 await conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+                await conn.execute(_VERSION_TABLE)  # under the lock: one creator at a time
                 current = await _version(conn)
                 if current >= migration.version:
                     return False
@@ -252,8 +253,13 @@ class PostgresDatabase(Database):
 
 
 async def _version(conn: asyncpg.Connection) -> int:
-    """The schema version recorded in the database (0 for an empty one)."""
-    await conn.execute(_VERSION_TABLE)
+    """The schema version recorded in the database (0 for an empty one).
+
+    Only reads: creating the version table here would race with another process starting
+    on the same empty database (concurrent CREATE TABLE IF NOT EXISTS can fail).
+    """
+    if await conn.fetchval("SELECT to_regclass('mh_schema')") is None:
+        return 0
     return int(await conn.fetchval("SELECT max(version) FROM mh_schema") or 0)
 
 
