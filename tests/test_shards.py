@@ -192,7 +192,6 @@ async def test_the_database_password_is_never_logged_nor_in_errors(
     assert secret not in logged and secret not in str(refused.value)
 
 
-@pytest.mark.backends("postgresql")
 async def test_processes_starting_together_on_an_empty_database_both_open_it(
     new_database: DatabaseFactory, backend: str
 ) -> None:

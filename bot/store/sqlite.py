@@ -73,14 +73,19 @@ class SqliteDatabase(Database):
         return int(next(iter(rows))[0])
 
     async def apply_migration(self, migration: Migration) -> bool:
-        # executescript commits any open transaction first, so BEGIN/COMMIT live in the script.
-        script = (
-            f"BEGIN IMMEDIATE;\n{migration.sql}\n"
-            f"PRAGMA user_version = {int(migration.version)};\nCOMMIT;\n"
-        )
+        # Statement by statement in one write transaction that reads the version again
+        # under its lock: processes creating one new file together take turns, and the
+        # second finds the work done. (executescript would commit before its first statement.)
         try:
             with _typed_errors():
-                await self.conn.executescript(script)
+                await self.conn.execute("BEGIN IMMEDIATE")
+                if await self.schema_version() >= migration.version:
+                    await self.conn.execute("COMMIT")
+                    return False
+                for statement in _statements(migration.sql):
+                    await self.conn.execute(statement)
+                await self.conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+                await self.conn.execute("COMMIT")
         except BaseException:
             if self.conn.in_transaction:
                 await self.conn.rollback()
@@ -197,3 +202,20 @@ async def _configure(conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
     await conn.execute("PRAGMA synchronous = NORMAL")
     # The history search's folding, which SQLite's lower() and LIKE lack (ASCII only).
     await conn.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
+
+
+def _statements(script: str) -> list[str]:
+    """Split an SQL script into its statements (a trigger's body stays whole); a trailing
+    remainder without a semicolon is a statement too, unless it is only comments."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    code = [
+        line for line in pending.splitlines() if line.strip() and not line.lstrip().startswith("--")
+    ]
+    if code:
+        statements.append(pending.strip())
+    return statements
