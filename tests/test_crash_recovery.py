@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,24 +29,48 @@ GENERATIONS = 20
 
 
 class BotProcess:
-    """`python -m bot run` with settings in its environment."""
+    """`python -m bot run` with settings in its environment; its stderr is read as it comes
+    (a full pipe would stall the bot) and kept for assertions and failure messages."""
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.env, self.cwd = env, cwd
         self.proc: asyncio.subprocess.Process | None = None
+        self._lines: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
+        self._lines = []
+        self.proc = await self.spawn()
+        self._reader = asyncio.create_task(self._read(self.proc))
+
+    async def spawn(self) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run",
             env=self.env, cwd=self.cwd,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
 
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            self._lines.append(line.decode(errors="replace"))
+
+    @property
+    def output(self) -> str:
+        """What the process wrote to stderr so far."""
+        return "".join(self._lines)
+
+    async def wait(self, timeout: float = 30) -> tuple[int, str]:
+        """Wait for the process to end; its exit code and everything it wrote."""
+        assert self.proc is not None and self._reader is not None
+        await asyncio.wait_for(asyncio.gather(self._reader, self.proc.wait()), timeout)
+        assert self.proc.returncode is not None
+        return self.proc.returncode, self.output
+
     async def stop(self, sig: int) -> tuple[int, str]:
         assert self.proc is not None
         self.proc.send_signal(sig)
-        _, err = await asyncio.wait_for(self.proc.communicate(), 30)
-        return self.proc.returncode, err.decode()
+        return await self.wait(30)
 
 
 def db_rows(database: Path | str, sql: str) -> list[tuple]:
@@ -67,14 +92,17 @@ async def _postgresql_rows(url: str, sql: str) -> list[tuple]:
         await conn.close()
 
 
-async def until(check, timeout: float, what: str):
+async def until(check, timeout: float, what: str, *, show: Iterable[BotProcess] = ()):
+    """Wait for `check()` to hold; on timeout, fail with the tail of `show`'s output."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         value = await asyncio.to_thread(check)
         if value:
             return value
-        assert loop.time() < deadline, f"timed out waiting for {what}"
+        if loop.time() >= deadline:
+            tails = "".join(f"\n--- bot output ---\n{bot.output[-4000:]}" for bot in show)
+            raise AssertionError(f"timed out waiting for {what}{tails}")
         await asyncio.sleep(0.1)
 
 

@@ -133,14 +133,14 @@ class MdweBotProcess(BotProcess):
     """`python -m bot run` with writable+executable memory refused, as MemoryDenyWriteExecute=
     does (the kernel keeps the refusal across exec)."""
 
-    async def start(self) -> None:
+    async def spawn(self) -> asyncio.subprocess.Process:
         launcher = (
             "import ctypes, os, sys\n"
             "libc = ctypes.CDLL(None, use_errno=True)\n"
             f"assert libc.prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) == 0\n"
             "os.execv(sys.executable, [sys.executable, '-m', 'bot', 'run'])\n"
         )
-        self.proc = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             sys.executable, "-c", launcher,
             env=self.env, cwd=self.cwd,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,

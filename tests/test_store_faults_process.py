@@ -143,9 +143,9 @@ class BotOnSmallDisk(BotProcess):
         super().__init__(env, cwd)
         self.data, self.size = data, size
 
-    async def start(self) -> None:
+    async def spawn(self) -> asyncio.subprocess.Process:
         script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
-        self.proc = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
             str(self.size), str(self.data), sys.executable, "-m", "bot", "run",
             env=self.env, cwd=self.cwd,
@@ -266,46 +266,30 @@ class DataMount:
 
 
 class BotInMount(BotProcess):
-    """The bot run inside a DataMount's namespace, its stderr read as it comes."""
+    """The bot run inside a DataMount's namespace."""
 
     def __init__(self, env: dict[str, str], cwd: Path, mount: DataMount) -> None:
         super().__init__(env, cwd)
         self.mount = mount
-        self.lines: list[str] = []
-        self._reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self.lines = []
-        self.proc = await asyncio.create_subprocess_exec(
+    async def spawn(self) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             "nsenter", f"--mount={self.mount.namespace}", sys.executable, "-m", "bot", "run",
             env=self.env, cwd=self.cwd,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        self._reader = asyncio.create_task(self._read(self.proc))
-
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stderr is not None
-        async for line in proc.stderr:
-            self.lines.append(line.decode())
 
     async def logged(self, text: str, timeout: float) -> None:
         """Wait until the bot logs `text`; fail at once if it exits first."""
 
         def seen() -> bool:
             assert self.proc is not None
-            if any(text in line for line in self.lines):
+            if text in self.output:
                 return True
-            assert self.proc.returncode is None, f"the bot exited: {''.join(self.lines)}"
+            assert self.proc.returncode is None, f"the bot exited: {self.output}"
             return False
 
         await until(seen, timeout, repr(text))
-
-    async def stop(self, sig: int) -> tuple[int, str]:
-        assert self.proc is not None and self._reader is not None
-        self.proc.send_signal(sig)
-        code = await asyncio.wait_for(self.proc.wait(), 30)
-        await self._reader
-        return code, "".join(self.lines)
 
 
 @pytest.mark.skipif(not can_mount_tmpfs(), reason="needs a private mount namespace for a tmpfs")

@@ -9,7 +9,6 @@ account) until it is started again, and then each is delivered exactly once.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 import time
@@ -96,20 +95,21 @@ async def test_two_sharded_processes_serve_their_own_servers_and_recover_alone(
         bots = {shard: process(shard) for shard in GUILDS}
         for bot in bots.values():
             await bot.start()
-        await until(lambda: fake.gateway.identifies >= 2, 60, "both shards identified")
-        await until(lambda: "imagine" in fake.world.command_names(), 60, "commands")
+        running = bots.values()
+        await until(lambda: fake.gateway.identifies >= 2, 60, "both shards", show=running)
+        await until(lambda: "imagine" in fake.world.command_names(), 60, "commands", show=running)
 
         # A third process for a shard already served refuses in one line.
         third = process(0)
         await third.start()
         assert third.proc is not None
-        _, err = await asyncio.wait_for(third.proc.communicate(), 60)
-        assert third.proc.returncode == 1
-        refusal = [line for line in err.decode().splitlines() if line.startswith("miaohua-bot:")]
+        code, err = await third.wait(60)
+        assert code == 1
+        refusal = [line for line in err.splitlines() if line.startswith("miaohua-bot:")]
         assert (
             len(refusal) == 1
             and "shard 0 of 2 is already served by another process" in (refusal[0])
-        ), err.decode()
+        ), err
         assert "postgresql://postgres:" not in refusal[0] or "***" in refusal[0]
 
         for shard in GUILDS:
@@ -126,21 +126,27 @@ async def test_two_sharded_processes_serve_their_own_servers_and_recover_alone(
             )
             return int(rows[0][0])
 
-        await until(lambda: delivered(1) >= 1, 60, "a first delivery on shard 1")
+        await until(lambda: delivered(1) >= 1, 60, "a first delivery on shard 1", show=running)
         code, _ = await bots[1].stop(signal.SIGKILL)
         assert code == -signal.SIGKILL
 
         # Shard 1's process is gone: shard 0's work goes on, shard 1's waits untouched.
         killed_at = time.monotonic()  # the emulator stamps calls with the same clock
         delivered_1 = delivered(1)
-        await until(lambda: delivered(0) >= delivered_1 + 2, 90, "shard 0 delivering on")
+        await until(
+            lambda: delivered(0) >= delivered_1 + 2, 90, "shard 0 delivering on", show=running
+        )
         assert delivered(1) == delivered_1 < TASKS_PER_GUILD
         # Started again while shard 0 still has work in flight: each process keeps to its own.
         assert delivered(0) < TASKS_PER_GUILD, "shard 0 finished too soon to tell"
         restarted_at = time.monotonic()
         await bots[1].start()
-        await until(lambda: delivered(1) == TASKS_PER_GUILD, 90, "shard 1's tasks delivered")
-        await until(lambda: delivered(0) == TASKS_PER_GUILD, 90, "shard 0's tasks delivered")
+        await until(
+            lambda: delivered(1) == TASKS_PER_GUILD, 90, "shard 1's tasks delivered", show=running
+        )
+        await until(
+            lambda: delivered(0) == TASKS_PER_GUILD, 90, "shard 0's tasks delivered", show=running
+        )
         # Not one call on shard 1's server's account while its process was dead.
         calls = emu.state.account_calls[ACCOUNTS[1][0]]
         assert not [t for t in calls if killed_at <= t < restarted_at]
