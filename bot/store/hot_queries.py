@@ -39,6 +39,10 @@ HOT_QUERIES: dict[str, tuple[str, tuple[Any, ...]]] = {
         ("submitted", *_SHARD_1_OF_2_PARAMS),
     ),
     "account: work still running on it": (accounts._RUNNING_TASKS, (_GUILD, 1)),
+    "housekeeping: retired accounts to delete": (
+        accounts._PRUNE.format(scope=_SHARD_1_OF_2),
+        ("[]", *_SHARD_1_OF_2_PARAMS),
+    ),
     "housekeeping: finished tasks to prune": (
         tasks._PRUNABLE.format(scope=_SHARD_1_OF_2),
         (0.0, *_SHARD_1_OF_2_PARAMS, 500),
