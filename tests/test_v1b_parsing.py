@@ -321,14 +321,19 @@ def test_validation_accepts_valid_and_trained_models() -> None:
 
 
 async def test_rate_limiter_burst_then_rate() -> None:
-    limiter = RateLimiter(50.0)
+    now = [0.0]  # a clock that only the limiter's own sleeps move
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(50.0, clock=lambda: now[0], sleep=sleep)
     assert limiter.burst == 50
-    start = time.monotonic()
-    for _ in range(60):
+    for _ in range(50):
         await limiter.acquire()
-    elapsed = time.monotonic() - start
-    # 50 at once, then 10 more at 50/s take ~0.2 s.
-    assert 0.15 < elapsed < 0.6
+    assert now[0] == 0.0  # the burst goes at once
+    for _ in range(10):
+        await limiter.acquire()
+    assert now[0] == pytest.approx(10 / 50)  # then one every 1/50 s
 
 
 async def test_rate_limiter_serves_waiters_fifo() -> None:
@@ -559,15 +564,23 @@ async def test_retries_stop_at_max(server: Scripted) -> None:
 
 async def test_retry_budget_bounds_total_wait(server: Scripted) -> None:
     server.script("dataset_all", (500, b"down"))
-    client = V1bClient(server.base_url, max_retries=50, retry_budget=0.3, backoff_base=0.2)
-    started = time.monotonic()
+    drawn: list[float] = []  # every delay the client drew; the last one it did not sleep
+
+    class Recorded(RetryPolicy):
+        def delay(self, attempt: int) -> float:
+            drawn.append(super().delay(attempt))
+            return drawn[-1]
+
+    client = V1bClient(server.base_url)
+    client.retry = Recorded(max_retries=50, budget=0.3, base=0.2)
     try:
         with pytest.raises(ServiceError):
             await client.account(EMAIL, PASSWORD, token="tok").list_datasets()
     finally:
         await client.close()
-    assert time.monotonic() - started < 1.0
-    assert server.calls["dataset_all"] < 10
+    # Retries stop before their sleeps would add up past the budget, not after 50 tries.
+    assert server.calls["dataset_all"] == len(drawn) < 10
+    assert sum(drawn[:-1]) <= 0.3
 
 
 @pytest.mark.parametrize("reply", [(200, envelope("", 500, "boom")), (502, b"x"), (200, b"{")])

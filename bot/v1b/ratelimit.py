@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class RateLimiter:
@@ -16,12 +16,14 @@ class RateLimiter:
         burst: float | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self._rate = rate
         self._burst = burst if burst is not None else max(1.0, rate)
         self._clock = clock
+        self._sleep = sleep
         self._tokens = self._burst
         self._updated = clock()
         # asyncio.Lock wakes its waiters first-in first-out: that is the queue.
@@ -52,7 +54,7 @@ class RateLimiter:
         async with self._lock:
             self._refill()
             if self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / self._rate)
+                await self._sleep((1 - self._tokens) / self._rate)
                 self._refill()
             self._tokens -= 1
 
