@@ -52,6 +52,7 @@ class FakeDiscord:
         rate_limits: RateLimits | None = None,
         shard_count: int = 1,
         require_sharding: bool = False,
+        interaction_window: float | None = 3.0,
     ):
         self.bot_token = bot_token
         # Every request is checked against Discord's API contract and answered 400 like
@@ -63,6 +64,9 @@ class FakeDiscord:
         # and `rate_limits.stats` shows what they cost.
         self.rate_limits = RateLimits() if rate_limits is None else rate_limits
         self.wait_timeout = wait_timeout
+        # Seconds Discord waits for an interaction's callback before it drops the interaction
+        # (None: forever).
+        self.interaction_window = interaction_window
         self.world = World(application_id, bot_user_id, bot_name, owner_id)
         self.changes = Changes()
         self.gateway = Gateway(self.world, self.changes, bot_token, heartbeat_interval)

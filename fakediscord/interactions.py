@@ -31,10 +31,11 @@ class FakeInteraction:
         self.token: str = payload["token"]
         self.type: int = payload["type"]
         self.log: list[LogEntry] = []
-        # time.monotonic() when the fake dispatched it and when its callback arrived: Discord
-        # drops an interaction not acknowledged within 3 seconds.
+        # time.monotonic() when the fake dispatched it and when its callback arrived (in time
+        # or not): Discord drops an interaction not acknowledged within 3 seconds.
         self.sent_at: float | None = None
         self.callback_at: float | None = None
+        self.expired = False  # its callback came after Discord's window and was refused
         self.original_id: int | None = None
         self.followup_ids: list[int] = []
         self._world = world

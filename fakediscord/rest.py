@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import BodyPartReader, web
@@ -290,6 +291,15 @@ class RestApi:
         """POST /interactions/{id}/{token}/callback."""
         ix = self._interaction(request)
         if ix is None or str(ix.id) != request.match_info["ix_id"]:
+            return error(404, 10062, "Unknown interaction")
+        window = self.fake.interaction_window
+        if window is not None and ix.sent_at is not None and time.monotonic() - ix.sent_at > window:
+            # Discord forgets an interaction not acknowledged in time: the member is told
+            # "The application did not respond", and the late callback finds nothing.
+            ix.expired = True
+            if ix.callback_at is None:
+                ix.callback_at = time.monotonic()
+            await self.fake.changes.notify()
             return error(404, 10062, "Unknown interaction")
         if ix.callback is not None:
             return error(400, 40060, "Interaction has already been acknowledged.")

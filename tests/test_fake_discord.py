@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -311,6 +312,53 @@ async def test_slash_with_options_attachment_and_locale(
         await fake.slash(
             "echo", user_id=USER, guild_id=GUILD, channel_id=CHANNEL, options={"nope": 1}
         )
+
+
+async def test_a_callback_after_discords_window_finds_no_interaction(
+    env: tuple[FakeDiscord, commands.Bot],
+    logcheck: LogCheck,  # noqa: F811
+) -> None:
+    fake, _ = env
+    fake.interaction_window = 0.0  # every callback comes too late
+    ix = await fake.slash(
+        "echo",
+        options={"text": "late", "count": 1},
+        user_id=USER,
+        guild_id=GUILD,
+        channel_id=CHANNEL,
+    )
+    await fake.changes.wait(lambda: ix.expired or None, 5, "the late callback")
+    assert ix.callback is None and ix.original() is None
+
+    # The test bot's command fails with Discord's own error for it.
+    def unknown_interaction(record: logging.LogRecord) -> bool:
+        return "10062" in str(record.exc_info and record.exc_info[1])
+
+    logged = asyncio.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if unknown_interaction(record):
+                logged.set()
+
+    handler = Seen(logging.ERROR)
+    logging.getLogger().addHandler(handler)
+    try:
+        if not any(map(unknown_interaction, logcheck.records)):
+            await asyncio.wait_for(logged.wait(), 5)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    logcheck.ignore(unknown_interaction)
+    fake.interaction_window = 3.0
+    ix = await fake.slash(
+        "echo",
+        options={"text": "on time", "count": 1},
+        user_id=USER,
+        guild_id=GUILD,
+        channel_id=CHANNEL,
+    )
+    assert (await ix.response())["data"]["content"].startswith("on time")
+    assert not ix.expired
 
 
 async def test_unregistered_command_fails_clearly(env: tuple[FakeDiscord, commands.Bot]) -> None:
