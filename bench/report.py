@@ -177,8 +177,18 @@ def render_table(scenarios: list[dict[str, Any]], recovery: dict[str, Any] | Non
                 )
                 lines.append(
                     f"\nadaptive vs {other}: poll calls x{calls:.2f}, "
-                    f"lag p95 {base['lag_p95_s'] - o['lag_p95_s']:+.2f} s"
+                    f"lag p95 {base['lag_p95_s'] - o['lag_p95_s']:+.2f} s, "
+                    f"finish to poll p95 {base['seen_p95_s'] - o['seen_p95_s']:+.2f} s"
                 )
+    runs = scenarios[0].get("runs", 1) if scenarios else 1
+    if runs > 1:
+        lines.append(f"\nmedians of {runs} runs; each run's lag p95 / finish to poll p95 (s):")
+        for s in scenarios:
+            spread = zip(s["per_run"]["lag_p95_s"], s["per_run"]["seen_p95_s"], strict=True)
+            lines.append(
+                f"- {s['scenario']}: "
+                + ", ".join(f"{lag:.2f} / {seen:.2f}" for lag, seen in spread)
+            )
     if recovery:
         lines.append(
             f"\nrecovery: {recovery['tracked_again']} of {recovery['pending']} pending tasks "

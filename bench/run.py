@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from bench.database import BACKENDS, BenchStorage, is_url, read_tasks, wait_finished
+from bench.median import median_figures
 from bench.processes import Child, free_port
 from bench.report import Figures, percentile, render_table
 from bench.sharded import Bots, start_bots
@@ -591,6 +592,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the fake Discord answers without rate limits (default: Discord's real limits, "
         "5 messages per 5 s per channel, 50 requests per second)",
     )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="run every scenario this many times (interleaved) and report each figure's "
+        "median; every run's figures are in the JSON's 'runs'",
+    )
     parser.add_argument("--smoke", action="store_true", help="a few tasks, a few seconds")
     parser.add_argument(
         "--soak",
@@ -639,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.processes < 1:
         parser.error("--processes must be at least 1")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     if (args.soak or args.scale) and (args.storage != "sqlite" or args.processes != 1):
         parser.error("--soak and --scale run one process on SQLite; --storage and --processes "
                      "are for the scenarios")  # fmt: skip
@@ -701,22 +711,31 @@ def _soak(args: argparse.Namespace) -> int:
 
 
 async def _run_all(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
-    figures = []
+    names = args.scenarios.split(",")
+    runs: list[list[dict[str, Any]]] = []
     async with BenchStorage(work.storage) as storage:
-        for name in args.scenarios.split(","):
-            print(f"running {name} ...", file=sys.stderr, flush=True)
-            profile = _profile_path(args.profile, name, several="," in args.scenarios)
-            figures.append(
-                await run_scenario(SCENARIOS[name], work, args.emulator_arg, profile, storage)
-            )
+        for n in range(args.runs):
+            figures = []
+            for name in names:
+                of = f" (run {n + 1} of {args.runs})" if args.runs > 1 else ""
+                print(f"running {name}{of} ...", file=sys.stderr, flush=True)
+                profile = _profile_path(args.profile, name, several=len(names) > 1)
+                figures.append(
+                    await run_scenario(SCENARIOS[name], work, args.emulator_arg, profile, storage)
+                )
+            runs.append([asdict(f) for f in figures])
         recovery = await run_recovery(work, args.recovery, storage) if args.recovery else None
         described = storage.describe()
+    scenarios = (
+        runs[0] if len(runs) == 1 else [median_figures(list(s)) for s in zip(*runs, strict=True)]
+    )
     return {
         "machine": _machine(),
         "storage": described,
         "processes": work.processes,
         "workload": {k: v for k, v in asdict(work).items() if k != "commands"},
-        "scenarios": [asdict(f) for f in figures],
+        "scenarios": scenarios,
+        "runs": runs if len(runs) > 1 else [],
         "recovery": recovery,
     }
 

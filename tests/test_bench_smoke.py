@@ -68,6 +68,31 @@ def test_benchmark_smoke_run(tmp_path):
 
 
 @pytest.mark.slow
+def test_benchmark_reports_the_median_of_several_runs(tmp_path):
+    out = tmp_path / "runs.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--runs", "3", "--scenarios",
+         "adaptive,fixed-1s", "--recovery", "0", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [[s["scenario"] for s in run] for run in report["runs"]] == [
+        ["adaptive", "fixed-1s"]
+    ] * 3
+    for n, scenario in enumerate(report["scenarios"]):
+        each = [run[n] for run in report["runs"]]
+        assert scenario["runs"] == 3 and scenario["per_run"]["lag_p95_s"] == [
+            r["lag_p95_s"] for r in each
+        ]
+        for key in ("lag_p95_s", "seen_p95_s", "cpu_ms_per_task", "poll_calls_per_task"):
+            assert scenario[key] == sorted(r[key] for r in each)[1], key
+        assert scenario["calls_per_task"]["task_submit"] == 1.0
+        assert all(len(r["per_task"]) == r["delivered"] for r in each)
+    assert "medians of 3 runs" in result.stdout
+
+
+@pytest.mark.slow
 def test_benchmark_soak_smoke_run(tmp_path):
     out = tmp_path / "soak.json"
     result = subprocess.run(
