@@ -49,6 +49,9 @@ class Figures:
     peak_rss_mb_per_process: list[float] = field(default_factory=list)
     # Tasks delivered by each process: those of its shard's servers.
     delivered_per_process: list[int] = field(default_factory=list)
+    # Requests the bot made to Discord per task, by method and route ("POST /channels/{id}/
+    # messages"), 429s and their retries included.
+    discord_requests_per_task: dict[str, float] = field(default_factory=dict)
 
 
 def _rss(f: dict[str, Any]) -> str:
@@ -109,6 +112,15 @@ ROWS = [
         lambda f: ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["calls_per_task"].items())),
     ),
     ("peak calls/s per account", lambda f: str(f["peak_calls_per_s_per_account"])),
+    (
+        "Discord requests per task (the most frequent)",
+        lambda f: (
+            f"{sum(f.get('discord_requests_per_task', {}).values()):.1f}: "
+            + ", ".join(
+                f"{k} {v:.2f}" for k, v in list(f.get("discord_requests_per_task", {}).items())[:4]
+            )
+        ),
+    ),
     ("bot CPU per task (ms)", lambda f: f"{f['cpu_ms_per_task']:.1f}"),
     (
         "database server CPU per task (ms)",

@@ -14,10 +14,12 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +33,7 @@ from bench.processes import Child, free_port
 from bench.report import Figures, percentile, render_table
 from bench.sharded import Bots, start_bots
 from fakediscord import FakeDiscord
-from fakediscord.ratelimits import Limited, RateLimits
+from fakediscord.ratelimits import Limited, RateLimits, route_template
 from fakediscord.reading import answer, message_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -464,7 +466,20 @@ async def run_scenario(
                 )
                 for k in range(work.processes)
             ],
+            discord_requests_per_task=_requests_per_task(fake, work.tasks),
         )
+
+
+_API_VERSION = re.compile(r"^/api/v\d+")
+_TOKEN = re.compile(r"^(/(?:interactions|webhooks)/\{id\}/)[^/]+")
+
+
+def _requests_per_task(fake: FakeDiscord, tasks: int) -> dict[str, float]:
+    def route(path: str) -> str:
+        return _TOKEN.sub(r"\1{token}", route_template(_API_VERSION.sub("", path)))
+
+    counts = Counter(f"{r.method} {route(r.path)}" for r in fake.requests)
+    return {name: n / tasks for name, n in counts.most_common()}
 
 
 def _process_configs(cwd: Path, processes: int) -> list[Path]:
