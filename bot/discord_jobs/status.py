@@ -15,6 +15,7 @@ from discord.http import handle_message_parameters
 
 from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.throttle import ThrottledMessage
+from bot.discord_pacing import Priority, paced_as
 from bot.replies import NO_MENTIONS
 from bot.store import StoreUnavailable, Task
 
@@ -31,6 +32,7 @@ class _Entry:
     message_id: int | None
     message: ThrottledMessage
     final: bool = False
+    urgent: bool = False  # its edits go before other status edits (a failure's text)
 
 
 class StatusBoard:
@@ -63,8 +65,11 @@ class StatusBoard:
         entry = self._entries.get(task_id)
         return entry.message_id if entry else None
 
-    async def show(self, task: Task, text: str, *, final: bool = False) -> None:
-        """Make the task's status message say `text` (posting it if there is none yet)."""
+    async def show(
+        self, task: Task, text: str, *, final: bool = False, urgent: bool = False
+    ) -> None:
+        """Make the task's status message say `text` (posting it if there is none yet);
+        `urgent`: ahead of other tasks' status edits when requests wait for Discord."""
         if task.id in self._finished and not final:
             return
         if final:
@@ -77,6 +82,7 @@ class StatusBoard:
             self._entries[task.id] = entry
         entry.message.want(text)
         entry.final = final
+        entry.urgent = urgent
         async with entry.message.lock:
             posting = entry.message_id is None
             if posting:
@@ -148,7 +154,10 @@ class StatusBoard:
 
     async def _post(self, task_id: int, entry: _Entry, text: str) -> None:
         try:
-            with handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params:
+            with (
+                paced_as(Priority.STATUS_POST),
+                handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params,
+            ):
                 message = await self.bot.http.send_message(entry.channel_id, params=params)
         except (discord.Forbidden, discord.NotFound):
             log.info(
@@ -181,7 +190,10 @@ class StatusBoard:
         if not entry.message_id:
             return True
         try:
-            with handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params:
+            with (
+                paced_as(Priority.RESULT if entry.urgent else Priority.STATUS_EDIT),
+                handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params,
+            ):
                 await self.bot.http.edit_message(entry.channel_id, entry.message_id, params=params)
         except (discord.Forbidden, discord.NotFound):
             log.info("task %s: status message %s is gone", task_id, entry.message_id)

@@ -1,0 +1,222 @@
+"""Keeping the bot's REST requests under Discord's global rate limit, most urgent first.
+
+Discord allows a bot token 50 requests per second across all routes (interaction
+callbacks and interaction webhooks excepted), announces that limit in no header, and
+answers a request over it with a global 429 that stops every request for a while.
+discord.py follows the per-route headers but does not pace the global limit, so a burst
+(many tasks finishing at once in many channels) meets global 429s, and a request retried
+five times is given up. The pacer spends a budget of `rate` requests per sliding second
+below Discord's limit and, when the budget is spent, sends the waiting requests in order of
+priority: a finished task's result before status posts, status posts before status edits
+and reactions. Requests are paced where aiohttp sends them (a trace's request start, after
+discord.py's per-route wait), so every attempt, retries included, is counted once, when it
+really leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import heapq
+import itertools
+import logging
+import time
+import types
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import aiohttp
+import discord
+
+log = logging.getLogger(__name__)
+
+# Discord's routes that do not count towards the global limit: interaction callbacks and the
+# interaction webhook (follow-ups), which also carry their own token.
+_EXEMPT_PREFIXES = ("/interactions/", "/webhooks/")
+
+
+class Priority(enum.IntEnum):
+    """What a request is for; lower goes first when requests wait for the budget."""
+
+    RESULT = 0  # results, failure notices, and anything not marked (rare, asked for by someone)
+    STATUS_POST = 1
+    STATUS_EDIT = 2  # status edits and reactions: superseded or cosmetic within seconds
+
+
+@dataclass(slots=True)
+class PacedRequest:
+    """The marking of the requests made in one context, and the waits they had."""
+
+    priority: Priority
+    # (wall-clock start, seconds) of each wait for the budget: time spent waiting for Discord.
+    waits: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def waited(self) -> float:
+        return sum(seconds for _, seconds in self.waits)
+
+
+_current: ContextVar[PacedRequest | None] = ContextVar("discord_paced_request", default=None)
+
+
+@contextlib.contextmanager
+def paced_as(priority: Priority) -> Iterator[PacedRequest]:
+    """Mark the Discord requests made inside the block (and tasks it starts) with `priority`;
+    the yielded record collects how long they waited for the global budget."""
+    request = PacedRequest(priority)
+    token = _current.set(request)
+    try:
+        yield request
+    finally:
+        _current.reset(token)
+
+
+Schedule = Callable[[float, Callable[[], None]], asyncio.TimerHandle]
+
+
+class GlobalPacer:
+    """At most `rate` requests in any `window` seconds; waiting requests go by priority,
+    then in the order they came.
+
+    A sliding window, not a token bucket: Discord counts in fixed one-second windows, and no
+    fixed window can then hold more than `rate` requests either. Nothing blocks the event
+    loop: a request over the budget awaits a future that a timer completes.
+    """
+
+    def __init__(
+        self,
+        rate: int,
+        *,
+        window: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        schedule: Schedule | None = None,
+    ) -> None:
+        self.rate = rate
+        self.window = window
+        self._clock = clock
+        self._schedule = schedule
+        self._sent: deque[float] = deque()  # when each request of the last window was let go
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._held_until = float("-inf")  # after a global 429: nothing goes before this
+        self.held = 0  # requests that had to wait, since start
+        self.waited = 0.0  # their seconds of waiting, together
+
+    def __len__(self) -> int:
+        """Requests waiting for the budget."""
+        return sum(not future.done() for _, _, future in self._waiting)
+
+    async def acquire(self, priority: Priority = Priority.RESULT) -> float:
+        """Wait until a request of `priority` may go; the seconds it waited."""
+        now = self._clock()
+        if not self._waiting and self._free_at(now) <= now:
+            self._sent.append(now)
+            return 0.0
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._order), future))
+        self._arm(now)
+        await future  # cancelled: the entry is skipped when its turn comes
+        waited = self._clock() - now
+        self.held += 1
+        self.waited += waited
+        return waited
+
+    def hold(self, seconds: float) -> None:
+        """Send nothing for `seconds` (Discord answered a global 429)."""
+        now = self._clock()
+        self._held_until = max(self._held_until, now + seconds)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._waiting:
+            self._arm(now)
+
+    def close(self) -> None:
+        """Stop the timer; requests still waiting go at once (the session is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, _, future in self._waiting:
+            if not future.done():
+                future.set_result(None)
+        self._waiting.clear()
+
+    def _free_at(self, now: float) -> float:
+        """When the next request may go, by the budget and any hold."""
+        sent = self._sent
+        while sent and sent[0] <= now - self.window:
+            sent.popleft()
+        free = now if len(sent) < self.rate else sent[0] + self.window
+        return max(free, self._held_until)
+
+    def _arm(self, now: float) -> None:
+        if self._timer is not None:
+            return
+        delay = max(0.0, self._free_at(now) - now)
+        schedule = self._schedule or asyncio.get_running_loop().call_later
+        self._timer = schedule(delay, self._release)
+
+    def _release(self) -> None:
+        """Let go of the most urgent waiting requests that the budget allows now."""
+        self._timer = None
+        now = self._clock()
+        waiting = self._waiting
+        while waiting:
+            future = waiting[0][2]
+            if future.done():  # its caller was cancelled
+                heapq.heappop(waiting)
+                continue
+            if self._free_at(now) > now:
+                break
+            heapq.heappop(waiting)
+            self._sent.append(now)
+            future.set_result(None)
+        if waiting:
+            self._arm(now)
+
+
+def _exempt(url: str) -> bool:
+    """Whether a request is not bound by the global limit: not Discord's REST API (the
+    gateway, the CDN), or an interaction callback or webhook."""
+    base = discord.http.Route.BASE
+    if not url.startswith(base):
+        return True
+    return url[len(base) :].startswith(_EXEMPT_PREFIXES)
+
+
+def pace_requests(trace: aiohttp.TraceConfig, pacer: GlobalPacer) -> None:
+    """Make discord.py's HTTP session (whose trace this is) wait for `pacer` before each
+    bot-token request it sends, and hold the pacer when Discord answers a global 429."""
+
+    async def started(
+        session: aiohttp.ClientSession,
+        context: types.SimpleNamespace,
+        params: aiohttp.TraceRequestStartParams,
+    ) -> None:
+        if _exempt(str(params.url)):
+            return
+        marked = _current.get()
+        start = time.time()
+        waited = await pacer.acquire(marked.priority if marked else Priority.RESULT)
+        if waited > 0 and marked is not None:
+            marked.waits.append((start, waited))
+
+    async def ended(
+        session: aiohttp.ClientSession,
+        context: types.SimpleNamespace,
+        params: aiohttp.TraceRequestEndParams,
+    ) -> None:
+        headers = params.response.headers
+        if params.response.status == 429 and headers.get("X-RateLimit-Global") == "true":
+            # discord.py waits out the body's retry_after itself; the header is that value
+            # rounded up to whole seconds, so the pacer never lets a request go early.
+            retry_after = float(headers.get("Retry-After", "1"))
+            log.warning("Discord's global rate limit was hit; pausing for %.0f s", retry_after)
+            pacer.hold(retry_after)
+
+    trace.on_request_start.append(started)
+    trace.on_request_end.append(ended)
