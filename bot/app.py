@@ -21,7 +21,7 @@ from bot.demo_accounts import DemoAccounts
 from bot.diagnostics import LoopLagMonitor
 from bot.discord_jobs import DiscordJobEvents
 from bot.discord_jobs.requests import limits_for
-from bot.discord_pacing import GlobalPacer, pace_requests
+from bot.discord_pacing import GlobalPacer, pace_client, pace_requests
 from bot.discord_training import create_training_service
 from bot.forms import FormCache
 from bot.health import GatewayWatch, store_unwritable
@@ -95,6 +95,7 @@ class MiaohuaBot(commands.Bot):
         self.pacer = GlobalPacer(settings.discord.requests_per_second)
         pace_requests(trace, self.pacer)
         super().__init__(**_bot_kwargs(settings), http_trace=trace, **kwargs)
+        pace_client(self.http, self.pacer)
         self.settings = settings
         self.metrics = metrics
         self.gateway = self._watch_gateway()
@@ -278,6 +279,7 @@ class MiaohuaBot(commands.Bot):
         return {
             **self.generation.memory_sizes(),
             "status_messages": len(self.delivery.status),
+            "discord_requests_waiting": len(self.pacer),
             "moderation_log_posts": len(self.delivery.moderation),
             "forms": len(self.forms),
         }

@@ -6,11 +6,17 @@ answers a request over it with a global 429 that stops every request for a while
 discord.py follows the per-route headers but does not pace the global limit, so a burst
 (many tasks finishing at once in many channels) meets global 429s, and a request retried
 five times is given up. The pacer spends a budget of `rate` requests per sliding second
-below Discord's limit and, when the budget is spent, sends the waiting requests in order of
-priority: a finished task's result before status posts, status posts before status edits
-and reactions. Requests are paced where aiohttp sends them (a trace's request start, after
-discord.py's per-route wait), so every attempt, retries included, is counted once, when it
-really leaves.
+below Discord's limit and, when the budget is spent, lets the waiting requests go in order
+of priority: a finished task's result before status posts, status posts before status
+edits and reactions.
+
+A request takes its turn when discord.py's `HTTPClient.request` is called, before the
+per-route wait: one waiting there for the global budget must not hold its route's bucket
+(a status post holding the channel's message bucket would keep the channel's result
+behind it). The budget is counted when a request really leaves, though: where aiohttp
+sends it (a trace's request start), a request that Discord's per-route limit held back
+past its turn, or a retry after a 429, gives back its old turn and takes one at the
+front of the line.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import discord
@@ -41,6 +48,7 @@ _EXEMPT_PREFIXES = ("/interactions/", "/webhooks/")
 class Priority(enum.IntEnum):
     """What a request is for; lower goes first when requests wait for the budget."""
 
+    HELD = -1  # had its turn, then Discord held it back (per-route limit, 429): goes next
     RESULT = 0  # results, failure notices, and anything not marked (rare, asked for by someone)
     STATUS_POST = 1
     STATUS_EDIT = 2  # status edits and reactions: superseded or cosmetic within seconds
@@ -74,6 +82,16 @@ def paced_as(priority: Priority) -> Iterator[PacedRequest]:
         _current.reset(token)
 
 
+@dataclass(slots=True)
+class _Turn:
+    """A request's turn: when the budget was spent for it, and whether it has gone."""
+
+    at: float
+    sent: bool = False
+
+
+_turn: ContextVar[_Turn | None] = ContextVar("discord_request_turn", default=None)
+
 Schedule = Callable[[float, Callable[[], None]], asyncio.TimerHandle]
 
 
@@ -93,13 +111,17 @@ class GlobalPacer:
         window: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         schedule: Schedule | None = None,
+        slack: float = 0.05,
     ) -> None:
         self.rate = rate
+        # A request leaving this long after its turn is counted again when it leaves:
+        # within it, no second holds more than `rate` plus what `slack` lets through.
+        self.slack = slack
         self.window = window
         self._clock = clock
         self._schedule = schedule
         self._sent: deque[float] = deque()  # when each request of the last window was let go
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[int, int, asyncio.Future[float]]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._held_until = float("-inf")  # after a global 429: nothing goes before this
@@ -110,39 +132,52 @@ class GlobalPacer:
         """Requests waiting for the budget."""
         return sum(not future.done() for _, _, future in self._waiting)
 
+    def now(self) -> float:
+        return self._clock()
+
     async def acquire(self, priority: Priority = Priority.RESULT) -> float:
         """Wait until a request of `priority` may go; the seconds it waited."""
+        return (await self.turn(priority))[1]
+
+    async def turn(self, priority: Priority = Priority.RESULT) -> tuple[float, float]:
+        """Wait until a request of `priority` may go: when its turn came (by `now`), and
+        the seconds it waited."""
         now = self._clock()
         if not self._waiting and self._free_at(now) <= now:
             self._sent.append(now)
-            return 0.0
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return now, 0.0
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority, next(self._order), future))
         self._arm(now)
-        await future  # cancelled: the entry is skipped when its turn comes
+        at = await future  # cancelled: the entry is skipped when its turn comes
         waited = self._clock() - now
         self.held += 1
         self.waited += waited
-        return waited
+        return at, waited
+
+    def give_back(self, at: float) -> None:
+        """Return the turn taken at `at`: its request did not leave then."""
+        with contextlib.suppress(ValueError):
+            self._sent.remove(at)
+        if self._waiting:
+            self._rearm()
 
     def hold(self, seconds: float) -> None:
-        """Send nothing for `seconds` (Discord answered a global 429)."""
-        now = self._clock()
-        self._held_until = max(self._held_until, now + seconds)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Send nothing for the next `seconds` (Discord answered a global 429); Discord's
+        latest word counts, so 0 ends a hold."""
+        self._held_until = self._clock() + seconds
         if self._waiting:
-            self._arm(now)
+            self._rearm()
 
     def close(self) -> None:
         """Stop the timer; requests still waiting go at once (the session is closing)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        now = self._clock()
         for _, _, future in self._waiting:
             if not future.done():
-                future.set_result(None)
+                future.set_result(now)
         self._waiting.clear()
 
     def _free_at(self, now: float) -> float:
@@ -152,6 +187,13 @@ class GlobalPacer:
             sent.popleft()
         free = now if len(sent) < self.rate else sent[0] + self.window
         return max(free, self._held_until)
+
+    def _rearm(self) -> None:
+        """Wake the waiting requests when the budget allows now (it changed)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._arm(self._clock())
 
     def _arm(self, now: float) -> None:
         if self._timer is not None:
@@ -174,7 +216,7 @@ class GlobalPacer:
                 break
             heapq.heappop(waiting)
             self._sent.append(now)
-            future.set_result(None)
+            future.set_result(now)
         if waiting:
             self._arm(now)
 
@@ -188,9 +230,36 @@ def _exempt(url: str) -> bool:
     return url[len(base) :].startswith(_EXEMPT_PREFIXES)
 
 
+def _note_wait(start: float, waited: float) -> None:
+    marked = _current.get()
+    if waited > 0 and marked is not None:
+        marked.waits.append((start, waited))
+
+
+def pace_client(http: discord.http.HTTPClient, pacer: GlobalPacer) -> None:
+    """Make discord.py's REST requests take their turn from `pacer` (see the module)."""
+    inner = http.request
+
+    async def request(route: discord.http.Route, **kwargs: Any) -> Any:
+        if _exempt(route.url):
+            return await inner(route, **kwargs)
+        marked = _current.get()
+        start = time.time()
+        at, waited = await pacer.turn(marked.priority if marked else Priority.RESULT)
+        _note_wait(start, waited)
+        token = _turn.set(_Turn(at))
+        try:
+            return await inner(route, **kwargs)
+        finally:
+            _turn.reset(token)
+
+    # An instance attribute: discord.py's own methods call `self.request`.
+    setattr(http, "request", request)  # noqa: B010
+
+
 def pace_requests(trace: aiohttp.TraceConfig, pacer: GlobalPacer) -> None:
-    """Make discord.py's HTTP session (whose trace this is) wait for `pacer` before each
-    bot-token request it sends, and hold the pacer when Discord answers a global 429."""
+    """Count each bot-token request of discord.py's session (whose trace this is) against
+    `pacer` when it leaves, and hold the pacer when Discord answers a global 429."""
 
     async def started(
         session: aiohttp.ClientSession,
@@ -199,11 +268,21 @@ def pace_requests(trace: aiohttp.TraceConfig, pacer: GlobalPacer) -> None:
     ) -> None:
         if _exempt(str(params.url)):
             return
-        marked = _current.get()
+        turn = _turn.get()
+        if turn is not None and not turn.sent:
+            turn.sent = True
+            if pacer.now() - turn.at <= pacer.slack:
+                return  # it leaves at its turn
+            pacer.give_back(turn.at)  # held back by a per-route limit since its turn
+        # Held back since its turn, a retry, or a request made outside `HTTPClient.request`.
+        if turn is not None:
+            priority = Priority.HELD
+        else:
+            marked = _current.get()
+            priority = marked.priority if marked else Priority.RESULT
         start = time.time()
-        waited = await pacer.acquire(marked.priority if marked else Priority.RESULT)
-        if waited > 0 and marked is not None:
-            marked.waits.append((start, waited))
+        _, waited = await pacer.turn(priority)
+        _note_wait(start, waited)
 
     async def ended(
         session: aiohttp.ClientSession,
