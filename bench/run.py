@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import sys
 import tempfile
@@ -389,6 +390,7 @@ async def run_scenario(
             line.partition("polling learned: ")[2] for line in bots.first_line("polling learned:")
         )
         messages = _message_times(fake, work)
+        paced = _pacer_waits(bots.lines_with(PACER_MARKER))
         per_task = [
             {
                 "id": r["id"],
@@ -400,7 +402,9 @@ async def run_scenario(
                 "run_s": info["done"] - info["started"],
                 "lag_s": (posted := messages[r["result_message_id"]]) - info["done"],
                 "seen_s": info["seen_done"] - info["done"],
-                "discord_wait_s": _discord_wait(fake, r["channel_id"], info["done"], posted),
+                "discord_wait_s": _discord_wait(
+                    fake, r["channel_id"], info["done"], posted, paced.get(r["id"], [])
+                ),
             }
             for r in rows
             if r["state"] == "delivered" and r["result_message_id"] in messages
@@ -448,6 +452,8 @@ async def run_scenario(
             discord_wait_share=sum(waits) / sum(lags) if sum(lags) > 0 else 0.0,
             discord_429s=len(limits.limited),
             discord_429s_by_bucket=_count_by_bucket(limits.limited),
+            discord_429s_by_scope=_count_by_scope(limits.limited),
+            pacer_wait_p95_s=percentile([sum(s for _, s in w) for w in paced.values()], 0.95),
             per_task=per_task,
             storage=storage.backend,
             storage_version=storage.describe()["version"],
@@ -477,18 +483,57 @@ def _process_configs(cwd: Path, processes: int) -> list[Path]:
     return paths
 
 
-def _discord_wait(fake: FakeDiscord, channel: int, done: float, posted: float) -> float:
+def _discord_wait(
+    fake: FakeDiscord,
+    channel: int,
+    done: float,
+    posted: float,
+    paced: list[tuple[float, float]],
+) -> float:
     """Seconds of a result's delivery lag (service done -> message created) during which
     Discord's limits kept its message back: the channel's message bucket, or the global
-    limit, was exhausted, so a client following the headers (discord.py) could not send."""
+    limit, was exhausted, so a client following the headers (discord.py) could not send;
+    or the bot's own pacer held the post for its share of the global limit (`paced`: the
+    (start, seconds) spans the bot logged for the task)."""
     key = fake.rate_limits.bucket_key("POST", f"/channels/{channel}/messages")
-    return fake.rate_limits.stats.blocked(key, done, posted)
+    spans = [(start, start + seconds) for start, seconds in paced]
+    return fake.rate_limits.stats.blocked(key, done, posted, also=spans)
+
+
+# The bot's line for a result that waited for its share of Discord's global limit
+# (bot/discord_jobs/events.py): "task N: result waited S s for Discord's global limit
+# (start+seconds ...)".
+PACER_MARKER = "for Discord's global limit"
+_PACER_LINE = re.compile(
+    r"task (\d+): result waited [\d.]+ s for Discord's global limit \(([^)]*)\)"
+)
+
+
+def _pacer_waits(lines: list[str]) -> dict[int, list[tuple[float, float]]]:
+    """Per task id, the spans its result post waited in the bot's pacer."""
+    waits: dict[int, list[tuple[float, float]]] = {}
+    for line in lines:
+        if (m := _PACER_LINE.search(line)) is None:
+            continue
+        spans = waits.setdefault(int(m.group(1)), [])
+        for span in m.group(2).split():
+            start, _, seconds = span.partition("+")
+            spans.append((float(start), float(seconds)))
+    return waits
 
 
 def _count_by_bucket(limited: list[Limited]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for refused in limited:
         counts[refused.bucket] = counts.get(refused.bucket, 0) + 1
+    return counts
+
+
+def _count_by_scope(limited: list[Limited]) -> dict[str, int]:
+    """429s by the limit that refused: "global" or "user" (a per-route bucket)."""
+    counts: dict[str, int] = {}
+    for refused in limited:
+        counts[refused.scope] = counts.get(refused.scope, 0) + 1
     return counts
 
 
