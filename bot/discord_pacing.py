@@ -30,7 +30,7 @@ import logging
 import time
 import types
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,9 +84,11 @@ def paced_as(priority: Priority) -> Iterator[PacedRequest]:
 
 @dataclass(slots=True)
 class _Turn:
-    """A request's turn: when the budget was spent for it, and whether it has gone."""
+    """A request's turn: when the budget was spent for it, whether a request took it, and
+    whether that request has left."""
 
     at: float
+    taken: bool = False
     sent: bool = False
 
 
@@ -236,6 +238,24 @@ def _note_wait(start: float, waited: float) -> None:
         marked.waits.append((start, waited))
 
 
+@contextlib.asynccontextmanager
+async def turn_first(pacer: GlobalPacer, priority: Priority) -> AsyncIterator[None]:
+    """Wait for the turn of the next Discord request made inside the block, before it is
+    made: what it says can be decided once the wait is over (the newest status text). A
+    turn no request took is given back."""
+    start = time.time()
+    at, waited = await pacer.turn(priority)
+    _note_wait(start, waited)
+    turn = _Turn(at)
+    token = _turn.set(turn)
+    try:
+        yield
+    finally:
+        _turn.reset(token)
+        if not turn.taken:
+            pacer.give_back(at)
+
+
 def pace_client(http: discord.http.HTTPClient, pacer: GlobalPacer) -> None:
     """Make discord.py's REST requests take their turn from `pacer` (see the module)."""
     inner = http.request
@@ -243,11 +263,15 @@ def pace_client(http: discord.http.HTTPClient, pacer: GlobalPacer) -> None:
     async def request(route: discord.http.Route, **kwargs: Any) -> Any:
         if _exempt(route.url):
             return await inner(route, **kwargs)
+        ahead = _turn.get()
+        if ahead is not None and not ahead.taken:  # its turn was taken ahead (`turn_first`)
+            ahead.taken = True
+            return await inner(route, **kwargs)
         marked = _current.get()
         start = time.time()
         at, waited = await pacer.turn(marked.priority if marked else Priority.RESULT)
         _note_wait(start, waited)
-        token = _turn.set(_Turn(at))
+        token = _turn.set(_Turn(at, taken=True))
         try:
             return await inner(route, **kwargs)
         finally:

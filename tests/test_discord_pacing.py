@@ -15,7 +15,7 @@ from bot.store import TaskState
 from fakediscord import FakeDiscord
 from fakediscord.ratelimits import RateLimits
 from fakediscord.recording import RecordedRequest
-from tests.conftest import GUILD_A, Harness, HarnessFactory
+from tests.conftest import CH_A, GUILD_A, Harness, HarnessFactory
 from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
 from tests.helpers import answer_text
 
@@ -241,3 +241,30 @@ async def test_results_go_before_the_status_requests_waiting_for_discord(
     assert order[n : 2 * n] == ["status post"] * n, order
     assert set(order[2 * n :]) == {"status edit", "reaction"}, order
     assert h.fake.rate_limits.stats.limited == []
+
+
+async def test_a_status_edit_waiting_for_discord_sends_the_newest_text_and_skips_the_rest(
+    harness_factory: HarnessFactory,
+) -> None:
+    h = await harness_factory(miaohua=FAST_POLLING)
+    (task_id,) = await _burst(h, [CH_A])
+    await wait_result(h, task_id)
+    await h.idle()
+    task = await h.bot.store.tasks.get(task_id)
+    board = h.bot.delivery.status
+    board.interval = 0.0  # every change is an edit, sent at once
+    path = f"/channels/{CH_A}/messages/{task.status_message_id}"
+    before = len(h.fake.requests)
+
+    # Nothing goes to Discord for now: the first edit waits for its turn while the text
+    # changes twice more.
+    h.bot.pacer.hold(60)
+    for text in ("first", "second", "newest"):
+        board.show_soon(task, text, final=True)
+        await eventually(lambda: len(h.bot.pacer) == 1)
+    h.bot.pacer.hold(0)
+    await h.idle()
+
+    edits = [r.json["content"] for r in h.fake.requests[before:] if r.path == path]
+    assert edits == ["newest"]
+    assert (h.fake.message(task.status_message_id) or {}).get("content") == "newest"

@@ -162,7 +162,7 @@ class DiscordJobEvents:
         """Post a task's result; None when neither the channel nor the requester's DMs take it."""
         with paced_as(Priority.RESULT) as paced:
             sent = await self._deliver(task)
-        _log_budget_wait(task, paced)
+        _log_budget_wait(task.id, paced)
         return sent
 
     async def _deliver(self, task: Task) -> _Sent | None:
@@ -347,14 +347,14 @@ class DiscordJobEvents:
         return self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
 
 
-def _log_budget_wait(task: Task, paced: PacedRequest) -> None:
+def _log_budget_wait(task_id: int, paced: PacedRequest) -> None:
     """Say how long a result waited for the bot's share of Discord's global request limit:
     time waiting for Discord, which the benchmark adds to what Discord's own limits held."""
     if paced.waits:
         spans = " ".join(f"{start:.3f}+{seconds:.3f}" for start, seconds in paced.waits)
         log.info(
             "task %s: result waited %.2f s for Discord's global limit (%s)",
-            task.id,
+            task_id,
             paced.waited,
             spans,
         )

@@ -7,6 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import aiohttp
@@ -15,7 +16,7 @@ from discord.http import handle_message_parameters
 
 from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.throttle import ThrottledMessage
-from bot.discord_pacing import Priority, paced_as
+from bot.discord_pacing import Priority, paced_as, turn_first
 from bot.replies import NO_MENTIONS
 from bot.store import StoreUnavailable, Task
 
@@ -138,7 +139,14 @@ class StatusBoard:
         def settled() -> None:
             self._forget_if_settled(task_id, entry)
 
-        message = ThrottledMessage(edit, interval=self.interval, clock=self._clock, on_idle=settled)
+        def turn() -> AbstractAsyncContextManager[None]:
+            # A status edit waiting for Discord's budget is rendered when its turn comes.
+            priority = Priority.RESULT if entry.urgent else Priority.STATUS_EDIT
+            return turn_first(self.bot.pacer, priority)
+
+        message = ThrottledMessage(
+            edit, interval=self.interval, clock=self._clock, on_idle=settled, turn=turn
+        )
         entry = _Entry(task.channel_id, task.status_message_id, message)
         return entry
 
