@@ -128,6 +128,7 @@ class GlobalPacer:
         self._timer: asyncio.TimerHandle | None = None
         self._held_until = float("-inf")  # after a global 429: nothing goes before this
         self.held = 0  # requests that had to wait, since start
+        self.global_429s = 0  # global 429s Discord answered all the same (shared token)
         self.waited = 0.0  # their seconds of waiting, together
 
     def __len__(self) -> int:
@@ -319,6 +320,7 @@ def pace_requests(trace: aiohttp.TraceConfig, pacer: GlobalPacer) -> None:
             # rounded up to whole seconds, so the pacer never lets a request go early.
             retry_after = float(headers.get("Retry-After", "1"))
             log.warning("Discord's global rate limit was hit; pausing for %.0f s", retry_after)
+            pacer.global_429s += 1
             pacer.hold(retry_after)
 
     trace.on_request_start.append(started)

@@ -268,3 +268,30 @@ async def test_a_status_edit_waiting_for_discord_sends_the_newest_text_and_skips
     edits = [r.json["content"] for r in h.fake.requests[before:] if r.path == path]
     assert edits == ["newest"]
     assert (h.fake.message(task.status_message_id) or {}).get("content") == "newest"
+
+
+async def test_a_global_429_all_the_same_pauses_the_pacer_and_every_result_is_posted(
+    harness_factory: HarnessFactory,
+) -> None:
+    # A budget above what Discord allows (as when two processes share one token): Discord's
+    # global 429s come all the same. discord.py retries them; the pacer holds every request
+    # for the 429's Retry-After.
+    channels = CHANNELS[:4]
+    h = await harness_factory(
+        fake_setup=_channels,
+        discord={"requests_per_second": 20},
+        miaohua=FAST_POLLING,
+        limits={"user_running": len(channels)},
+        emulator={"workers": len(channels), "generation_time": 0.2},
+    )
+    h.fake.rate_limits = RateLimits(global_limit=3)
+    ids = await _burst(h, channels)
+    for task_id, channel in zip(ids, channels, strict=True):
+        await wait_result(h, task_id, channel, timeout=60)
+    await h.idle(timeout=60)
+
+    limited = [r for r in h.fake.rate_limits.stats.limited if r.scope == "global"]
+    assert limited and h.bot.pacer.global_429s == len(limited)
+    for task_id, channel in zip(ids, channels, strict=True):
+        assert (await h.bot.store.tasks.get(task_id)).state == TaskState.DELIVERED
+        assert len(result_of(h, task_id, channel)) == 1
