@@ -27,6 +27,7 @@ import enum
 import heapq
 import itertools
 import logging
+import math
 import time
 import types
 from collections import deque
@@ -102,7 +103,8 @@ class GlobalPacer:
     then in the order they came.
 
     A sliding window, not a token bucket: Discord counts in fixed one-second windows, and no
-    fixed window can then hold more than `rate` requests either. Nothing blocks the event
+    fixed window can then hold more than `rate` requests either; and at most `burst` in
+    any quarter of a window. Nothing blocks the event
     loop: a request over the budget awaits a future that a timer completes.
     """
 
@@ -114,8 +116,13 @@ class GlobalPacer:
         clock: Callable[[], float] = time.monotonic,
         schedule: Schedule | None = None,
         slack: float = 0.05,
+        burst: int | None = None,
     ) -> None:
         self.rate = rate
+        # At most `burst` in any quarter window as well: a budget spent all at once would
+        # reach Discord bunched with the next window's (network and event-loop delays vary)
+        # and could exceed Discord's limit there; spread out, only a sliver can.
+        self.burst = burst if burst is not None else max(1, math.ceil(rate / 4))
         # A request leaving this long after its turn is counted again when it leaves:
         # within it, no second holds more than `rate` plus what `slack` lets through.
         self.slack = slack
@@ -188,8 +195,12 @@ class GlobalPacer:
         sent = self._sent
         while sent and sent[0] <= now - self.window:
             sent.popleft()
-        free = now if len(sent) < self.rate else sent[0] + self.window
-        return max(free, self._held_until)
+        free = max(now, self._held_until)
+        if len(sent) >= self.rate:
+            free = max(free, sent[-self.rate] + self.window)
+        if len(sent) >= self.burst:
+            free = max(free, sent[-self.burst] + self.window / 4)
+        return free
 
     def _rearm(self) -> None:
         """Wake the waiting requests when the budget allows now (it changed)."""

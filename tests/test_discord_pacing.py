@@ -56,8 +56,9 @@ class Timer:
         self.cancelled = True
 
 
-def pacer(rate: int, clock: Clock) -> GlobalPacer:
-    return GlobalPacer(rate, clock=clock, schedule=clock.schedule)
+def pacer(rate: int, clock: Clock, burst: int | None = None) -> GlobalPacer:
+    # Unless a test is about spreading, the whole budget may go at once.
+    return GlobalPacer(rate, clock=clock, schedule=clock.schedule, burst=burst or rate)
 
 
 async def test_requests_within_the_budget_go_at_once_and_the_next_waits_for_the_window() -> None:
@@ -90,6 +91,21 @@ async def test_no_sliding_second_holds_more_than_the_budget() -> None:
         assert sum(t <= s < t + 1.0 for s in sent) <= 5, sent
     # and the budget is used: 23 requests at 5 per second go within four seconds
     assert max(sent) - min(sent) == pytest.approx(4.0)
+
+
+async def test_the_budget_is_spread_over_the_second() -> None:
+    clock = Clock()
+    p = GlobalPacer(40, clock=clock, schedule=clock.schedule)  # 10 per quarter second
+    sent: list[float] = []
+
+    async def one() -> None:
+        await p.acquire()
+        sent.append(clock.now)
+
+    tasks = [asyncio.create_task(one()) for _ in range(40)]
+    while not all(t.done() for t in tasks):
+        await clock.advance(0.125)
+    assert Counter(sent) == {100.0: 10, 100.25: 10, 100.5: 10, 100.75: 10}
 
 
 async def test_waiting_requests_go_by_priority_then_in_order() -> None:
