@@ -30,6 +30,7 @@ from bench.database import BACKENDS, BenchStorage, is_url, read_tasks, wait_fini
 from bench.processes import Child, free_port
 from bench.report import Figures, percentile, render_table
 from bench.sharded import Bots, start_bots
+from bot.config import DiscordSettings
 from fakediscord import FakeDiscord
 from fakediscord.ratelimits import Limited, RateLimits
 from fakediscord.reading import answer, message_text
@@ -121,6 +122,10 @@ def _env() -> dict[str, str]:
     return env
 
 
+# The bot's default share of Discord's global limit, for one process.
+DISCORD_RATE = DiscordSettings().requests_per_second
+
+
 def _config(
     path: Path,
     fake: FakeDiscord,
@@ -135,7 +140,13 @@ def _config(
     file beside the config), `shard` this process's one shard of `work.processes`."""
     database = database or str(path.parent / "bot.sqlite3")
     where = "url" if is_url(database) else "path"
-    shards = "" if shard is None else f"shard_count = {work.processes}\nshard_ids = [{shard}]"
+    # Discord's global limit is per token: each process paces itself to its share of it.
+    shards = (
+        ""
+        if shard is None
+        else f"shard_count = {work.processes}\nshard_ids = [{shard}]\n"
+        f"requests_per_second = {max(1, DISCORD_RATE // work.processes)}"
+    )
     path.write_text(
         f"""
 [discord]
