@@ -92,7 +92,10 @@ class MiaohuaBot(commands.Bot):
         metrics = Metrics()
         trace = discord_http_trace(metrics)
         # Under Discord's global limit, results first: see bot/discord_pacing.py.
-        self.pacer = GlobalPacer(settings.discord.requests_per_second)
+        self.pacer = GlobalPacer(
+            settings.discord.requests_per_second, observe=metrics.discord_paced
+        )
+        metrics.discord_waiting.set_function(lambda: len(self.pacer))
         pace_requests(trace, self.pacer)
         super().__init__(**_bot_kwargs(settings), http_trace=trace, **kwargs)
         pace_client(self.http, self.pacer)

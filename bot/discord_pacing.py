@@ -117,8 +117,10 @@ class GlobalPacer:
         schedule: Schedule | None = None,
         slack: float = 0.05,
         burst: int | None = None,
+        observe: Callable[[str, float], None] = lambda priority, seconds: None,
     ) -> None:
         self.rate = rate
+        self._observe = observe  # each wait: the priority's name and the seconds
         # At most `burst` in any quarter window as well: a budget spent all at once would
         # reach Discord bunched with the next window's (network and event-loop delays vary)
         # and could exceed Discord's limit there; spread out, only a sliver can.
@@ -163,6 +165,7 @@ class GlobalPacer:
         waited = self._clock() - now
         self.held += 1
         self.waited += waited
+        self._observe(priority.name.lower(), waited)
         return at, waited
 
     def give_back(self, at: float) -> None:

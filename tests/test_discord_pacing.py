@@ -257,6 +257,12 @@ async def test_results_go_before_the_status_requests_waiting_for_discord(
     assert order[n : 2 * n] == ["status post"] * n, order
     assert set(order[2 * n :]) == {"status edit", "reaction"}, order
     assert h.fake.rate_limits.stats.limited == []
+    # Operators see the waits too.
+    waits = h.bot.metrics.registry.get_sample_value(
+        "miaohua_discord_pacing_wait_seconds_count", {"priority": "result"}
+    )
+    assert waits is not None and waits >= n
+    assert h.bot.metrics.registry.get_sample_value("miaohua_discord_requests_waiting") == 0
 
 
 async def test_a_status_edit_waiting_for_discord_sends_the_newest_text_and_skips_the_rest(

@@ -80,8 +80,7 @@ class ThrottledMessage:
             if await self._differs():
                 self._timer = asyncio.create_task(self._send_later(delay))
             return
-        if await self._differs():
-            await self._deliver()
+        await self._deliver()
 
     async def flush(self) -> None:
         """Stop the delayed send and send what it would have sent, now."""
@@ -119,6 +118,8 @@ class ThrottledMessage:
 
     async def _deliver(self) -> None:
         """Send the newest wanted text once the turn has come, if the message differs."""
+        if not await self._differs():
+            return  # no turn is taken for nothing
         async with self._turn():
             rendered = await self._rendered()
             if rendered is None or rendered == self.shown:
