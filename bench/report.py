@@ -37,6 +37,11 @@ class Figures:
     discord_wait_share: float = 0.0
     discord_429s: int = 0
     discord_429s_by_bucket: dict[str, int] = field(default_factory=dict)
+    # "global" (Discord's 50 requests per second per bot) or "user" (a per-route bucket).
+    discord_429s_by_scope: dict[str, int] = field(default_factory=dict)
+    # Of the Discord wait: what results spent in the bot's own pacer (its share of the
+    # global limit), p95 over the results that waited there.
+    pacer_wait_p95_s: float = 0.0
     per_task: list[dict[str, Any]] = field(default_factory=list, repr=False)
     storage: str = "sqlite"  # the bot's database backend
     storage_version: str = ""  # SQLite's library version, or the PostgreSQL server's
@@ -101,7 +106,19 @@ ROWS = [
             else "limits off"
         ),
     ),
-    ("Discord 429s", lambda f: str(f.get("discord_429s", 0))),
+    (
+        "Discord 429s (global / per-route)",
+        lambda f: (
+            f"{f.get('discord_429s', 0)} ({f.get('discord_429s_by_scope', {}).get('global', 0)}"
+            f" / {f.get('discord_429s_by_scope', {}).get('user', 0)})"
+            if "discord_429s_by_scope" in f
+            else str(f.get("discord_429s", 0))
+        ),
+    ),
+    (
+        "results waiting in the bot's pacer, p95 (s)",
+        lambda f: f"{f.get('pacer_wait_p95_s', 0.0):.2f}",
+    ),
     (
         "finish to first poll that sees it, p50 / p95 (s)",
         lambda f: f"{f.get('seen_p50_s', 0.0):.2f} / {f.get('seen_p95_s', 0.0):.2f}",

@@ -32,6 +32,7 @@ from bench.median import median_figures
 from bench.processes import Child, free_port
 from bench.report import Figures, percentile, render_table
 from bench.sharded import Bots, start_bots
+from bot.config import DiscordSettings
 from fakediscord import FakeDiscord
 from fakediscord.ratelimits import Limited, RateLimits, route_template
 from fakediscord.reading import answer, message_text
@@ -123,6 +124,10 @@ def _env() -> dict[str, str]:
     return env
 
 
+# The bot's default share of Discord's global limit, for one process.
+DISCORD_RATE = DiscordSettings().requests_per_second
+
+
 def _config(
     path: Path,
     fake: FakeDiscord,
@@ -137,7 +142,13 @@ def _config(
     file beside the config), `shard` this process's one shard of `work.processes`."""
     database = database or str(path.parent / "bot.sqlite3")
     where = "url" if is_url(database) else "path"
-    shards = "" if shard is None else f"shard_count = {work.processes}\nshard_ids = [{shard}]"
+    # Discord's global limit is per token: each process paces itself to its share of it.
+    shards = (
+        ""
+        if shard is None
+        else f"shard_count = {work.processes}\nshard_ids = [{shard}]\n"
+        f"requests_per_second = {max(1, DISCORD_RATE // work.processes)}"
+    )
     path.write_text(
         f"""
 [discord]
@@ -392,6 +403,7 @@ async def run_scenario(
             line.partition("polling learned: ")[2] for line in bots.first_line("polling learned:")
         )
         messages = _message_times(fake, work)
+        paced = _pacer_waits(bots.lines_with(PACER_MARKER))
         per_task = [
             {
                 "id": r["id"],
@@ -403,7 +415,9 @@ async def run_scenario(
                 "run_s": info["done"] - info["started"],
                 "lag_s": (posted := messages[r["result_message_id"]]) - info["done"],
                 "seen_s": info["seen_done"] - info["done"],
-                "discord_wait_s": _discord_wait(fake, r["channel_id"], info["done"], posted),
+                "discord_wait_s": _discord_wait(
+                    fake, r["channel_id"], info["done"], posted, paced.get(r["id"], [])
+                ),
             }
             for r in rows
             if r["state"] == "delivered" and r["result_message_id"] in messages
@@ -451,6 +465,8 @@ async def run_scenario(
             discord_wait_share=sum(waits) / sum(lags) if sum(lags) > 0 else 0.0,
             discord_429s=len(limits.limited),
             discord_429s_by_bucket=_count_by_bucket(limits.limited),
+            discord_429s_by_scope=_count_by_scope(limits.limited),
+            pacer_wait_p95_s=percentile([sum(s for _, s in w) for w in paced.values()], 0.95),
             per_task=per_task,
             storage=storage.backend,
             storage_version=storage.describe()["version"],
@@ -493,18 +509,57 @@ def _process_configs(cwd: Path, processes: int) -> list[Path]:
     return paths
 
 
-def _discord_wait(fake: FakeDiscord, channel: int, done: float, posted: float) -> float:
+def _discord_wait(
+    fake: FakeDiscord,
+    channel: int,
+    done: float,
+    posted: float,
+    paced: list[tuple[float, float]],
+) -> float:
     """Seconds of a result's delivery lag (service done -> message created) during which
     Discord's limits kept its message back: the channel's message bucket, or the global
-    limit, was exhausted, so a client following the headers (discord.py) could not send."""
+    limit, was exhausted, so a client following the headers (discord.py) could not send;
+    or the bot's own pacer held the post for its share of the global limit (`paced`: the
+    (start, seconds) spans the bot logged for the task)."""
     key = fake.rate_limits.bucket_key("POST", f"/channels/{channel}/messages")
-    return fake.rate_limits.stats.blocked(key, done, posted)
+    spans = [(start, start + seconds) for start, seconds in paced]
+    return fake.rate_limits.stats.blocked(key, done, posted, also=spans)
+
+
+# The bot's line for a result that waited for its share of Discord's global limit
+# (bot/discord_jobs/events.py): "task N: result waited S s for Discord's global limit
+# (start+seconds ...)".
+PACER_MARKER = "for Discord's global limit"
+_PACER_LINE = re.compile(
+    r"task (\d+): result waited [\d.]+ s for Discord's global limit \(([^)]*)\)"
+)
+
+
+def _pacer_waits(lines: list[str]) -> dict[int, list[tuple[float, float]]]:
+    """Per task id, the spans its result post waited in the bot's pacer."""
+    waits: dict[int, list[tuple[float, float]]] = {}
+    for line in lines:
+        if (m := _PACER_LINE.search(line)) is None:
+            continue
+        spans = waits.setdefault(int(m.group(1)), [])
+        for span in m.group(2).split():
+            start, _, seconds = span.partition("+")
+            spans.append((float(start), float(seconds)))
+    return waits
 
 
 def _count_by_bucket(limited: list[Limited]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for refused in limited:
         counts[refused.bucket] = counts.get(refused.bucket, 0) + 1
+    return counts
+
+
+def _count_by_scope(limited: list[Limited]) -> dict[str, int]:
+    """429s by the limit that refused: "global" or "user" (a per-route bucket)."""
+    counts: dict[str, int] = {}
+    for refused in limited:
+        counts[refused.scope] = counts.get(refused.scope, 0) + 1
     return counts
 
 

@@ -54,6 +54,10 @@ class Bots:
         found = (next((ln for ln in c.lines if marker in ln), "") for c in self.children)
         return [line for line in found if line]
 
+    def lines_with(self, marker: str) -> list[str]:
+        """Every output line of every process containing `marker`."""
+        return [ln for c in self.children for ln in c.lines if marker in ln]
+
     def loop_lag_p99_ms(self) -> float | None:
         """The worst event-loop lag p99 any process reported at shutdown."""
         values = [

@@ -21,6 +21,7 @@ from bot.demo_accounts import DemoAccounts
 from bot.diagnostics import LoopLagMonitor
 from bot.discord_jobs import DiscordJobEvents
 from bot.discord_jobs.requests import limits_for
+from bot.discord_pacing import GlobalPacer, pace_client, pace_requests
 from bot.discord_training import create_training_service
 from bot.forms import FormCache
 from bot.health import GatewayWatch, store_unwritable
@@ -89,7 +90,15 @@ class MiaohuaBot(commands.Bot):
         **kwargs: Any,
     ) -> None:
         metrics = Metrics()
-        super().__init__(**_bot_kwargs(settings), http_trace=discord_http_trace(metrics), **kwargs)
+        trace = discord_http_trace(metrics)
+        # Under Discord's global limit, results first: see bot/discord_pacing.py.
+        self.pacer = GlobalPacer(
+            settings.discord.requests_per_second, observe=metrics.discord_paced
+        )
+        metrics.discord_waiting.set_function(lambda: len(self.pacer))
+        pace_requests(trace, self.pacer)
+        super().__init__(**_bot_kwargs(settings), http_trace=trace, **kwargs)
+        pace_client(self.http, self.pacer)
         self.settings = settings
         self.metrics = metrics
         self.gateway = self._watch_gateway()
@@ -273,6 +282,7 @@ class MiaohuaBot(commands.Bot):
         return {
             **self.generation.memory_sizes(),
             "status_messages": len(self.delivery.status),
+            "discord_requests_waiting": len(self.pacer),
             "moderation_log_posts": len(self.delivery.moderation),
             "forms": len(self.forms),
         }
@@ -306,6 +316,7 @@ class MiaohuaBot(commands.Bot):
             self._store_opening.cancel()  # still waiting for a writable database
         await self.lifecycle.stop()
         await super().close()
+        self.pacer.close()
 
 
 def _now(start: Callable[[], None]) -> Callable[[], Awaitable[None]]:

@@ -47,6 +47,9 @@ class DiscordSettings(_Section):
     shard_ids: list[int] | None = None
     # Seconds to keep retrying at start-up while Discord cannot be reached (0: try once).
     connect_retry: float = Field(default=300.0, ge=0)
+    # Bot-token REST requests per second, under Discord's global limit of 50 (per process:
+    # processes sharing one token split it).
+    requests_per_second: int = Field(default=45, ge=1)
 
     @field_validator("api_base_url")
     @classmethod

@@ -126,6 +126,19 @@ class Metrics:
             ["status"],
             registry=registry,
         )
+        self.discord_pacing_wait = Histogram(
+            "miaohua_discord_pacing_wait_seconds",
+            "Time a Discord request that had to wait spent waiting for the bot's share of "
+            "Discord's global rate limit, by what it was for",
+            ["priority"],
+            buckets=_CALL_BUCKETS,
+            registry=registry,
+        )
+        self.discord_waiting = Gauge(
+            "miaohua_discord_requests_waiting",
+            "Discord requests waiting for the bot's share of Discord's global rate limit",
+            registry=registry,
+        )
         self.trainings = Counter(
             "miaohua_trainings_total",
             "Training jobs, by outcome: started, done or failed",
@@ -165,6 +178,10 @@ class Metrics:
             self.discord_errors.labels("none").inc()
         elif status >= 400:
             self.discord_errors.labels(str(status)).inc()
+
+    def discord_paced(self, priority: str, seconds: float) -> None:
+        """A Discord request waited `seconds` for the global budget (`priority`: what for)."""
+        self.discord_pacing_wait.labels(priority).observe(seconds)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 GLOBAL_LIMIT, GLOBAL_WINDOW = 50, 1.0
@@ -127,13 +127,19 @@ class RateLimitStats:
     # bucket is exhausted a client following the headers holds its requests back.
     exhausted: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
-    def blocked(self, key: str, start: float, end: float) -> float:
+    def blocked(
+        self,
+        key: str,
+        start: float,
+        end: float,
+        also: Sequence[tuple[float, float]] = (),
+    ) -> float:
         """Seconds of [start, end] during which the bucket `key` or the global limit was
-        exhausted: time a request for that bucket could not have been sent."""
+        exhausted: time a request for that bucket could not have been sent. `also`: more
+        (from, to) spans to count (each second once), e.g. the client's own pacing."""
         spans = sorted(
             (max(a, start), min(b, end))
-            for k in (key, "global")
-            for a, b in self.exhausted.get(k, [])
+            for a, b in [*(s for k in (key, "global") for s in self.exhausted.get(k, [])), *also]
             if a < end and b > start
         )
         total, reached = 0.0, start

@@ -51,6 +51,7 @@ def test_benchmark_smoke_run(tmp_path):
         assert 0 <= scenario["seen_p50_s"] <= scenario["seen_p95_s"]
         # Discord's rate limits are on, and the wait they cause is part of the lag.
         assert scenario["discord_limits"] and scenario["discord_429s"] >= 0
+        assert sum(scenario["discord_429s_by_scope"].values()) == scenario["discord_429s"]
         assert 0 <= scenario["discord_wait_share"] <= 1
         for task in scenario["per_task"]:
             assert 0 <= task["discord_wait_s"] <= max(task["lag_s"], 0)

@@ -18,6 +18,7 @@ from bot.discord_jobs.modlog import ModerationLog
 from bot.discord_jobs.modlog_buttons import log_entry_view
 from bot.discord_jobs.payload import FittedImages, ResultImages, download_result, fit_images
 from bot.discord_jobs.status import StatusBoard
+from bot.discord_pacing import PacedRequest, Priority, paced_as
 from bot.jobs import BlockedWord, Delivery, GenerationRequest, Posted, Refused
 from bot.store import StoreUnavailable, Task, TaskState
 
@@ -129,7 +130,12 @@ class DiscordJobEvents:
     async def task_failed(self, task: Task) -> None:
         """Tell the requester why the task failed, and mark its status message failed."""
         self.moderation.forget(task.id)
-        await self.status.show(task, render.failed_text(task), final=True)
+        # The member waits for this answer: it goes before other tasks' status edits.
+        with paced_as(Priority.RESULT):
+            await self.status.show(task, render.failed_text(task), final=True, urgent=True)
+            await self._tell_failure(task)
+
+    async def _tell_failure(self, task: Task) -> None:
         content = render.failure_message(task)
         mention = discord.AllowedMentions(users=[discord.Object(task.user_id)])
         try:
@@ -154,6 +160,12 @@ class DiscordJobEvents:
 
     async def deliver(self, task: Task) -> _Sent | None:
         """Post a task's result; None when neither the channel nor the requester's DMs take it."""
+        with paced_as(Priority.RESULT) as paced:
+            sent = await self._deliver(task)
+        _log_budget_wait(task.id, paced)
+        return sent
+
+    async def _deliver(self, task: Task) -> _Sent | None:
         images = await download_result(self.fetcher, task.images)
         if task.images and not any(images.originals):
             # Nothing could be fetched from the service: try again later (bounded by the job
@@ -292,7 +304,8 @@ class DiscordJobEvents:
 
     async def _add_rerun_reaction(self, task: Task, message: discord.Message) -> None:
         try:
-            await message.add_reaction(RERUN_EMOJI)
+            with paced_as(Priority.STATUS_EDIT):
+                await message.add_reaction(RERUN_EMOJI)
         except discord.HTTPException:
             log.info("task %s: could not add the rerun reaction", task.id)
 
@@ -332,3 +345,16 @@ class DiscordJobEvents:
 
     async def _user(self, user_id: int) -> discord.User:
         return self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
+
+
+def _log_budget_wait(task_id: int, paced: PacedRequest) -> None:
+    """Say how long a result waited for the bot's share of Discord's global request limit:
+    time waiting for Discord, which the benchmark adds to what Discord's own limits held."""
+    if paced.waits:
+        spans = " ".join(f"{start:.3f}+{seconds:.3f}" for start, seconds in paced.waits)
+        log.info(
+            "task %s: result waited %.2f s for Discord's global limit (%s)",
+            task_id,
+            paced.waited,
+            spans,
+        )

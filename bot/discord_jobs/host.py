@@ -6,6 +6,7 @@ from typing import Protocol
 
 import discord
 
+from bot.discord_pacing import GlobalPacer
 from bot.store import Store
 
 
@@ -17,6 +18,9 @@ class DiscordHost(Protocol):
 
     @property
     def http(self) -> discord.http.HTTPClient: ...  # REST calls whose answer needs no objects
+
+    @property
+    def pacer(self) -> GlobalPacer: ...  # the bot's share of Discord's global rate limit
 
     @property
     def guild_languages(self) -> dict[int, str | None]: ...  # guild id -> stored language

@@ -7,6 +7,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import aiohttp
@@ -15,6 +16,7 @@ from discord.http import handle_message_parameters
 
 from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.throttle import ThrottledMessage
+from bot.discord_pacing import Priority, paced_as, turn_first
 from bot.replies import NO_MENTIONS
 from bot.store import StoreUnavailable, Task
 
@@ -31,6 +33,7 @@ class _Entry:
     message_id: int | None
     message: ThrottledMessage
     final: bool = False
+    urgent: bool = False  # its edits go before other status edits (a failure's text)
 
 
 class StatusBoard:
@@ -63,8 +66,11 @@ class StatusBoard:
         entry = self._entries.get(task_id)
         return entry.message_id if entry else None
 
-    async def show(self, task: Task, text: str, *, final: bool = False) -> None:
-        """Make the task's status message say `text` (posting it if there is none yet)."""
+    async def show(
+        self, task: Task, text: str, *, final: bool = False, urgent: bool = False
+    ) -> None:
+        """Make the task's status message say `text` (posting it if there is none yet);
+        `urgent`: ahead of other tasks' status edits when requests wait for Discord."""
         if task.id in self._finished and not final:
             return
         if final:
@@ -77,6 +83,7 @@ class StatusBoard:
             self._entries[task.id] = entry
         entry.message.want(text)
         entry.final = final
+        entry.urgent = urgent
         async with entry.message.lock:
             posting = entry.message_id is None
             if posting:
@@ -132,7 +139,14 @@ class StatusBoard:
         def settled() -> None:
             self._forget_if_settled(task_id, entry)
 
-        message = ThrottledMessage(edit, interval=self.interval, clock=self._clock, on_idle=settled)
+        def turn() -> AbstractAsyncContextManager[None]:
+            # A status edit waiting for Discord's budget is rendered when its turn comes.
+            priority = Priority.RESULT if entry.urgent else Priority.STATUS_EDIT
+            return turn_first(self.bot.pacer, priority)
+
+        message = ThrottledMessage(
+            edit, interval=self.interval, clock=self._clock, on_idle=settled, turn=turn
+        )
         entry = _Entry(task.channel_id, task.status_message_id, message)
         return entry
 
@@ -148,7 +162,10 @@ class StatusBoard:
 
     async def _post(self, task_id: int, entry: _Entry, text: str) -> None:
         try:
-            with handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params:
+            with (
+                paced_as(Priority.STATUS_POST),
+                handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params,
+            ):
                 message = await self.bot.http.send_message(entry.channel_id, params=params)
         except (discord.Forbidden, discord.NotFound):
             log.info(
@@ -181,7 +198,10 @@ class StatusBoard:
         if not entry.message_id:
             return True
         try:
-            with handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params:
+            with (
+                paced_as(Priority.RESULT if entry.urgent else Priority.STATUS_EDIT),
+                handle_message_parameters(text, allowed_mentions=NO_MENTIONS) as params,
+            ):
                 await self.bot.http.edit_message(entry.channel_id, entry.message_id, params=params)
         except (discord.Forbidden, discord.NotFound):
             log.info("task %s: status message %s is gone", task_id, entry.message_id)

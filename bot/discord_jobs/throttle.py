@@ -6,11 +6,18 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 # The text a message should show, or how to build it when it is sent (so a delayed edit
 # shows the state of its own moment, e.g. the elapsed time, not the one it was asked at).
 Text = str | Callable[[], Awaitable[str]]
 Sender = Callable[[str], Awaitable[bool]]
+# Waits until a send may go (Discord's budget); the text is rendered once it has.
+Turn = Callable[[], AbstractAsyncContextManager[object]]
+
+
+def _no_wait() -> AbstractAsyncContextManager[object]:
+    return contextlib.nullcontext()
 
 
 class ThrottledMessage:
@@ -19,6 +26,9 @@ class ThrottledMessage:
     A change within `interval` seconds of the last send is held: the newest text goes out by
     one delayed send, so a busy message costs at most one edit per interval. `send` returns
     whether the message now shows the text (False: it may be tried again on the next change).
+    `turn` waits for the moment the send may go: the text is rendered after that wait, so a
+    send held back (by Discord's rate limits) shows the newest text, and the texts wanted
+    meanwhile cost nothing.
     """
 
     def __init__(
@@ -28,8 +38,10 @@ class ThrottledMessage:
         interval: float,
         clock: Callable[[], float] = time.monotonic,
         on_idle: Callable[[], None] = lambda: None,
+        turn: Turn = _no_wait,
     ) -> None:
         self._send = send
+        self._turn = turn
         self.interval = interval
         self._clock = clock
         self._on_idle = on_idle
@@ -68,9 +80,7 @@ class ThrottledMessage:
             if await self._differs():
                 self._timer = asyncio.create_task(self._send_later(delay))
             return
-        rendered = await self._rendered()
-        if rendered is not None and rendered != self.shown:
-            await self._deliver(rendered)
+        await self._deliver()
 
     async def flush(self) -> None:
         """Stop the delayed send and send what it would have sent, now."""
@@ -81,9 +91,7 @@ class ThrottledMessage:
         with contextlib.suppress(asyncio.CancelledError):
             await timer
         async with self.lock:
-            rendered = await self._rendered()
-            if rendered is not None and rendered != self.shown:
-                await self._deliver(rendered)
+            await self._deliver()
 
     def cancel(self) -> None:
         """Drop the delayed send, if any."""
@@ -95,9 +103,7 @@ class ThrottledMessage:
         await asyncio.sleep(delay)
         async with self.lock:
             self._timer = None
-            rendered = await self._rendered()
-            if rendered is not None and rendered != self.shown:
-                await self._deliver(rendered)
+            await self._deliver()
         self._on_idle()
 
     async def _differs(self) -> bool:
@@ -110,7 +116,14 @@ class ThrottledMessage:
             return wanted
         return await wanted()
 
-    async def _deliver(self, text: str) -> None:
-        self._sent_at = self._clock()
-        if await self._send(text):
-            self.shown = text
+    async def _deliver(self) -> None:
+        """Send the newest wanted text once the turn has come, if the message differs."""
+        if not await self._differs():
+            return  # no turn is taken for nothing
+        async with self._turn():
+            rendered = await self._rendered()
+            if rendered is None or rendered == self.shown:
+                return  # nothing new: the turn is not used
+            self._sent_at = self._clock()
+            if await self._send(rendered):
+                self.shown = rendered
