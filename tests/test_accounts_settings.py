@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from tests.conftest import (
     GUILD_A,
     GUILD_B,
     MEMBER_A,
+    MEMBER_A2,
 )
+from tests.genutil import eventually, imagine
 from tests.helpers import answer_text, is_ephemeral
 
 
@@ -364,6 +367,37 @@ async def test_a_changed_account_drops_the_guilds_cached_forms_whoever_changes_i
     assert calls["get_generation_form"] == fetched + 1
     await bot.accounts.remove(GUILD_B)
     assert len(bot.forms) == 1  # only guild A's fresh copy is left
+
+
+async def test_commands_arriving_while_the_form_is_fetched_share_one_fetch(harness, monkeypatch):
+    # A burst of commands on a guild whose form is not cached (after a start, or a change of
+    # account) asked the service once per command; under load those calls queued behind each
+    # other until they timed out and the members were told Miaohua was not answering.
+    bot, calls = harness.bot, harness.emu.state.calls
+    session = await bot.accounts.session_for(GUILD_A)
+    fetch, gate = session.generation_form, asyncio.Event()
+
+    async def held_fetch():
+        await gate.wait()
+        return await fetch()
+
+    monkeypatch.setattr(session, "generation_form", held_fetch)
+    waiting = []
+    asked = bot.forms.generation_form
+
+    async def counted(guild_id):
+        waiting.append(guild_id)
+        return await asked(guild_id)
+
+    monkeypatch.setattr(bot.forms, "generation_form", counted)
+    before = calls["get_generation_form"]
+    first = await imagine(harness, prompt="a burst, first", user_id=MEMBER_A)
+    second = await imagine(harness, prompt="a burst, second", user_id=MEMBER_A2)
+    await eventually(lambda: len(waiting) == 2)  # both commands wait for the form
+    gate.set()
+    for ix in (first, second):
+        assert "Accepted as task #" in await answer_text(ix)
+    assert calls["get_generation_form"] == before + 1
 
 
 async def test_a_stored_language_change_reaches_replies_without_the_settings_command(harness):
