@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,7 @@ SECRET = "bench-secret"  # the security.secret_key bench.run's configuration set
 GENERATION_TIME = 1_000_000.0  # seconds per image: nothing finishes while measured
 MEMBERS_PER_GUILD = 2
 POLL_ENDPOINTS = ("task_result", "task_results")
+_DIGITS = re.compile(r"\d+")
 
 
 @dataclass
@@ -105,6 +108,8 @@ class Window:
     ack_p50_ms: float | None = None
     ack_p99_ms: float | None = None
     refused: int = 0
+    # What the refused commands were told, numbers masked, and how many were told each.
+    refusals: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -262,7 +267,9 @@ class _Meter:
         self.own_cpu_start = time.process_time()
         self.wall_start = time.time()
 
-    async def stop(self, acks: list[float] | None = None, refused: int = 0) -> Window:
+    async def stop(
+        self, acks: list[float] | None = None, refusals: Counter[str] | None = None
+    ) -> Window:
         cpu = cpu_seconds(self.bot.proc.pid) - self.cpu_start
         emu_cpu = cpu_seconds(self.emu.proc.pid) - self.emu_cpu_start
         own_cpu = time.process_time() - self.own_cpu_start
@@ -292,18 +299,20 @@ class _Meter:
             commands=len(acks) if acks is not None else 0,
             ack_p50_ms=percentile(acks, 0.5) * 1000 if acks else None,
             ack_p99_ms=percentile(acks, 0.99) * 1000 if acks else None,
-            refused=refused,
+            refused=sum((refusals or Counter()).values()),
+            refusals=dict((refusals or Counter()).most_common()),
         )
 
 
-async def _fire(fake: FakeDiscord, opts: ScaleOptions, level: int) -> tuple[list[float], int]:
+async def _fire(
+    fake: FakeDiscord, opts: ScaleOptions, level: int
+) -> tuple[list[float], Counter[str]]:
     """`/imagine` at the rate for the window, round-robin over servers and their members;
-    the acknowledgement latencies and how many were refused."""
+    the acknowledgement latencies and what the refused commands were told."""
     acks: list[float] = []
-    refused = 0
+    refusals: Counter[str] = Counter()
 
     async def one(i: int) -> None:
-        nonlocal refused
         g = (i * 7 + level) % opts.guilds  # a different order of servers from the pending
         member = g + opts.guilds * (i // opts.guilds % MEMBERS_PER_GUILD)
         sent = time.perf_counter()
@@ -318,9 +327,9 @@ async def _fire(fake: FakeDiscord, opts: ScaleOptions, level: int) -> tuple[list
         acks.append(time.perf_counter() - sent)
         text = message_text(await answer(ix, 60))
         if "#" not in text:
-            refused += 1
-            if refused == 1:
+            if not refusals:
                 _say(f"refused: {text!r}")
+            refusals[_DIGITS.sub("N", text)[:200]] += 1
 
     jobs = []
     start = time.perf_counter()
@@ -330,7 +339,7 @@ async def _fire(fake: FakeDiscord, opts: ScaleOptions, level: int) -> tuple[list
             await asyncio.sleep(delay)
         jobs.append(asyncio.create_task(one(i)))
     await asyncio.gather(*jobs)
-    return acks, refused
+    return acks, refusals
 
 
 def _query_plans(db: Path) -> dict[str, list[str]]:
@@ -393,8 +402,8 @@ async def run_level(opts: ScaleOptions, pending: int) -> Level:
             idle = await meter.stop()
             _say(f"{pending} pending: idle {_brief(idle)}; firing {opts.rate:g}/s")
             await meter.start()
-            acks, refused = await _fire(fake, opts, pending)
-            load = await meter.stop(acks, refused)
+            acks, refusals = await _fire(fake, opts, pending)
+            load = await meter.stop(acks, refusals)
             _say(f"{pending} pending: load {_brief(load)}")
             rss, peak = _rss_mb(bot.proc.pid), peak_rss_mb(bot.proc.pid)
         finally:
@@ -481,6 +490,9 @@ def render_scale(levels: list[dict[str, Any]]) -> str:
     for name, plan in plans.items():
         steps = "; ".join(plan) or "no read step (an insert, or an upsert on its primary key)"
         out += f"- {name}: {steps}\n"
+    for lv in levels:
+        for text, count in lv["load"].get("refusals", {}).items():
+            out += f"refused at {lv['pending']:,} pending, {count}x: {text!r}\n"
     bad = {name for lv in levels for name in lv["unindexed"]}
     out += "every hot query uses an index\n" if not bad else f"NOT INDEXED: {sorted(bad)}\n"
     return out
