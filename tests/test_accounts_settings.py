@@ -18,7 +18,7 @@ from tests.conftest import (
     MEMBER_A,
     MEMBER_A2,
 )
-from tests.genutil import eventually, imagine
+from tests.genutil import eventually, imagine, task_id_of
 from tests.helpers import answer_text, is_ephemeral
 
 
@@ -398,6 +398,34 @@ async def test_commands_arriving_while_the_form_is_fetched_share_one_fetch(harne
     for ix in (first, second):
         assert "Accepted as task #" in await answer_text(ix)
     assert calls["get_generation_form"] == before + 1
+
+
+async def test_commands_read_the_guild_settings_from_memory_until_they_change(harness, monkeypatch):
+    # Every /imagine read the guild's settings from the database twice (its defaults, then
+    # its limits): two statements of the ten a command costs, under a burst of commands.
+    settings = harness.bot.store.settings
+    reads = []
+    fetch_one = settings._fetch_one
+
+    async def counted(sql, params=()):
+        if sql.startswith("SELECT * FROM guild_settings"):
+            reads.append(params)
+        return await fetch_one(sql, params)
+
+    monkeypatch.setattr(settings, "_fetch_one", counted)
+    for prompt in ("settings read once", "settings read from memory", "and again"):
+        assert "Accepted as task #" in await answer_text(await imagine(harness, prompt=prompt))
+    assert len(reads) <= 1
+    # A change is what the next command sees.
+    await settings.update(GUILD_A, scale=3)
+    text = await answer_text(await imagine(harness, prompt="after the change"))
+    task = await harness.bot.store.tasks.get(task_id_of(text))
+    assert task.scale == 3
+    await settings.reset(GUILD_A)
+    text = await answer_text(await imagine(harness, prompt="after the reset"))
+    task = await harness.bot.store.tasks.get(task_id_of(text))
+    assert task.scale != 3
+    assert len(reads) <= 2
 
 
 async def test_a_stored_language_change_reaches_replies_without_the_settings_command(harness):
