@@ -400,32 +400,49 @@ async def test_commands_arriving_while_the_form_is_fetched_share_one_fetch(harne
     assert calls["get_generation_form"] == before + 1
 
 
-async def test_commands_read_the_guild_settings_from_memory_until_they_change(harness, monkeypatch):
-    # Every /imagine read the guild's settings from the database twice (its defaults, then
-    # its limits): two statements of the ten a command costs, under a burst of commands.
-    settings = harness.bot.store.settings
+async def test_commands_read_the_guild_settings_and_models_from_memory_until_they_change(
+    harness, monkeypatch
+):
+    # Every /imagine read the guild's settings from the database three times (its defaults,
+    # its limits, its moderation log's channel) and its trained models once: four of the
+    # ten statements a command cost, under a burst of commands.
+    store = harness.bot.store
     reads = []
-    fetch_one = settings._fetch_one
 
-    async def counted(sql, params=()):
-        if sql.startswith("SELECT * FROM guild_settings"):
-            reads.append(params)
-        return await fetch_one(sql, params)
+    def counting(repo, table):
+        fetch_one, fetch_all = repo._fetch_one, repo._fetch_all
 
-    monkeypatch.setattr(settings, "_fetch_one", counted)
-    for prompt in ("settings read once", "settings read from memory", "and again"):
+        async def one(sql, params=()):
+            if sql.startswith(f"SELECT * FROM {table}"):
+                reads.append(table)
+            return await fetch_one(sql, params)
+
+        async def all_(sql, params=()):
+            if sql.startswith(f"SELECT * FROM {table}"):
+                reads.append(table)
+            return await fetch_all(sql, params)
+
+        monkeypatch.setattr(repo, "_fetch_one", one)
+        monkeypatch.setattr(repo, "_fetch_all", all_)
+
+    counting(store.settings, "guild_settings")
+    counting(store.models, "trained_models")
+    for prompt in ("read once", "read from memory", "and again"):
         assert "Accepted as task #" in await answer_text(await imagine(harness, prompt=prompt))
-    assert len(reads) <= 1
+    assert sorted(reads) == ["guild_settings", "trained_models"]
     # A change is what the next command sees.
-    await settings.update(GUILD_A, scale=3)
+    await store.settings.update(GUILD_A, scale=3)
     text = await answer_text(await imagine(harness, prompt="after the change"))
-    task = await harness.bot.store.tasks.get(task_id_of(text))
-    assert task.scale == 3
-    await settings.reset(GUILD_A)
+    assert (await store.tasks.get(task_id_of(text))).scale == 3
+    await store.settings.reset(GUILD_A)
     text = await answer_text(await imagine(harness, prompt="after the reset"))
-    task = await harness.bot.store.tasks.get(task_id_of(text))
-    assert task.scale != 3
-    assert len(reads) <= 2
+    assert (await store.tasks.get(task_id_of(text))).scale != 3
+    await store.models.add(guild_id=GUILD_A, model_name="trained_after_reads")
+    assert "trained_after_reads" in [m.model_name for m in await store.models.for_guild(GUILD_A)]
+    await store.models.rename(GUILD_A, "trained_after_reads", "Renamed")
+    assert [m.display_name for m in await store.models.for_guild(GUILD_A)] == ["Renamed"]
+    await store.models.delete(GUILD_A, "trained_after_reads")
+    assert await store.models.for_guild(GUILD_A) == []
 
 
 async def test_a_stored_language_change_reaches_replies_without_the_settings_command(harness):
