@@ -15,10 +15,10 @@ log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
 
-# How long a command may work before its interaction is deferred ("thinking..."). Discord
-# drops an interaction not acknowledged within 3 s of its creation; what is left of that
-# is for the deferral's own request, and for an event loop running late.
-ANSWER_WITHIN = 0.5
+# How long a command may work before its interaction is deferred ("thinking..."): most
+# answer well within it, in one request; a slower one (a form to fetch, a busy store)
+# still shows the member something at once. Discord's own limit is 3 s.
+ANSWER_WITHIN = 0.025
 _LATE_DEFER = "miaohua.late_defer"  # the interaction's extras: its pending `_LateDefer`
 
 
@@ -60,16 +60,18 @@ def _seen(task: asyncio.Task[None]) -> None:
 def defer_unless_answered(
     interaction: discord.Interaction[discord.Client],
     *,
-    within: float = ANSWER_WITHIN,
+    within: float | None = None,
     ephemeral: bool = True,
 ) -> None:
-    """Defer the interaction only if it is not answered within `within` seconds.
+    """Defer the interaction only if it is not answered within `within` seconds (default
+    `ANSWER_WITHIN`).
 
     A command that usually answers at once then costs one request to Discord instead of
     two (a deferral, then a follow-up); a slow one is still acknowledged in time.
     """
     if not interaction.response.is_done() and _LATE_DEFER not in interaction.extras:
-        interaction.extras[_LATE_DEFER] = _LateDefer(interaction, within, ephemeral)
+        delay = ANSWER_WITHIN if within is None else within
+        interaction.extras[_LATE_DEFER] = _LateDefer(interaction, delay, ephemeral)
 
 
 async def _settle(interaction: discord.Interaction[discord.Client]) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+from bot import replies
 from tests.conftest import GUILD_A
 from tests.genutil import imagine
 from tests.helpers import answer_text, is_ephemeral
 
 
-async def test_imagine_answered_at_once_takes_one_request_to_discord(harness):
+async def test_imagine_answered_at_once_takes_one_request_to_discord(harness, monkeypatch):
     # A deferral and then a follow-up cost two requests for every /imagine; one answering
     # at once needs only its response (a third of a command's requests to Discord).
+    # A window no busy test machine overruns: what is checked is the answer's shape.
+    monkeypatch.setattr(replies, "ANSWER_WITHIN", 5.0, raising=False)
     ix = await imagine(harness, prompt="answered at once")
     text = await answer_text(ix)
     assert "Accepted as task #" in text
