@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,7 @@ SECRET = "bench-secret"  # the security.secret_key bench.run's configuration set
 GENERATION_TIME = 1_000_000.0  # seconds per image: nothing finishes while measured
 MEMBERS_PER_GUILD = 2
 POLL_ENDPOINTS = ("task_result", "task_results")
+_DIGITS = re.compile(r"\d+")
 
 
 @dataclass
@@ -106,6 +109,8 @@ class Window:
     ack_p99_ms: float | None = None
     refused: int = 0
     too_late: int = 0  # acknowledged after Discord's 3-second window: the member saw nothing
+    # What the refused commands were told, numbers masked, and how many were told each.
+    refusals: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -264,7 +269,10 @@ class _Meter:
         self.wall_start = time.time()
 
     async def stop(
-        self, acks: list[float] | None = None, refused: int = 0, too_late: int = 0
+        self,
+        acks: list[float] | None = None,
+        refusals: Counter[str] | None = None,
+        too_late: int = 0,
     ) -> Window:
         cpu = cpu_seconds(self.bot.proc.pid) - self.cpu_start
         emu_cpu = cpu_seconds(self.emu.proc.pid) - self.emu_cpu_start
@@ -295,20 +303,25 @@ class _Meter:
             commands=len(acks) if acks is not None else 0,
             ack_p50_ms=percentile(acks, 0.5) * 1000 if acks else None,
             ack_p99_ms=percentile(acks, 0.99) * 1000 if acks else None,
-            refused=refused,
+            refused=sum((refusals or Counter()).values()),
+            refusals=dict((refusals or Counter()).most_common()),
             too_late=too_late,
         )
 
 
-async def _fire(fake: FakeDiscord, opts: ScaleOptions, level: int) -> tuple[list[float], int, int]:
+async def _fire(
+    fake: FakeDiscord, opts: ScaleOptions, level: int
+) -> tuple[list[float], Counter[str], int]:
     """`/imagine` at the rate for the window, round-robin over servers and their members;
-    the acknowledgement latencies, how many were refused and how many were acknowledged
-    too late (the fake Discord, like Discord, drops an interaction not acknowledged in 3 s)."""
+    the acknowledgement latencies, what the refused commands were told, and how many were
+    acknowledged too late (the fake Discord, like Discord, drops an interaction not
+    acknowledged within 3 s: the member saw no answer)."""
     acks: list[float] = []
-    refused = too_late = 0
+    refusals: Counter[str] = Counter()
+    too_late = 0
 
     async def one(i: int) -> None:
-        nonlocal refused, too_late
+        nonlocal too_late
         g = (i * 7 + level) % opts.guilds  # a different order of servers from the pending
         member = g + opts.guilds * (i // opts.guilds % MEMBERS_PER_GUILD)
         ix = await fake.slash(
@@ -318,17 +331,22 @@ async def _fire(fake: FakeDiscord, opts: ScaleOptions, level: int) -> tuple[list
             guild_id=guild_id(g),
             channel_id=channel_id(g),
         )
-        answered_at = await fake.changes.wait(lambda: ix.callback_at, 60, "a callback")
-        assert ix.sent_at is not None
-        acks.append(answered_at - ix.sent_at)
-        if ix.expired:
-            too_late += 1
+        try:
+            answered_at = await fake.changes.wait(lambda: ix.callback_at, 60, "a callback")
+            assert ix.sent_at is not None
+            acks.append(answered_at - ix.sent_at)
+            if ix.expired:
+                too_late += 1
+                return
+            text = message_text(await answer(ix, 60))
+        except TimeoutError:
+            # Counted, not fatal: one lost answer must not end the run that would show it.
+            refusals["(no answer within 60 s)"] += 1
             return
-        text = message_text(await answer(ix, 60))
         if "#" not in text:
-            refused += 1
-            if refused == 1:
+            if not refusals:
                 _say(f"refused: {text!r}")
+            refusals[_DIGITS.sub("N", text)[:200]] += 1
 
     jobs = []
     start = time.perf_counter()
@@ -338,7 +356,7 @@ async def _fire(fake: FakeDiscord, opts: ScaleOptions, level: int) -> tuple[list
             await asyncio.sleep(delay)
         jobs.append(asyncio.create_task(one(i)))
     await asyncio.gather(*jobs)
-    return acks, refused, too_late
+    return acks, refusals, too_late
 
 
 def _query_plans(db: Path) -> dict[str, list[str]]:
@@ -401,8 +419,8 @@ async def run_level(opts: ScaleOptions, pending: int) -> Level:
             idle = await meter.stop()
             _say(f"{pending} pending: idle {_brief(idle)}; firing {opts.rate:g}/s")
             await meter.start()
-            acks, refused, too_late = await _fire(fake, opts, pending)
-            load = await meter.stop(acks, refused, too_late)
+            acks, refusals, too_late = await _fire(fake, opts, pending)
+            load = await meter.stop(acks, refusals, too_late)
             _say(f"{pending} pending: load {_brief(load)}")
             rss, peak = _rss_mb(bot.proc.pid), peak_rss_mb(bot.proc.pid)
         finally:
@@ -492,6 +510,9 @@ def render_scale(levels: list[dict[str, Any]]) -> str:
     for name, plan in plans.items():
         steps = "; ".join(plan) or "no read step (an insert, or an upsert on its primary key)"
         out += f"- {name}: {steps}\n"
+    for lv in levels:
+        for text, count in lv["load"].get("refusals", {}).items():
+            out += f"refused at {lv['pending']:,} pending, {count}x: {text!r}\n"
     bad = {name for lv in levels for name in lv["unindexed"]}
     out += "every hot query uses an index\n" if not bad else f"NOT INDEXED: {sorted(bad)}\n"
     return out

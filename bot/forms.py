@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
@@ -36,6 +37,10 @@ class Sessions(Protocol):
 class FormCache:
     """Keeps each guild's forms for `ttl` seconds; a failed refresh serves the stale copy.
 
+    A guild's commands arriving while its form is being fetched wait for that one fetch
+    rather than each asking the service (a burst after a restart would otherwise ask once
+    per command, queueing behind each other at the account's rate limit).
+
     Whoever changes what a guild's forms show (its account, its trained models) calls
     `invalidate`; the bot wires that up, so commands never need to.
     """
@@ -52,17 +57,23 @@ class FormCache:
         self._clock = clock
         self._generation: dict[int, tuple[float, GenerationForm]] = {}
         self._training: dict[int, tuple[float, TrainForm]] = {}
+        self._fetching_generation: dict[int, asyncio.Task[GenerationForm]] = {}
+        self._fetching_training: dict[int, asyncio.Task[TrainForm]] = {}
 
     def __len__(self) -> int:
         return len(self._generation) + len(self._training)
 
     async def generation_form(self, guild_id: int) -> GenerationForm:
         """The generation form as the guild's account sees it (trained models included)."""
-        return await self._cached(self._generation, guild_id, lambda s: s.generation_form())
+        return await self._cached(
+            self._generation, self._fetching_generation, guild_id, lambda s: s.generation_form()
+        )
 
     async def train_form(self, guild_id: int) -> TrainForm:
         """The training form of the guild's account."""
-        return await self._cached(self._training, guild_id, lambda s: s.train_form())
+        return await self._cached(
+            self._training, self._fetching_training, guild_id, lambda s: s.train_form()
+        )
 
     async def training_choices(
         self, guild_id: int, main_body: str | None, base_model: str | None
@@ -94,26 +105,57 @@ class FormCache:
         """Forget a guild's forms, e.g. after its account changed or a model was trained."""
         self._generation.pop(guild_id, None)
         self._training.pop(guild_id, None)
+        # A fetch under way may return the old account's form: later callers fetch afresh.
+        self._fetching_generation.pop(guild_id, None)
+        self._fetching_training.pop(guild_id, None)
 
     async def _cached(
         self,
         entries: dict[int, tuple[float, T]],
+        fetching: dict[int, asyncio.Task[T]],
         guild_id: int,
         fetch: Callable[[FormSource], Awaitable[T]],
     ) -> T:
         entry = entries.get(guild_id)
-        now = self._clock()
-        if entry and now - entry[0] < self._ttl:
+        if entry and self._clock() - entry[0] < self._ttl:
             return entry[1]
-        session = await self._accounts.session_for(guild_id)
+        task = fetching.get(guild_id)
+        if task is None:
+            task = asyncio.create_task(self._fetch(entries, fetching, guild_id, fetch))
+            task.add_done_callback(_retrieve)
+            fetching[guild_id] = task
         try:
-            value = await fetch(session)
+            # Shielded: a caller giving up does not cancel the fetch the others wait for.
+            return await asyncio.shield(task)
         except Exception:
             if entry is not None:
                 return entry[1]
             raise
-        entries[guild_id] = (now, value)
-        return value
+
+    async def _fetch(
+        self,
+        entries: dict[int, tuple[float, T]],
+        fetching: dict[int, asyncio.Task[T]],
+        guild_id: int,
+        fetch: Callable[[FormSource], Awaitable[T]],
+    ) -> T:
+        me = asyncio.current_task()
+        now = self._clock()
+        try:
+            session = await self._accounts.session_for(guild_id)
+            value = await fetch(session)
+            if fetching.get(guild_id) is me:  # else invalidated meanwhile: not cached
+                entries[guild_id] = (now, value)
+            return value
+        finally:
+            if fetching.get(guild_id) is me:
+                del fetching[guild_id]
+
+
+def _retrieve(task: asyncio.Task[T]) -> None:
+    """Mark a fetch's failure as seen: its waiters may all have given up."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _pick(value: str | None, offered: list[str], key: str) -> str | None:

@@ -2,13 +2,82 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
 import discord
 
 from bot.display import CONTENT_MAX, clip
 
+log = logging.getLogger(__name__)
+
 NO_MENTIONS = discord.AllowedMentions.none()
+
+# How long a command may work before its interaction is deferred ("thinking..."): most
+# answer well within it, in one request; a slower one (a form to fetch, a busy store)
+# still shows the member something at once. Discord's own limit is 3 s.
+ANSWER_WITHIN = 0.025
+_LATE_DEFER = "miaohua.late_defer"  # the interaction's extras: its pending `_LateDefer`
+
+
+class _LateDefer:
+    """Defers an interaction unless it is answered first."""
+
+    def __init__(
+        self, interaction: discord.Interaction[discord.Client], delay: float, ephemeral: bool
+    ) -> None:
+        self.sending = False  # the deferral's request is under way: it must not be cut short
+        self.task = asyncio.create_task(self._run(interaction, delay, ephemeral))
+        self.task.add_done_callback(_seen)
+
+    async def _run(
+        self, interaction: discord.Interaction[discord.Client], delay: float, ephemeral: bool
+    ) -> None:
+        await asyncio.sleep(delay)
+        self.sending = True
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+
+    async def settle(self) -> None:
+        """Cancel the deferral if it is not sent yet, else wait for it to be."""
+        if not self.sending:
+            self.task.cancel()  # still asleep: it sends nothing
+            return
+        # Its failure is the answer's too: the answer sent next meets and reports it.
+        with contextlib.suppress(discord.HTTPException):
+            await self.task
+
+
+def _seen(task: asyncio.Task[None]) -> None:
+    # A deferral nobody waited for (the command ended without answering) fails quietly:
+    # the member sees what they would without it, an unanswered interaction.
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("deferring an interaction failed: %s", exc)
+
+
+def defer_unless_answered(
+    interaction: discord.Interaction[discord.Client],
+    *,
+    within: float | None = None,
+    ephemeral: bool = True,
+) -> None:
+    """Defer the interaction only if it is not answered within `within` seconds (default
+    `ANSWER_WITHIN`).
+
+    A command that usually answers at once then costs one request to Discord instead of
+    two (a deferral, then a follow-up); a slow one is still acknowledged in time.
+    """
+    if not interaction.response.is_done() and _LATE_DEFER not in interaction.extras:
+        delay = ANSWER_WITHIN if within is None else within
+        interaction.extras[_LATE_DEFER] = _LateDefer(interaction, delay, ephemeral)
+
+
+async def _settle(interaction: discord.Interaction[discord.Client]) -> None:
+    late: _LateDefer | None = interaction.extras.pop(_LATE_DEFER, None)
+    if late is not None:
+        await late.settle()
 
 
 async def reply(
@@ -23,6 +92,7 @@ async def reply(
 
     Content longer than Discord accepts is clipped rather than refused as a whole.
     """
+    await _settle(interaction)
     if content is not None:
         content = clip(content, CONTENT_MAX)
     kwargs: dict[str, Any] = {
@@ -44,5 +114,6 @@ async def defer(
     interaction: discord.Interaction[discord.Client], *, ephemeral: bool = True
 ) -> None:
     """Acknowledge within Discord's 3-second window before slow work (no-op when already done)."""
+    await _settle(interaction)
     if not interaction.response.is_done():
         await interaction.response.defer(ephemeral=ephemeral, thinking=True)

@@ -23,7 +23,7 @@ from bot.images import CheckedImage, check_image
 from bot.jobs import GenerationRequest, Limits
 from bot.offload import offload
 from bot.preferences import set_aside_notes
-from bot.replies import defer, reply
+from bot.replies import defer, defer_unless_answered, reply
 from bot.store import MemberPreferences
 from bot.styles import find_style
 from bot.text import NEGATIVE_PROMPT_MAX
@@ -140,7 +140,8 @@ class GenerateCog(commands.Cog):
         seed: app_commands.Range[int, -1, SEED_MAX] | None = None,
         style: str | None = None,
     ) -> None:
-        await defer(interaction)
+        # Usually answered at once: one request to Discord, not a deferral and a follow-up.
+        defer_unless_answered(interaction)
         assert interaction.guild_id is not None
         chosen = await find_style(self.bot.store.styles, interaction.guild_id, style)
         opts = await resolve_options(

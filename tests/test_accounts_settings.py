@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from tests.conftest import (
     GUILD_A,
     GUILD_B,
     MEMBER_A,
+    MEMBER_A2,
 )
+from tests.genutil import eventually, imagine, task_id_of
 from tests.helpers import answer_text, is_ephemeral
 
 
@@ -364,6 +367,82 @@ async def test_a_changed_account_drops_the_guilds_cached_forms_whoever_changes_i
     assert calls["get_generation_form"] == fetched + 1
     await bot.accounts.remove(GUILD_B)
     assert len(bot.forms) == 1  # only guild A's fresh copy is left
+
+
+async def test_commands_arriving_while_the_form_is_fetched_share_one_fetch(harness, monkeypatch):
+    # A burst of commands on a guild whose form is not cached (after a start, or a change of
+    # account) asked the service once per command; under load those calls queued behind each
+    # other until they timed out and the members were told Miaohua was not answering.
+    bot, calls = harness.bot, harness.emu.state.calls
+    session = await bot.accounts.session_for(GUILD_A)
+    fetch, gate = session.generation_form, asyncio.Event()
+
+    async def held_fetch():
+        await gate.wait()
+        return await fetch()
+
+    monkeypatch.setattr(session, "generation_form", held_fetch)
+    waiting = []
+    asked = bot.forms.generation_form
+
+    async def counted(guild_id):
+        waiting.append(guild_id)
+        return await asked(guild_id)
+
+    monkeypatch.setattr(bot.forms, "generation_form", counted)
+    before = calls["get_generation_form"]
+    first = await imagine(harness, prompt="a burst, first", user_id=MEMBER_A)
+    second = await imagine(harness, prompt="a burst, second", user_id=MEMBER_A2)
+    await eventually(lambda: len(waiting) == 2)  # both commands wait for the form
+    gate.set()
+    for ix in (first, second):
+        assert "Accepted as task #" in await answer_text(ix)
+    assert calls["get_generation_form"] == before + 1
+
+
+async def test_commands_read_the_guild_settings_and_models_from_memory_until_they_change(
+    harness, monkeypatch
+):
+    # Every /imagine read the guild's settings from the database three times (its defaults,
+    # its limits, its moderation log's channel) and its trained models once: four of the
+    # ten statements a command cost, under a burst of commands.
+    store = harness.bot.store
+    reads = []
+
+    def counting(repo, table):
+        fetch_one, fetch_all = repo._fetch_one, repo._fetch_all
+
+        async def one(sql, params=()):
+            if sql.startswith(f"SELECT * FROM {table}"):
+                reads.append(table)
+            return await fetch_one(sql, params)
+
+        async def all_(sql, params=()):
+            if sql.startswith(f"SELECT * FROM {table}"):
+                reads.append(table)
+            return await fetch_all(sql, params)
+
+        monkeypatch.setattr(repo, "_fetch_one", one)
+        monkeypatch.setattr(repo, "_fetch_all", all_)
+
+    counting(store.settings, "guild_settings")
+    counting(store.models, "trained_models")
+    for prompt in ("read once", "read from memory", "and again"):
+        assert "Accepted as task #" in await answer_text(await imagine(harness, prompt=prompt))
+    assert sorted(reads) == ["guild_settings", "trained_models"]
+    # A change is what the next command sees.
+    await store.settings.update(GUILD_A, scale=3)
+    text = await answer_text(await imagine(harness, prompt="after the change"))
+    assert (await store.tasks.get(task_id_of(text))).scale == 3
+    await store.settings.reset(GUILD_A)
+    text = await answer_text(await imagine(harness, prompt="after the reset"))
+    assert (await store.tasks.get(task_id_of(text))).scale != 3
+    await store.models.add(guild_id=GUILD_A, model_name="trained_after_reads")
+    assert "trained_after_reads" in [m.model_name for m in await store.models.for_guild(GUILD_A)]
+    await store.models.rename(GUILD_A, "trained_after_reads", "Renamed")
+    assert [m.display_name for m in await store.models.for_guild(GUILD_A)] == ["Renamed"]
+    await store.models.delete(GUILD_A, "trained_after_reads")
+    assert await store.models.for_guild(GUILD_A) == []
 
 
 async def test_a_stored_language_change_reaches_replies_without_the_settings_command(harness):

@@ -4,6 +4,7 @@ task finishes here) and a real SQLite store, as in tests/test_jobs.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -166,3 +167,40 @@ async def test_a_task_s_queue_position_reads_only_its_guild_s_queue(
     assert len(read) == 1
     assert await service.cancel(waiting.id, waiting.guild_id)
     assert service.queue_position(waiting.id, waiting.guild_id) is None
+
+
+async def test_polls_falling_due_together_start_a_few_per_pass_of_the_event_loop(
+    store: Store, slow_client: V1bClient, service_factory: Any, monkeypatch: Any
+) -> None:
+    # Thirty guilds' tasks due at once started thirty poll groups in one pass of the loop:
+    # their requests were all built and sent before a command's answer could go out.
+    tasks = [await submitted_task(store, slow_client, n, record_wait=True) for n in range(30)]
+    loop = asyncio.get_running_loop()
+    passes = [0]
+    ticking = [True]
+
+    def tick() -> None:  # runs once per pass of the event loop
+        passes[0] += 1
+        if ticking[0]:
+            loop.call_soon(tick)
+
+    loop.call_soon(tick)
+    now = [1000.0]
+    service: GenerationService = await service_factory(Events(), clock=lambda: now[0])
+    poller = service.poller
+    started: list[int] = []
+    poll_guild = poller._poll_guild
+
+    async def stamped(guild_id: int, entries: Any) -> None:
+        started.append(passes[0])
+        await poll_guild(guild_id, entries)
+
+    monkeypatch.setattr(poller, "_poll_guild", stamped)
+    now[0] += 60.0  # before the poll loop first runs: every reloaded task is due
+    try:
+        await wait_for(lambda: len(started) == len(tasks))
+    finally:
+        ticking[0] = False
+    per_pass = Counter(started)
+    assert max(per_pass.values()) <= 10, per_pass  # the poller's launch_burst
+    assert len(per_pass) >= 3

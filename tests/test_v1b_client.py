@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from PIL import Image
@@ -357,3 +358,23 @@ async def test_logs_hold_no_secrets(
     assert "get_generation_form -> HTTP 200" in text
     for secret in (EMAIL, PASSWORD, *tokens):
         assert secret not in text
+
+
+async def test_waiting_for_a_free_connection_is_not_timed_as_the_service_s(
+    emu: EmulatorServer,
+) -> None:
+    # A burst of calls (a busy bot's polls, submissions and forms) waits for one of the
+    # session's connections; that wait was counted in each call's timeout, so calls that
+    # never reached the service failed as "Miaohua is not answering properly".
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+    client = V1bClient(
+        emu.base_url, requests_per_second=1000, max_retries=0, timeout=1.0, session=session
+    )
+    try:
+        acct = client.account(EMAIL, PASSWORD)
+        await acct.login()
+        emu.state.settings.faults.latency = 0.4  # each call alone well within its 1 s
+        forms = await asyncio.gather(*(acct.generation_form() for _ in range(5)))
+        assert all(form.models for form in forms)
+    finally:
+        await session.close()

@@ -109,6 +109,7 @@ class Poller:
         max_error_backoff: float = 30.0,
         coalesce: float = 0.05,
         reload_rate: float = 200.0,
+        launch_burst: int = 10,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -129,6 +130,10 @@ class Poller:
         self.max_error_backoff = max_error_backoff
         self.coalesce = coalesce
         self.reload_rate = reload_rate
+        # Poll groups started per pass of the event loop: each one's first step (building
+        # and sending its request) runs in the loop's next pass, so hundreds falling due
+        # together would hold up commands and answers for as long as all of those take.
+        self.launch_burst = max(1, launch_burst)
         self._clock = clock
         self._wall = wall_clock
         self._pending: dict[int, _Pending] = {}
@@ -217,6 +222,9 @@ class Poller:
                 self._start_round(name)
             if task_ids or self._due:
                 self._launch(task_ids)
+            if self._launchable():
+                await asyncio.sleep(0)  # the next burst after what waits meanwhile
+                continue
             next_due = self._timers.next_due()
             delay = None if next_due is None else max(0.0, next_due - self._clock())
             with contextlib.suppress(TimeoutError):
@@ -267,13 +275,18 @@ class Poller:
             if (entry := self._pending.get(task_id)) is not None:
                 self._due[entry.task.guild_id].append(entry)
         # One poll group per guild at a time: tasks falling due meanwhile join the next one.
-        for guild_id in [g for g in self._due if g not in self._polling]:
+        idle = [g for g in self._due if g not in self._polling]
+        for guild_id in idle[: self.launch_burst]:
             entries = self._due.pop(guild_id)
             self._polling.add(guild_id)
             group = asyncio.create_task(self._poll_guild(guild_id, entries))
             self._groups.add(group)
             group.add_done_callback(self._groups.discard)
             group.add_done_callback(functools.partial(self._group_done, guild_id))
+
+    def _launchable(self) -> bool:
+        """Whether some guild's due tasks could start a group now (a burst was cut short)."""
+        return not self._stopping and any(g not in self._polling for g in self._due)
 
     def _group_done(self, guild_id: int, _group: asyncio.Task[None]) -> None:
         self._polling.discard(guild_id)

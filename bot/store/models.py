@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
-from bot.store.base import Repo, build
-from bot.store.database import Row
+from bot.store.base import Clock, Repo, build
+from bot.store.database import Database, Row
+from bot.store.shards import EVERYTHING, ShardScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +43,32 @@ UPDATE trained_models SET display_name = ? WHERE guild_id = ? AND model_name = ?
 """
 _DELETE = "DELETE FROM trained_models WHERE guild_id = ? AND model_name = ? RETURNING id"
 
+# Guilds whose model lists are kept in memory; the least recently read is dropped first.
+CACHED_GUILDS = 20_000
+
 
 def _model(row: Row) -> TrainedModel:
     return build(TrainedModel, row)
 
 
 class ModelRepo(Repo):
-    """Reads and writes `trained_models`."""
+    """Reads and writes `trained_models`.
+
+    Every generation command checks its model against the guild's list, so the lists are
+    kept in memory: a guild's commands and trainings run in the process serving its
+    shard, and every change goes through this repository, which drops the guild's copy.
+    """
+
+    def __init__(
+        self, db: Database, clock: Clock = time.time, scope: ShardScope = EVERYTHING
+    ) -> None:
+        super().__init__(db, clock, scope)
+        self._lists: OrderedDict[int, tuple[TrainedModel, ...]] = OrderedDict()
+        self._changes = 0  # a read begun before a change may return what it replaced
+
+    def _forget(self, guild_id: int) -> None:
+        self._changes += 1
+        self._lists.pop(guild_id, None)
 
     async def add(
         self,
@@ -68,7 +90,11 @@ class ModelRepo(Repo):
             training_id,
             self._clock(),
         )
-        row = await self._fetch_one(_ADD, params)
+        self._forget(guild_id)
+        try:
+            row = await self._fetch_one(_ADD, params)
+        finally:
+            self._forget(guild_id)
         assert row is not None
         return _model(row)
 
@@ -79,15 +105,33 @@ class ModelRepo(Repo):
 
     async def for_guild(self, guild_id: int) -> list[TrainedModel]:
         """Return the guild's trained models, oldest first."""
-        return [_model(row) for row in await self._fetch_all(_LIST, (guild_id,))]
+        cached = self._lists.get(guild_id)
+        if cached is not None:
+            self._lists.move_to_end(guild_id)
+            return list(cached)
+        seen = self._changes
+        models = tuple(_model(row) for row in await self._fetch_all(_LIST, (guild_id,)))
+        if self._changes == seen:
+            self._lists[guild_id] = models
+            while len(self._lists) > CACHED_GUILDS:
+                self._lists.popitem(last=False)
+        return list(models)
 
     async def rename(
         self, guild_id: int, model_name: str, display_name: str
     ) -> TrainedModel | None:
         """Change the name shown to users; None when the model is unknown."""
-        row = await self._fetch_one(_RENAME, (display_name, guild_id, model_name))
+        self._forget(guild_id)
+        try:
+            row = await self._fetch_one(_RENAME, (display_name, guild_id, model_name))
+        finally:
+            self._forget(guild_id)
         return _model(row) if row else None
 
     async def delete(self, guild_id: int, model_name: str) -> bool:
         """Forget a trained model; True when it was known."""
-        return await self._fetch_one(_DELETE, (guild_id, model_name)) is not None
+        self._forget(guild_id)
+        try:
+            return await self._fetch_one(_DELETE, (guild_id, model_name)) is not None
+        finally:
+            self._forget(guild_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,9 @@ _LANGUAGES = "SELECT guild_id, language FROM guild_settings WHERE language IS NO
 
 _RESET = "DELETE FROM guild_settings WHERE guild_id = ? RETURNING guild_id"
 
+# Guilds whose settings are kept in memory; the least recently read is dropped first.
+CACHED_GUILDS = 20_000
+
 
 def _settings(row: Row) -> GuildSettings:
     return build(
@@ -87,13 +91,21 @@ def _upsert_sql(columns: list[str]) -> str:
 
 
 class SettingsRepo(Repo):
-    """Reads and writes `guild_settings`; tells listeners about every change."""
+    """Reads and writes `guild_settings`; tells listeners about every change.
+
+    Every command reads its guild's settings (often twice), so they are kept in memory:
+    a guild's commands all reach the process serving its shard, and every change of them
+    goes through `update` or `reset` here, which keep the copy true.
+    """
 
     def __init__(
         self, db: Database, clock: Clock = time.time, scope: ShardScope = EVERYTHING
     ) -> None:
         super().__init__(db, clock, scope)
         self._listeners: list[Callable[[GuildSettings], None]] = []
+        self._cache: OrderedDict[int, GuildSettings] = OrderedDict()
+        # Counts changes: a read that began before one may return what it replaced.
+        self._changes = 0
 
     def on_change(self, listener: Callable[[GuildSettings], None]) -> None:
         """Call listener(settings) with a guild's settings after each change of them."""
@@ -101,8 +113,26 @@ class SettingsRepo(Repo):
 
     async def get(self, guild_id: int) -> GuildSettings:
         """Return the guild's settings, defaults when it never changed any."""
+        cached = self._cache.get(guild_id)
+        if cached is not None:
+            self._cache.move_to_end(guild_id)
+            return cached
+        seen = self._changes
         row = await self._fetch_one(_GET, (guild_id,))
-        return _settings(row) if row else GuildSettings(guild_id=guild_id)
+        settings = _settings(row) if row else GuildSettings(guild_id=guild_id)
+        if self._changes == seen:
+            self._keep(settings)
+        return settings
+
+    def _keep(self, settings: GuildSettings) -> None:
+        self._cache[settings.guild_id] = settings
+        self._cache.move_to_end(settings.guild_id)
+        while len(self._cache) > CACHED_GUILDS:
+            self._cache.popitem(last=False)
+
+    def _forget(self, guild_id: int) -> None:
+        self._changes += 1
+        self._cache.pop(guild_id, None)
 
     async def update(self, guild_id: int, **changes: Any) -> GuildSettings:
         """Change the given settings (others keep their value) and return the result."""
@@ -111,10 +141,13 @@ class SettingsRepo(Repo):
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
         columns = sorted(changes)
         values = [_ENCODERS[c](changes[c]) for c in columns]
+        self._forget(guild_id)  # if the write fails, its outcome is unknown: read it again
         row = await self._fetch_one(_upsert_sql(columns), (guild_id, *values, self._clock()))
         assert row is not None
         log.debug("Guild %s settings changed: %s", guild_id, ", ".join(columns))
         updated = _settings(row)
+        self._forget(guild_id)
+        self._keep(updated)
         for listener in self._listeners:
             listener(updated)
         return updated
@@ -126,4 +159,8 @@ class SettingsRepo(Repo):
 
     async def reset(self, guild_id: int) -> bool:
         """Drop all of the guild's settings back to defaults; True when any were set."""
-        return await self._fetch_one(_RESET, (guild_id,)) is not None
+        self._forget(guild_id)
+        try:
+            return await self._fetch_one(_RESET, (guild_id,)) is not None
+        finally:
+            self._forget(guild_id)

@@ -25,6 +25,8 @@ T = TypeVar("T")
 RequestObserver = Callable[[str, str, float], None]
 
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+# Connections open to the service at once (aiohttp's default); requests beyond wait in turn.
+CONNECTIONS = 100
 _CHUNK = 64 * 1024
 
 
@@ -59,6 +61,10 @@ class V1bClient:
         self._owns_session = session is None
         self._accounts: dict[str, AccountSession] = {}
         self._observe = observe
+        # Requests wait here for a connection, outside the request's timeout: aiohttp's own
+        # pool would count that wait, and a burst queued behind a busy bot's other calls
+        # timed out as "the service is not answering" without ever reaching the service.
+        self._connections: asyncio.Semaphore | None = None
 
     def __repr__(self) -> str:
         return f"<V1bClient base_url={self.base_url!r} accounts={len(self._accounts)}>"
@@ -108,9 +114,22 @@ class V1bClient:
     def _http(self) -> aiohttp.ClientSession:
         # Created lazily so the client can be built outside a running event loop.
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=CONNECTIONS)
+            )
             self._owns_session = True
+            self._connections = None
         return self._session
+
+    def _connection_slots(self) -> asyncio.Semaphore | None:
+        """One slot per connection the session may open (None: it sets no limit)."""
+        if self._connections is None:
+            connector = self._http().connector
+            limit = connector.limit if connector is not None else 0
+            if not limit:
+                return None
+            self._connections = asyncio.Semaphore(limit)
+        return self._connections
 
     async def call(self, req: Request[T], limiter: RateLimiter, secrets: Iterable[str]) -> T:
         """Send a request, retrying transient failures as the retry policy allows."""
@@ -152,6 +171,13 @@ class V1bClient:
             self._observe(req.endpoint, result, time.perf_counter() - started)
 
     async def _send(self, req: Request[T], secrets: tuple[str, ...]) -> T:
+        slots = self._connection_slots()
+        if slots is None:
+            return await self._send_now(req, secrets)
+        async with slots:
+            return await self._send_now(req, secrets)
+
+    async def _send_now(self, req: Request[T], secrets: tuple[str, ...]) -> T:
         headers = {"Authorization": f"Bearer {req.token}"} if req.token else None
         started = time.perf_counter()
         try:

@@ -1,0 +1,41 @@
+"""How commands acknowledge their interaction: as few requests to Discord as it takes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot import replies
+from tests.conftest import GUILD_A
+from tests.genutil import imagine
+from tests.helpers import answer_text, is_ephemeral
+
+
+async def test_imagine_answered_at_once_takes_one_request_to_discord(harness, monkeypatch):
+    # A deferral and then a follow-up cost two requests for every /imagine; one answering
+    # at once needs only its response (a third of a command's requests to Discord).
+    # A window no busy test machine overruns: what is checked is the answer's shape.
+    monkeypatch.setattr(replies, "ANSWER_WITHIN", 5.0, raising=False)
+    ix = await imagine(harness, prompt="answered at once")
+    text = await answer_text(ix)
+    assert "Accepted as task #" in text
+    assert [kind for kind, _ in ix.log] == ["callback"]
+    assert ix.callback["type"] == 4 and is_ephemeral(ix)
+
+
+async def test_imagine_slower_than_its_window_is_deferred_then_followed_up(harness, monkeypatch):
+    # The guild's form is slow to come: the member sees "thinking..." in time, then the answer.
+    session = await harness.bot.accounts.session_for(GUILD_A)
+    fetch, gate = session.generation_form, asyncio.Event()
+
+    async def held_fetch():
+        await gate.wait()
+        return await fetch()
+
+    monkeypatch.setattr(session, "generation_form", held_fetch)
+    harness.bot.forms.invalidate(GUILD_A)
+    ix = await imagine(harness, prompt="answered late")
+    assert (await ix.response())["type"] == 5  # deferred while the form was awaited
+    gate.set()
+    assert "Accepted as task #" in await answer_text(ix)
+    assert [kind for kind, _ in ix.log] == ["callback", "followup"]
+    assert is_ephemeral(ix)
