@@ -284,7 +284,7 @@ class AdaptiveInterval:
             return None
         target, overdue = self._next_poll(task, track, elapsed)
         delay = target - elapsed
-        if overdue or delay <= self.lag_budget / 4:
+        if overdue or delay <= self.min_interval:
             return None
         track.postponed += 1
         return self._delay(elapsed + delay, elapsed)
