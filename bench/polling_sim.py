@@ -12,8 +12,8 @@ What it models (each as bench/run.py and the emulator do it):
   the count of unfinished tasks submitted before a queued one (running ones included);
 - the poller: a task's next poll when the strategy says, its re-check at fire time (a
   postponed poll calls nothing), a small round trip per call, and with `--batch` the
-  ride-along of the account's other tasks and the batch beat (the poller's 50 ms
-  coalescing of timers is left out);
+  ride-along of the account's other tasks and the batch beat, without re-checks (the
+  poller's 50 ms coalescing of timers is left out);
 - the oracle: one poll at each task's finish.
 
 It drives the real strategy classes on a virtual clock, so a run of the 500-task workload
@@ -200,7 +200,7 @@ class Simulation:
 
     def fire(self, task: SimTask) -> None:
         recheck = getattr(self.strategy, "recheck", None)
-        if recheck is not None:
+        if recheck is not None and not self.work.batch:  # the poller's batch beat: no re-check
             later = recheck(self.as_task(task), self.elapsed(task))
             if later is not None and later > COALESCE:
                 self.schedule(task, later)  # postponed: no call
