@@ -208,3 +208,17 @@ def test_a_service_that_reports_no_queue_still_gets_polls_near_the_finish() -> N
         strategy.completed(t, at)
         assert at - 2.0 <= strategy.lag_budget + 0.01
     assert polls <= 2
+
+
+def test_a_run_far_longer_than_expected_is_polled_at_a_tenth_of_its_age() -> None:
+    # A task found running after a restart, long past any expected finish (a service gone
+    # slow): polled sparser as it ages, each poll a call (nothing to re-aim on the way).
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=3.0, long_interval=60.0, clock=clock)
+    old = task(1)
+    clock.now = 200.0
+    delay = strategy.next_interval(old, 0, 5, 200.0)
+    assert delay == pytest.approx(20.0, rel=0.01)
+    assert strategy.recheck(old, 200.0 + delay) is None
+    clock.now = 5000.0
+    assert strategy.next_interval(old, 0, 6, 5000.0) == 60.0

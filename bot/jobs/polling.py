@@ -259,6 +259,8 @@ class AdaptiveInterval:
             track.not_done = elapsed
         target, overdue = self._next_poll(task, track, elapsed)
         track.overdue = track.overdue + 1 if overdue else 0
+        if overdue:  # nothing to re-aim on the way: the model has no window for it
+            return min(self.long_interval, max(self.min_interval, target - elapsed))
         return self._delay(target, elapsed)
 
     def _probe(self) -> bool:
