@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ from bot.jobs.queue_model import QueueModel
 
 
 def test_a_new_task_inherits_the_newest_sighting_counted_down_and_up() -> None:
-    model = QueueModel(drain_prior=1.0)
+    model = QueueModel(drain_prior=1.0, learning_rate=1.0)
     seqs = [model.submitted() for _ in range(10)]
     model.seen_queued(seqs[4], 20, now=1.0)  # task 5: 20 ahead
     model.seen_queued(seqs[9], 21, now=3.0)  # task 10: 25 would be ahead without a drain
@@ -25,17 +26,27 @@ def test_a_new_task_inherits_the_newest_sighting_counted_down_and_up() -> None:
     assert model.wait_for(new, now=20.0) == 0.0
 
 
-def test_the_start_threshold_is_learned_from_bracketed_starts() -> None:
-    model = QueueModel(drain_prior=2.0, learning_rate=0.5)
+def test_a_queue_that_stops_draining_makes_waits_long() -> None:
+    model = QueueModel(drain_prior=10.0, learning_rate=0.5)
     seq = model.submitted()
-    model.seen_queued(seq, 30, now=0.0)
-    assert model.slots == 30  # the most it can be, before any start is seen
-    # It started 5 s later: at 2 tasks/s, 20 were still ahead then (so it starts under 21).
-    model.started(30, seen_at=0.0, started_at=5.0)
-    assert model.slots == pytest.approx(30 + 0.5 * (21 - 30))
-    # A task that has to wait for 30 ahead, 21 of which let it start: 5 s at 2 tasks/s.
-    model.slots = 21.0
-    assert model.wait(30) == pytest.approx(5.0)
+    model.seen_queued(seq, 5000, now=0.0)
+    model.seen_queued(seq, 5000, now=60.0)  # nothing left in a minute
+    assert model.drain == pytest.approx(5.0)
+    model.seen_queued(seq, 5000, now=120.0)
+    assert model.drain == pytest.approx(2.5)
+    assert model.wait_for(seq, now=120.0) == pytest.approx(1.0 / 2.5)  # slots: 5000
+    assert model.wait_for(model.submitted(), now=120.0) == pytest.approx(2.0 / 2.5)
+
+
+def test_a_started_task_is_dated_back_on_the_newest_sighting() -> None:
+    model = QueueModel(drain_prior=2.0)
+    first, second, third = model.submitted(), model.submitted(), model.submitted()
+    assert model.start_at(first) is None  # no queue seen: no idea
+    model.seen_queued(first, 4, now=10.0)  # starts with fewer than 4 ahead
+    model.seen_queued(third, 6, now=10.0)  # the same moment: no drain measured
+    # Task 2 had 5 ahead at 10 s: 2 must leave first, 1 s at 2 tasks/s.
+    assert model.start_at(second) == pytest.approx(11.0)
+    assert model.start_at(first) == pytest.approx(10.5)
 
 
 def test_a_task_seen_running_early_pulls_the_queue_estimate_down() -> None:
@@ -55,6 +66,24 @@ def test_nothing_seen_queued_means_no_predicted_wait() -> None:
     assert model.wait_for(model.submitted(), now=5.0) == 0.0
 
 
+def test_before_a_drain_is_measured_it_is_the_start_threshold_over_a_run() -> None:
+    model = QueueModel(drain_prior=1.0)
+    model.typical_run(4.0)
+    assert model.drain == 1.0  # no threshold known yet: the prior stands
+    model.seen_queued(model.submitted(), 48, now=0.0)
+    assert model.drain == pytest.approx(12.0)  # 48 at work, 4 s each
+    # Queued with 45 ahead: 45 at work (11.25 a second), and 4 left in 1 s: measured.
+    model.seen_queued(model.submitted(), 45, now=1.0)
+    measured = 11.25 + 0.3 * (4.0 - 11.25)
+    assert model.drain == pytest.approx(measured)
+    model.typical_run(2.0)  # no longer a guess from runs
+    assert model.drain == pytest.approx(measured)
+
+
+# The adaptive strategy on a fake clock. Tasks are submitted at clock 0 unless said, so
+# that a task's elapsed time is the clock's.
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -63,93 +92,133 @@ class Clock:
         return self.now
 
 
-def task(n: int) -> SimpleNamespace:
-    return SimpleNamespace(id=n, size="512x512", count=1)
+def task(n: int, size: str = "512x512", count: int = 1) -> SimpleNamespace:
+    return SimpleNamespace(id=n, size=size, count=count)
+
+
+def polled_at(strategy: AdaptiveInterval, clock: Clock, t: SimpleNamespace, delay: float) -> float:
+    """When the poller calls the service for `t`, `delay` from now, asking the strategy
+    again each time the poll falls due (a put-off poll calls nothing)."""
+    clock.now += delay
+    while (later := strategy.recheck(t, clock.now)) is not None:
+        clock.now += later
+    return clock.now
 
 
 def test_a_new_tasks_first_poll_waits_for_the_queue_the_newest_task_reported() -> None:
     clock = Clock()
-    strategy = AdaptiveInterval(
-        base_seconds=2.0, workers=4, max_interval=30.0, warm_after=0, clock=clock
-    )
-    idle = strategy.next_interval(task(1), None, 0, 0.0)  # nothing known about a queue
-    assert idle == pytest.approx(2.0 * 0.8 + 0.9 * 0.8)  # earliest finish + 0.9 of its range
-    for n in range(2, 12):
-        strategy.next_interval(task(n), None, 0, 0.0)
-    clock.now = 1.0
-    strategy.next_interval(task(6), 20, 1, 1.0)  # task 6: 20 ahead
-    clock.now = 3.0
-    strategy.next_interval(task(11), 21, 1, 3.0)  # task 11: 21 ahead, so 2 tasks/s drain
-    assert strategy.queue.drain == pytest.approx(2.0)
-    strategy.queue.slots = 5.0  # as if learned: a task starts once fewer than 5 are ahead
-    clock.now = 4.0
-    queued = strategy.next_interval(task(12), None, 0, 0.0)
-    # 20 ahead of it now (see above); 16 must leave first, 8 s at 2 tasks/s.
-    assert queued == pytest.approx(idle + 8.0)
-
-
-def test_a_queued_task_aims_at_its_finish_when_it_starts_soon() -> None:
-    clock = Clock()
-    strategy = AdaptiveInterval(
-        base_seconds=4.0, workers=4, max_interval=10.0, warm_after=0, clock=clock
-    )
-    strategy.next_interval(task(1), None, 0, 0.0)
-    clock.now = 1.0
-    # First sighting of any queue: 20 ahead is the most a start allows, so it starts soon
-    # (by the prior drain, 4 runs of 4 s at a time, 1 task/s): aim at the finish.
-    aimed = strategy.next_interval(task(1), 20, 1, 1.0)
-    assert aimed == pytest.approx(1.0 + 4.0 * 0.8 + 1.2)
-    # Seen running at 6.4 s, after 5.4 s of which about 2.7 had passed at the start: with
-    # 20 ahead when seen and 1 task/s, about 17 were still ahead when it started.
-    clock.now = 6.4
-    strategy.next_interval(task(1), 0, 2, 6.4)
-    assert strategy.queue.slots == pytest.approx(20 + 0.3 * (18.3 - 20))
-    # A long queue: look again when it should be about to start, at most 10 s on.
-    clock.now = 7.0
-    assert strategy.next_interval(task(2), 60, 1, 7.0) == 10.0
-
-
-def test_a_run_shorter_than_thought_is_learned_after_a_predicted_queue_wait() -> None:
-    clock = Clock()
-    strategy = AdaptiveInterval(
-        base_seconds=2.0, workers=4, max_interval=30.0, warm_after=0, clock=clock
-    )
+    strategy = AdaptiveInterval(base_seconds=2.0, warm_after=0, probe_every=1e9, clock=clock)
     for n in range(1, 11):
         strategy.next_interval(task(n), None, 0, 0.0)
-    strategy.next_interval(task(10), 30, 1, 0.0)  # 30 ahead of the newest task
+    strategy.next_interval(task(10), 30, 1, 0.0)  # the newest task: 30 ahead
     strategy.queue.slots = 11.0  # a task starts once fewer than 11 are ahead
+    new = task(11)
+    delay = strategy.next_interval(new, None, 0, 0.0)
+    # No drain measured yet: 11 at work, 2 s each, 5.5 a second. 31 ahead of it, 21 to
+    # leave first: it starts at 3.82 s, give or take 0.05 s + a tenth of that; it runs 1.6
+    # to 2.4 s. The first poll comes the lag budget into that window.
+    start = 21 / 5.5
+    assert polled_at(strategy, clock, new, delay) == pytest.approx(
+        start - (0.05 + 0.1 * start) + 1.6 + 1.4
+    )
+
+
+def test_a_due_poll_is_put_off_when_a_newer_sighting_shows_a_longer_queue() -> None:
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=2.0, warm_after=0, probe_every=1e9, clock=clock)
+    strategy.queue = QueueModel(drain_prior=1.0, learning_rate=1.0)
+    ahead_of, behind = task(1), task(2)
+    strategy.next_interval(ahead_of, None, 0, 0.0)
+    strategy.next_interval(ahead_of, 20, 1, 0.0)  # a queue: 20 ahead of it
+    # 21 ahead of the next one; 20 at work, 2 s each: it starts at once, done by 2.67 s.
+    due = strategy.next_interval(behind, None, 0, 0.0)
     clock.now = 1.0
-    first = strategy.next_interval(task(11), None, 0, 0.0)
-    # No drain measured: 11 at work, 2 s each, 5.5 tasks/s. 31 ahead of it less 1 s of
-    # that leaves 25.5, of which 15.5 must go before it starts.
-    assert first == pytest.approx(15.5 / 5.5 + 1.6 + 0.72)
-    # Found done at that first poll: it started no earlier than predicted, so its run took
-    # at most 1.32 s, though 1.6 s was thought the shortest possible.
-    strategy.completed(task(11), first - 1.0)
-    # Learned (at rate 0.3, in log terms) towards 1.32 s, not just nudged by one early find.
-    assert strategy.expected(task(12)) <= 2.0 * (1.32 / 2.0) ** 0.3
+    strategy.next_interval(ahead_of, 19, 2, 1.0)  # only one left in a second
+    clock.now = due
+    while (later := strategy.recheck(behind, clock.now)) is not None and clock.now < 2.67:
+        clock.now += later  # the strategy looks again on the way
+    # Due, the poll is put off: 20 ahead of it at 1 s, leaving at 1 a second, it starts
+    # at 3 s and cannot be done before 4.6 s.
+    assert later is not None
+    assert polled_at(strategy, clock, behind, later) > 3.0 + 1.6
 
 
-def test_before_any_task_is_found_done_the_first_polls_hedge_the_prior() -> None:
-    strategy = AdaptiveInterval(base_seconds=3.0, spread=0.2, cold_spread=0.5, warm_after=2)
-    # Only the prior (3 s) is known: a run of 1.5 to 4.5 s; look 1.2 s into that range.
-    assert strategy.next_interval(task(1), None, 0, 0.0) == pytest.approx(1.5 + 1.2)
-    strategy.next_interval(task(2), None, 0, 0.0)
-    strategy.completed(task(1), 2.7)
-    strategy.completed(task(2), 2.7)
-    # Warm: the learned run time within its own +-20 %.
-    run = strategy.expected(task(3))
-    first = strategy.next_interval(task(3), None, 0, 0.0)
-    assert first == pytest.approx(run * 0.8 + min(0.9, 1.2 / (0.4 * run)) * 0.4 * run)
+def test_while_tasks_queue_the_newest_is_polled_at_once_every_probe_interval() -> None:
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=2.0, probe_every=2.0, clock=clock)
+    strategy.next_interval(task(1), None, 0, 0.0)
+    strategy.next_interval(task(1), 50, 1, 0.0)  # a queue: seen at 0 s
+    clock.now = 1.0
+    assert strategy.next_interval(task(2), None, 0, 0.0) > 1.0  # the sighting is recent
+    clock.now = 2.5
+    probe = strategy.next_interval(task(3), None, 0, 0.0)
+    assert probe == strategy.min_interval
+    assert strategy.recheck(task(3), probe) is None  # a probe is never put off
+    assert strategy.next_interval(task(4), None, 0, 0.0) > 1.0  # one probe at a time
+    strategy.next_interval(task(3), 60, 1, probe)  # what it found
+    assert strategy.queue.seen_at == 2.5
 
 
-def test_before_a_drain_is_measured_it_is_the_start_threshold_over_a_run() -> None:
-    model = QueueModel(drain_prior=1.0)
-    model.typical_run(4.0)
-    assert model.drain == 1.0  # no threshold known yet: the prior stands
-    model.seen_queued(model.submitted(), 48, now=0.0)
-    model.typical_run(4.0)
-    assert model.drain == pytest.approx(12.0)  # 48 at work, 4 s each
-    model.seen_queued(model.submitted(), 45, now=1.0)  # 4 left in 1 s: measured
-    model.typical_run(2.0)
-    assert model.drain == pytest.approx(4.0)
+def test_the_run_time_is_learned_from_bracketed_runs_whatever_the_prior() -> None:
+    # The service takes 2 s a 512x512 image where the prior said 3 (and the other way).
+    for prior, truth in ((3.0, 2.0), (2.0, 3.0), (8.0, 2.0)):
+        clock = Clock()
+        strategy = AdaptiveInterval(base_seconds=prior, clock=clock)
+        rng = random.Random(3)
+        for n in range(60):
+            t = task(n, size=rng.choice(["512x512", "768x768", "1024x1024"]))
+            run = strategy.prior(t) / prior * truth * rng.uniform(0.8, 1.2)
+            clock.now = 0.0
+            at = polled_at(strategy, clock, t, strategy.next_interval(t, None, 0, 0))
+            while at < run:
+                at = polled_at(strategy, clock, t, strategy.next_interval(t, 0, 1, at))
+            strategy.completed(t, at)
+        assert strategy.expected(task(99)) == pytest.approx(truth, rel=0.06)
+
+
+def test_a_task_behind_a_queue_that_does_not_drain_is_polled_about_once_a_minute() -> None:
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=3.0, long_interval=60.0, clock=clock)
+    stuck = task(1)
+    strategy.next_interval(stuck, 9000, 1, 0.0)  # reloaded after a restart: 9,000 ahead
+    strategy.next_interval(task(2), 48, 1, 0.0)  # a task about to start: 48 ahead
+    delays = []
+    for minute in range(1, 6):
+        clock.now = 60.0 * minute  # nothing moves
+        delays.append(strategy.next_interval(stuck, 9000, 1 + minute, clock.now))
+    assert delays[-1] == 60.0
+    # One seen queued, then running a second later, is aimed at its finish, seconds away.
+    clock.now = 301.0
+    strategy.next_interval(task(2), 48, 2, clock.now)
+    clock.now = 302.0
+    assert strategy.next_interval(task(2), 0, 3, clock.now) < 5.0
+
+
+def test_a_service_that_reports_no_queue_still_gets_polls_near_the_finish() -> None:
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=2.0, clock=clock)
+    for n in range(30):
+        t = task(n)
+        clock.now = 0.0
+        at = polled_at(strategy, clock, t, strategy.next_interval(t, None, 0, 0))
+        polls = 1
+        while at < 2.0:
+            at = polled_at(strategy, clock, t, strategy.next_interval(t, None, polls, at))
+            polls += 1
+        strategy.completed(t, at)
+        assert at - 2.0 <= strategy.lag_budget + 0.01
+    assert polls <= 2
+
+
+def test_a_run_far_longer_than_expected_is_polled_at_a_tenth_of_its_age() -> None:
+    # A task found running after a restart, long past any expected finish (a service gone
+    # slow): polled sparser as it ages, each poll a call (nothing to re-aim on the way).
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=3.0, long_interval=60.0, clock=clock)
+    old = task(1)
+    clock.now = 200.0
+    delay = strategy.next_interval(old, 0, 5, 200.0)
+    assert delay == pytest.approx(20.0, rel=0.01)
+    assert strategy.recheck(old, 200.0 + delay) is None
+    clock.now = 5000.0
+    assert strategy.next_interval(old, 0, 6, 5000.0) == 60.0

@@ -37,6 +37,7 @@ DoneCallback = Callable[[Task], Awaitable[None]]
 FailCallback = Callable[[Task, FailReason, str], Awaitable[None]]
 ProgressCallback = Callable[[Task, int | None], Awaitable[None]]
 GoneCallback = Callable[[Task], None]
+RecheckHook = Callable[[Task, float], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +218,7 @@ class Poller:
         while True:
             self._wake.clear()
             due = self._timers.pop_due(self._clock() + self.coalesce)
-            task_ids = [key for key in due if isinstance(key, int)]
+            task_ids = [key for key in due if isinstance(key, int) and not self._postponed(key)]
             for name in (key for key in due if isinstance(key, str)):
                 self._start_round(name)
             if task_ids or self._due:
@@ -230,6 +231,20 @@ class Poller:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
+
+    def _postponed(self, task_id: int) -> bool:
+        """Whether the strategy, asked as the task's poll falls due, put it off (what it
+        learned since scheduling it says the task cannot be done yet): no call is made.
+        Not on the batch beat, where a call costs per account, not per task."""
+        entry = self._pending.get(task_id)
+        recheck: RecheckHook | None = getattr(self.strategy, "recheck", None)  # optional
+        if recheck is None or entry is None or entry.errors or self._on_batch_beat():
+            return False
+        later = recheck(entry.task, self._elapsed(entry.task))
+        if later is None or later <= self.coalesce:
+            return False
+        self._schedule(entry, later)
+        return True
 
     def _start_round(self, name: str) -> None:
         entry = self._rounds.get(name)
@@ -262,9 +277,12 @@ class Poller:
     def _elapsed(self, task: Task) -> float:
         return max(0.0, self._wall() - (task.submitted_at or self._wall()))
 
+    def _on_batch_beat(self) -> bool:
+        # One call polls every task of the account: keep them all on one short beat.
+        return self._batch_session is not None and self._batch_session.batch_supported is True
+
     def _schedule(self, entry: _Pending, delay: float) -> None:
-        if self._batch_session is not None and self._batch_session.batch_supported is True:
-            # One call polls every task of the account: keep them all on one short beat.
+        if self._on_batch_beat():
             delay = min(delay, self.batch_interval)
         remaining = self.task_timeout - self._elapsed(entry.task)
         self._timers.schedule(entry.task.id, self._clock() + max(0.0, min(delay, remaining)))

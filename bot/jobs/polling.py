@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,47 +68,66 @@ def parse_size(size: str) -> tuple[int, int]:
 class _Track:
     """What the adaptive strategy knows about one submitted task (times: elapsed seconds)."""
 
+    seq: int  # its place in the submission order (the queue model's)
+    submitted: float  # when it was submitted, on the strategy's clock
+    start: float = 0.0  # best guess of when it started or will start
     start_low: float = 0.0  # it had not started by then (last poll that saw it queued)
     start_high: float | None = None  # it had started by then (first poll that saw it run)
-    last_poll: float = 0.0  # latest poll that found it not done
-    seen_ahead: int | None = None  # tasks ahead at the last poll that saw it queued
-    seen_at_poll: float = 0.0  # when that poll was
-    first_seen: bool = True  # no poll has looked at it yet
-    quantile: float | None = None  # where its first poll sat in the expected finish range
+    not_done: float | None = None  # the latest poll that found it running, not done
     overdue: int = 0  # polls after the latest expected finish
-    seq: int = 0  # its place in the submission order (the queue model's)
-    submitted: float = 0.0  # when it was submitted, on the strategy's clock
+    postponed: int = 0  # polls postponed in a row by `recheck`
+    probing: bool = False  # its next poll is for the queue ahead of it, not for its result
+    in_queue: bool = False  # submitted with a queue known, or seen queued: the model has it
 
 
 class AdaptiveInterval:
     """Poll a task when it can be done, learning the service's speed from what polls find.
 
-    Run time is modelled as `prior * factor * U(1 - spread, 1 + spread)`: the prior is
-    `base_seconds` per 512x512 image (+25 % per extra image) and `factor` is learned per
-    (size, count), from the run times that polls bracket. Time spent queued at the service
-    comes from the queue model: a new task's wait from the newest `wait_time` (tasks ahead)
-    any poll reported, counted down at the learned drain rate and up by the submissions
-    since; a queued task's from its own `wait_time`. The first poll comes `lag_budget` after
-    the earliest plausible finish, then one every `lag_budget` until the latest expected
-    finish, then ever sparser. Whether the first poll finds the task done moves `factor` so
-    that it does so as often as its place in the range predicts (a Robbins-Monro quantile
-    tracker): that is what corrects an estimate that is too high, which a task found done
-    at once cannot show otherwise.
+    A task's run is modelled as `prior * factor * U(1 - spread, 1 + spread)`: the prior is
+    `base_seconds` per 512x512 image (+25 % per extra image), `factor` is learned. Its start
+    comes from the queue model (bot/jobs/queue_model.py): the newest `wait_time` any poll
+    reported, counted down at the learned drain and up by the submissions since. So a task
+    can finish within a window; the first poll comes `lag_budget` into it (or at its end, if
+    narrower), then one every `lag_budget` to its end: while the model holds, no task found
+    done waits longer than that for the poll that sees it, and few take over two polls.
+    While tasks queue, a task just submitted is polled at once every `probe_every` seconds,
+    for the queue ahead of it (the newest task's `wait_time` predicts the next ones' best).
+
+    `factor` is the most likely one given the recent tasks' runs as the polls bracketed them
+    (not done at one poll, done at the next; a task found done at once bounds it from above
+    only): the service's speed from what polls saw, whatever the prior said.
+
+    Polls are aimed with what is known when they are scheduled; `recheck`, called when one
+    falls due, aims it again with what was learned since and postpones it, without calling
+    the service, when the task cannot be done yet. A task that should not finish for a long
+    time (a long queue, a long run) is polled at half its expected remaining time, at most
+    every `long_interval`: a minute is short next to waits of hours and keeps the positions
+    members see fresh to the minute (10,000 such tasks cost under 170 calls a second, not
+    1,000), while polls grow dense again near its finish.
     """
+
+    # Robustness of the run-time likelihood: the share of runs outside the model (services
+    # whose run times spread wider, or starts guessed wrong) that should not derail it.
+    OUTLIERS = 0.02
+    SAMPLES = 100  # recent bracketed runs the factor is learned from
+    START_MARGIN = 0.05  # seconds: how well a start is known without a queue ahead
+    START_TRUST = 0.1  # a start predicted by the queue model is good to this share of its wait
+    PROBE_FROM = 8  # tasks out before a queue is looked for
+    MAX_POSTPONES = 12  # a poll postponed this often in a row is made anyway
 
     def __init__(
         self,
         *,
         base_seconds: float = 3.0,
         spread: float = 0.2,
-        lag_budget: float = 1.2,
+        lag_budget: float = 1.4,
         dense: float = 0.35,
         backoff: float = 1.5,
         workers: int = 4,
         min_interval: float = 0.05,
         max_interval: float = 10.0,
-        learning_rate: float = 0.3,
-        quantile_rate: float = 0.15,
+        long_interval: float = 60.0,
+        probe_every: float = 2.0,
         cold_spread: float = 0.5,
         warm_after: int = 3,
         clock: Callable[[], float] = time.monotonic,
@@ -120,55 +140,95 @@ class AdaptiveInterval:
         self.workers = max(1, workers)
         self.min_interval = min_interval
         self.max_interval = max_interval
-        self.learning_rate = learning_rate
-        self.quantile_rate = quantile_rate
+        self.long_interval = max(max_interval, long_interval)
+        self.probe_every = probe_every
         # Until `warm_after` tasks have been found done, the prior alone says how long a run
         # takes: aim within the wider `cold_spread`, for a burst of tasks submitted at start.
         self.cold_spread = max(spread, cold_spread)
         self.warm_after = warm_after
         self._found_done = 0
+        self._factor = 1.0  # run time / prior
+        self._samples: deque[tuple[float, float]] = deque(maxlen=self.SAMPLES)
         self._typical_run = base_seconds  # mean expected run of the tasks submitted lately
-        self._log_factor: dict[tuple[str, int], float] = {}  # log(run time / prior) by size
-        self._global = 0.0  # the same for sizes not seen yet
         self._clock = clock
         # Before the service reports a queue: `workers` runs of `base_seconds` at a time.
         self.queue = QueueModel(drain_prior=self.workers / max(base_seconds, 0.01))
-        # Typical seconds a new task waits before it runs, for a service that never shows
-        # a queue in `wait_time` (then the queue model knows nothing).
-        self._wait = 0.0
         self._tracks: dict[int, _Track] = {}
+        self._probed_at = -math.inf
 
     # Estimates
 
     def prior(self, task: Task) -> float:
         """Return the prior run time of a task from its size and image count."""
-        return self._prior(task.size, task.count)
-
-    def _prior(self, size: str, count: int) -> float:
-        width, height = parse_size(size)
-        return self.base_seconds * (width * height / 512**2) * (1 + 0.25 * (max(1, count) - 1))
+        width, height = parse_size(task.size)
+        count = max(1, task.count)
+        return self.base_seconds * (width * height / 512**2) * (1 + 0.25 * (count - 1))
 
     def expected(self, task: Task) -> float:
         """Return the current estimate of the mean run time of a task."""
-        log_factor = self._log_factor.get((task.size, task.count), self._global)
-        return self.prior(task) * math.exp(log_factor)
-
-    def predicted_wait(self, track: _Track) -> float:
-        """Seconds a task just submitted should wait at the service before it starts."""
-        if self.queue.learned:
-            return self.queue.wait_for(track.seq, self._clock())
-        return self._wait
+        return self.prior(task) * self._factor
 
     def memory_sizes(self) -> dict[str, int]:
-        """Tasks tracked now, and (size, count) pairs learned (bounded by the form)."""
-        return {"poll_tracks": len(self._tracks), "learned_sizes": len(self._log_factor)}
+        """Tasks tracked now (the learned runs are a bounded window)."""
+        return {"poll_tracks": len(self._tracks)}
 
     def summary(self) -> str:
         """What has been learned, for the log."""
-        return (
-            f"run-time factor x{math.exp(self._global):.2f}, {self.queue.summary()}, "
-            f"{len(self._log_factor)} size(s) learned"
-        )
+        return f"run-time factor x{self._factor:.2f}, {self.queue.summary()}"
+
+    def _spread(self) -> float:
+        return self.spread if self._found_done >= self.warm_after else self.cold_spread
+
+    def _start(self, track: _Track) -> float:
+        """Best guess of the task's start (elapsed seconds), within what its polls bracket:
+        when the newest queue sighting, drained since, had or has fewer than `slots` ahead
+        of it. Once a task known to be queued is seen running, its guess stays."""
+        if track.start_high is None or not track.in_queue:
+            start_at = self.queue.start_at(track.seq)
+            if start_at is not None:
+                track.start = max(0.0, start_at - track.submitted)
+        high = track.start_high if track.start_high is not None else math.inf
+        return min(max(track.start, track.start_low), high)
+
+    def _start_range(self, track: _Track, trust: float | None = None) -> tuple[float, float]:
+        """Earliest and latest plausible start: its polls bracket it; a start predicted by
+        the queue model is taken as good to `trust` times the predicted wait, or to half
+        of it for a task submitted before any queue was seen (a guess after the fact)."""
+        start = self._start(track)
+        trust = self.START_TRUST if trust is None else trust
+        if not track.in_queue:
+            trust = max(trust, 0.5)
+        margin = self.START_MARGIN + trust * (start - track.start_low)
+        high = track.start_high if track.start_high is not None else math.inf
+        return max(track.start_low, start - margin), min(high, start + margin)
+
+    def _next_poll(self, task: Task, track: _Track, elapsed: float) -> tuple[float, bool]:
+        """When (elapsed seconds) to poll next: `lag_budget` into the window the task can
+        finish in, or after the latest poll that found it not done, but no later than the
+        window's end; and whether the task is overdue (past that window)."""
+        first, last = self._start_range(track)
+        run, spread = self.expected(task), self._spread()
+        early, late = first + run * (1 - spread), last + run * (1 + spread)
+        if track.not_done is not None:
+            early = max(early, track.not_done)
+        if early < late:
+            return min(early + self.lag_budget, late), False
+        # Later than the model allows: back off, but no further than twice the budget while
+        # the estimate catches up, or a tenth of its run so far on a very long run.
+        sparser = min(self.dense * self.backoff ** max(0, track.overdue - 1), 2 * self.lag_budget)
+        return elapsed + max(sparser, 0.1 * (elapsed - last)), True
+
+    def _delay(self, target: float, elapsed: float) -> float:
+        """Seconds until `target`, checking in on the way when it is far off: halfway
+        there, `recheck` aims again with what was learned meanwhile (the poll may come
+        earlier, later or now) without calling the service; past `max_interval`, a poll
+        is made, since what other tasks show may not apply to this one."""
+        gap = target - elapsed
+        if gap > self.max_interval:
+            gap = max(self.max_interval, min(self.long_interval, gap / 2))
+        elif gap > self.lag_budget:
+            gap = max(self.lag_budget, gap / 2)
+        return max(self.min_interval, gap)
 
     # Decisions
 
@@ -178,88 +238,61 @@ class AdaptiveInterval:
         """Return seconds until the next poll of `task`."""
         track = self._tracks.get(task.id)
         if track is None:
-            track = self._tracks[task.id] = self._new_track(elapsed)
+            # A task resumed after a restart is counted now: later than it was submitted,
+            # but its own `wait_time` soon corrects that.
+            track = _Track(seq=self.queue.submitted(), submitted=self._clock() - elapsed)
+            self._tracks[task.id] = track
+            track.in_queue = self.queue.learned
             if polls_so_far == 0 and wait_time is None:  # just submitted
                 self._typical_run += 0.1 * (self.expected(task) - self._typical_run)
                 self.queue.typical_run(self._typical_run)
-                track.start_low = track.start_high = elapsed + self.predicted_wait(track)
-                first = self._first_poll(task, track)
-                if first - elapsed <= self.max_interval:  # not a mere check-in on the way
-                    track.quantile = self._first_quantile(task, track)
-                return self._clamp(first - elapsed)
-        run = self.expected(task)
-        track.last_poll = elapsed
-        first_seen, track.first_seen = track.first_seen, False
-        ahead = wait_time or 0
-        if first_seen and ahead == 0 and track.quantile is not None and self._wait < 0.5:
-            # Not done yet means "slower than thought" only when tasks do not queue first:
-            # otherwise it may just have started late.
-            self._track_quantile(task, track.quantile, done=False)
-        if ahead > 0:
-            return self._queued(task, track, ahead, elapsed, first_seen)
-        self.queue.seen_running(track.seq, self._clock())
-        if track.start_high is None or track.start_high > elapsed or track.seen_ahead:
-            self._started(track, elapsed, first_seen)
-        first = self._first_poll(task, track)
-        if elapsed < first - self.min_interval:
-            return self._clamp(first - elapsed)
-        latest = (track.start_high or elapsed) + run * (1 + self._aim_spread())
-        if elapsed < latest:
-            return self._clamp(min(self.lag_budget, latest - elapsed + self.dense))
-        track.overdue += 1
-        # Later than the model allows: back off, but never so far that lag outgrows twice
-        # the budget while the estimate catches up.
-        sparser = self.dense * self.backoff ** (track.overdue - 1)
-        return self._clamp(min(sparser, 2 * self.lag_budget))
+                if self._probe():
+                    track.probing = True
+                    return self.min_interval
+                return self._delay(self._next_poll(task, track, elapsed)[0], elapsed)
+        track.postponed, track.probing = 0, False
+        if wait_time:  # queued, `wait_time` tasks ahead
+            self.queue.seen_queued(track.seq, wait_time, self._clock())
+            track.start_low, track.start_high, track.overdue = elapsed, None, 0
+            track.in_queue = True
+        else:
+            self.queue.seen_running(track.seq, self._clock())
+            if track.start_high is None:
+                track.start_high = elapsed
+            track.not_done = elapsed
+        target, overdue = self._next_poll(task, track, elapsed)
+        track.overdue = track.overdue + 1 if overdue else 0
+        if overdue:  # nothing to re-aim on the way: the model has no window for it
+            return min(self.long_interval, max(self.min_interval, target - elapsed))
+        return self._delay(target, elapsed)
 
-    def _new_track(self, elapsed: float) -> _Track:
-        # A task resumed after a restart is counted now: later than it was submitted, but
-        # its own `wait_time` soon corrects that.
-        return _Track(seq=self.queue.submitted(), submitted=self._clock() - elapsed)
+    def _probe(self) -> bool:
+        """Whether to poll a task just submitted at once, for the queue ahead of it: while
+        tasks queue, the newest one's `wait_time` is what predicts the next ones' waits
+        best; one such poll every `probe_every` keeps the queue model current. Before any
+        queue is seen, only while many tasks are out (a queue may be forming)."""
+        now = self._clock()
+        seen_at = self.queue.seen_at
+        if seen_at is None and len(self._tracks) < self.PROBE_FROM:
+            return False
+        last = max(seen_at if seen_at is not None else -math.inf, self._probed_at)
+        if now - last < self.probe_every:
+            return False
+        self._probed_at = now
+        return True
 
-    def _first_poll(self, task: Task, track: _Track) -> float:
-        run = self.expected(task)
-        earliest = track.start_low + run * (1 - self._aim_spread())
-        return earliest + self._first_quantile(task, track) * self._width(task, track)
-
-    def _width(self, task: Task, track: _Track) -> float:
-        start_range = (track.start_high or track.start_low) - track.start_low
-        return start_range + 2 * self._aim_spread() * self.expected(task)
-
-    def _aim_spread(self) -> float:
-        return self.spread if self._found_done >= self.warm_after else self.cold_spread
-
-    def _first_quantile(self, task: Task, track: _Track) -> float:
-        """As late in the range as 0.9, but early enough that no task waits over the budget."""
-        return min(0.9, self.lag_budget / max(self._width(task, track), 1e-6))
-
-    def _queued(
-        self, task: Task, track: _Track, ahead: int, elapsed: float, first_seen: bool
-    ) -> float:
-        self.queue.seen_queued(track.seq, ahead, track.submitted + elapsed)
-        to_start = self.queue.wait(ahead)
-        if first_seen:
-            self._learn_wait(elapsed + to_start)
-        track.seen_ahead, track.seen_at_poll = ahead, elapsed
-        track.start_low, track.start_high = elapsed + to_start, None
-        track.quantile, track.overdue = None, 0
-        run = self.expected(task)
-        if to_start <= max(self.lag_budget * 2, run * (1 - self.spread)):
-            track.start_high = track.start_low  # it starts soon: aim straight at the finish
-            return self._clamp(self._first_poll(task, track) - elapsed)
-        return self._clamp(to_start * 0.8)  # look again when it should be about to start
-
-    def _started(self, track: _Track, elapsed: float, first_seen: bool) -> None:
-        if track.seen_ahead is not None:
-            # It started since that poll: the `seen_ahead` before it took about half the gap.
-            self._learn_start(track, (track.seen_at_poll + elapsed) / 2)
-            track.start_low = track.seen_at_poll
-        elif first_seen:
-            track.start_low = 0.0
-            if self._wait > elapsed:
-                self._learn_wait(elapsed / 2)
-        track.start_high = elapsed
-        track.seen_ahead = None
+    def recheck(self, task: Task, elapsed: float) -> float | None:
+        """At a poll's due time: seconds to postpone it by, if what was learned since it was
+        scheduled says the task cannot be done yet; None to poll now."""
+        track = self._tracks.get(task.id)
+        if track is None or track.probing or track.postponed >= self.MAX_POSTPONES:
+            return None
+        target, overdue = self._next_poll(task, track, elapsed)
+        delay = target - elapsed
+        if overdue or delay <= self.min_interval:
+            return None
+        track.postponed += 1
+        return self._delay(elapsed + delay, elapsed)
 
     # Learning
 
@@ -269,67 +302,48 @@ class AdaptiveInterval:
         if track is None:
             return
         self._found_done += 1
-        key = (task.size, task.count)
-        if track.first_seen and track.quantile is not None:
-            self._track_quantile(task, track.quantile, done=True)
-        run = self.expected(task)
-        if track.seen_ahead is not None:
-            # Queued at the last poll, done now: it started about one run time ago.
-            self._learn_start(track, max(track.seen_at_poll, elapsed - run))
-        if track.first_seen:  # done at its first poll: it started by elapsed - earliest run
-            latest_start = elapsed - run * (1 - self.spread)
-            if self._wait > latest_start:
-                self._learn_wait(max(0.0, latest_start))
-            # It started no earlier than predicted, as far as the queue model knows: a run
-            # learned too short from a start predicted too late only brings the next first
-            # polls early, and what those find corrects it.
-            start_low, start_high, done_after = track.start_low, None, 0.0
-        else:
-            start_low, start_high, done_after = track.start_low, track.start_high, track.last_poll
-        longest = elapsed - start_low
-        shortest = done_after - (start_high if start_high is not None else elapsed)
-        if longest < run * (1 - self.spread):
-            self._learn_run(key, longest)  # finished sooner than thought possible
-        elif shortest > run * (1 + self.spread):
-            self._learn_run(key, shortest)  # took longer than thought possible
-        elif start_high is not None and longest - max(shortest, 0.0) <= 0.5 * run:
-            self._learn_run(key, (longest + max(shortest, 0.0)) / 2, weight=0.3)
+        prior = self.prior(task)
+        # Taken as good to half the predicted wait here: a learned factor biased by wrong
+        # starts would aim every later poll wrong.
+        earliest, latest = self._start_range(track, trust=0.5)
+        if prior <= 0 or elapsed <= earliest:
+            return
+        # Its run: more than since its latest start at the last poll that found it running,
+        # at most since its earliest start now.
+        shortest = 0.0 if track.not_done is None else max(0.0, track.not_done - latest)
+        self._samples.append((shortest / prior, (elapsed - earliest) / prior))
+        self._factor = self._most_likely_factor()
+
+    def _most_likely_factor(self) -> float:
+        """The factor under which the bracketed runs are likeliest; of equally likely ones,
+        the nearest to the current one (runs found done at once only bound it from above).
+        Searched in steps of 8 % up to x2 either way, then of 2 % around the best."""
+        best = self._factor
+        for step, reach in ((0.08, 9), (0.02, 3)):
+            centre, best_score = best, -math.inf
+            for k in sorted(range(-reach, reach + 1), key=abs):  # nearest first wins ties
+                factor = centre * math.exp(step * k)
+                score = self._log_likelihood(factor)
+                if score > best_score + 1e-9:
+                    best, best_score = factor, score
+        return best
+
+    def _log_likelihood(self, factor: float) -> float:
+        low, high = factor * (1 - self.spread), factor * (1 + self.spread)
+        width = high - low
+        score = 0.0
+        for shortest, longest in self._samples:
+            overlap = min(high, longest) - max(low, shortest)
+            if overlap > 0:
+                score += math.log(self.OUTLIERS + overlap / width)
+            else:  # an outlier, the less likely the further out (so far-off factors move)
+                miss = shortest / high if shortest > high else low / max(longest, 1e-9)
+                score += math.log(self.OUTLIERS) - math.log(miss)
+        return score
 
     def forget(self, task_id: int) -> None:
         """Drop the task's tracking state."""
         self._tracks.pop(task_id, None)
-
-    def _learn_run(self, key: tuple[str, int], seconds: float, weight: float = 1.0) -> None:
-        size, count = key
-        prior = self._prior(size, count)
-        if seconds <= 0 or prior <= 0:
-            return
-        target = math.log(seconds / prior)
-        current = self._log_factor.get(key, self._global)
-        step = self.learning_rate * weight
-        self._log_factor[key] = current + step * (target - current)
-        self._global += step * 0.5 * (target - self._global)
-
-    def _learn_start(self, track: _Track, started: float) -> None:
-        """Learn how many tasks are still ahead when a task starts (what `wait_time` counts,
-        queued tasks only or running ones too, differs between services)."""
-        if track.seen_ahead:
-            at = track.submitted
-            self.queue.started(track.seen_ahead, at + track.seen_at_poll, at + started)
-
-    def _learn_wait(self, seconds: float) -> None:
-        # The service's queue changes fast as load comes and goes: follow it closely.
-        self._wait += 0.5 * (max(0.0, seconds) - self._wait)
-
-    def _track_quantile(self, task: Task, quantile: float, *, done: bool) -> None:
-        # Done more often than the quantile predicts: the estimate is too high, and back.
-        step = self.quantile_rate * (quantile - (1.0 if done else 0.0))
-        key = (task.size, task.count)
-        self._log_factor[key] = self._log_factor.get(key, self._global) + step
-        self._global += step * 0.5
-
-    def _clamp(self, seconds: float) -> float:
-        return min(self.max_interval, max(self.min_interval, seconds))
 
 
 def make_strategy(name: str, **kwargs: Any) -> PollStrategy:

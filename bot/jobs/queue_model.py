@@ -26,23 +26,31 @@ class QueueModel:
     """Tasks ahead in the service's queue, how fast that drains, and when a task starts.
 
     Times are on one clock (the strategy's), in seconds. The drain rate is learned from
-    pairs of sightings (of any tasks: the queue is one FIFO), the start threshold `slots`
-    from sightings of queued tasks and the starts that polls bracket.
+    pairs of sightings (of any tasks: the queue is one FIFO) at least `MIN_BASELINE` apart,
+    the start threshold `slots` as the fewest tasks ahead any queued task showed.
     """
+
+    MIN_BASELINE = 1.0  # seconds between two sightings to measure the drain over
+    MIN_DRAIN = 1e-4  # tasks per second: a queue that does not move waits ~3 h per task
 
     def __init__(self, *, drain_prior: float, learning_rate: float = 0.3) -> None:
         self.drain = drain_prior  # tasks per second leaving the queue
         self.learning_rate = learning_rate
         self.slots: float | None = None  # a task starts once fewer than this are ahead
-        self.fewest_queued: int | None = None  # the least `ahead` a queued task showed
         self._seq = 0
         self._ref: Sighting | None = None
         self._drain_learned = False
+        self._typical_run = 0.0
 
     @property
     def learned(self) -> bool:
         """Whether any queued task has been seen yet."""
         return self._ref is not None
+
+    @property
+    def seen_at(self) -> float | None:
+        """When the newest sighting was (None before any)."""
+        return None if self._ref is None else self._ref.at
 
     def submitted(self) -> int:
         """Count a task this bot just submitted; return its place in the order."""
@@ -61,28 +69,37 @@ class QueueModel:
         slots = self.slots if self.slots is not None else 1.0
         return max(0.0, ahead - slots + 1) / self.drain
 
+    def start_at(self, seq: int) -> float | None:
+        """When task `seq` starts or started (the time its count ahead falls below
+        `slots`, on the newest sighting's line), None with nothing seen queued yet."""
+        ref = self._ref
+        if ref is None:
+            return None
+        slots = self.slots if self.slots is not None else 1.0
+        return ref.at + (ref.ahead + (seq - ref.seq) - slots + 1) / self.drain
+
     def wait_for(self, seq: int, now: float) -> float:
         """Seconds until task `seq` starts, from the newest sighting of the queue."""
         return self.wait(self.ahead(seq, now))
 
     def typical_run(self, seconds: float) -> None:
         """Until a drain is measured, take it as `slots` runs of `seconds` at a time."""
-        if not self._drain_learned and self.slots is not None and seconds > 0:
-            self.drain = self.slots / seconds
+        if seconds > 0:
+            self._typical_run = seconds
+        if not self._drain_learned and self.slots is not None and self._typical_run:
+            self.drain = max(self.slots, 1.0) / self._typical_run
 
     def seen_queued(self, seq: int, ahead: int, now: float) -> None:
         """A poll found task `seq` queued with `ahead` tasks before it."""
-        if self.fewest_queued is None or ahead < self.fewest_queued:
-            self.fewest_queued = ahead
-            if self.slots is None or self.slots > ahead:
-                self.slots = float(ahead)  # queued with `ahead` before it: it needs fewer
+        if self.slots is None or self.slots > ahead:
+            # Queued with `ahead` before it: a task starts with fewer ahead than that.
+            self.slots = float(ahead)
+            self.typical_run(0.0)
         ref = self._ref
-        if ref is not None and now - ref.at >= 0.5:
+        if ref is not None and now - ref.at >= self.MIN_BASELINE:
             # Both counts are of one FIFO: what left it in between is the drain.
             left = ref.ahead + (seq - ref.seq) - ahead
-            rate = max(left, 0) / (now - ref.at)
-            if rate > 0:
-                self._learn_drain(rate)
+            self._learn_drain(max(left, 0) / (now - ref.at))
         if ref is None or now >= ref.at:
             self._ref = Sighting(seq, ahead, now)
 
@@ -94,23 +111,10 @@ class QueueModel:
         if self.ahead(seq, now) > most:  # the queue drained faster than modelled
             self._ref = Sighting(seq, max(0, round(most)), now)
 
-    def started(self, ahead: int, seen_at: float, started_at: float) -> None:
-        """A task seen with `ahead` before it at `seen_at` started at about `started_at`."""
-        if started_at <= seen_at:
-            return
-        at_start = ahead - self.drain * (started_at - seen_at)  # still ahead when it started
-        sample = max(1.0, at_start + 1)
-        slots = sample if self.slots is None else self.slots
-        slots += self.learning_rate * (sample - slots)
-        if self.fewest_queued is not None:
-            slots = min(slots, float(self.fewest_queued))
-        self.slots = max(1.0, slots)
-
     def _learn_drain(self, rate: float) -> None:
-        if not self._drain_learned:
-            self.drain, self._drain_learned = rate, True
-            return
-        self.drain += self.learning_rate * (rate - self.drain)
+        # A queue that stopped draining is learned too (a floor keeps waits finite).
+        self._drain_learned = True
+        self.drain = max(self.MIN_DRAIN, self.drain + self.learning_rate * (rate - self.drain))
 
     def summary(self) -> str:
         """What has been learned, for the log."""
