@@ -40,7 +40,7 @@ READY_TIMEOUT = 10.0
 # discord.Client._schedule_event runs each event listener in a task named "discord.py: <event>".
 EVENT_TASK_PREFIX = "discord.py: "
 # Entries of `bot.memory_sizes()` that stay filled while the bot is idle (bounded caches).
-IDLE_CACHES = frozenset({"forms", "learned_sizes"})
+IDLE_CACHES = frozenset({"forms"})
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
