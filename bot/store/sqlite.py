@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -197,11 +198,26 @@ async def _configure(conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
     await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     await conn.execute("PRAGMA foreign_keys = ON")
     # In-memory databases cannot use WAL and answer 'memory'; that is fine.
-    await conn.execute("PRAGMA journal_mode = WAL")
+    await _use_wal(conn, busy_timeout_ms)
     # NORMAL is durable across application crashes in WAL mode and much faster than FULL.
     await conn.execute("PRAGMA synchronous = NORMAL")
     # The history search's folding, which SQLite's lower() and LIKE lack (ASCII only).
     await conn.create_function(FOLD_FUNCTION, 1, fold, deterministic=True)
+
+
+async def _use_wal(conn: aiosqlite.Connection, busy_timeout_ms: int) -> None:
+    # Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once,
+    # without its busy wait, while another process opens the same new file: wait here.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + busy_timeout_ms / 1000
+    while True:
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.01)
 
 
 def _statements(script: str) -> list[str]:
