@@ -198,28 +198,40 @@ def _kind(request: RecordedRequest) -> str | None:
     return None
 
 
+async def _paced_bot(
+    harness_factory: HarnessFactory, channels: list[int], *, budget: int, global_limit: int
+) -> Harness:
+    """A bot paced at `budget` requests a second against a fake Discord whose global limit
+    is `global_limit`, with a server per channel and room for a task in each at once."""
+    h = await harness_factory(
+        fake_setup=_channels,
+        discord={"requests_per_second": budget},
+        miaohua=FAST_POLLING,
+        limits={"user_running": len(channels)},
+        emulator={"workers": len(channels), "generation_time": 0.2},
+    )
+    h.fake.rate_limits = RateLimits(global_limit=global_limit)
+    return h
+
+
+async def _each_posted_once(h: Harness, ids: list[int], channels: list[int]) -> None:
+    """Wait for every task's result, then check each was delivered and posted once."""
+    for task_id, channel in zip(ids, channels, strict=True):
+        await wait_result(h, task_id, channel, timeout=60)
+    await h.idle(timeout=60)
+    for task_id, channel in zip(ids, channels, strict=True):
+        assert (await h.bot.store.tasks.get(task_id)).state == TaskState.DELIVERED
+        assert len(result_of(h, task_id, channel)) == 1
+
+
 async def test_a_burst_across_channels_meets_no_global_429_and_every_result_is_posted(
     harness_factory: HarnessFactory,
 ) -> None:
     # Discord's global limit brought down to 10 requests a second, the bot's budget under it:
     # eight tasks in eight channels ask for ~40 requests, a burst of them when the results
     # come in together.
-    h = await harness_factory(
-        fake_setup=_channels,
-        discord={"requests_per_second": 8},
-        miaohua=FAST_POLLING,
-        limits={"user_running": len(CHANNELS)},
-        emulator={"workers": len(CHANNELS), "generation_time": 0.2},
-    )
-    h.fake.rate_limits = RateLimits(global_limit=10)
-    ids = await _burst(h, CHANNELS)
-    for task_id, channel in zip(ids, CHANNELS, strict=True):
-        await wait_result(h, task_id, channel, timeout=60)
-    await h.idle(timeout=60)
-
-    for task_id, channel in zip(ids, CHANNELS, strict=True):
-        assert (await h.bot.store.tasks.get(task_id)).state == TaskState.DELIVERED
-        assert len(result_of(h, task_id, channel)) == 1
+    h = await _paced_bot(harness_factory, CHANNELS, budget=8, global_limit=10)
+    await _each_posted_once(h, await _burst(h, CHANNELS), CHANNELS)
     limited = h.fake.rate_limits.stats.limited
     assert [r for r in limited if r.scope == "global"] == [], [(r.method, r.path) for r in limited]
     kinds = Counter(_kind(r) for r in h.fake.requests)
@@ -299,21 +311,8 @@ async def test_a_global_429_all_the_same_pauses_the_pacer_and_every_result_is_po
     # global 429s come all the same. discord.py retries them; the pacer holds every request
     # for the 429's Retry-After.
     channels = CHANNELS[:4]
-    h = await harness_factory(
-        fake_setup=_channels,
-        discord={"requests_per_second": 20},
-        miaohua=FAST_POLLING,
-        limits={"user_running": len(channels)},
-        emulator={"workers": len(channels), "generation_time": 0.2},
-    )
-    h.fake.rate_limits = RateLimits(global_limit=3)
-    ids = await _burst(h, channels)
-    for task_id, channel in zip(ids, channels, strict=True):
-        await wait_result(h, task_id, channel, timeout=60)
-    await h.idle(timeout=60)
+    h = await _paced_bot(harness_factory, channels, budget=20, global_limit=3)
+    await _each_posted_once(h, await _burst(h, channels), channels)
 
     limited = [r for r in h.fake.rate_limits.stats.limited if r.scope == "global"]
     assert limited and h.bot.pacer.global_429s == len(limited)
-    for task_id, channel in zip(ids, channels, strict=True):
-        assert (await h.bot.store.tasks.get(task_id)).state == TaskState.DELIVERED
-        assert len(result_of(h, task_id, channel)) == 1
