@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import sys
@@ -85,12 +84,13 @@ def _check_config(settings: Settings) -> int:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
+    from bot import event_loop
     from bot.emulator.cli import serve_forever
     from bot.logs import setup_logging
 
     setup_logging("INFO")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(args))
+        event_loop.run(serve_forever(args))
     return 0
 
 

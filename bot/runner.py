@@ -13,6 +13,7 @@ from typing import TypedDict
 import aiohttp
 import discord
 
+from bot import event_loop
 from bot.app import create_bot
 from bot.config import Settings, deprecation_warnings
 from bot.demo_accounts import DemoAccounts, DemoSecretUnusable
@@ -43,8 +44,9 @@ def run_bot(settings: Settings, *, embedded_emulator: bool = False) -> int:
     if refusal is not None:
         _say(refusal)
         return EXIT_CONFIG
+    log.info("event loop: %s", event_loop.loop_name())
     try:
-        return asyncio.run(serve(settings, embedded_emulator=embedded_emulator))
+        return event_loop.run(serve(settings, embedded_emulator=embedded_emulator))
     except KeyboardInterrupt:
         return EXIT_OK
 
