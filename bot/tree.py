@@ -46,6 +46,14 @@ def _domain_error(error: BaseException) -> DomainError | None:
     return error if isinstance(error, DomainError) else None
 
 
+# Discord's "Unknown interaction": its token is no longer valid (answered after 3 s, or 15 min).
+UNKNOWN_INTERACTION = 10062
+
+
+def _answered_too_late(error: BaseException) -> bool:
+    return isinstance(error, discord.NotFound) and error.code == UNKNOWN_INTERACTION
+
+
 class MiaohuaTree(app_commands.CommandTree):
     """Command tree with server-only commands and translated error replies.
 
@@ -71,6 +79,17 @@ class MiaohuaTree(app_commands.CommandTree):
 async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
     """Tell the user what went wrong, in their language; log unexpected errors with an id."""
     original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+    if _answered_too_late(original):
+        # Nothing can reach the member through this interaction any more, and a traceback per
+        # late answer would only slow an overloaded bot further. What the command did stands
+        # (an accepted task still posts its status message in the channel).
+        age = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+        log.warning(
+            "interaction %s answered too late: Discord's window had closed (%.1f s after it)",
+            interaction.id,
+            age,
+        )
+        return
     locale = (
         interaction.client.locale_for(interaction)
         if is_bot_interaction(interaction)
