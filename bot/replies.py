@@ -15,10 +15,13 @@ log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
 
-# How long a command may work before its interaction is deferred ("thinking..."): most
-# answer well within it, in one request; a slower one (a form to fetch, a busy store)
-# still shows the member something at once. Discord's own limit is 3 s.
-ANSWER_WITHIN = 0.025
+# How old an interaction may get before it is deferred ("thinking..."), counted from its
+# creation at Discord (its snowflake), not from when its handler started: most commands
+# answer well within it, in one request; a slow one (a form to fetch, a busy store), or one
+# that waited in the queue of a lagging bot, is still acknowledged inside Discord's 3-second
+# window. Deferring every command after a few milliseconds instead would double the
+# requests of a bot that is already behind, and put it further behind.
+ANSWER_WITHIN = 1.0
 _LATE_DEFER = "miaohua.late_defer"  # the interaction's extras: its pending `_LateDefer`
 
 
@@ -63,15 +66,30 @@ def defer_unless_answered(
     within: float | None = None,
     ephemeral: bool = True,
 ) -> None:
-    """Defer the interaction only if it is not answered within `within` seconds (default
-    `ANSWER_WITHIN`).
+    """Defer the interaction only if it is not answered by the time it is `within` seconds
+    old (default `ANSWER_WITHIN`).
 
     A command that usually answers at once then costs one request to Discord instead of
     two (a deferral, then a follow-up); a slow one is still acknowledged in time.
     """
     if not interaction.response.is_done() and _LATE_DEFER not in interaction.extras:
-        delay = ANSWER_WITHIN if within is None else within
+        window = ANSWER_WITHIN if within is None else within
+        delay = defer_delay(window, age=interaction_age(interaction))
         interaction.extras[_LATE_DEFER] = _LateDefer(interaction, delay, ephemeral)
+
+
+def interaction_age(interaction: discord.Interaction[discord.Client]) -> float:
+    """Seconds since Discord created the interaction (by the clocks of both sides)."""
+    return (discord.utils.utcnow() - interaction.created_at).total_seconds()
+
+
+def defer_delay(window: float, *, age: float) -> float:
+    """How long to wait before deferring an interaction `age` seconds old.
+
+    Never longer than the window itself: a local clock behind Discord's (a negative age)
+    must not push the deferral past Discord's deadline.
+    """
+    return min(window, max(0.0, window - age))
 
 
 async def _settle(interaction: discord.Interaction[discord.Client]) -> None:

@@ -39,3 +39,31 @@ async def test_imagine_slower_than_its_window_is_deferred_then_followed_up(harne
     assert "Accepted as task #" in await answer_text(ix)
     assert [kind for kind, _ in ix.log] == ["callback", "followup"]
     assert is_ephemeral(ix)
+
+
+async def test_imagine_with_a_slow_moment_is_still_answered_in_one_request(harness, monkeypatch):
+    # A command whose work takes a tenth of a second (a form fetched, a busy store) answers
+    # directly: a deferral and a follow-up would double the requests of a busy bot.
+    session = await harness.bot.accounts.session_for(GUILD_A)
+    fetch = session.generation_form
+
+    async def slow_fetch():
+        await asyncio.sleep(0.1)
+        return await fetch()
+
+    monkeypatch.setattr(session, "generation_form", slow_fetch)
+    harness.bot.forms.invalidate(GUILD_A)
+    ix = await imagine(harness, prompt="a slow moment")
+    assert "Accepted as task #" in await answer_text(ix)
+    assert [kind for kind, _ in ix.log] == ["callback"]
+    assert ix.callback["type"] == 4
+
+
+def test_the_deferral_is_timed_from_the_interactions_creation():
+    window = replies.ANSWER_WITHIN
+    assert replies.defer_delay(window, age=0.0) == window
+    assert replies.defer_delay(window, age=0.25 * window) == 0.75 * window
+    # It waited in a lagging bot's queue: deferred at once, inside Discord's window.
+    assert replies.defer_delay(window, age=2.5) == 0.0
+    # A local clock behind Discord's never pushes the deferral past the window.
+    assert replies.defer_delay(window, age=-30.0) == window
