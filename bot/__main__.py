@@ -84,12 +84,13 @@ def _check_config(settings: Settings) -> int:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
-    from bot import event_loop
+    from bot import event_loop, gc_tuning
     from bot.emulator.cli import serve_forever
     from bot.logs import setup_logging
 
     setup_logging("INFO")
     with contextlib.suppress(KeyboardInterrupt):
+        gc_tuning.tune()
         event_loop.run(serve_forever(args))
     return 0
 

@@ -13,7 +13,7 @@ from typing import TypedDict
 import aiohttp
 import discord
 
-from bot import event_loop
+from bot import event_loop, gc_tuning
 from bot.app import create_bot
 from bot.config import Settings, deprecation_warnings
 from bot.demo_accounts import DemoAccounts, DemoSecretUnusable
@@ -45,6 +45,7 @@ def run_bot(settings: Settings, *, embedded_emulator: bool = False) -> int:
         _say(refusal)
         return EXIT_CONFIG
     log.info("event loop: %s", event_loop.loop_name())
+    gc_tuning.tune()
     try:
         return event_loop.run(serve(settings, embedded_emulator=embedded_emulator))
     except KeyboardInterrupt:
@@ -82,6 +83,8 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
         bot = create_bot(settings, **extra)
         closer = asyncio.create_task(_close_when(stopping, bot))
         stack.callback(closer.cancel)
+        freezer = asyncio.create_task(_freeze_when_ready(bot))
+        stack.callback(freezer.cancel)
         try:
             async with bot:
                 await bot.start(token)
@@ -106,6 +109,13 @@ async def serve(settings: Settings, *, embedded_emulator: bool = False) -> int:
         return EXIT_FAILED
     log.info("stopped")
     return EXIT_OK
+
+
+async def _freeze_when_ready(bot: discord.Client) -> None:
+    """Once the caches are loaded, keep what start-up built out of later collections."""
+    await bot.wait_until_ready()
+    frozen = gc_tuning.freeze_startup_objects()
+    log.info("ready: %d objects of start-up frozen out of garbage collection", frozen)
 
 
 def _gateway_url(settings: Settings) -> str:

@@ -114,6 +114,7 @@ async def test_embedded_emulator_gives_every_guild_a_demo_account_and_sigterm_is
     assert proc.returncode == 0, log
     assert "shutting down" in log and "Traceback" not in log
     assert "event loop: uvloop" in log  # the whole run, commands included, was on uvloop
+    assert "objects of start-up frozen out of garbage collection" in log
     assert TOKEN not in log
     with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
