@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from itertools import pairwise
+
 import pytest
 
-from bench.polling_sim import Workload, median_outcome
+from bench.polling_sim import ACCOUNT_RATE, Simulation, Workload, median_outcome
+from bench.run import Workload as BenchWorkload
+from bot.jobs.polling import FixedInterval
 
 
 def test_the_fixed_strategies_poll_as_the_interval_says() -> None:
@@ -16,6 +21,32 @@ def test_the_fixed_strategies_poll_as_the_interval_says() -> None:
     assert five.seen_p95 == pytest.approx(5.0, abs=0.3)
     assert oracle.polls_per_task == 1.0
     assert five.polls_per_task < one.polls_per_task / 3
+
+
+def test_a_seed_replays_the_commands_the_bench_plans_with_it() -> None:
+    # Seed 7 is the bench's own workload: the same sizes and image counts on the same servers.
+    plan = BenchWorkload(100, 50, 100, 50.0, 2.0, 48, seed=7)
+    plan.plan()
+    sim = Simulation(Workload(tasks=100), 7, None)
+    assert [(t.guild, t.size, t.count) for t in sim.tasks] == [
+        (c["guild"], c["size"], c["count"]) for c in plan.commands
+    ]
+
+
+def test_an_accounts_calls_wait_for_its_rate_limit() -> None:
+    # Polls asked for every 50 ms and the submissions after them share one account's
+    # bucket: the calls go out 1 / requests_per_second apart, as the bot's client sends them.
+    sim = Simulation(Workload(tasks=6, guilds=1), 7, lambda clock: FixedInterval(0.05))
+    tasks = sim.run()
+    assert all(t.seen is not None for t in tasks)
+    times = sorted(at for _, at in sim.sent)
+    assert len(times) > 20
+    gaps = [later - earlier for earlier, later in pairwise(times)]
+    assert min(gaps) >= 1 / ACCOUNT_RATE - 1e-9
+    per_account: defaultdict[int, int] = defaultdict(int)
+    for account, _ in sim.sent:
+        per_account[account] += 1
+    assert list(per_account) == [0]
 
 
 @pytest.mark.parametrize("tasks", [500])
