@@ -77,6 +77,7 @@ class _Track:
     overdue: int = 0  # polls after the latest expected finish
     postponed: int = 0  # polls postponed in a row by `recheck`
     probing: bool = False  # its next poll is for the queue ahead of it, not for its result
+    checking: bool = False  # its next poll looks whether it still waits (the queue's head)
     in_queue: bool = False  # submitted with a queue known, or seen queued: the model has it
 
 
@@ -91,7 +92,13 @@ class AdaptiveInterval:
     narrower), then one every `lag_budget` to its end: while the model holds, no task found
     done waits longer than that for the poll that sees it, and few take over two polls.
     While tasks queue, a task just submitted is polled at once every `probe_every` seconds,
-    for the queue ahead of it (the newest task's `wait_time` predicts the next ones' best).
+    for the queue ahead of it (the newest task's `wait_time` predicts the next ones' best);
+    before any queue is seen, each time a quarter more tasks are out, so that the first
+    queue seen is a short one. The fewest tasks ahead of a task seen waiting bound from
+    above how few still make one wait (the start threshold, the service's workers); while
+    that bound is loose, a probed task found queued is polled again when, on the model's
+    line, it has halfway between that bound and the most a task was seen starting with:
+    still queued, it tightens the bound; running, it raises the lower one.
 
     `factor` is the most likely one given the recent tasks' runs as the polls bracketed them
     (not done at one poll, done at the next; a task found done at once bounds it from above
@@ -113,6 +120,7 @@ class AdaptiveInterval:
     START_MARGIN = 0.05  # seconds: how well a start is known without a queue ahead
     START_TRUST = 0.1  # a start predicted by the queue model is good to this share of its wait
     PROBE_FROM = 8  # tasks out before a queue is looked for
+    PROBE_GROWTH = 1.25  # before a queue is seen, looked for again once this many times more
     MAX_POSTPONES = 12  # a poll postponed this often in a row is made anyway
 
     def __init__(
@@ -155,6 +163,7 @@ class AdaptiveInterval:
         self.queue = QueueModel(drain_prior=self.workers / max(base_seconds, 0.01))
         self._tracks: dict[int, _Track] = {}
         self._probed_at = -math.inf
+        self._probed_out = 0  # tasks out at the last probe before any queue was seen
 
     # Estimates
 
@@ -190,6 +199,13 @@ class AdaptiveInterval:
         high = track.start_high if track.start_high is not None else math.inf
         return min(max(track.start, track.start_low), high)
 
+    def _check_at(self, track: _Track) -> float | None:
+        """When (elapsed seconds) the task has, on the queue model's line, halfway between
+        the bounds of the start threshold ahead of it (None once those are known)."""
+        ahead = self.queue.head_unsure
+        at = None if ahead is None else self.queue.at_ahead(track.seq, ahead)
+        return None if at is None else at - track.submitted
+
     def _start_range(self, track: _Track, trust: float | None = None) -> tuple[float, float]:
         """Earliest and latest plausible start: its polls bracket it; a start predicted by
         the queue model is taken as good to `trust` times the predicted wait, or to half
@@ -220,14 +236,12 @@ class AdaptiveInterval:
 
     def _delay(self, target: float, elapsed: float) -> float:
         """Seconds until `target`, checking in on the way when it is far off: halfway
-        there, `recheck` aims again with what was learned meanwhile (the poll may come
-        earlier, later or now) without calling the service; past `max_interval`, a poll
-        is made, since what other tasks show may not apply to this one."""
+        there, but at most `long_interval` ahead, `recheck` aims again with what was
+        learned meanwhile (the poll may come earlier, later or now) without calling the
+        service."""
         gap = target - elapsed
-        if gap > self.max_interval:
-            gap = max(self.max_interval, min(self.long_interval, gap / 2))
-        elif gap > self.lag_budget:
-            gap = max(self.lag_budget, gap / 2)
+        if gap > self.lag_budget:
+            gap = max(self.lag_budget, min(self.long_interval, gap / 2))
         return max(self.min_interval, gap)
 
     # Decisions
@@ -250,11 +264,18 @@ class AdaptiveInterval:
                     track.probing = True
                     return self.min_interval
                 return self._delay(self._next_poll(task, track, elapsed)[0], elapsed)
-        track.postponed, track.probing = 0, False
+        probed = track.probing
+        track.postponed, track.probing, track.checking = 0, False, False
         if wait_time:  # queued, `wait_time` tasks ahead
             self.queue.seen_queued(track.seq, wait_time, self._clock())
             track.start_low, track.start_high, track.overdue = elapsed, None, 0
             track.in_queue = True
+            check = self._check_at(track)
+            if probed and check is not None and check > elapsed + 0.1:
+                # Polled again as the model says it starts: still queued, it shows how few
+                # tasks ahead still make one wait, which deep sightings cannot.
+                track.checking = True
+                return check - elapsed
         else:
             self.queue.seen_running(track.seq, self._clock())
             if track.start_high is None:
@@ -273,8 +294,14 @@ class AdaptiveInterval:
         queue is seen, only while many tasks are out (a queue may be forming)."""
         now = self._clock()
         seen_at = self.queue.seen_at
-        if seen_at is None and len(self._tracks) < self.PROBE_FROM:
-            return False
+        if seen_at is None:
+            # Each time a quarter more are out: the first queue seen is a short one.
+            out = len(self._tracks)
+            if out < max(self.PROBE_FROM, self.PROBE_GROWTH * self._probed_out):
+                return False
+            self._probed_out = out
+            self._probed_at = now
+            return True
         last = max(seen_at if seen_at is not None else -math.inf, self._probed_at)
         if now - last < self.probe_every:
             return False
@@ -287,6 +314,12 @@ class AdaptiveInterval:
         track = self._tracks.get(task.id)
         if track is None or track.probing or track.postponed >= self.MAX_POSTPONES:
             return None
+        if track.checking:  # when it has as many ahead as aimed at, as predicted now
+            check = self._check_at(track)
+            if check is None or check - elapsed <= self.min_interval:
+                return None
+            track.postponed += 1
+            return check - elapsed
         target, overdue = self._next_poll(task, track, elapsed)
         delay = target - elapsed
         if overdue or delay <= self.min_interval:
@@ -316,16 +349,19 @@ class AdaptiveInterval:
 
     def _most_likely_factor(self) -> float:
         """The factor under which the bracketed runs are likeliest; of equally likely ones,
-        the nearest to the current one (runs found done at once only bound it from above).
-        Searched in steps of 8 % up to x2 either way, then of 2 % around the best."""
+        the middle one (runs found done at once bound it from above only: all factors
+        below fit them, and the middle aims the next polls early enough to bracket a run
+        from both sides). Searched in steps of 8 % up to x2 either way, then of 2 %."""
         best = self._factor
         for step, reach in ((0.08, 9), (0.02, 3)):
-            centre, best_score = best, -math.inf
-            for k in sorted(range(-reach, reach + 1), key=abs):  # nearest first wins ties
-                factor = centre * math.exp(step * k)
-                score = self._log_likelihood(factor)
-                if score > best_score + 1e-9:
-                    best, best_score = factor, score
+            centre = best
+            scores = [
+                (self._log_likelihood(centre * math.exp(step * k)), k)
+                for k in range(-reach, reach + 1)
+            ]
+            top = max(score for score, _ in scores)
+            tied = [k for score, k in scores if score >= top - 1e-9]
+            best = centre * math.exp(step * tied[len(tied) // 2])
         return best
 
     def _log_likelihood(self, factor: float) -> float:
