@@ -49,15 +49,37 @@ def test_an_accounts_calls_wait_for_its_rate_limit() -> None:
     assert list(per_account) == [0]
 
 
-@pytest.mark.parametrize("tasks", [500])
-def test_adaptive_meets_the_polling_targets_on_the_bench_workload(tasks: int) -> None:
-    # Issue 14's targets, on the median of three runs: at most a third of fixed-1s's
-    # calls and fewer than fixed-5s's, seen p95 within 0.5 s of fixed-1s's.
-    work, seeds = Workload(tasks=tasks), [1, 2, 3]
+def test_adaptive_meets_the_polling_targets_on_the_bench_workload() -> None:
+    # Issue 14's targets, on the median of three runs (seed 7 is the bench's own workload):
+    # at most a third of fixed-1s's calls and fewer than fixed-5s's, by a margin that a
+    # real run's noise keeps, with the seen p95 within 0.5 s of fixed-1s's (0.45 here).
+    work, seeds = Workload(), [7, 8, 9]
     adaptive, _ = median_outcome(work, "adaptive", seeds)
     one, _ = median_outcome(work, "fixed-1s", seeds)
     five, _ = median_outcome(work, "fixed-5s", seeds)
     assert adaptive.polls_per_task <= one.polls_per_task / 3
+    assert adaptive.polls_per_task <= five.polls_per_task - 0.15
+    assert adaptive.seen_p95 <= one.seen_p95 + 0.45
+    assert adaptive.seen_p95 < five.seen_p95
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "work",
+    [
+        Workload(tasks=200),  # half the tasks in the first burst, before anything is learned
+        Workload(generation_time=3.0),  # a slower service
+        Workload(generation_time=1.5),  # a faster one: fixed 5 s finds most done at once
+        Workload(prior=1.0),  # a prior three times too fast
+    ],
+    ids=["200-tasks", "slower", "faster", "fast-prior"],
+)
+def test_adaptive_polls_less_than_fixed_5s_at_fixed_1s_lag_on_other_workloads(
+    work: Workload,
+) -> None:
+    seeds = [7, 8, 9]
+    adaptive, _ = median_outcome(work, "adaptive", seeds)
+    one, _ = median_outcome(work, "fixed-1s", seeds)
+    five, _ = median_outcome(work, "fixed-5s", seeds)
     assert adaptive.polls_per_task < five.polls_per_task
     assert adaptive.seen_p95 <= one.seen_p95 + 0.5
-    assert adaptive.seen_p95 < five.seen_p95

@@ -55,6 +55,17 @@ class FixedInterval:
         """Nothing to drop."""
 
 
+def _quantile(share: float, width_a: float, width_b: float) -> float:
+    """Where the lowest `share` of a sum of two uniform spreads of these widths ends,
+    from its least possible value (the sum's density rises, stays flat, then falls)."""
+    narrow, wide = sorted((max(width_a, 0.0), max(width_b, 0.0)))
+    if narrow <= 1e-9:
+        return share * wide
+    if share <= narrow / (2 * wide):  # within the rise
+        return math.sqrt(2 * share * narrow * wide)
+    return share * wide + narrow / 2
+
+
 def parse_size(size: str) -> tuple[int, int]:
     """Return (width, height) of a 'WxH' size, or 512x512 when it cannot be read."""
     width, _, height = size.lower().partition("x")
@@ -88,9 +99,11 @@ class AdaptiveInterval:
     `base_seconds` per 512x512 image (+25 % per extra image), `factor` is learned. Its start
     comes from the queue model (bot/jobs/queue_model.py): the newest `wait_time` any poll
     reported, counted down at the learned drain and up by the submissions since. So a task
-    can finish within a window; the first poll comes `lag_budget` into it (or at its end, if
-    narrower), then one every `lag_budget` to its end: while the model holds, no task found
-    done waits longer than that for the poll that sees it, and few take over two polls.
+    can finish within a window, as the sum of a start and a run spread uniformly: few finish
+    in its first moments. The first poll comes `lag_budget` after the earliest `EARLY_TAIL`
+    (3 %) of its finishes (or at the window's end, if sooner), then one every `lag_budget`
+    to its end: while the model holds, no more than those few tasks found done wait longer
+    than that for the poll that sees it, and few take over two polls.
     While tasks queue, a task just submitted is polled at once every `probe_every` seconds,
     for the queue ahead of it (the newest task's `wait_time` predicts the next ones' best);
     before any queue is seen, each time a quarter more tasks are out, so that the first
@@ -122,13 +135,14 @@ class AdaptiveInterval:
     PROBE_FROM = 8  # tasks out before a queue is looked for
     PROBE_GROWTH = 1.25  # before a queue is seen, looked for again once this many times more
     MAX_POSTPONES = 12  # a poll postponed this often in a row is made anyway
+    EARLY_TAIL = 0.03  # tasks the first poll may leave waiting over `lag_budget` if done early
 
     def __init__(
         self,
         *,
         base_seconds: float = 3.0,
         spread: float = 0.2,
-        lag_budget: float = 1.4,
+        lag_budget: float = 1.3,
         dense: float = 0.35,
         backoff: float = 1.5,
         workers: int = 4,
@@ -219,14 +233,20 @@ class AdaptiveInterval:
         return max(track.start_low, start - margin), min(high, start + margin)
 
     def _next_poll(self, task: Task, track: _Track, elapsed: float) -> tuple[float, bool]:
-        """When (elapsed seconds) to poll next: `lag_budget` into the window the task can
-        finish in, or after the latest poll that found it not done, but no later than the
-        window's end; and whether the task is overdue (past that window)."""
+        """When (elapsed seconds) to poll next: `lag_budget` after the earliest few
+        finishes of the window the task can finish in (all of it while the run time is
+        still the prior's), or after the latest poll that found it not done, but no later
+        than the window's end; and whether the task is overdue (past that window)."""
         first, last = self._start_range(track)
         run, spread = self.expected(task), self._spread()
         early, late = first + run * (1 - spread), last + run * (1 + spread)
-        if track.not_done is not None:
-            early = max(early, track.not_done)
+        if track.not_done is not None and track.not_done >= early:
+            early = track.not_done
+        elif self._found_done >= self.warm_after:
+            # Few finish in the window's first moments (a start and a run both early):
+            # once the model is settled, the budget counts from where the earliest
+            # `EARLY_TAIL` of them would.
+            early += _quantile(self.EARLY_TAIL, last - first, 2 * spread * run)
         if early < late:
             return min(early + self.lag_budget, late), False
         # Later than the model allows: back off, but no further than twice the budget while
