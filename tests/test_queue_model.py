@@ -284,3 +284,21 @@ def test_runs_found_done_at_once_move_the_run_time_into_what_they_allow() -> Non
     strategy.next_interval(task(1), None, 0, 0.0)
     strategy.completed(task(1), 3.6)
     assert strategy.expected(task(9)) / 3.0 == pytest.approx(0.7, abs=0.05)
+
+
+def test_a_probed_task_behind_a_long_queue_is_looked_at_again_within_a_minute() -> None:
+    # Looking whether it still waits is due many minutes ahead: like any far-off poll, it
+    # is looked at again (without a call) at most `long_interval` ahead, not at that time.
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=3.0, long_interval=60.0, clock=clock)
+    for n in range(1, 8):
+        strategy.next_interval(task(n), None, 0, 0.0)
+    assert strategy.next_interval(task(8), None, 0, 0.0) == strategy.min_interval
+    strategy.next_interval(task(8), 48, 1, 0.0)  # a task starts with under 48 ahead
+    clock.now = 3.0
+    late = task(9)
+    assert strategy.next_interval(late, None, 0, 0.0) == strategy.min_interval
+    # 9,000 ahead: 24 ahead (halfway to the lower bound, 0) only in over ten minutes.
+    assert strategy.next_interval(late, 9000, 1, 0.0) == 60.0
+    clock.now = 63.0
+    assert strategy.recheck(late, 60.0) == 60.0

@@ -295,7 +295,7 @@ class AdaptiveInterval:
                 # Polled again as the model says it starts: still queued, it shows how few
                 # tasks ahead still make one wait, which deep sightings cannot.
                 track.checking = True
-                return check - elapsed
+                return self._delay(check, elapsed)
         else:
             self.queue.seen_running(track.seq, self._clock())
             if track.start_high is None:
@@ -339,7 +339,7 @@ class AdaptiveInterval:
             if check is None or check - elapsed <= self.min_interval:
                 return None
             track.postponed += 1
-            return check - elapsed
+            return self._delay(check, elapsed)
         target, overdue = self._next_poll(task, track, elapsed)
         delay = target - elapsed
         if overdue or delay <= self.min_interval:
