@@ -30,7 +30,9 @@ What it models (each as bench/run.py and the emulator do it):
 
 It drives the real strategy classes on a virtual clock, so a run of the 500-task workload
 takes a fraction of a second; it prints polls per task and seen p50/p95 (finish to the poll
-that saw it) per strategy, the median over the seeds.
+that saw it) per strategy, the median over the seeds, and where the polls go: per task of
+the first burst (submitted before anything is learned), of later tasks that waited in the
+service's queue, and of later ones that started at once.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ class Outcome:
     seen_p95: float
     queued_p50: float
     learned: str = ""
+    # Polls per task (calls, but for `--batch`) by group: where the polls go.
+    where: dict[str, float] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -330,7 +334,27 @@ def simulate(work: Workload, name: str, seed: int) -> Outcome:
         percentile(seen, 0.95),
         percentile(queued, 0.5),
         learned,
+        where(tasks, work.guilds * work.account_concurrency),
     )
+
+
+def where(tasks: list[SimTask], burst: int) -> dict[str, float]:
+    """Polls per task of the first `burst` submitted (before anything is learned), of
+    later ones that waited in the service's queue, and of later ones that started at once."""
+    first = sorted(tasks, key=lambda t: t.submitted_at or 0.0)[:burst]
+    ids = {t.id for t in first}
+    groups = {
+        "first burst": first,
+        "queued": [t for t in tasks if t.id not in ids and t.start - (t.submitted_at or 0) > 0.05],
+        "not queued": [
+            t for t in tasks if t.id not in ids and t.start - (t.submitted_at or 0) <= 0.05
+        ],
+    }
+    return {
+        name: sum(t.polls + 1 for t in group) / len(group)
+        for name, group in groups.items()
+        if group
+    }
 
 
 def median_outcome(work: Workload, name: str, seeds: list[int]) -> tuple[Outcome, Outcome]:
@@ -344,6 +368,10 @@ def median_outcome(work: Workload, name: str, seeds: list[int]) -> tuple[Outcome
         statistics.median(o.seen_p95 for o in runs),
         statistics.median(o.queued_p50 for o in runs),
         runs[0].learned,
+        {
+            name: statistics.median(o.where[name] for o in runs if name in o.where)
+            for name in runs[0].where
+        },
     )
     return median, worst
 
@@ -394,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if median.learned:
             print(f"{'':<10} learned: {median.learned}")
+        groups = ", ".join(f"{name} {polls:.2f}" for name, polls in median.where.items())
+        print(f"{'':<10} polls per task: {groups}")
     return 0
 
 

@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from bench.polling_sim import ACCOUNT_RATE, Simulation, Workload, median_outcome
+from bench.polling_sim import ACCOUNT_RATE, Simulation, Workload, median_outcome, where
 from bench.run import Workload as BenchWorkload
 from bot.jobs.polling import FixedInterval
 
@@ -83,3 +83,19 @@ def test_adaptive_polls_less_than_fixed_5s_at_fixed_1s_lag_on_other_workloads(
     five, _ = median_outcome(work, "fixed-5s", seeds)
     assert adaptive.polls_per_task < five.polls_per_task
     assert adaptive.seen_p95 <= one.seen_p95 + 0.5
+
+
+def test_where_the_polls_go_adds_up_to_the_calls() -> None:
+    # One call per poll of one task (no batch): the groups' polls are all the calls, and
+    # the first burst is the 100 tasks the 50 servers' two slots take at once.
+    work = Workload(tasks=300)
+    sim = Simulation(work, 7, lambda clock: FixedInterval(1.0))
+    tasks = sim.run()
+    groups = where(tasks, 100)
+    first = sorted(tasks, key=lambda t: t.submitted_at or 0.0)[:100]
+    assert groups["first burst"] == sum(t.polls + 1 for t in first) / 100
+    later = [t for t in tasks if t not in first]
+    queued = [t for t in later if t.start - (t.submitted_at or 0.0) > 0.05]
+    total = groups["first burst"] * 100 + groups["queued"] * len(queued)
+    total += groups.get("not queued", 0.0) * (len(later) - len(queued))
+    assert total == pytest.approx(sim.calls)
