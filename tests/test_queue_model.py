@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from types import SimpleNamespace
 
@@ -116,10 +117,14 @@ def test_a_new_tasks_first_poll_waits_for_the_queue_the_newest_task_reported() -
     delay = strategy.next_interval(new, None, 0, 0.0)
     # No drain measured yet: 11 at work, 2 s each, 5.5 a second. 31 ahead of it, 21 to
     # leave first: it starts at 3.82 s, give or take 0.05 s + a tenth of that; it runs 1.6
-    # to 2.4 s. The first poll comes the lag budget into that window.
+    # to 2.4 s. A start and a run both early are rare: the earliest 3 % of finishes come
+    # within sqrt(2 * 0.03 * 0.8 * that start's spread) of the earliest possible one, and
+    # the first poll the lag budget after them.
     start = 21 / 5.5
+    margin = 0.05 + 0.1 * start
+    earliest = start - margin + 1.6
     assert polled_at(strategy, clock, new, delay) == pytest.approx(
-        start - (0.05 + 0.1 * start) + 1.6 + 1.4
+        earliest + math.sqrt(2 * 0.03 * 0.8 * 2 * margin) + strategy.lag_budget
     )
 
 
@@ -222,3 +227,78 @@ def test_a_run_far_longer_than_expected_is_polled_at_a_tenth_of_its_age() -> Non
     assert strategy.recheck(old, 200.0 + delay) is None
     clock.now = 5000.0
     assert strategy.next_interval(old, 0, 6, 5000.0) == 60.0
+
+
+def test_before_any_queue_the_newest_task_is_probed_each_time_a_quarter_more_are_out() -> None:
+    # A burst of 50 submissions a second fills 48 workers, then queues. Probing the newest
+    # task each time a quarter more are out finds the queue while it is short: how few
+    # ahead still make a task wait is known nearly from the start, not from a sighting
+    # seconds later with a hundred ahead.
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=2.0, clock=clock)
+    probed = []
+    for n in range(1, 61):
+        clock.now = n * 0.02
+        if strategy.next_interval(task(n), None, 0, 0.0) == strategy.min_interval:
+            probed.append(n)
+            # What the probe finds: running among the first 48, else queued behind them.
+            strategy.next_interval(task(n), 0 if n <= 48 else n - 1, 1, 0.0)
+    assert probed == [8, 10, 13, 17, 22, 28, 35, 44, 55]
+    assert strategy.queue.slots == 54
+
+
+def test_a_probed_task_found_queued_is_polled_again_halfway_to_its_possible_starts() -> None:
+    # The fewest ahead a task showed while queued only bounds the start threshold from
+    # above; the probed task is polled again when, on the line, it has half as many ahead:
+    # still queued, it lowers the bound; running, it raises the lower one.
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=2.0, clock=clock)
+    for n in range(1, 8):
+        strategy.next_interval(task(n), None, 0, 0.0)
+    probe = task(8)
+    assert strategy.next_interval(probe, None, 0, 0.0) == strategy.min_interval
+    clock.now = 0.05
+    # 20 ahead: a task starts with fewer than 20 ahead; none measured, 10 leave a second
+    # (20 at work, 2 s each): it has 10 ahead 1 s later.
+    delay = strategy.next_interval(probe, 20, 1, 0.05)
+    assert delay == pytest.approx(1.0)
+    clock.now = 1.05
+    assert strategy.recheck(probe, 1.05) is None  # made, not put off
+    strategy.next_interval(probe, 12, 2, 1.05)  # still queued, 12 ahead
+    assert strategy.queue.slots == 12
+
+
+def test_a_far_off_poll_is_looked_at_again_halfway_there() -> None:
+    # A first poll over 11 s off (a 12 s run, no queue): the strategy looks again halfway
+    # there, with what it learned meanwhile, not only at `max_interval` (10 s).
+    strategy = AdaptiveInterval(base_seconds=12.0, warm_after=0, clock=Clock())
+    assert 5.0 < strategy.next_interval(task(1), None, 0, 0.0) < 6.0
+
+
+def test_runs_found_done_at_once_move_the_run_time_into_what_they_allow() -> None:
+    # Found done at its first poll, 3.6 s in, a 512x512 run took at most 1.2 times the
+    # prior: every factor up to 1 fits it (the search reaches down to half the current).
+    # The estimate moves into that range, not to its edge, so that the next polls come
+    # early enough to bracket a run from both sides.
+    strategy = AdaptiveInterval(base_seconds=3.0, warm_after=0, clock=Clock())
+    strategy.next_interval(task(1), None, 0, 0.0)
+    strategy.completed(task(1), 3.6)
+    assert strategy.expected(task(9)) / 3.0 == pytest.approx(0.7, abs=0.05)
+
+
+def test_a_probed_task_behind_a_long_queue_is_looked_at_again_within_a_minute() -> None:
+    # Looking whether it still waits is due many minutes ahead: like any far-off poll, it
+    # is looked at again (without a call) at most `long_interval` ahead, not at that time.
+    clock = Clock()
+    strategy = AdaptiveInterval(base_seconds=3.0, long_interval=60.0, clock=clock)
+    for n in range(1, 8):
+        strategy.next_interval(task(n), None, 0, 0.0)
+    assert strategy.next_interval(task(8), None, 0, 0.0) == strategy.min_interval
+    strategy.next_interval(task(8), 48, 1, 0.0)  # a task starts with under 48 ahead
+    clock.now = 3.0
+    late = task(9)
+    assert strategy.next_interval(late, None, 0, 0.0) == strategy.min_interval
+    # 9,000 ahead: 24 ahead (halfway to the lower bound, 0) only in over ten minutes.
+    assert strategy.next_interval(late, 9000, 1, 0.0) == 60.0
+    clock.now = 63.0
+    assert strategy.recheck(late, 60.0) == 60.0

@@ -55,6 +55,17 @@ class FixedInterval:
         """Nothing to drop."""
 
 
+def _quantile(share: float, width_a: float, width_b: float) -> float:
+    """Where the lowest `share` of a sum of two uniform spreads of these widths ends,
+    from its least possible value (the sum's density rises, stays flat, then falls)."""
+    narrow, wide = sorted((max(width_a, 0.0), max(width_b, 0.0)))
+    if narrow <= 1e-9:
+        return share * wide
+    if share <= narrow / (2 * wide):  # within the rise
+        return math.sqrt(2 * share * narrow * wide)
+    return share * wide + narrow / 2
+
+
 def parse_size(size: str) -> tuple[int, int]:
     """Return (width, height) of a 'WxH' size, or 512x512 when it cannot be read."""
     width, _, height = size.lower().partition("x")
@@ -77,6 +88,7 @@ class _Track:
     overdue: int = 0  # polls after the latest expected finish
     postponed: int = 0  # polls postponed in a row by `recheck`
     probing: bool = False  # its next poll is for the queue ahead of it, not for its result
+    checking: bool = False  # its next poll looks whether it still waits (the queue's head)
     in_queue: bool = False  # submitted with a queue known, or seen queued: the model has it
 
 
@@ -87,11 +99,19 @@ class AdaptiveInterval:
     `base_seconds` per 512x512 image (+25 % per extra image), `factor` is learned. Its start
     comes from the queue model (bot/jobs/queue_model.py): the newest `wait_time` any poll
     reported, counted down at the learned drain and up by the submissions since. So a task
-    can finish within a window; the first poll comes `lag_budget` into it (or at its end, if
-    narrower), then one every `lag_budget` to its end: while the model holds, no task found
-    done waits longer than that for the poll that sees it, and few take over two polls.
+    can finish within a window, as the sum of a start and a run spread uniformly: few finish
+    in its first moments. The first poll comes `lag_budget` after the earliest `EARLY_TAIL`
+    (3 %) of its finishes (or at the window's end, if sooner), then one every `lag_budget`
+    to its end: while the model holds, no more than those few tasks found done wait longer
+    than that for the poll that sees it, and few take over two polls.
     While tasks queue, a task just submitted is polled at once every `probe_every` seconds,
-    for the queue ahead of it (the newest task's `wait_time` predicts the next ones' best).
+    for the queue ahead of it (the newest task's `wait_time` predicts the next ones' best);
+    before any queue is seen, each time a quarter more tasks are out, so that the first
+    queue seen is a short one. The fewest tasks ahead of a task seen waiting bound from
+    above how few still make one wait (the start threshold, the service's workers); while
+    that bound is loose, a probed task found queued is polled again when, on the model's
+    line, it has halfway between that bound and the most a task was seen starting with:
+    still queued, it tightens the bound; running, it raises the lower one.
 
     `factor` is the most likely one given the recent tasks' runs as the polls bracketed them
     (not done at one poll, done at the next; a task found done at once bounds it from above
@@ -113,14 +133,16 @@ class AdaptiveInterval:
     START_MARGIN = 0.05  # seconds: how well a start is known without a queue ahead
     START_TRUST = 0.1  # a start predicted by the queue model is good to this share of its wait
     PROBE_FROM = 8  # tasks out before a queue is looked for
+    PROBE_GROWTH = 1.25  # before a queue is seen, looked for again once this many times more
     MAX_POSTPONES = 12  # a poll postponed this often in a row is made anyway
+    EARLY_TAIL = 0.03  # tasks the first poll may leave waiting over `lag_budget` if done early
 
     def __init__(
         self,
         *,
         base_seconds: float = 3.0,
         spread: float = 0.2,
-        lag_budget: float = 1.4,
+        lag_budget: float = 1.3,
         dense: float = 0.35,
         backoff: float = 1.5,
         workers: int = 4,
@@ -155,6 +177,7 @@ class AdaptiveInterval:
         self.queue = QueueModel(drain_prior=self.workers / max(base_seconds, 0.01))
         self._tracks: dict[int, _Track] = {}
         self._probed_at = -math.inf
+        self._probed_out = 0  # tasks out at the last probe before any queue was seen
 
     # Estimates
 
@@ -190,6 +213,13 @@ class AdaptiveInterval:
         high = track.start_high if track.start_high is not None else math.inf
         return min(max(track.start, track.start_low), high)
 
+    def _check_at(self, track: _Track) -> float | None:
+        """When (elapsed seconds) the task has, on the queue model's line, halfway between
+        the bounds of the start threshold ahead of it (None once those are known)."""
+        ahead = self.queue.head_unsure
+        at = None if ahead is None else self.queue.at_ahead(track.seq, ahead)
+        return None if at is None else at - track.submitted
+
     def _start_range(self, track: _Track, trust: float | None = None) -> tuple[float, float]:
         """Earliest and latest plausible start: its polls bracket it; a start predicted by
         the queue model is taken as good to `trust` times the predicted wait, or to half
@@ -203,14 +233,20 @@ class AdaptiveInterval:
         return max(track.start_low, start - margin), min(high, start + margin)
 
     def _next_poll(self, task: Task, track: _Track, elapsed: float) -> tuple[float, bool]:
-        """When (elapsed seconds) to poll next: `lag_budget` into the window the task can
-        finish in, or after the latest poll that found it not done, but no later than the
-        window's end; and whether the task is overdue (past that window)."""
+        """When (elapsed seconds) to poll next: `lag_budget` after the earliest few
+        finishes of the window the task can finish in (all of it while the run time is
+        still the prior's), or after the latest poll that found it not done, but no later
+        than the window's end; and whether the task is overdue (past that window)."""
         first, last = self._start_range(track)
         run, spread = self.expected(task), self._spread()
         early, late = first + run * (1 - spread), last + run * (1 + spread)
-        if track.not_done is not None:
-            early = max(early, track.not_done)
+        if track.not_done is not None and track.not_done >= early:
+            early = track.not_done
+        elif self._found_done >= self.warm_after:
+            # Few finish in the window's first moments (a start and a run both early):
+            # once the model is settled, the budget counts from where the earliest
+            # `EARLY_TAIL` of them would.
+            early += _quantile(self.EARLY_TAIL, last - first, 2 * spread * run)
         if early < late:
             return min(early + self.lag_budget, late), False
         # Later than the model allows: back off, but no further than twice the budget while
@@ -220,14 +256,12 @@ class AdaptiveInterval:
 
     def _delay(self, target: float, elapsed: float) -> float:
         """Seconds until `target`, checking in on the way when it is far off: halfway
-        there, `recheck` aims again with what was learned meanwhile (the poll may come
-        earlier, later or now) without calling the service; past `max_interval`, a poll
-        is made, since what other tasks show may not apply to this one."""
+        there, but at most `long_interval` ahead, `recheck` aims again with what was
+        learned meanwhile (the poll may come earlier, later or now) without calling the
+        service."""
         gap = target - elapsed
-        if gap > self.max_interval:
-            gap = max(self.max_interval, min(self.long_interval, gap / 2))
-        elif gap > self.lag_budget:
-            gap = max(self.lag_budget, gap / 2)
+        if gap > self.lag_budget:
+            gap = max(self.lag_budget, min(self.long_interval, gap / 2))
         return max(self.min_interval, gap)
 
     # Decisions
@@ -250,11 +284,18 @@ class AdaptiveInterval:
                     track.probing = True
                     return self.min_interval
                 return self._delay(self._next_poll(task, track, elapsed)[0], elapsed)
-        track.postponed, track.probing = 0, False
+        probed = track.probing
+        track.postponed, track.probing, track.checking = 0, False, False
         if wait_time:  # queued, `wait_time` tasks ahead
             self.queue.seen_queued(track.seq, wait_time, self._clock())
             track.start_low, track.start_high, track.overdue = elapsed, None, 0
             track.in_queue = True
+            check = self._check_at(track)
+            if probed and check is not None and check > elapsed + 0.1:
+                # Polled again as the model says it starts: still queued, it shows how few
+                # tasks ahead still make one wait, which deep sightings cannot.
+                track.checking = True
+                return self._delay(check, elapsed)
         else:
             self.queue.seen_running(track.seq, self._clock())
             if track.start_high is None:
@@ -273,8 +314,14 @@ class AdaptiveInterval:
         queue is seen, only while many tasks are out (a queue may be forming)."""
         now = self._clock()
         seen_at = self.queue.seen_at
-        if seen_at is None and len(self._tracks) < self.PROBE_FROM:
-            return False
+        if seen_at is None:
+            # Each time a quarter more are out: the first queue seen is a short one.
+            out = len(self._tracks)
+            if out < max(self.PROBE_FROM, self.PROBE_GROWTH * self._probed_out):
+                return False
+            self._probed_out = out
+            self._probed_at = now
+            return True
         last = max(seen_at if seen_at is not None else -math.inf, self._probed_at)
         if now - last < self.probe_every:
             return False
@@ -287,6 +334,12 @@ class AdaptiveInterval:
         track = self._tracks.get(task.id)
         if track is None or track.probing or track.postponed >= self.MAX_POSTPONES:
             return None
+        if track.checking:  # when it has as many ahead as aimed at, as predicted now
+            check = self._check_at(track)
+            if check is None or check - elapsed <= self.min_interval:
+                return None
+            track.postponed += 1
+            return self._delay(check, elapsed)
         target, overdue = self._next_poll(task, track, elapsed)
         delay = target - elapsed
         if overdue or delay <= self.min_interval:
@@ -316,16 +369,19 @@ class AdaptiveInterval:
 
     def _most_likely_factor(self) -> float:
         """The factor under which the bracketed runs are likeliest; of equally likely ones,
-        the nearest to the current one (runs found done at once only bound it from above).
-        Searched in steps of 8 % up to x2 either way, then of 2 % around the best."""
+        the middle one (runs found done at once bound it from above only: all factors
+        below fit them, and the middle aims the next polls early enough to bracket a run
+        from both sides). Searched in steps of 8 % up to x2 either way, then of 2 %."""
         best = self._factor
         for step, reach in ((0.08, 9), (0.02, 3)):
-            centre, best_score = best, -math.inf
-            for k in sorted(range(-reach, reach + 1), key=abs):  # nearest first wins ties
-                factor = centre * math.exp(step * k)
-                score = self._log_likelihood(factor)
-                if score > best_score + 1e-9:
-                    best, best_score = factor, score
+            centre = best
+            scores = [
+                (self._log_likelihood(centre * math.exp(step * k)), k)
+                for k in range(-reach, reach + 1)
+            ]
+            top = max(score for score, _ in scores)
+            tied = [k for score, k in scores if score >= top - 1e-9]
+            best = centre * math.exp(step * tied[len(tied) // 2])
         return best
 
     def _log_likelihood(self, factor: float) -> float:

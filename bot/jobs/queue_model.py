@@ -27,16 +27,20 @@ class QueueModel:
 
     Times are on one clock (the strategy's), in seconds. The drain rate is learned from
     pairs of sightings (of any tasks: the queue is one FIFO) at least `MIN_BASELINE` apart,
-    the start threshold `slots` as the fewest tasks ahead any queued task showed.
+    the start threshold `slots` as the fewest tasks ahead any queued task showed (a bound
+    from above), and `floor` as the most a task seen running had ahead on the line when
+    it was seen (a bound from below, as good as the line).
     """
 
     MIN_BASELINE = 1.0  # seconds between two sightings to measure the drain over
     MIN_DRAIN = 1e-4  # tasks per second: a queue that does not move waits ~3 h per task
+    SURE = 2.0  # the start threshold is known once its bounds are this close
 
     def __init__(self, *, drain_prior: float, learning_rate: float = 0.3) -> None:
         self.drain = drain_prior  # tasks per second leaving the queue
         self.learning_rate = learning_rate
         self.slots: float | None = None  # a task starts once fewer than this are ahead
+        self.floor = 0.0  # a task seen running had this many ahead on the line
         self._seq = 0
         self._ref: Sighting | None = None
         self._drain_learned = False
@@ -78,6 +82,21 @@ class QueueModel:
         slots = self.slots if self.slots is not None else 1.0
         return ref.at + (ref.ahead + (seq - ref.seq) - slots + 1) / self.drain
 
+    def at_ahead(self, seq: int, ahead: float) -> float | None:
+        """When task `seq` has `ahead` tasks before it on the newest sighting's line."""
+        ref = self._ref
+        if ref is None:
+            return None
+        return ref.at + (ref.ahead + (seq - ref.seq) - ahead) / self.drain
+
+    @property
+    def head_unsure(self) -> float | None:
+        """Tasks ahead at which to look whether a task still waits, while the start
+        threshold is uncertain: halfway between its bounds (None once they meet)."""
+        if self.slots is None or self.slots - self.floor <= self.SURE:
+            return None
+        return (self.floor + self.slots) / 2
+
     def wait_for(self, seq: int, now: float) -> float:
         """Seconds until task `seq` starts, from the newest sighting of the queue."""
         return self.wait(self.ahead(seq, now))
@@ -94,6 +113,7 @@ class QueueModel:
         if self.slots is None or self.slots > ahead:
             # Queued with `ahead` before it: a task starts with fewer ahead than that.
             self.slots = float(ahead)
+            self.floor = min(self.floor, self.slots - 1)
             self.typical_run(0.0)
         ref = self._ref
         if ref is not None and now - ref.at >= self.MIN_BASELINE:
@@ -108,6 +128,7 @@ class QueueModel:
         if self._ref is None or self.slots is None:
             return
         most = self.slots - 1
+        self.floor = max(self.floor, min(self.ahead(seq, now), most))
         if self.ahead(seq, now) > most:  # the queue drained faster than modelled
             self._ref = Sighting(seq, max(0, round(most)), now)
 
