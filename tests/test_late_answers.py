@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from tests.conftest import CH_A, GUILD_A, MEMBER_A
-from tests.genutil import eventually, result_messages
+from tests.conftest import CH_A
+from tests.genutil import eventually, imagine, result_messages
 
 
 async def test_an_answer_after_discords_window_is_one_warning_and_the_task_still_delivers(
@@ -15,13 +15,7 @@ async def test_an_answer_after_discords_window_is_one_warning_and_the_task_still
 ) -> None:
     h = harness
     h.fake.interaction_window = 0.0  # every answer comes too late, as from an overloaded bot
-    ix = await h.fake.slash(
-        "imagine",
-        user_id=MEMBER_A,
-        guild_id=GUILD_A,
-        channel_id=CH_A,
-        options={"prompt": "a lighthouse at dusk"},
-    )
+    ix = await imagine(h, prompt="a lighthouse at dusk")
     with caplog.at_level(logging.WARNING, logger="bot"):
         # The task was accepted before the answer failed: its result reaches the channel.
         await eventually(lambda: result_messages(h, CH_A), timeout=20)
