@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from bot.errors import UserFacingError
 from bot.v1b import GenerationForm, TrainForm
@@ -34,6 +34,15 @@ class Sessions(Protocol):
     async def session_for(self, guild_id: int) -> FormSource: ...
 
 
+class _Kept(Generic[T]):
+    """One kind of form: how to fetch it, each guild's last copy, and the fetch under way."""
+
+    def __init__(self, fetch: Callable[[FormSource], Awaitable[T]]) -> None:
+        self.fetch = fetch
+        self.entries: dict[int, tuple[float, T]] = {}
+        self.fetching: dict[int, asyncio.Task[T]] = {}
+
+
 class FormCache:
     """Keeps each guild's forms for `ttl` seconds; a failed refresh serves the stale copy.
 
@@ -55,25 +64,19 @@ class FormCache:
         self._accounts = accounts
         self._ttl = ttl
         self._clock = clock
-        self._generation: dict[int, tuple[float, GenerationForm]] = {}
-        self._training: dict[int, tuple[float, TrainForm]] = {}
-        self._fetching_generation: dict[int, asyncio.Task[GenerationForm]] = {}
-        self._fetching_training: dict[int, asyncio.Task[TrainForm]] = {}
+        self._generation: _Kept[GenerationForm] = _Kept(lambda s: s.generation_form())
+        self._training: _Kept[TrainForm] = _Kept(lambda s: s.train_form())
 
     def __len__(self) -> int:
-        return len(self._generation) + len(self._training)
+        return len(self._generation.entries) + len(self._training.entries)
 
     async def generation_form(self, guild_id: int) -> GenerationForm:
         """The generation form as the guild's account sees it (trained models included)."""
-        return await self._cached(
-            self._generation, self._fetching_generation, guild_id, lambda s: s.generation_form()
-        )
+        return await self._cached(self._generation, guild_id)
 
     async def train_form(self, guild_id: int) -> TrainForm:
         """The training form of the guild's account."""
-        return await self._cached(
-            self._training, self._fetching_training, guild_id, lambda s: s.train_form()
-        )
+        return await self._cached(self._training, guild_id)
 
     async def training_choices(
         self, guild_id: int, main_body: str | None, base_model: str | None
@@ -94,36 +97,29 @@ class FormCache:
         """Drop the forms fetched more than `KEEP_STALE_TTLS` TTLs ago; return how many."""
         cutoff = self._clock() - self._ttl * KEEP_STALE_TTLS
         dropped = 0
-        for entries in (self._generation, self._training):
-            idle = [key for key, (fetched, _) in entries.items() if fetched < cutoff]
+        for kept in (self._generation, self._training):
+            idle = [key for key, (fetched, _) in kept.entries.items() if fetched < cutoff]
             for key in idle:
-                del entries[key]
+                del kept.entries[key]
             dropped += len(idle)
         return dropped
 
     def invalidate(self, guild_id: int) -> None:
         """Forget a guild's forms, e.g. after its account changed or a model was trained."""
-        self._generation.pop(guild_id, None)
-        self._training.pop(guild_id, None)
-        # A fetch under way may return the old account's form: later callers fetch afresh.
-        self._fetching_generation.pop(guild_id, None)
-        self._fetching_training.pop(guild_id, None)
+        for kept in (self._generation, self._training):
+            kept.entries.pop(guild_id, None)
+            # A fetch under way may return the old account's form: later callers fetch afresh.
+            kept.fetching.pop(guild_id, None)
 
-    async def _cached(
-        self,
-        entries: dict[int, tuple[float, T]],
-        fetching: dict[int, asyncio.Task[T]],
-        guild_id: int,
-        fetch: Callable[[FormSource], Awaitable[T]],
-    ) -> T:
-        entry = entries.get(guild_id)
+    async def _cached(self, kept: _Kept[T], guild_id: int) -> T:
+        entry = kept.entries.get(guild_id)
         if entry and self._clock() - entry[0] < self._ttl:
             return entry[1]
-        task = fetching.get(guild_id)
+        task = kept.fetching.get(guild_id)
         if task is None:
-            task = asyncio.create_task(self._fetch(entries, fetching, guild_id, fetch))
+            task = asyncio.create_task(self._fetch(kept, guild_id))
             task.add_done_callback(_retrieve)
-            fetching[guild_id] = task
+            kept.fetching[guild_id] = task
         try:
             # Shielded: a caller giving up does not cancel the fetch the others wait for.
             return await asyncio.shield(task)
@@ -132,24 +128,18 @@ class FormCache:
                 return entry[1]
             raise
 
-    async def _fetch(
-        self,
-        entries: dict[int, tuple[float, T]],
-        fetching: dict[int, asyncio.Task[T]],
-        guild_id: int,
-        fetch: Callable[[FormSource], Awaitable[T]],
-    ) -> T:
+    async def _fetch(self, kept: _Kept[T], guild_id: int) -> T:
         me = asyncio.current_task()
         now = self._clock()
         try:
             session = await self._accounts.session_for(guild_id)
-            value = await fetch(session)
-            if fetching.get(guild_id) is me:  # else invalidated meanwhile: not cached
-                entries[guild_id] = (now, value)
+            value = await kept.fetch(session)
+            if kept.fetching.get(guild_id) is me:  # else invalidated meanwhile: not cached
+                kept.entries[guild_id] = (now, value)
             return value
         finally:
-            if fetching.get(guild_id) is me:
-                del fetching[guild_id]
+            if kept.fetching.get(guild_id) is me:
+                del kept.fetching[guild_id]
 
 
 def _retrieve(task: asyncio.Task[T]) -> None:
