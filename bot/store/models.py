@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from bot.store.base import Clock, Repo, build
 from bot.store.database import Database, Row
+from bot.store.guild_cache import GuildCache
 from bot.store.shards import EVERYTHING, ShardScope
 
 
@@ -43,9 +43,6 @@ UPDATE trained_models SET display_name = ? WHERE guild_id = ? AND model_name = ?
 """
 _DELETE = "DELETE FROM trained_models WHERE guild_id = ? AND model_name = ? RETURNING id"
 
-# Guilds whose model lists are kept in memory; the least recently read is dropped first.
-CACHED_GUILDS = 20_000
-
 
 def _model(row: Row) -> TrainedModel:
     return build(TrainedModel, row)
@@ -63,12 +60,7 @@ class ModelRepo(Repo):
         self, db: Database, clock: Clock = time.time, scope: ShardScope = EVERYTHING
     ) -> None:
         super().__init__(db, clock, scope)
-        self._lists: OrderedDict[int, tuple[TrainedModel, ...]] = OrderedDict()
-        self._changes = 0  # a read begun before a change may return what it replaced
-
-    def _forget(self, guild_id: int) -> None:
-        self._changes += 1
-        self._lists.pop(guild_id, None)
+        self._lists: GuildCache[tuple[TrainedModel, ...]] = GuildCache()
 
     async def add(
         self,
@@ -90,11 +82,8 @@ class ModelRepo(Repo):
             training_id,
             self._clock(),
         )
-        self._forget(guild_id)
-        try:
+        with self._lists.changing(guild_id):
             row = await self._fetch_one(_ADD, params)
-        finally:
-            self._forget(guild_id)
         assert row is not None
         return _model(row)
 
@@ -107,31 +96,21 @@ class ModelRepo(Repo):
         """Return the guild's trained models, oldest first."""
         cached = self._lists.get(guild_id)
         if cached is not None:
-            self._lists.move_to_end(guild_id)
             return list(cached)
-        seen = self._changes
+        began = self._lists.read_began()
         models = tuple(_model(row) for row in await self._fetch_all(_LIST, (guild_id,)))
-        if self._changes == seen:
-            self._lists[guild_id] = models
-            while len(self._lists) > CACHED_GUILDS:
-                self._lists.popitem(last=False)
+        self._lists.keep_read(guild_id, models, began)
         return list(models)
 
     async def rename(
         self, guild_id: int, model_name: str, display_name: str
     ) -> TrainedModel | None:
         """Change the name shown to users; None when the model is unknown."""
-        self._forget(guild_id)
-        try:
+        with self._lists.changing(guild_id):
             row = await self._fetch_one(_RENAME, (display_name, guild_id, model_name))
-        finally:
-            self._forget(guild_id)
         return _model(row) if row else None
 
     async def delete(self, guild_id: int, model_name: str) -> bool:
         """Forget a trained model; True when it was known."""
-        self._forget(guild_id)
-        try:
+        with self._lists.changing(guild_id):
             return await self._fetch_one(_DELETE, (guild_id, model_name)) is not None
-        finally:
-            self._forget(guild_id)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.store.base import Clock, Repo, build, dump_list, load_list
 from bot.store.database import Database, Row
+from bot.store.guild_cache import GuildCache
 from bot.store.shards import EVERYTHING, ShardScope
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,6 @@ _LANGUAGES = "SELECT guild_id, language FROM guild_settings WHERE language IS NO
 
 _RESET = "DELETE FROM guild_settings WHERE guild_id = ? RETURNING guild_id"
 
-# Guilds whose settings are kept in memory; the least recently read is dropped first.
-CACHED_GUILDS = 20_000
-
 
 def _settings(row: Row) -> GuildSettings:
     return build(
@@ -103,9 +100,7 @@ class SettingsRepo(Repo):
     ) -> None:
         super().__init__(db, clock, scope)
         self._listeners: list[Callable[[GuildSettings], None]] = []
-        self._cache: OrderedDict[int, GuildSettings] = OrderedDict()
-        # Counts changes: a read that began before one may return what it replaced.
-        self._changes = 0
+        self._cache: GuildCache[GuildSettings] = GuildCache()
 
     def on_change(self, listener: Callable[[GuildSettings], None]) -> None:
         """Call listener(settings) with a guild's settings after each change of them."""
@@ -115,24 +110,12 @@ class SettingsRepo(Repo):
         """Return the guild's settings, defaults when it never changed any."""
         cached = self._cache.get(guild_id)
         if cached is not None:
-            self._cache.move_to_end(guild_id)
             return cached
-        seen = self._changes
+        began = self._cache.read_began()
         row = await self._fetch_one(_GET, (guild_id,))
         settings = _settings(row) if row else GuildSettings(guild_id=guild_id)
-        if self._changes == seen:
-            self._keep(settings)
+        self._cache.keep_read(guild_id, settings, began)
         return settings
-
-    def _keep(self, settings: GuildSettings) -> None:
-        self._cache[settings.guild_id] = settings
-        self._cache.move_to_end(settings.guild_id)
-        while len(self._cache) > CACHED_GUILDS:
-            self._cache.popitem(last=False)
-
-    def _forget(self, guild_id: int) -> None:
-        self._changes += 1
-        self._cache.pop(guild_id, None)
 
     async def update(self, guild_id: int, **changes: Any) -> GuildSettings:
         """Change the given settings (others keep their value) and return the result."""
@@ -141,13 +124,12 @@ class SettingsRepo(Repo):
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
         columns = sorted(changes)
         values = [_ENCODERS[c](changes[c]) for c in columns]
-        self._forget(guild_id)  # if the write fails, its outcome is unknown: read it again
-        row = await self._fetch_one(_upsert_sql(columns), (guild_id, *values, self._clock()))
+        with self._cache.changing(guild_id):
+            row = await self._fetch_one(_upsert_sql(columns), (guild_id, *values, self._clock()))
         assert row is not None
         log.debug("Guild %s settings changed: %s", guild_id, ", ".join(columns))
         updated = _settings(row)
-        self._forget(guild_id)
-        self._keep(updated)
+        self._cache.keep(guild_id, updated)
         for listener in self._listeners:
             listener(updated)
         return updated
@@ -159,8 +141,5 @@ class SettingsRepo(Repo):
 
     async def reset(self, guild_id: int) -> bool:
         """Drop all of the guild's settings back to defaults; True when any were set."""
-        self._forget(guild_id)
-        try:
+        with self._cache.changing(guild_id):
             return await self._fetch_one(_RESET, (guild_id,)) is not None
-        finally:
-            self._forget(guild_id)
