@@ -11,7 +11,7 @@ from discord import app_commands
 from bot.display import render
 from bot.errors import DomainError
 from bot.i18n import DEFAULT_LOCALE, t
-from bot.replies import reply
+from bot.replies import interaction_age, reply
 from bot.types import is_bot_interaction
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,10 @@ async def report_error(interaction: discord.Interaction, error: BaseException) -
         # Nothing can reach the member through this interaction any more, and a traceback per
         # late answer would only slow an overloaded bot further. What the command did stands
         # (an accepted task still posts its status message in the channel).
-        age = (discord.utils.utcnow() - interaction.created_at).total_seconds()
         log.warning(
             "interaction %s answered too late: Discord's window had closed (%.1f s after it)",
             interaction.id,
-            age,
+            interaction_age(interaction),
         )
         return
     locale = (
