@@ -76,11 +76,8 @@ class QueueModel:
     def start_at(self, seq: int) -> float | None:
         """When task `seq` starts or started (the time its count ahead falls below
         `slots`, on the newest sighting's line), None with nothing seen queued yet."""
-        ref = self._ref
-        if ref is None:
-            return None
         slots = self.slots if self.slots is not None else 1.0
-        return ref.at + (ref.ahead + (seq - ref.seq) - slots + 1) / self.drain
+        return self.at_ahead(seq, slots - 1)
 
     def at_ahead(self, seq: int, ahead: float) -> float | None:
         """When task `seq` has `ahead` tasks before it on the newest sighting's line."""
