@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.jobs.queue_model import QueueModel
+from bot.jobs.run_factor import RunFactor
 from bot.store import Task
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,8 @@ class AdaptiveInterval:
         self.cold_spread = max(spread, cold_spread)
         self.warm_after = warm_after
         self._found_done = 0
-        self._factor = 1.0  # run time / prior
-        self._samples: deque[tuple[float, float]] = deque(maxlen=self.SAMPLES)
+        self._runs = RunFactor(spread=spread, outliers=self.OUTLIERS, samples=self.SAMPLES)
+        self._factor = self._runs.value  # run time / prior
         self._typical_run = base_seconds  # mean expected run of the tasks submitted lately
         self._clock = clock
         # Before the service reports a queue: `workers` runs of `base_seconds` at a time.
@@ -364,48 +364,7 @@ class AdaptiveInterval:
         # Its run: more than since its latest start at the last poll that found it running,
         # at most since its earliest start now.
         shortest = 0.0 if track.not_done is None else max(0.0, track.not_done - latest)
-        self._samples.append((shortest / prior, (elapsed - earliest) / prior))
-        self._factor = self._most_likely_factor()
-
-    def _most_likely_factor(self) -> float:
-        """The factor under which the bracketed runs are likeliest; of equally likely ones,
-        the middle one (runs found done at once bound it from above only: all factors
-        below fit them, and the middle aims the next polls early enough to bracket a run
-        from both sides). Searched in steps of 8 % up to x2 either way, then of 2 %."""
-        best = self._factor
-        for step, reach in ((0.08, 9), (0.02, 3)):
-            centre = best
-            scores = [
-                (self._log_likelihood(centre * math.exp(step * k)), k)
-                for k in range(-reach, reach + 1)
-            ]
-            top = max(score for score, _ in scores)
-            tied = [k for score, k in scores if score >= top - 1e-9]
-            best = centre * math.exp(step * tied[len(tied) // 2])
-        return best
-
-    def _log_likelihood(self, factor: float) -> float:
-        # Run for every candidate factor over every kept run at each completion, the bot's
-        # hottest loop: plain comparisons instead of min()/max() calls, the constant's log
-        # taken once (the same figures, at half the cost).
-        low, high = factor * (1 - self.spread), factor * (1 + self.spread)
-        width = high - low
-        outliers = self.OUTLIERS
-        log_outliers = math.log(outliers)
-        log = math.log
-        score = 0.0
-        for shortest, longest in self._samples:
-            overlap = (high if high < longest else longest) - (low if low > shortest else shortest)
-            if overlap > 0:
-                score += log(outliers + overlap / width)
-            else:  # an outlier, the less likely the further out (so far-off factors move)
-                miss = (
-                    shortest / high
-                    if shortest > high
-                    else low / (longest if longest > 1e-9 else 1e-9)
-                )
-                score += log_outliers - log(miss)
-        return score
+        self._factor = self._runs.add(shortest / prior, (elapsed - earliest) / prior)
 
     def forget(self, task_id: int) -> None:
         """Drop the task's tracking state."""
