@@ -94,12 +94,17 @@ class RunFactor:
         overlap = (high if high < longest else longest) - (low if low > shortest else shortest)
         if overlap > 0:
             term = math.log(self.outliers + overlap / point.width)
-        else:  # an outlier, the less likely the further out (so far-off factors move)
-            miss = (
-                shortest / high if shortest > high else low / (longest if longest > 1e-9 else 1e-9)
-            )
-            term = max(FLOOR, self._log_outliers - math.log(miss))
-        return round(term * SCALE)
+        # Outside the window, an outlier: the further out, the less likely (so that far-off
+        # factors move). A bracket only touching the window (polls are aimed at its end)
+        # misses it by nothing: rated by `low / longest` < 1 there, it would score above
+        # one overlapping the window, and neighbouring factors would flip on a rounding.
+        elif shortest > high:
+            term = self._log_outliers - math.log(shortest / high)
+        elif longest < low:
+            term = self._log_outliers - math.log(low / (longest if longest > 1e-9 else 1e-9))
+        else:
+            term = self._log_outliers
+        return round((term if term > FLOOR else FLOOR) * SCALE)
 
     def _point_at(self, index: int) -> _Point:
         factor = math.exp(STEP * index)
