@@ -115,7 +115,8 @@ class AdaptiveInterval:
 
     `factor` is the most likely one given the recent tasks' runs as the polls bracketed them
     (not done at one poll, done at the next; a task found done at once bounds it from above
-    only): the service's speed from what polls saw, whatever the prior said.
+    only): the service's speed from what polls saw, whatever the prior said
+    (bot/jobs/run_factor.py, at a cost per completion that does not grow with the runs kept).
 
     Polls are aimed with what is known when they are scheduled; `recheck`, called when one
     falls due, aims it again with what was learned since and postpones it, without calling

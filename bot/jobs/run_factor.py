@@ -7,8 +7,10 @@ search moves from the current factor in strides of 8 % (4 lattice steps), then o
 
 Summing every candidate's log-likelihood over the whole window at each completion costs
 O(candidates x runs). Here each lattice point within the next search's reach keeps its
-runs' terms and their total: a run kept costs one term per point (it replaces the evicted
-run's term in the same slot of the window), and a point coming in reach O(runs) once.
+runs' terms and their total, brought up to date when a search looks at it: one term per
+run kept since (it replaces the evicted run's term in the same slot of the window). A
+completion costs one term per candidate (26), a point looked at again after a while one
+per run it missed, at most a window's worth, as does a point coming in reach.
 
 Terms are integers, the log-likelihood rounded to a multiple of 2**-40 (100 runs are then
 at most 5e-11 from the float sum, far inside the 1e-9 tie tolerance): adding and
@@ -38,29 +40,33 @@ IN_REACH = sum(stride * reach for stride, reach in SEARCH)
 
 @dataclass(slots=True)
 class _Point:
-    """A lattice point: its run-time window, each kept run's term by its slot in the
-    window (0 in slots not used yet), and their total."""
+    """A lattice point: its run-time window, each run's term by its slot in the window
+    (0 in slots not used yet), and their total, as of the `synced`-th run kept."""
 
     low: float
     high: float
     width: float
     terms: array[int]
     total: int = 0
+    synced: int = 0
 
 
 class RunFactor:
     """The likeliest run-time factor given the last `samples` bracketed runs."""
 
     def __init__(self, *, spread: float, outliers: float, samples: int) -> None:
-        self.spread = spread
-        self.outliers = outliers
+        self._spread = spread
+        self._outliers = outliers
         self._log_outliers = math.log(outliers)
         self._samples = max(1, samples)
         self._runs: list[tuple[float, float]] = []  # a ring once full: `_slot` is the oldest
         self._slot = 0  # where the next run goes
+        self._kept = 0  # runs kept so far
         self._index = 0  # the current factor's lattice point: exp(0) = 1, the prior's
         self.value = 1.0
-        self._points: dict[int, _Point] = {}  # those searched lately, all within IN_REACH
+        # The points searched lately, all within IN_REACH: at most 79, a window of 8-byte
+        # terms each (63 KB for 100 runs).
+        self._points: dict[int, _Point] = {}
 
     def add(self, shortest: float, longest: float) -> float:
         """Keep a run (over the prior) longer than `shortest`, at most `longest`, in place
@@ -71,10 +77,7 @@ class RunFactor:
         else:
             self._runs[slot] = (shortest, longest)
         self._slot = (slot + 1) % self._samples
-        for point in self._points.values():
-            term = self._term(point, shortest, longest)
-            point.total += term - point.terms[slot]
-            point.terms[slot] = term
+        self._kept += 1
         self._search()
         return self.value
 
@@ -85,15 +88,16 @@ class RunFactor:
         return sum(self._term(point, shortest, longest) for shortest, longest in self._runs)
 
     def kept_totals(self) -> dict[int, int]:
-        """The kept log-likelihood of each lattice point in reach (units of 2**-40)."""
-        return {index: point.total for index, point in self._points.items()}
+        """The kept log-likelihood of each lattice point in reach (units of 2**-40), each
+        brought up to date."""
+        return {index: self._total(index) for index in self._points}
 
     def _term(self, point: _Point, shortest: float, longest: float) -> int:
         """One run's log-likelihood under the point's window, in units of 2**-40."""
         low, high = point.low, point.high
         overlap = (high if high < longest else longest) - (low if low > shortest else shortest)
         if overlap > 0:
-            term = math.log(self.outliers + overlap / point.width)
+            term = math.log(self._outliers + overlap / point.width)
         # Outside the window, an outlier: the further out, the less likely (so that far-off
         # factors move). A bracket only touching the window (polls are aimed at its end)
         # misses it by nothing: rated by `low / longest` < 1 there, it would score above
@@ -108,17 +112,31 @@ class RunFactor:
 
     def _point_at(self, index: int) -> _Point:
         factor = math.exp(STEP * index)
-        low, high = factor * (1 - self.spread), factor * (1 + self.spread)
+        low, high = factor * (1 - self._spread), factor * (1 + self._spread)
         return _Point(low, high, high - low, array("q", bytes(8 * self._samples)))
 
     def _total(self, index: int) -> int:
-        """The point's total, its terms computed once as it comes in reach."""
+        """The point's total over the kept runs, brought up to date with the runs kept
+        since it was last looked at (all of them for a point coming in reach)."""
         point = self._points.get(index)
         if point is None:
             point = self._points[index] = self._point_at(index)
-            for slot, (shortest, longest) in enumerate(self._runs):
-                point.terms[slot] = self._term(point, shortest, longest)
-            point.total = sum(point.terms)
+        missed = self._kept - point.synced
+        if missed == 0:
+            return point.total
+        runs, terms = self._runs, point.terms
+        if missed >= len(runs):  # every run in the window is new to it
+            for slot, (shortest, longest) in enumerate(runs):
+                terms[slot] = self._term(point, shortest, longest)
+            point.total = sum(terms)
+        else:  # the runs it missed went to the slots before the next one, in turn
+            for back in range(missed, 0, -1):
+                slot = (self._slot - back) % self._samples
+                shortest, longest = runs[slot]
+                term = self._term(point, shortest, longest)
+                point.total += term - terms[slot]
+                terms[slot] = term
+        point.synced = self._kept
         return point.total
 
     def _search(self) -> None:
@@ -135,9 +153,9 @@ class RunFactor:
             ties = [k for k, total in zip(offsets, totals, strict=True) if total >= top - TIE]
             move = ties[len(ties) // 2]
             best = centre + stride * move
-            # The factor is moved by the stride's factor, not taken as exp(STEP * best):
-            # the floats the polls are aimed with stay the ones the bot has always used
-            # (the two differ by rounding only).
+            # Moved by the stride's factor rather than taken as exp(STEP * best) (the two
+            # differ by rounding only): the same float, to the bit, as a search summing
+            # every candidate over the window from the same start gives.
             self.value *= math.exp(STEP * stride * move)
         if best == was:
             return
