@@ -13,6 +13,8 @@ import pytest
 
 from bot.jobs.polling import AdaptiveInterval
 from bot.jobs.run_factor import IN_REACH, SCALE, STEP, RunFactor
+from tests.genutil import imagine, task_id_of, wait_result
+from tests.helpers import answer_text
 
 SPREAD, OUTLIERS = 0.2, 0.02
 
@@ -181,3 +183,34 @@ def test_a_bracket_touching_a_factors_window_misses_it_by_nothing() -> None:
         scores.append(learner.log_likelihood(0))
     assert max(scores) - min(scores) <= 1  # 2**-40: the same, but for rounding
     assert scores[1] / SCALE == pytest.approx(math.log(OUTLIERS))
+
+
+async def test_the_bot_learns_the_factor_of_the_search_over_the_whole_window(harness_factory):
+    # Through the real bot: the runs its polls bracket at the emulator teach it the
+    # service's speed (four times its prior), each step the whole-window search's.
+    h = await harness_factory(
+        {"generation_time": 0.3},
+        miaohua={"poll_strategy": "adaptive", "expected_generation_time": 1.2, "use_batch": False},
+        limits={"user_running": 4},
+    )
+    strategy = h.bot.generation.poller.strategy
+    assert isinstance(strategy, AdaptiveInterval)
+    window: deque[tuple[float, float]] = deque(maxlen=AdaptiveInterval.SAMPLES)
+    chosen: list[tuple[float, float]] = []
+    add = strategy._runs.add
+
+    def checked_add(shortest: float, longest: float) -> float:
+        before = strategy._factor
+        window.append((shortest, longest))
+        factor = add(shortest, longest)
+        chosen.append((factor, reference_factor(window, before)))
+        return factor
+
+    strategy._runs.add = checked_add  # type: ignore[method-assign]
+    for _ in range(2):  # two rounds of four tasks at once
+        answers = [await imagine(h, count=1) for _ in range(4)]
+        for answer in answers:
+            await wait_result(h, task_id_of(await answer_text(answer)))
+    assert len(chosen) >= 6  # most tasks' runs were bracketed closely enough to learn from
+    assert all(factor == reference for factor, reference in chosen)
+    assert strategy._factor < 0.6  # runs take a quarter of the prior's 1.2 s
