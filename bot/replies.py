@@ -128,6 +128,21 @@ async def reply(
         await interaction.response.send_message(**kwargs)
 
 
+async def answer_publicly(
+    interaction: discord.Interaction[discord.Client], content: str
+) -> int | None:
+    """Answer with a message the whole channel sees, as the interaction's first response,
+    and return its id; None, sending nothing, when the interaction was already answered or
+    deferred (a deferral's follow-ups keep its privacy, so none of them could be public)."""
+    await _settle(interaction)
+    if interaction.response.is_done():
+        return None
+    sent = await interaction.response.send_message(
+        clip(content, CONTENT_MAX), allowed_mentions=NO_MENTIONS
+    )
+    return sent.message_id
+
+
 async def defer(
     interaction: discord.Interaction[discord.Client], *, ephemeral: bool = True
 ) -> None:

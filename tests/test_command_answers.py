@@ -6,7 +6,7 @@ import asyncio
 
 from bot import replies
 from tests.conftest import GUILD_A
-from tests.genutil import imagine
+from tests.genutil import imagine, is_accepted
 from tests.helpers import answer_text, is_ephemeral
 
 
@@ -17,7 +17,7 @@ async def test_imagine_answered_at_once_takes_one_request_to_discord(harness, mo
     monkeypatch.setattr(replies, "ANSWER_WITHIN", 5.0, raising=False)
     ix = await imagine(harness, prompt="answered at once")
     text = await answer_text(ix)
-    assert "Accepted as task #" in text
+    assert is_accepted(text)
     assert [kind for kind, _ in ix.log] == ["callback"]
     assert ix.callback["type"] == 4 and is_ephemeral(ix)
 
@@ -36,7 +36,7 @@ async def test_imagine_slower_than_its_window_is_deferred_then_followed_up(harne
     ix = await imagine(harness, prompt="answered late")
     assert (await ix.response())["type"] == 5  # deferred while the form was awaited
     gate.set()
-    assert "Accepted as task #" in await answer_text(ix)
+    assert is_accepted(await answer_text(ix))
     assert [kind for kind, _ in ix.log] == ["callback", "followup"]
     assert is_ephemeral(ix)
 
@@ -54,7 +54,7 @@ async def test_imagine_with_a_slow_moment_is_still_answered_in_one_request(harne
     monkeypatch.setattr(session, "generation_form", slow_fetch)
     harness.bot.forms.invalidate(GUILD_A)
     ix = await imagine(harness, prompt="a slow moment")
-    assert "Accepted as task #" in await answer_text(ix)
+    assert is_accepted(await answer_text(ix))
     assert [kind for kind, _ in ix.log] == ["callback"]
     assert ix.callback["type"] == 4
 

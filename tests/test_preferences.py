@@ -26,6 +26,7 @@ from tests.genutil import (
     FAST_POLLING,
     eventually,
     imagine,
+    is_accepted,
     is_result_of,
     result_of,
     task_id_of,
@@ -77,7 +78,7 @@ def fields(body: dict[str, Any]) -> dict[str, str]:
 async def accepted(ix) -> tuple[int, str]:
     """The task id of an accepted request and the whole (private) answer."""
     text = await answer_text(ix)
-    assert "Accepted as task #" in text, text
+    assert is_accepted(text), text
     assert is_ephemeral(ix)
     return task_id_of(text), text
 
