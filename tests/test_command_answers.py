@@ -6,7 +6,7 @@ import asyncio
 
 from bot import replies
 from tests.conftest import GUILD_A
-from tests.genutil import imagine, is_accepted
+from tests.genutil import imagine, is_accepted, task_id_of
 from tests.helpers import answer_text, is_ephemeral
 
 
@@ -19,7 +19,11 @@ async def test_imagine_answered_at_once_takes_one_request_to_discord(harness, mo
     text = await answer_text(ix)
     assert is_accepted(text)
     assert [kind for kind, _ in ix.log] == ["callback"]
-    assert ix.callback["type"] == 4 and is_ephemeral(ix)
+    # The answer is the task's public status message: none is posted besides it.
+    assert ix.callback["type"] == 4 and not is_ephemeral(ix)
+    await harness.idle()
+    task = await harness.bot.store.tasks.get(task_id_of(text))
+    assert task.status_message_id == ix.original_id
 
 
 async def test_imagine_slower_than_its_window_is_deferred_then_followed_up(harness, monkeypatch):

@@ -355,7 +355,7 @@ async def test_chinese_speakers_get_chinese_answers_and_embed(gen):
         options={"prompt": "山", "style": "水墨", "count": 1},
         locale="zh-CN",
     )
-    assert await answer_text(ix) == t("generate.accepted", "zh-CN", id=1)
+    assert (await answer_text(ix)).startswith(t("status.line.running", "zh-CN", id=1) + "\n")
     result = await wait_result(gen, 1)
     fields = {f["name"]: f["value"] for f in result["embeds"][0]["fields"]}
     assert fields["风格"] == "水墨"
