@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot import replies
-from tests.conftest import GUILD_A
+from tests.conftest import CH_A, GUILD_A
 from tests.genutil import imagine, is_accepted, task_id_of
 from tests.helpers import answer_text, is_ephemeral
 
@@ -40,9 +40,16 @@ async def test_imagine_slower_than_its_window_is_deferred_then_followed_up(harne
     ix = await imagine(harness, prompt="answered late")
     assert (await ix.response())["type"] == 5  # deferred while the form was awaited
     gate.set()
-    assert is_accepted(await answer_text(ix))
+    text = await answer_text(ix)
+    assert text.startswith("Accepted as task #")  # the private note, the deferral's privacy
     assert [kind for kind, _ in ix.log] == ["callback", "followup"]
     assert is_ephemeral(ix)
+    # So the task's status message is posted in the channel beside it.
+    task_id = task_id_of(text)
+    status = await harness.fake.wait_for_message(
+        CH_A, lambda m: f"Task #{task_id} " in m["content"]
+    )
+    assert int(status["id"]) != ix.original_id
 
 
 async def test_imagine_with_a_slow_moment_is_still_answered_in_one_request(harness, monkeypatch):
