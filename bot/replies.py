@@ -26,27 +26,33 @@ _LATE_DEFER = "miaohua.late_defer"  # the interaction's extras: its pending `_La
 
 
 class _LateDefer:
-    """Defers an interaction unless it is answered first."""
+    """Defers an interaction unless it is answered first.
+
+    A timer, not a task: most commands answer before it fires, and a cancelled timer costs
+    less than a task created, scheduled and cancelled for every command of a busy bot.
+    """
 
     def __init__(
         self, interaction: discord.Interaction[discord.Client], delay: float, ephemeral: bool
     ) -> None:
-        self.sending = False  # the deferral's request is under way: it must not be cut short
-        self.task = asyncio.create_task(self._run(interaction, delay, ephemeral))
+        self._interaction = interaction
+        self._ephemeral = ephemeral
+        self.task: asyncio.Task[None] | None = None  # the deferral's request, once it fired
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self.task = asyncio.create_task(self._send())
         self.task.add_done_callback(_seen)
 
-    async def _run(
-        self, interaction: discord.Interaction[discord.Client], delay: float, ephemeral: bool
-    ) -> None:
-        await asyncio.sleep(delay)
-        self.sending = True
-        if not interaction.response.is_done():
-            await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+    async def _send(self) -> None:
+        response = self._interaction.response
+        if not response.is_done():
+            await response.defer(ephemeral=self._ephemeral, thinking=True)
 
     async def settle(self) -> None:
         """Cancel the deferral if it is not sent yet, else wait for it to be."""
-        if not self.sending:
-            self.task.cancel()  # still asleep: it sends nothing
+        if self.task is None:
+            self._timer.cancel()  # not fired yet: it sends nothing
             return
         # Its failure is the answer's too: the answer sent next meets and reports it.
         with contextlib.suppress(discord.HTTPException):
@@ -126,6 +132,21 @@ async def reply(
         await interaction.followup.send(**kwargs)
     else:
         await interaction.response.send_message(**kwargs)
+
+
+async def answer_publicly(
+    interaction: discord.Interaction[discord.Client], content: str
+) -> int | None:
+    """Answer with a message the whole channel sees, as the interaction's first response,
+    and return its id; None, sending nothing, when the interaction was already answered or
+    deferred (a deferral's follow-ups keep its privacy, so none of them could be public)."""
+    await _settle(interaction)
+    if interaction.response.is_done():
+        return None
+    sent = await interaction.response.send_message(
+        clip(content, CONTENT_MAX), allowed_mentions=NO_MENTIONS
+    )
+    return sent.message_id
 
 
 async def defer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import discord
@@ -23,7 +24,7 @@ from bot.images import CheckedImage, check_image
 from bot.jobs import GenerationRequest, Limits
 from bot.offload import offload
 from bot.preferences import set_aside_notes
-from bot.replies import defer, defer_unless_answered, reply
+from bot.replies import answer_publicly, defer, defer_unless_answered, reply
 from bot.store import MemberPreferences
 from bot.styles import find_style
 from bot.text import NEGATIVE_PROMPT_MAX
@@ -295,18 +296,31 @@ class GenerateCog(commands.Cog):
         request = self._request(interaction, opts, prompt)
         limits = await self._limits(interaction)
         generation = self.bot.generation
-        if init_image is None:
-            task = await generation.enqueue(request, limits=limits)
-        else:
-            task = await generation.enqueue_with_image(request, init_image, limits=limits)
+        status = self.bot.delivery.status
+        # The task's status, posted in its channel, is the command's own answer when the
+        # result goes there too: one message instead of a private note and a public post.
+        in_public = request.delivery != "dm" and not interaction.response.is_done()
+        with status.answering(interaction.id) if in_public else contextlib.nullcontext():
+            if init_image is None:
+                task = await generation.enqueue(request, limits=limits)
+            else:
+                task = await generation.enqueue_with_image(request, init_image, limits=limits)
         # None: it went to the service at once
         position = generation.queue_position(task.id, task.guild_id)
         locale = self.bot.locale_for(interaction)
-        lines = [
-            render.accepted_text(task, position, locale),
-            *set_aside_notes(opts.set_aside, locale),
-        ]
-        await reply(interaction, "\n".join(lines))
+        notes = set_aside_notes(opts.set_aside, locale)
+        if in_public:
+            text = render.accepted_status_text(task, position)
+            message_id = None
+            try:
+                message_id = await answer_publicly(interaction, text)
+            finally:
+                status.answered(task, message_id, text)  # None: its status is posted instead
+            if message_id is not None:
+                if notes:
+                    await reply(interaction, "\n".join(notes))
+                return
+        await reply(interaction, "\n".join([render.accepted_text(task, position, locale), *notes]))
 
 
 async def setup(bot: MiaohuaBot) -> None:

@@ -354,7 +354,14 @@ class RestApi:
             webhook_id=w.application_id,
             interaction_metadata=metadata,
         )
-        w.interaction_messages[int(message["id"])] = message
+        if int(message["flags"]) & p.EPHEMERAL:
+            w.interaction_messages[int(message["id"])] = message
+        else:
+            # A public answer is a message of its channel like any other: listed there, and
+            # the bot may edit, delete or react to it through the channel's routes.
+            w.channel_messages.setdefault(int(message["channel_id"]), {})[int(message["id"])] = (
+                message
+            )
         return message
 
     async def followup(self, request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, Harness
@@ -61,8 +62,19 @@ async def imagine(
     )
 
 
+# A command's answer accepting a task: its public status ("⏳ Task #N is queued...", the
+# status message itself), or the private note of a task whose result goes by DM (or whose
+# answer had to be deferred).
+_ACCEPTED = re.compile(r"^(?:Accepted as task|⏳ Task|🎨 Task|🕒 Task) #\d+")
+
+
+def is_accepted(text: str) -> bool:
+    """Whether a command's (English) answer says its task was accepted."""
+    return _ACCEPTED.match(text) is not None
+
+
 def task_id_of(text: str) -> int:
-    """The task number in an 'Accepted as task #N' answer."""
+    """The task number in an answer accepting a task ('Task #N ...', 'Accepted as task #N')."""
     return int(text.split("#", 1)[1].split(".", 1)[0].split()[0])
 
 

@@ -14,7 +14,7 @@ from bot.store import RunningWork, TaskState
 from bot.store.trainings import TrainingState
 from cogs.account import running_note
 from tests.conftest import ACCOUNTS, ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
-from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of
+from tests.genutil import FAST_POLLING, eventually, imagine, is_accepted, result_of, task_id_of
 from tests.helpers import answer_text, is_ephemeral
 from tests.test_reliability import all_finished
 from tests.test_training import images, train, wait_state
@@ -39,7 +39,7 @@ async def _running_tasks(h, count: int) -> list[int]:
     for n in range(count):
         user = (MEMBER_A, MEMBER_A2)[n % 2]
         text = await answer_text(await imagine(h, prompt=f"fox {n}", user_id=user, count=1))
-        assert "Accepted as task #" in text, text
+        assert is_accepted(text), text
         ids.append(task_id_of(text))
 
     async def all_submitted() -> bool:

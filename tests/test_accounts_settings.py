@@ -18,7 +18,7 @@ from tests.conftest import (
     MEMBER_A,
     MEMBER_A2,
 )
-from tests.genutil import eventually, imagine, task_id_of
+from tests.genutil import eventually, imagine, is_accepted, task_id_of
 from tests.helpers import answer_text, is_ephemeral
 
 
@@ -396,7 +396,7 @@ async def test_commands_arriving_while_the_form_is_fetched_share_one_fetch(harne
     await eventually(lambda: len(waiting) == 2)  # both commands wait for the form
     gate.set()
     for ix in (first, second):
-        assert "Accepted as task #" in await answer_text(ix)
+        assert is_accepted(await answer_text(ix))
     assert calls["get_generation_form"] == before + 1
 
 
@@ -428,7 +428,7 @@ async def test_commands_read_the_guild_settings_and_models_from_memory_until_the
     counting(store.settings, "guild_settings")
     counting(store.models, "trained_models")
     for prompt in ("read once", "read from memory", "and again"):
-        assert "Accepted as task #" in await answer_text(await imagine(harness, prompt=prompt))
+        assert is_accepted(await answer_text(await imagine(harness, prompt=prompt)))
     assert sorted(reads) == ["guild_settings", "trained_models"]
     # A change is what the next command sees.
     await store.settings.update(GUILD_A, scale=3)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from bot import replies
-from tests.conftest import GUILD_A
-from tests.genutil import imagine
+from tests.conftest import CH_A, GUILD_A
+from tests.genutil import imagine, is_accepted, task_id_of
 from tests.helpers import answer_text, is_ephemeral
 
 
@@ -17,9 +17,13 @@ async def test_imagine_answered_at_once_takes_one_request_to_discord(harness, mo
     monkeypatch.setattr(replies, "ANSWER_WITHIN", 5.0, raising=False)
     ix = await imagine(harness, prompt="answered at once")
     text = await answer_text(ix)
-    assert "Accepted as task #" in text
+    assert is_accepted(text)
     assert [kind for kind, _ in ix.log] == ["callback"]
-    assert ix.callback["type"] == 4 and is_ephemeral(ix)
+    # The answer is the task's public status message: none is posted besides it.
+    assert ix.callback["type"] == 4 and not is_ephemeral(ix)
+    await harness.idle()
+    task = await harness.bot.store.tasks.get(task_id_of(text))
+    assert task.status_message_id == ix.original_id
 
 
 async def test_imagine_slower_than_its_window_is_deferred_then_followed_up(harness, monkeypatch):
@@ -36,9 +40,16 @@ async def test_imagine_slower_than_its_window_is_deferred_then_followed_up(harne
     ix = await imagine(harness, prompt="answered late")
     assert (await ix.response())["type"] == 5  # deferred while the form was awaited
     gate.set()
-    assert "Accepted as task #" in await answer_text(ix)
+    text = await answer_text(ix)
+    assert text.startswith("Accepted as task #")  # the private note, the deferral's privacy
     assert [kind for kind, _ in ix.log] == ["callback", "followup"]
     assert is_ephemeral(ix)
+    # So the task's status message is posted in the channel beside it.
+    task_id = task_id_of(text)
+    status = await harness.fake.wait_for_message(
+        CH_A, lambda m: f"Task #{task_id} " in m["content"]
+    )
+    assert int(status["id"]) != ix.original_id
 
 
 async def test_imagine_with_a_slow_moment_is_still_answered_in_one_request(harness, monkeypatch):
@@ -54,7 +65,7 @@ async def test_imagine_with_a_slow_moment_is_still_answered_in_one_request(harne
     monkeypatch.setattr(session, "generation_form", slow_fetch)
     harness.bot.forms.invalidate(GUILD_A)
     ix = await imagine(harness, prompt="a slow moment")
-    assert "Accepted as task #" in await answer_text(ix)
+    assert is_accepted(await answer_text(ix))
     assert [kind for kind, _ in ix.log] == ["callback"]
     assert ix.callback["type"] == 4
 

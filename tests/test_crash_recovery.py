@@ -18,7 +18,7 @@ from bot.emulator import EmulatorServer, EmulatorSettings
 from fakediscord import FakeDiscord
 from fakediscord.ratelimits import RateLimits
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
-from tests.genutil import is_result_of
+from tests.genutil import is_accepted, is_result_of
 from tests.helpers import answer_text, png_bytes
 
 pytestmark = pytest.mark.slow  # real bot processes killed and restarted
@@ -216,7 +216,7 @@ async def _set_account_and_work(emu, fake: FakeDiscord) -> None:
             "imagine", options={"prompt": f"crash scene {i}", "count": 1},
             user_id=user, guild_id=GUILD_A, channel_id=CH_A,
         )  # fmt: skip
-        assert "Accepted as task" in await answer_text(ix, 20)
+        assert is_accepted(await answer_text(ix, 20))
 
 
 async def _recover_and_check(emu, fake, bot, db: Path | str, queued_at_stop: list[tuple]) -> None:

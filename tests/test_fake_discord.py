@@ -174,6 +174,18 @@ def make_bot() -> commands.Bot:
             return
         await interaction.followup.send(f"posted {msg.id}")
 
+    @bot.tree.command(description="Answer publicly and privately, then edit both by id")
+    async def answers(interaction: discord.Interaction) -> None:
+        public = await interaction.response.send_message("public")
+        private = await interaction.followup.send("private", ephemeral=True, wait=True)
+        channel = interaction.channel
+        assert isinstance(channel, discord.TextChannel) and public.message_id is not None
+        await channel.get_partial_message(public.message_id).edit(content="edited")
+        try:
+            await channel.get_partial_message(private.id).edit(content="edited")
+        except discord.NotFound as exc:
+            await interaction.followup.send(f"private not found {exc.code}", ephemeral=True)
+
     @bot.tree.command(description="DM the caller")
     async def dm(interaction: discord.Interaction) -> None:
         try:
@@ -477,6 +489,20 @@ async def test_defer_edit_and_followups(env: tuple[FakeDiscord, commands.Bot]) -
     await ix.wait_for(lambda body: body.get("content") == "later")
     original = ix.original()
     assert original is not None and original["content"] == "later" and original["flags"] == 64
+
+
+async def test_a_public_answer_is_a_message_of_its_channel_and_a_private_one_is_not(
+    env: tuple[FakeDiscord, commands.Bot],
+) -> None:
+    fake, _ = env
+    ix = await fake.slash("answers", user_id=USER, guild_id=GUILD, channel_id=CHANNEL)
+    note = await ix.wait_for(lambda kind, body: body.get("content", "").startswith("private "))
+    # As on Discord: the bot edits its public answer through the channel's routes; an
+    # ephemeral message exists only for its interaction, so the channel knows nothing of it.
+    assert note["content"] == "private not found 10008"
+    (public,) = fake.channel_messages(CHANNEL)
+    assert int(public["id"]) == ix.original_id and public["content"] == "edited"
+    assert all(m["content"] != "edited" for m in ix.followups)
 
 
 async def test_channel_message_file_reaction_edit_delete(

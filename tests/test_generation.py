@@ -15,6 +15,7 @@ from tests.genutil import (
     attachments_total,
     eventually,
     imagine,
+    is_accepted,
     result_of,
     task_id_of,
     text_of,
@@ -33,10 +34,11 @@ async def gen(harness_factory):
 
 
 async def accepted(ix) -> int:
-    """The task id of an accepted request (the answer must be ephemeral)."""
+    """The task id of an accepted request: answered at once, its answer is the task's
+    public status message; answered after a deferral, a private note."""
     text = await answer_text(ix)
-    assert "Accepted as task #" in text, text
-    assert is_ephemeral(ix)
+    assert is_accepted(text), text
+    assert is_ephemeral(ix) == text.startswith("Accepted as task #"), text
     return task_id_of(text)
 
 
@@ -365,17 +367,13 @@ async def test_status_shows_queue_position_then_waiting_at_the_service(gen):
     gen.emu.state.settings.generation_time = 0.4
     await gen.bot.store.settings.update(GUILD_A, user_running=5)
     gen.bot.generation.account_concurrency = 1
-    ids = [await accepted(await imagine(gen, f"q{i}", count=1)) for i in range(3)]
-    # Status messages are posted after the answer, without holding it up.
-    await eventually(
-        lambda: any(
-            f"#{ids[-1]} is queued" in r.json["content"]
-            for r in gen.fake.requests
-            if r.method == "POST" and r.path == f"/channels/{CH_A}/messages" and not r.files
-        )
-    )
+    answers = [await imagine(gen, f"q{i}", count=1) for i in range(3)]
+    ids = [await accepted(ix) for ix in answers]
+    # The last one waits in line: its answer, which is its status message, says so.
+    assert f"#{ids[-1]} is queued" in await answer_text(answers[-1])
     await wait_result(gen, ids[-1], timeout=20)
     last = await gen.bot.store.tasks.get(ids[-1])
+    assert last.status_message_id == answers[-1].original_id
     contents = await eventually(
         lambda: [
             r.json["content"]
@@ -418,10 +416,11 @@ async def test_chinese_speakers_get_chinese_answers_and_status(gen):
         locale="zh-CN",
     )
     text = await answer_text(ix)
-    assert text == t("generate.accepted", "zh-CN", id=1)
+    assert text.startswith(t("status.line.running", "zh-CN", id=1) + "\n"), text
     result = await wait_result(gen, 1)
     assert result["embeds"][0]["title"] == "任务 #1"
     (task,) = await delivered(gen, [1])
+    assert task.status_message_id == ix.original_id  # the answer is the status message
     status = await gen.fake.wait_for_message(
         CH_A, lambda m: int(m["id"]) == task.status_message_id and "已完成" in m["content"]
     )
@@ -521,9 +520,7 @@ async def test_status_message_names_the_requester_without_a_ping_and_the_prompt_
         assert request.json["allowed_mentions"] == {"parse": []}
 
 
-async def test_status_messages_are_posted_and_edited_without_building_message_objects(
-    gen, monkeypatch
-):
+async def test_status_messages_are_edited_without_building_message_objects(gen, monkeypatch):
     built: list[int] = []  # ids of every discord.Message the bot builds
     original = discord.Message.__init__
 
@@ -541,7 +538,9 @@ async def test_status_messages_are_posted_and_edited_without_building_message_ob
     edits = [r for r in gen.fake.requests if r.path.endswith(f"/{task.status_message_id}")]
     assert edits and all(r.method == "PATCH" for r in edits)  # it was edited, to "done"
     assert int(result["id"]) in built  # the result's Message (its reactions, its view) is built
-    assert task.status_message_id not in built
+    # The status message is the command's answer: discord.py builds it once, from the answer's
+    # callback response; its edits build none.
+    assert built.count(task.status_message_id) == 1
 
 
 async def test_a_single_image_is_shown_inside_the_result_embed(gen):

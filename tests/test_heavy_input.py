@@ -17,7 +17,7 @@ from PIL import Image, ImageFile
 from bot.i18n import t
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A, MEMBER_A2
 from tests.crafted import heavy_png, three_hundred_thousand_entries
-from tests.genutil import FAST_POLLING, eventually, task_id_of, wait_result
+from tests.genutil import FAST_POLLING, eventually, is_accepted, task_id_of, wait_result
 from tests.helpers import answer, answer_text, message_text, png_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +135,7 @@ async def test_images_and_archives_are_decoded_and_encoded_off_the_event_loop(
         attachments={"image": image},
     )
     text = await answer_text(ix)
-    assert "Accepted as task #" in text, text
+    assert is_accepted(text), text
     result = await wait_result(h, task_id_of(text))
     assert len(result["attachments"]) == 2  # both results posted
     colors = ("red", "green", "blue", "gold")

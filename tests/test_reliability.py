@@ -22,7 +22,15 @@ from tests.conftest import (
     MEMBER_A2,
     MEMBER_B,
 )
-from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
+from tests.genutil import (
+    FAST_POLLING,
+    eventually,
+    imagine,
+    is_accepted,
+    result_of,
+    task_id_of,
+    wait_result,
+)
 from tests.helpers import answer_text
 
 MANY = {"user_running": 200, "daily_quota": 1000}
@@ -31,7 +39,7 @@ FINISHED = (TaskState.DELIVERED, TaskState.FAILED)
 
 async def accept(harness, **kwargs) -> int:
     text = await answer_text(await imagine(harness, **kwargs))
-    assert "Accepted as task #" in text, text
+    assert is_accepted(text), text
     return task_id_of(text)
 
 
@@ -71,7 +79,7 @@ async def test_hundred_generations_under_service_faults_all_end_accounted_for(ha
             text = await answer_text(
                 await imagine(h, prompt=f"fault run {i}", user_id=users[i % 3], count=1)
             )
-            if "Accepted as task #" in text:
+            if is_accepted(text):
                 ids.append(task_id_of(text))
                 break
             assert "not answering properly" in text, text  # a refusal must be explained

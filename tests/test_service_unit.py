@@ -17,6 +17,7 @@ import pytest
 from bot.__main__ import EXIT_CONFIG, build_parser
 from bot.emulator import EmulatorServer, EmulatorSettings
 from tests.conftest import CH_A, GUILD_A, MEMBER_A
+from tests.genutil import is_accepted
 from tests.helpers import answer_text
 from tests.test_crash_recovery import (
     BotProcess,
@@ -169,7 +170,7 @@ async def test_bot_works_with_memory_deny_write_execute_and_stops_cleanly_on_sig
                 "imagine", options={"prompt": "a locked-down lighthouse", "count": 2},
                 user_id=MEMBER_A, guild_id=GUILD_A, channel_id=CH_A,
             )  # fmt: skip
-            assert "Accepted as task" in await answer_text(ix, 20)
+            assert is_accepted(await answer_text(ix, 20))
             await until(
                 lambda: db_rows(db, "SELECT state FROM tasks") == [("delivered",)],
                 60,

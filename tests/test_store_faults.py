@@ -21,7 +21,15 @@ from bot.store import Store, StoreUnavailable, TaskState, until_stored
 from bot.store.trainings import TrainingState
 from bot.training.staging import Staging
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, MEMBER_A2
-from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
+from tests.genutil import (
+    FAST_POLLING,
+    eventually,
+    imagine,
+    is_accepted,
+    result_of,
+    task_id_of,
+    wait_result,
+)
 from tests.helpers import answer_text
 from tests.test_training import images, train, wait_state
 
@@ -49,7 +57,7 @@ def count_attempts(monkeypatch: Any, repo: Any, name: str) -> Counter[int]:
 
 async def accept(harness: Any, prompt: str, user_id: int = MEMBER_A) -> int:
     text = await answer_text(await imagine(harness, prompt, user_id=user_id))
-    assert "Accepted as task #" in text, text
+    assert is_accepted(text), text
     return task_id_of(text)
 
 

@@ -27,7 +27,7 @@ import pytest
 from bot.emulator import EmulatorServer, EmulatorSettings
 from fakediscord import FakeDiscord
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, MEMBER_A2
-from tests.genutil import is_result_of
+from tests.genutil import is_accepted, is_result_of, task_id_of
 from tests.helpers import answer_text
 from tests.test_crash_recovery import (
     BotProcess,
@@ -98,7 +98,7 @@ async def test_database_locked_past_busy_timeout_while_a_task_finishes(world, tm
     await boot_with_account(fake, bot)
     for user, prompt in ((MEMBER_A, "before the lock"), (MEMBER_A2, "queued behind it")):
         text = await slash(fake, "imagine", user, options={"prompt": prompt})
-        assert "Accepted as task" in text, text
+        assert is_accepted(text), text
 
     def first_submitted() -> str | None:
         rows = db_rows(db, "SELECT service_task_id FROM tasks WHERE id = 1 AND state = 'submitted'")
@@ -122,7 +122,7 @@ async def test_database_locked_past_busy_timeout_while_a_task_finishes(world, tm
 
     await until(all_delivered, 60, "both tasks delivered without a restart")
     text = await slash(fake, "imagine", MEMBER_A, options={"prompt": "after the lock"})
-    assert "Accepted as task #3" in text, text
+    assert is_accepted(text) and task_id_of(text) == 3, text
     await until(
         lambda: db_rows(db, "SELECT state FROM tasks WHERE id = 3") == [("delivered",)],
         60,
@@ -202,7 +202,7 @@ async def test_full_disk_while_a_task_finishes(world, tmp_path):
     bot = BotOnSmallDisk(env, tmp_path, data, 4 * 1024 * 1024)
     await boot_with_account(fake, bot)
     text = await slash(fake, "imagine", MEMBER_A, options={"prompt": "before the disk fills"})
-    assert "Accepted as task #1" in text, text
+    assert is_accepted(text) and task_id_of(text) == 1, text
     (service_id,) = await until(lambda: list(emu.state.stats()["tasks"]), 30, "a submission")
 
     filler = bot.inside(data / "filler")
@@ -217,7 +217,7 @@ async def test_full_disk_while_a_task_finishes(world, tmp_path):
 
     await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 1), 60)
     text = await slash(fake, "imagine", MEMBER_A2, options={"prompt": "room again"})
-    assert "Accepted as task #2" in text, text
+    assert is_accepted(text) and task_id_of(text) == 2, text
     await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 2), 60)
     code, log = await bot.stop(signal.SIGTERM)
     assert code == 0, log
@@ -305,7 +305,7 @@ async def test_read_only_database_while_a_task_finishes(world, tmp_path):
         bot = BotInMount(env, tmp_path, mount)
         await boot_with_account(fake, bot)
         text = await slash(fake, "imagine", MEMBER_A, options={"prompt": "before read-only"})
-        assert "Accepted as task #1" in text, text
+        assert is_accepted(text) and task_id_of(text) == 1, text
         (service_id,) = await until(lambda: list(emu.state.stats()["tasks"]), 30, "a submission")
         code, err = await mount.remount("ro")
         assert code != 0 and "busy" in err, "read-only under a running bot: test another way"
@@ -327,7 +327,7 @@ async def test_read_only_database_while_a_task_finishes(world, tmp_path):
         # No restart: the waiting bot opens the database, connects and finishes task 1.
         await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 1), 60)
         text = await slash(fake, "imagine", MEMBER_A2, options={"prompt": "writable again"})
-        assert "Accepted as task #2" in text, text
+        assert is_accepted(text) and task_id_of(text) == 2, text
         await fake.wait_for_message(CH_A, lambda m: is_result_of(m, 2), 60)
         code, log = await bot.stop(signal.SIGTERM)
     assert code == 0, log

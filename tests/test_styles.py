@@ -13,7 +13,7 @@ from bot.i18n import t
 from bot.store import Store, TaskState
 from bot.styles import STYLES_MAX, apply_template, restyle, restyle_task
 from tests.conftest import ADMIN_A, ADMIN_B, CH_A, CH_B, GUILD_A, GUILD_B, MEMBER_A, MEMBER_A2
-from tests.genutil import FAST_POLLING, imagine, task_id_of, text_of, wait_result
+from tests.genutil import FAST_POLLING, imagine, is_accepted, task_id_of, text_of, wait_result
 from tests.helpers import answer, answer_text, is_ephemeral, png_bytes
 
 INK = {
@@ -57,7 +57,7 @@ async def add(h, **options: Any) -> str:
 async def accepted_task(h, ix):
     """The stored task of an accepted request."""
     text = await answer_text(ix)
-    assert "Accepted as task #" in text, text
+    assert is_accepted(text), text
     return await h.bot.store.tasks.get(task_id_of(text))
 
 
@@ -355,7 +355,7 @@ async def test_chinese_speakers_get_chinese_answers_and_embed(gen):
         options={"prompt": "山", "style": "水墨", "count": 1},
         locale="zh-CN",
     )
-    assert await answer_text(ix) == t("generate.accepted", "zh-CN", id=1)
+    assert (await answer_text(ix)).startswith(t("status.line.running", "zh-CN", id=1) + "\n")
     result = await wait_result(gen, 1)
     fields = {f["name"]: f["value"] for f in result["embeds"][0]["fields"]}
     assert fields["风格"] == "水墨"

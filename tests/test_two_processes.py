@@ -20,7 +20,7 @@ from bot.store.shards import shard_of
 from fakediscord import FakeDiscord
 from fakediscord.ratelimits import RateLimits
 from tests.conftest import DatabaseFactory
-from tests.genutil import is_result_of
+from tests.genutil import is_accepted, is_result_of
 from tests.helpers import answer_text
 from tests.test_crash_recovery import BotProcess, db_rows, process_env, until
 
@@ -67,7 +67,7 @@ async def imagine(fake: FakeDiscord, shard: int, n: int) -> None:
         "imagine", options={"prompt": f"shard {shard} scene {n}", "count": 1},
         user_id=MEMBERS[shard], guild_id=GUILDS[shard], channel_id=CHANNELS[shard],
     )  # fmt: skip
-    assert "Accepted as task" in await answer_text(ix, 20)
+    assert is_accepted(await answer_text(ix, 20))
 
 
 async def test_two_sharded_processes_serve_their_own_servers_and_recover_alone(

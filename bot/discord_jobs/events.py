@@ -85,16 +85,14 @@ class DiscordJobEvents:
     # JobEvents
 
     async def task_accepted(self, task: Task, position: int | None) -> None:
-        """Post the task's status message (its place in line, or being generated), then its
-        moderation log entry linking it; in the background, so the request is answered and
-        dispatched without waiting for Discord's rate limits."""
-        text = (
-            render.running_text(task, None)
-            if position is None
-            else render.queued_text(task, position)
-        )
-        self.status.show_soon(
-            task, text, then=lambda: self.moderation.accepted(task, self.status.message_id(task.id))
+        """Show the task's status (its place in line, or being generated): in its command's
+        answer when that will carry it, else posted in the background, so the request is
+        answered and dispatched without waiting for Discord's rate limits; then its
+        moderation log entry linking it."""
+        self.status.accepted(
+            task,
+            render.accepted_status_text(task, position),
+            then=lambda: self.moderation.accepted(task, self.status.message_id(task.id)),
         )
 
     async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:

@@ -80,6 +80,11 @@ def running_text(task: Task, wait_time: int | None) -> str:
     return _status(task, t("status.line.running", task.locale, id=task.id))
 
 
+def accepted_status_text(task: Task, position: int | None) -> str:
+    """Status line of a task just accepted: its place in line, or at the service."""
+    return running_text(task, None) if position is None else queued_text(task, position)
+
+
 def done_text(task: Task, url: str | None) -> str:
     """Status line of a finished task, linking to its result when it was posted."""
     if url is None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
@@ -34,6 +35,9 @@ class _Entry:
     message: ThrottledMessage
     final: bool = False
     urgent: bool = False  # its edits go before other status edits (a failure's text)
+    # Set while the task's command is being answered with its status: nothing is posted
+    # for the task until that answer is sent (or could not be, and the post is due).
+    answer: asyncio.Future[None] | None = None
 
 
 class StatusBoard:
@@ -57,6 +61,9 @@ class StatusBoard:
         # Tasks whose final text was requested: late progress events must not overwrite it.
         self._finished: OrderedDict[int, None] = OrderedDict()
         self._pending: set[asyncio.Task[None]] = set()  # `show_soon` calls not done yet
+        self._on_answer: dict[int, Callable[[], None]] = {}  # what `accepted` runs after it
+        # Interactions whose public answer will be the status message of the task they create.
+        self._answering: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._entries) + len(self._pending)
@@ -85,12 +92,70 @@ class StatusBoard:
         entry.final = final
         entry.urgent = urgent
         async with entry.message.lock:
+            if entry.answer is not None:
+                await asyncio.shield(entry.answer)  # the answer may turn out to be the message
             posting = entry.message_id is None
             if posting:
                 await self._post(task.id, entry, text)
         if not posting:
             await entry.message.update()
         self._forget_if_settled(task.id, entry)
+
+    @contextlib.contextmanager
+    def answering(self, interaction_id: int) -> Iterator[None]:
+        """Within it, a task accepted for this interaction gets no status message of its own:
+        its command's public answer will be it, once `answered` says it was sent.
+
+        A task's first status then costs no request beyond the answer Discord waits for
+        anyway, and stays attached to the command that asked for it."""
+        self._answering.add(interaction_id)
+        try:
+            yield
+        finally:
+            self._answering.discard(interaction_id)
+
+    def accepted(self, task: Task, text: str, *, then: Callable[[], None]) -> None:
+        """Show a newly accepted task's first status: held for its command's answer when
+        that answer will carry it (see `answering`), else posted in the background. `then`
+        runs once the status message is known (or is known to be missing)."""
+        if task.interaction_id not in self._answering:
+            self.show_soon(task, text, then=then)
+            return
+        self._answering.discard(task.interaction_id)
+        entry = self._entry(task)
+        entry.message.want(text)
+        entry.answer = asyncio.get_running_loop().create_future()
+        self._entries[task.id] = entry
+        self._on_answer[task.id] = then
+
+    def answered(self, task: Task, message_id: int | None, text: str) -> None:
+        """The command's answer went out as message `message_id` showing `text`: it is the
+        task's status message from now on (its id is stored in the background). None: the
+        answer could not carry the status (deferred meanwhile, or refused), so the status
+        message is posted as for any task."""
+        entry = self._entries.get(task.id)
+        then = self._on_answer.pop(task.id, None)
+        if entry is None or entry.answer is None:
+            return
+        answer, entry.answer = entry.answer, None
+        if message_id is not None:
+            entry.message_id = message_id
+            entry.message.sent(text)
+        answer.set_result(None)
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            return  # stopping: after a restart, the task's next status is posted
+        if message_id is None:
+            self.show_soon(task, text, then=then)
+        else:
+            self._track(self._adopted(task.id, message_id, then), f"status-{task.id}")
+
+    async def _adopted(
+        self, task_id: int, message_id: int, then: Callable[[], None] | None
+    ) -> None:
+        await self._remember(task_id, message_id)
+        if then is not None:
+            then()
 
     def show_soon(
         self,
@@ -106,9 +171,10 @@ class StatusBoard:
         or edit back for seconds. `then` runs once it is shown (or failed to be)."""
         if final:
             self._finished[task.id] = None  # from now on, progress must not overwrite it
-        job = asyncio.create_task(
-            self._show_logged(task, text, final, then), name=f"status-{task.id}"
-        )
+        self._track(self._show_logged(task, text, final, then), f"status-{task.id}")
+
+    def _track(self, work: Coroutine[object, object, None], name: str) -> None:
+        job = asyncio.create_task(work, name=name)
         self._pending.add(job)
         job.add_done_callback(self._pending.discard)
 
@@ -187,8 +253,11 @@ class StatusBoard:
             return
         entry.message_id = int(message["id"])
         entry.message.sent(text)
+        await self._remember(task_id, entry.message_id)
+
+    async def _remember(self, task_id: int, message_id: int) -> None:
         try:
-            await self.bot.store.tasks.set_status_message(task_id, entry.message_id)
+            await self.bot.store.tasks.set_status_message(task_id, message_id)
         except StoreUnavailable as exc:
             # Kept in memory for this run; only a restart would post a fresh status message.
             log.warning("task %s: status message id not stored (%s)", task_id, exc)
