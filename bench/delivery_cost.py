@@ -19,7 +19,8 @@ import itertools
 import json
 import pstats
 import time
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -75,19 +76,20 @@ def _task(task_id: int, count: int) -> Task:
 
 
 class _Discord:
-    """Answers discord.py's requests at once, as Discord would."""
+    """Answers discord.py's requests at once, as Discord would; keeps what was posted."""
 
     def __init__(self) -> None:
         self.ids = itertools.count(10**17)
-        self.requests: dict[str, int] = {}
+        self.requests: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
 
     async def request(self, route: discord.http.Route, **kwargs: Any) -> Any:
-        key = f"{route.method} {route.path}"
-        self.requests[key] = self.requests.get(key, 0) + 1
+        self.requests[f"{route.method} {route.path}"] += 1
         if route.method != "POST":
             return None  # the reaction: 204
         form = kwargs.get("form") or []
         body = json.loads(form[0]["value"]) if form else kwargs.get("json") or {}
+        self.bodies.append(body)
         files = kwargs.get("files") or []
         attachments = [
             payloads.attachment(
@@ -102,34 +104,43 @@ class _Discord:
         )
 
 
-async def _run(results: int, profile: cProfile.Profile | None) -> None:
+@dataclass(frozen=True)
+class Measured:
+    """What delivering the results cost and sent."""
+
+    cpu_ms_per_result: float
+    requests: Counter[str]  # "METHOD route" -> how many
+    bodies: list[dict[str, Any]]  # the posted messages' bodies
+
+
+async def measure(results: int, profile: cProfile.Profile | None = None) -> Measured:
+    """Deliver `results` results (after one to warm up) and measure the CPU they took."""
     host = _Host()
-    discord_api = _Discord()
-    host.http.request = discord_api.request  # type: ignore[method-assign]
-    events = DiscordJobEvents(host)
     data = [_image(i) for i in range(max(COUNTS))]
 
     async def fetch_many(urls: tuple[str, ...]) -> list[bytes | None]:
         return list(data[: len(urls)])
 
-    events.fetcher.fetch_many = fetch_many  # type: ignore[method-assign]
+    async def deliver_all(tasks: list[Task]) -> _Discord:
+        discord_api = _Discord()
+        host.http.request = discord_api.request  # type: ignore[method-assign]
+        events = DiscordJobEvents(host)
+        events.fetcher.fetch_many = fetch_many  # type: ignore[method-assign]
+        for task in tasks:
+            assert await events.deliver(task) is not None
+        await events.close()  # the reactions added in the background
+        return discord_api
+
+    await deliver_all([_task(results + 1, 1)])  # warm up: imports, caches
     tasks = [_task(i + 1, COUNTS[i % len(COUNTS)]) for i in range(results)]
-    await events.deliver(replace(tasks[0], id=results + 1))  # warm up: imports, caches
-    await events.close()
-    events = DiscordJobEvents(host)
-    events.fetcher.fetch_many = fetch_many  # type: ignore[method-assign]
     if profile is not None:
         profile.enable()
     start = time.process_time()
-    for task in tasks:
-        sent = await events.deliver(task)
-        assert sent is not None
-    await events.close()  # the reactions added in the background
+    discord_api = await deliver_all(tasks)
     spent = time.process_time() - start
     if profile is not None:
         profile.disable()
-    print(f"{results} results: {spent * 1000 / results:.3f} ms of CPU per result")
-    print("requests:", json.dumps(discord_api.requests))
+    return Measured(spent * 1000 / results, discord_api.requests, discord_api.bodies)
 
 
 def main() -> None:
@@ -138,7 +149,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the top cumulative costs")
     args = parser.parse_args()
     profile = cProfile.Profile(time.process_time) if args.profile else None
-    asyncio.run(_run(args.results, profile))
+    measured = asyncio.run(measure(args.results, profile))
+    print(f"{args.results} results: {measured.cpu_ms_per_result:.3f} ms of CPU per result")
+    print("requests:", json.dumps(measured.requests))
     if profile is not None:
         pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
 
