@@ -39,10 +39,23 @@ def clip(text: str, limit: int) -> str:
 def shown(text: object, limit: int = PROSE_MAX) -> str:
     """Text shown literally in Discord markdown: no formatting, link or mention, then clipped."""
     value = str(text)
+    if _MARKUP.search(value) is not None:
+        value = escaped(value)
+    return clip(value, limit)
+
+
+# Every character that can start something `escaped` changes: markdown marks, a quote's ">",
+# a heading's "#", a list's or subtext's "-", a masked link's "[", a mention's "@". Text with
+# none of them (sizes, seeds, counts, most prompts) is left as it is, without the regexes.
+_MARKUP = re.compile(r"[_\\~|*`>#\[@-]")
+
+
+def escaped(value: str) -> str:
+    """`value` with its markdown and mentions escaped (`shown` without the clipping)."""
     # escape_markdown escapes only the first of several masked links on a line, so every
     # bracket is escaped here: pieces without one are escaped, then joined by an escaped "[".
-    escaped = r"\[".join(discord.utils.escape_markdown(piece) for piece in value.split("["))
-    return clip(discord.utils.escape_mentions(escaped), limit)
+    marked = r"\[".join(discord.utils.escape_markdown(piece) for piece in value.split("["))
+    return discord.utils.escape_mentions(marked)
 
 
 def in_code(text: object, limit: int = QUOTED_MAX) -> str:

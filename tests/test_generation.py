@@ -520,27 +520,37 @@ async def test_status_message_names_the_requester_without_a_ping_and_the_prompt_
         assert request.json["allowed_mentions"] == {"parse": []}
 
 
-async def test_status_messages_are_edited_without_building_message_objects(gen, monkeypatch):
+async def test_status_edits_and_results_are_sent_without_building_message_objects(gen, monkeypatch):
     built: list[int] = []  # ids of every discord.Message the bot builds
+    views: list[discord.ui.view.BaseView] = []  # every view it builds
     original = discord.Message.__init__
+    original_view = discord.ui.view.BaseView.__init__
 
     def init(self: discord.Message, *, state, channel, data) -> None:  # type: ignore[no-untyped-def]
         built.append(int(data["id"]))
         original(self, state=state, channel=channel, data=data)
 
+    def init_view(self: discord.ui.view.BaseView, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        views.append(self)
+        original_view(self, *args, **kwargs)
+
     monkeypatch.setattr(discord.Message, "__init__", init)
-    task_id = await accepted(await imagine(gen, "a quiet harbour"))
+    monkeypatch.setattr(discord.ui.view.BaseView, "__init__", init_view)
+    task_id = await accepted(await imagine(gen, "a quiet harbour", count=2))
     result = await wait_result(gen, task_id)
     (task,) = await delivered(gen, [task_id])
     await gen.fake.wait_for_message(
         CH_A, lambda m: int(m["id"]) == task.status_message_id and "done" in m["content"]
     )
+    await eventually(lambda: "🔁" in gen.fake.reactions(CH_A, int(result["id"])))
     edits = [r for r in gen.fake.requests if r.path.endswith(f"/{task.status_message_id}")]
     assert edits and all(r.method == "PATCH" for r in edits)  # it was edited, to "done"
-    assert int(result["id"]) in built  # the result's Message (its reactions, its view) is built
     # The status message is the command's answer: discord.py builds it once, from the answer's
     # callback response; its edits build none.
     assert built.count(task.status_message_id) == 1
+    # The result: its ids are all the bot keeps, and its buttons are dispatched by pattern,
+    # so neither a Message nor a View is built for it.
+    assert int(result["id"]) not in built and views == []
 
 
 async def test_a_single_image_is_shown_inside_the_result_embed(gen):

@@ -4,8 +4,13 @@ interaction gets an answer even when its error message would be too long."""
 from __future__ import annotations
 
 import re
+import string
 
-from bot.display import QUOTED_MAX, render, shown
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.display import QUOTED_MAX, clip, escaped, render, shown
 from bot.i18n import t
 from tests.conftest import ADMIN_A, CH_A, GUILD_A, MEMBER_A
 from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
@@ -141,3 +146,31 @@ def test_values_in_code_spans_are_not_backslashed_but_cannot_close_the_span() ->
     text = render("image.bad_type", "en-US", name="my_file`.png")
     assert text == t("image.bad_type", "en-US", name="my_fileˋ.png")
     assert render("image.bad_type", "en-US", name="x" * 5000).count("x") == QUOTED_MAX - 1
+
+
+# Every printable ASCII character and a few others, alone and where markdown reads it: at a
+# line's start, doubled, before a mention's name, inside a link.
+PLACES = [
+    "{c}",
+    "a{c}b",
+    " {c} x",
+    "x\n{c} y",
+    "{c}{c}a{c}{c}",
+    "{c}everyone",
+    "{c}123456789012345678",
+    "see https://e.test/{c}x_y",
+]
+CHARACTERS = [*string.printable, "好", "\u200b", "＃"]
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_text_skipped_by_the_markup_check_is_shown_as_escaped_text_would_be(place: str) -> None:
+    # `shown` runs discord.py's escaping only on text holding a character it could act on.
+    for c in CHARACTERS:
+        text = place.format(c=c)
+        assert shown(text, 500) == escaped(text), text
+
+
+@given(st.text(), st.integers(min_value=0, max_value=80))
+def test_shown_is_escaped_text_clipped(text: str, limit: int) -> None:
+    assert shown(text, limit) == clip(escaped(text), limit)

@@ -75,17 +75,24 @@ async def _own_task_in_dm(interaction: BotInteraction, task_id: int) -> Task:
 class RerunButton(discord.ui.DynamicItem[ViewButton], template=r"mh:rerun:(?P<task>\d+)"):
     """Queue the same parameters again with a new seed, for the member who clicked."""
 
+    EMOJI = "🔁"
+    STYLE = discord.ButtonStyle.primary
+
     def __init__(self, task_id: int, label: str = "Rerun") -> None:
         super().__init__(
             discord.ui.Button(
                 label=label,
-                emoji="🔁",
-                style=discord.ButtonStyle.primary,
-                custom_id=f"mh:rerun:{task_id}",
+                emoji=self.EMOJI,
+                style=self.STYLE,
+                custom_id=self.custom_id_of(task_id),
             ),
             row=0,
         )
         self.task_id = task_id
+
+    @staticmethod
+    def custom_id_of(task_id: int) -> str:
+        return f"mh:rerun:{task_id}"
 
     @classmethod
     async def from_custom_id(
@@ -112,17 +119,24 @@ class RemixButton(discord.ui.DynamicItem[ViewButton], template=r"mh:remix:(?P<ta
     """Open the remix form on the task's values, for the member who clicked (whoever may
     rerun may remix)."""
 
+    EMOJI = "🎨"
+    STYLE = discord.ButtonStyle.primary
+
     def __init__(self, task_id: int, label: str = "Remix") -> None:
         super().__init__(
             discord.ui.Button(
                 label=label,
-                emoji="🎨",
-                style=discord.ButtonStyle.primary,
-                custom_id=f"mh:remix:{task_id}",
+                emoji=self.EMOJI,
+                style=self.STYLE,
+                custom_id=self.custom_id_of(task_id),
             ),
             row=0,
         )
         self.task_id = task_id
+
+    @staticmethod
+    def custom_id_of(task_id: int) -> str:
+        return f"mh:remix:{task_id}"
 
     @classmethod
     async def from_custom_id(
@@ -146,17 +160,27 @@ class VariationButton(
 ):
     """Queue an img2img of one result image, for the member who clicked."""
 
+    STYLE = discord.ButtonStyle.secondary
+
     def __init__(self, task_id: int, index: int) -> None:
         super().__init__(
             discord.ui.Button(
-                label=f"V{index + 1}",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"mh:var:{task_id}:{index}",
+                label=self.label_of(index),
+                style=self.STYLE,
+                custom_id=self.custom_id_of(task_id, index),
             ),
             row=1 + index // _PER_ROW,
         )
         self.task_id = task_id
         self.index = index
+
+    @staticmethod
+    def label_of(index: int) -> str:
+        return f"V{index + 1}"
+
+    @staticmethod
+    def custom_id_of(task_id: int, index: int) -> str:
+        return f"mh:var:{task_id}:{index}"
 
     @classmethod
     async def from_custom_id(
@@ -187,17 +211,24 @@ class VariationButton(
 class DeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:del:(?P<task>\d+)"):
     """Delete the result message (its requester or Manage Messages)."""
 
+    EMOJI = "❌"
+    STYLE = discord.ButtonStyle.danger
+
     def __init__(self, task_id: int, label: str = "Delete") -> None:
         super().__init__(
             discord.ui.Button(
                 label=label,
-                emoji="❌",
-                style=discord.ButtonStyle.danger,
-                custom_id=f"mh:del:{task_id}",
+                emoji=self.EMOJI,
+                style=self.STYLE,
+                custom_id=self.custom_id_of(task_id),
             ),
             row=0,
         )
         self.task_id = task_id
+
+    @staticmethod
+    def custom_id_of(task_id: int) -> str:
+        return f"mh:del:{task_id}"
 
     @classmethod
     async def from_custom_id(
@@ -222,12 +253,44 @@ class DeleteButton(discord.ui.DynamicItem[ViewButton], template=r"mh:del:(?P<tas
 DYNAMIC_ITEMS = (RerunButton, RemixButton, VariationButton, DeleteButton)
 
 
-def result_view(task: Task, locale: str | None) -> discord.ui.View:
-    """The buttons under a result: rerun, remix, one variation per image, delete."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(RerunButton(task.id, t("result.button.rerun", locale)))
-    view.add_item(RemixButton(task.id, t("result.button.remix", locale)))
-    for index in range(min(len(task.images), MAX_VARIATIONS)):
-        view.add_item(VariationButton(task.id, index))
-    view.add_item(DeleteButton(task.id, t("result.button.delete", locale)))
-    return view
+def result_components(task_id: int, images: int, locale: str | None) -> list[dict[str, Any]]:
+    """The buttons under a result (rerun, remix, delete; then one variation per image, five
+    to a row) as the message's components payload: what a `discord.ui.View` of the buttons
+    above renders, built without one. Clicks are dispatched by custom id pattern, so the
+    message needs no view of its own, and building one costs more than the post itself."""
+    rows = [
+        [
+            _button(t("result.button.rerun", locale), RerunButton.custom_id_of(task_id),
+                    RerunButton.STYLE, RerunButton.EMOJI),
+            _button(t("result.button.remix", locale), RemixButton.custom_id_of(task_id),
+                    RemixButton.STYLE, RemixButton.EMOJI),
+            _button(t("result.button.delete", locale), DeleteButton.custom_id_of(task_id),
+                    DeleteButton.STYLE, DeleteButton.EMOJI),
+        ]
+    ]  # fmt: skip
+    variations = [
+        _button(
+            VariationButton.label_of(index),
+            VariationButton.custom_id_of(task_id, index),
+            VariationButton.STYLE,
+        )
+        for index in range(min(images, MAX_VARIATIONS))
+    ]
+    rows += (variations[i : i + _PER_ROW] for i in range(0, len(variations), _PER_ROW))
+    return [{"type": 1, "components": row} for row in rows]
+
+
+def _button(
+    label: str, custom_id: str, style: discord.ButtonStyle, emoji: str | None = None
+) -> dict[str, Any]:
+    """A button's payload, as discord.py's `Button.to_component_dict` writes it."""
+    button: dict[str, Any] = {
+        "type": 2,
+        "style": style.value,
+        "disabled": False,
+        "label": label,
+        "custom_id": custom_id,
+    }
+    if emoji is not None:
+        button["emoji"] = {"id": None, "name": emoji}
+    return button

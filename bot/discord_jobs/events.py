@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import discord
 
 from bot.discord_jobs import render
-from bot.discord_jobs.buttons import result_view
+from bot.discord_jobs.buttons import result_components
 from bot.discord_jobs.downloads import ImageFetcher
 from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.modlog import ModerationLog
 from bot.discord_jobs.modlog_buttons import log_entry_view
 from bot.discord_jobs.payload import FittedImages, ResultImages, download_result, fit_images
+from bot.discord_jobs.posting import PostedMessage, post_message
 from bot.discord_jobs.status import StatusBoard
 from bot.discord_pacing import PacedRequest, Priority, paced_as
 from bot.jobs import BlockedWord, Delivery, GenerationRequest, Posted, Refused
@@ -48,7 +51,7 @@ class PostedResult:
 class _Sent:
     """A result message and the place it went to: where it was asked for, or the fallback."""
 
-    message: discord.Message
+    message: PostedMessage
     place: Delivery
 
 
@@ -115,10 +118,11 @@ class DiscordJobEvents:
             # The channel learns where the result went; only the member could open a link.
             self.status.show_soon(task, render.sent_by_dm_text(task), final=True)
         else:
-            url = render.jump_url(task.guild_id, sent.message.channel.id, sent.message.id)
+            posted = sent.message
+            url = render.jump_url(task.guild_id, posted.channel_id, posted.message_id)
             self.status.show_soon(task, render.done_text(task, url), final=True)
             self.moderation.result_posted(task, url)  # a DM result: moderators could not open it
-        return Posted(sent.message.id, sent.place)
+        return Posted(sent.message.message_id, sent.place)
 
     async def task_cancelled(self, task: Task) -> None:
         """Mark the task's status message cancelled."""
@@ -185,16 +189,16 @@ class DiscordJobEvents:
         guild = self.bot.get_guild(task.guild_id)
         intro = render.dm_intro(task, guild.name if guild else "")
         try:
-            user = await self._user(task.user_id)
-            dm = await user.send(
+            dm = await self._post(
+                await self._dm_channel_id(task.user_id),
                 intro,
-                embeds=render.result_embeds(
+                render.result_embeds(
                     task, task.locale, fitted, parent_url=await self._parent_url(task), in_dm=True
                 ),
-                files=fitted.discord_files(),
-                view=result_view(task, task.locale),
-                allowed_mentions=discord.AllowedMentions.none(),
-                nonce=_nonce(task, kind + "m"),
+                fitted,
+                result_components(task.id, len(task.images), task.locale),
+                discord.AllowedMentions.none(),
+                _nonce(task, kind + "m"),
             )
             return _Sent(dm, "dm")
         except discord.HTTPException as exc:
@@ -270,19 +274,20 @@ class DiscordJobEvents:
 
     async def _post_in_channel(
         self, task: Task, images: ResultImages, kind: str, *, note: str | None = None
-    ) -> discord.Message | None:
+    ) -> PostedMessage | None:
         fitted = await self._fit(task, images, self.upload_limit(task.guild_id))
         content = f"<@{task.user_id}>" if note is None else f"<@{task.user_id}> {note}"
         try:
-            message = await self._channel(task).send(
+            message = await self._post(
+                task.channel_id,
                 content,
-                embeds=render.result_embeds(
+                render.result_embeds(
                     task, task.locale, fitted, parent_url=await self._parent_url(task)
                 ),
-                files=fitted.discord_files(),
-                view=result_view(task, task.locale),
-                allowed_mentions=discord.AllowedMentions(users=[discord.Object(task.user_id)]),
-                nonce=_nonce(task, kind),
+                fitted,
+                result_components(task.id, len(task.images), task.locale),
+                _mention_only(task.user_id),
+                _nonce(task, kind),
             )
         except (discord.Forbidden, discord.NotFound) as exc:
             log.info(
@@ -300,27 +305,59 @@ class DiscordJobEvents:
         job.add_done_callback(self._reacting.discard)
         return message
 
-    async def _add_rerun_reaction(self, task: Task, message: discord.Message) -> None:
+    async def _add_rerun_reaction(self, task: Task, message: PostedMessage) -> None:
         try:
             with paced_as(Priority.STATUS_EDIT):
-                await message.add_reaction(RERUN_EMOJI)
+                await self.bot.http.add_reaction(
+                    message.channel_id, message.message_id, RERUN_EMOJI
+                )
         except discord.HTTPException:
             log.info("task %s: could not add the rerun reaction", task.id)
 
-    async def _post_by_dm(self, task: Task, images: ResultImages) -> discord.Message | None:
+    async def _post_by_dm(self, task: Task, images: ResultImages) -> PostedMessage | None:
         fitted = await self._fit(task, images, DM_UPLOAD_LIMIT)
         try:
-            user = await self._user(task.user_id)
-            return await user.send(
-                embeds=render.result_embeds(
+            return await self._post(
+                await self._dm_channel_id(task.user_id),
+                None,
+                render.result_embeds(
                     task, task.locale, fitted, parent_url=await self._parent_url(task)
                 ),
-                files=fitted.discord_files(),
-                allowed_mentions=discord.AllowedMentions.none(),
+                fitted,
+                None,  # no buttons: this result landed in DMs the member did not ask for
+                discord.AllowedMentions.none(),
+                secrets.randbits(64),  # what `send` picks when given none
             )
         except discord.HTTPException as exc:
             log.warning("task %s: result not delivered by DM either (%s)", task.id, exc.status)
             return None
+
+    async def _post(
+        self,
+        channel_id: int,
+        content: str | None,
+        embeds: list[discord.Embed],
+        fitted: FittedImages,
+        components: list[dict[str, Any]] | None,
+        mentions: discord.AllowedMentions,
+        nonce: str | int,
+    ) -> PostedMessage:
+        """Post a result message, without building discord.py's objects for the answer."""
+        return await post_message(
+            self.bot.http,
+            channel_id,
+            content=content,
+            embeds=embeds,
+            files=fitted.discord_files(),
+            components=components,
+            allowed_mentions=mentions,
+            nonce=nonce,
+        )
+
+    async def _dm_channel_id(self, user_id: int) -> int:
+        """The bot's DM channel with a user (opened if this run has not yet)."""
+        user = await self._user(user_id)
+        return (await user.create_dm()).id
 
     async def _fit(self, task: Task, images: ResultImages, limit: int) -> FittedImages:
         return await fit_images(self.fetcher, images, limit, prefix=f"task-{task.id}")
@@ -343,6 +380,13 @@ class DiscordJobEvents:
 
     async def _user(self, user_id: int) -> discord.User:
         return self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
+
+
+def _mention_only(user_id: int) -> discord.AllowedMentions:
+    """Mentions that ping the requester and nobody else (replies to no one)."""
+    return discord.AllowedMentions(
+        everyone=False, users=[discord.Object(user_id)], roles=False, replied_user=False
+    )
 
 
 def _log_budget_wait(task_id: int, paced: PacedRequest) -> None:
