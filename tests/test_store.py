@@ -24,6 +24,7 @@ from bot.store import (
     Store,
     TaskState,
     TrainingState,
+    base,
     load_migrations,
     migrate,
     schema_version,
@@ -532,6 +533,25 @@ async def test_transitions_on_missing_task_return_none(store: Store) -> None:
     assert await store.tasks.mark_submitted(404, "svc") is None
     assert await store.tasks.set_status_message(404, 1) is None
     assert await store.tasks.mark_failed(404, "x") is None
+
+
+async def test_rows_map_to_dataclasses_without_reading_their_fields_each_time(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = await store.tasks.create(**_task_params())
+    await store.tasks.get(task.id)  # the class's field names are known from here on
+    calls = 0
+    real_fields = base.fields
+
+    def counted(cls: object) -> object:
+        nonlocal calls
+        calls += 1
+        return real_fields(cls)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(base, "fields", counted)
+    tasks = [await store.tasks.get(task.id) for _ in range(3)]
+    assert tasks == [task] * 3
+    assert calls == 0
 
 
 async def test_concurrent_delivery_happens_exactly_once(store: Store) -> None:
