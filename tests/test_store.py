@@ -452,8 +452,7 @@ async def test_task_ids_increase_and_parent_must_exist(store: Store) -> None:
 
 async def test_task_happy_path(store: Store) -> None:
     task = await store.tasks.create(**_task_params())
-    status = await store.tasks.set_status_message(task.id, 555)
-    assert status is not None and status.status_message_id == 555
+    assert await store.tasks.set_status_message(task.id, 555) is True
 
     submitted = await store.tasks.mark_submitted(task.id, "svc-1")
     assert submitted is not None
@@ -523,16 +522,35 @@ async def test_delivery_records_the_place_the_result_went_to(store: Store) -> No
     await store.tasks.mark_done(task.id, [{"url": "u"}], 1)
     delivered = await store.tasks.mark_delivered(task.id, 7, "dm")
     assert delivered is not None and delivered.delivery == "dm"
-    moved = await store.tasks.set_result_message(task.id, 8, "channel")
+    assert await store.tasks.set_result_message(task.id, 8, "channel") is True
+    moved = await store.tasks.get(task.id)
     assert moved is not None and (moved.result_message_id, moved.delivery) == (8, "channel")
-    same = await store.tasks.set_result_message(task.id, 9)
+    assert await store.tasks.set_result_message(task.id, 9) is True
+    same = await store.tasks.get(task.id)
     assert same is not None and (same.result_message_id, same.delivery) == (9, "channel")
 
 
 async def test_transitions_on_missing_task_return_none(store: Store) -> None:
     assert await store.tasks.mark_submitted(404, "svc") is None
-    assert await store.tasks.set_status_message(404, 1) is None
+    assert await store.tasks.set_status_message(404, 1) is False
     assert await store.tasks.mark_failed(404, "x") is None
+
+
+async def test_updates_that_return_no_task_say_whether_they_applied(store: Store) -> None:
+    task = await store.tasks.create(**_task_params())
+    # Not delivered yet: the guarded updates of a delivered task change nothing.
+    assert await store.tasks.set_result_message(task.id, 8) is False
+    assert await store.tasks.mark_removed(task.id, 3001) is False
+    assert await store.tasks.get(task.id) == task
+    await store.tasks.mark_submitted(task.id, "svc")
+    await store.tasks.mark_done(task.id, [{"url": "u"}], 1)
+    await store.tasks.mark_delivered(task.id, 7)
+    assert await store.tasks.set_result_message(task.id, 8) is True
+    assert await store.tasks.mark_removed(task.id, 3001) is True
+    after = await store.tasks.get(task.id)
+    assert after is not None and (after.result_message_id, after.removed_by) == (8, 3001)
+    assert await store.tasks.set_status_message(task.id, 9) is True
+    assert await store.tasks.mark_removed(404, 3001) is False
 
 
 async def test_rows_map_to_dataclasses_without_reading_their_fields_each_time(
