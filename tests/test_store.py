@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import asyncpg
@@ -29,7 +30,7 @@ from bot.store import (
     migrate,
     schema_version,
 )
-from bot.store.database import Database
+from bot.store.database import Database, Row
 from bot.store.sqlite import SqliteDatabase
 from bot.store.store import open_database
 from tests.conftest import DatabaseFactory
@@ -570,6 +571,30 @@ async def test_rows_map_to_dataclasses_without_reading_their_fields_each_time(
     tasks = [await store.tasks.get(task.id) for _ in range(3)]
     assert tasks == [task] * 3
     assert calls == 0
+
+
+async def test_member_preferences_read_while_they_change_are_not_kept(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetch_all = store.db.fetch_all
+    read_back, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held_read(sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        rows = await fetch_all(sql, params)
+        if sql.startswith("SELECT * FROM member_preferences") and not go_on.is_set():
+            read_back.set()  # the rows are read; the change lands before they are returned
+            await go_on.wait()
+        return rows
+
+    monkeypatch.setattr(store.db, "fetch_all", held_read)
+    reading = asyncio.create_task(store.preferences.get(1, 2))
+    await read_back.wait()
+    assert (await store.preferences.update(1, 2, count=3)).count == 3
+    go_on.set()
+    assert (await reading).count is None  # what it read before the change
+    assert (await store.preferences.get(1, 2)).count == 3  # not what that read kept
+    await store.preferences.clear(1, 2)
+    assert (await store.preferences.get(1, 2)).empty
 
 
 async def test_concurrent_delivery_happens_exactly_once(store: Store) -> None:
