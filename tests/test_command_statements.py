@@ -4,7 +4,7 @@ Each statement is a round trip the member's answer waits for: a hop to aiosqlite
 and back (under load, a whole turn of the event loop each), or a request to PostgreSQL.
 What a command reads again and again (the guild's settings and trained models, the
 member's preferences) is kept in memory by its repository; what is left is the admission
-(the member's unfinished tasks, the daily quota) and the task itself.
+(the member's unfinished tasks and the daily quota, in one statement) and the task itself.
 """
 
 from __future__ import annotations
@@ -28,12 +28,9 @@ _KIND = re.compile(r"^(SELECT .*? FROM \w+|INSERT INTO \w+|UPDATE \w+|DELETE FRO
 
 PREFERENCES_READ = "SELECT * FROM member_preferences"
 GUILD_READS = ["SELECT * FROM guild_settings", "SELECT * FROM trained_models"]
-# The admission and the task: a member's unfinished tasks, their daily quota, the new task.
-ADMISSION_AND_TASK = [
-    "SELECT COUNT(*) FROM tasks",
-    "INSERT INTO daily_usage",
-    "INSERT INTO tasks",
-]
+# The admission (the member's unfinished tasks counted and their daily quota charged, in
+# one statement) and the new task.
+ADMISSION_AND_TASK = ["INSERT INTO daily_usage", "INSERT INTO tasks"]
 
 
 def kind_of(sql: str) -> str:

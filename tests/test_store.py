@@ -811,6 +811,25 @@ async def test_usage_counter_is_atomic_under_concurrency(store: Store) -> None:
     assert await store.usage.get(1, 3, "2024-05-01") == 0
 
 
+async def test_usage_is_charged_only_while_the_member_has_room_in_their_line(
+    store: Store,
+) -> None:
+    day = "2024-05-01"
+    first = await store.tasks.create(**_task_params())  # guild 10, member 30
+    await store.tasks.create(**_task_params(user_id=31))  # another member's
+    await store.tasks.create(**_task_params(guild_id=11))  # the member's, in another guild
+    assert await store.usage.increment_unless_busy(10, 30, day, 2, busy_at=2) == 2  # new row
+    assert await store.usage.increment_unless_busy(10, 30, day, 3, busy_at=2) == 5  # added
+    await store.tasks.mark_submitted(first.id, "svc")  # submitted counts as unfinished too
+    await store.tasks.create(**_task_params())
+    assert await store.usage.increment_unless_busy(10, 30, day, 1, busy_at=2) is None
+    assert await store.usage.increment_unless_busy(10, 30, "2024-05-02", 1, busy_at=2) is None
+    assert await store.usage.get(10, 30, day) == 5  # nothing charged
+    assert await store.usage.get(10, 30, "2024-05-02") == 0
+    await store.tasks.mark_done(first.id, [], 1)  # finished: room again
+    assert await store.usage.increment_unless_busy(10, 30, day, 1, busy_at=2) == 6
+
+
 async def test_usage_increment_by_n_refund_and_prune(store: Store) -> None:
     assert await store.usage.increment(1, 2, "2024-05-01", 3) == 3
     assert await store.usage.increment(1, 2, "2024-05-01", -1) == 2
