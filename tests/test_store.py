@@ -471,7 +471,8 @@ async def test_task_happy_path(store: Store) -> None:
     assert (done.state, done.images, done.seed_used) == (TaskState.DONE, tuple(images), 5)
     assert done.next_poll_at is None and done.done_at is not None
 
-    delivered = await store.tasks.mark_delivered(task.id, 777)
+    assert await store.tasks.mark_delivered(task.id, 777) is True
+    delivered = await store.tasks.get(task.id)
     assert delivered is not None
     assert (delivered.state, delivered.result_message_id) == (TaskState.DELIVERED, 777)
     assert delivered.delivered_at is not None and not delivered.active
@@ -509,11 +510,11 @@ async def test_illegal_task_transition_returns_none_and_changes_nothing(
         "fail": lambda: store.tasks.mark_failed(task.id, "boom"),
     }
     for step in setup:
-        assert await steps[step]() is not None
+        assert await steps[step]()
     before = await store.tasks.get(task.id)
 
     method, *args = illegal
-    assert await getattr(store.tasks, str(method))(task.id, *args) is None
+    assert await getattr(store.tasks, str(method))(task.id, *args) in (None, False)
     assert await store.tasks.get(task.id) == before
 
 
@@ -521,7 +522,8 @@ async def test_delivery_records_the_place_the_result_went_to(store: Store) -> No
     task = await store.tasks.create(**_task_params())  # asked for the channel
     await store.tasks.mark_submitted(task.id, "svc")
     await store.tasks.mark_done(task.id, [{"url": "u"}], 1)
-    delivered = await store.tasks.mark_delivered(task.id, 7, "dm")
+    assert await store.tasks.mark_delivered(task.id, 7, "dm") is True
+    delivered = await store.tasks.get(task.id)
     assert delivered is not None and delivered.delivery == "dm"
     assert await store.tasks.set_result_message(task.id, 8, "channel") is True
     moved = await store.tasks.get(task.id)
@@ -602,9 +604,10 @@ async def test_concurrent_delivery_happens_exactly_once(store: Store) -> None:
     await store.tasks.mark_submitted(task.id, "svc")
     await store.tasks.mark_done(task.id, [], 1)
     results = await asyncio.gather(*(store.tasks.mark_delivered(task.id, m) for m in range(20)))
-    winners = [r for r in results if r is not None]
+    winners = [m for m, applied in enumerate(results) if applied]
     assert len(winners) == 1
-    assert (await store.tasks.get(task.id)) == winners[0]
+    delivered = await store.tasks.get(task.id)
+    assert delivered is not None and delivered.result_message_id == winners[0]
 
 
 async def test_requeue_fail_and_cancel(store: Store) -> None:

@@ -1,9 +1,10 @@
 """Generation tasks and their guarded state machine.
 
 Every transition is a single `UPDATE ... WHERE id = ? AND state IN (...)`: a transition
-from the wrong state changes nothing and returns None (False for the updates whose callers
-need no task back), which is what makes submission, completion and delivery happen exactly
-once even with concurrent workers or restarts.
+from the wrong state changes nothing and returns None (or False), which is what makes
+submission, completion and delivery happen exactly once even with concurrent workers or
+restarts. Only the updates whose callers use the task return it: building one costs more
+than the statement, so the others return whether they applied.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ UPDATE tasks
 SET state = 'delivered', result_message_id = ?, delivery = COALESCE(?, delivery),
     delivered_at = ?, updated_at = ?
 WHERE id = ? AND state = 'done'
-RETURNING *
+RETURNING id
 """
 
 _MARK_FAILED = """
@@ -317,13 +318,11 @@ class TaskRepo(Repo):
 
     async def mark_delivered(
         self, task_id: int, result_message_id: int, place: str | None = None
-    ) -> Task | None:
+    ) -> bool:
         """done -> delivered, recording the message that carries the result and its place
-        ('channel' or 'dm'; None: the place asked for)."""
+        ('channel' or 'dm'; None: the place asked for); False when the task was not done."""
         now = self._clock()
-        return await self._transition(
-            _MARK_DELIVERED, (result_message_id, place, now, now, task_id)
-        )
+        return await self._applied(_MARK_DELIVERED, (result_message_id, place, now, now, task_id))
 
     async def mark_failed(self, task_id: int, error: str, detail: str = "") -> Task | None:
         """queued/submitted/done -> failed with a reason code and a detail text."""
