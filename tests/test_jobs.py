@@ -661,6 +661,26 @@ async def test_quota_race_admits_exactly_the_quota(
     assert await store.usage.get(GUILD, 1, day) == 3
 
 
+async def test_a_full_line_is_refused_before_the_quota_and_charges_nothing(
+    store: Store, make_service: ServiceFactory
+) -> None:
+    service = await make_service(Events(), start=False)  # tasks stay queued
+    limits = Limits(user_running=1, user_queued=1, daily_quota=3)
+    day = admission.utc_day(time.time())
+    await service.enqueue(request(), limits=limits)
+    await service.enqueue(request(), limits=limits)
+    with pytest.raises(QueueFull):
+        await service.enqueue(request(), limits=limits)
+    with pytest.raises(QueueFull):  # over the quota too: the line is what is said
+        await service.enqueue(request(count=2), limits=limits)
+    assert await store.usage.get(GUILD, 1, day) == 2  # the refused requests cost nothing
+    with pytest.raises(QuotaExceeded):  # room in the line, not in the quota
+        await service.enqueue(request(user=2, count=4), limits=limits)
+    assert await store.usage.get(GUILD, 2, day) == 0
+    await service.enqueue(request(user=2, count=3), limits=limits)
+    assert await store.usage.get(GUILD, 2, day) == 3
+
+
 async def test_quota_counter_is_atomic_without_locks(store: Store) -> None:
     limits = Limits(daily_quota=5)
     outcomes = await asyncio.gather(

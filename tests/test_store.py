@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import asyncpg
@@ -24,11 +25,12 @@ from bot.store import (
     Store,
     TaskState,
     TrainingState,
+    base,
     load_migrations,
     migrate,
     schema_version,
 )
-from bot.store.database import Database
+from bot.store.database import Database, Row
 from bot.store.sqlite import SqliteDatabase
 from bot.store.store import open_database
 from tests.conftest import DatabaseFactory
@@ -451,8 +453,7 @@ async def test_task_ids_increase_and_parent_must_exist(store: Store) -> None:
 
 async def test_task_happy_path(store: Store) -> None:
     task = await store.tasks.create(**_task_params())
-    status = await store.tasks.set_status_message(task.id, 555)
-    assert status is not None and status.status_message_id == 555
+    assert await store.tasks.set_status_message(task.id, 555) is True
 
     submitted = await store.tasks.mark_submitted(task.id, "svc-1")
     assert submitted is not None
@@ -470,7 +471,8 @@ async def test_task_happy_path(store: Store) -> None:
     assert (done.state, done.images, done.seed_used) == (TaskState.DONE, tuple(images), 5)
     assert done.next_poll_at is None and done.done_at is not None
 
-    delivered = await store.tasks.mark_delivered(task.id, 777)
+    assert await store.tasks.mark_delivered(task.id, 777) is True
+    delivered = await store.tasks.get(task.id)
     assert delivered is not None
     assert (delivered.state, delivered.result_message_id) == (TaskState.DELIVERED, 777)
     assert delivered.delivered_at is not None and not delivered.active
@@ -508,11 +510,11 @@ async def test_illegal_task_transition_returns_none_and_changes_nothing(
         "fail": lambda: store.tasks.mark_failed(task.id, "boom"),
     }
     for step in setup:
-        assert await steps[step]() is not None
+        assert await steps[step]()
     before = await store.tasks.get(task.id)
 
     method, *args = illegal
-    assert await getattr(store.tasks, str(method))(task.id, *args) is None
+    assert await getattr(store.tasks, str(method))(task.id, *args) in (None, False)
     assert await store.tasks.get(task.id) == before
 
 
@@ -520,18 +522,81 @@ async def test_delivery_records_the_place_the_result_went_to(store: Store) -> No
     task = await store.tasks.create(**_task_params())  # asked for the channel
     await store.tasks.mark_submitted(task.id, "svc")
     await store.tasks.mark_done(task.id, [{"url": "u"}], 1)
-    delivered = await store.tasks.mark_delivered(task.id, 7, "dm")
+    assert await store.tasks.mark_delivered(task.id, 7, "dm") is True
+    delivered = await store.tasks.get(task.id)
     assert delivered is not None and delivered.delivery == "dm"
-    moved = await store.tasks.set_result_message(task.id, 8, "channel")
+    assert await store.tasks.set_result_message(task.id, 8, "channel") is True
+    moved = await store.tasks.get(task.id)
     assert moved is not None and (moved.result_message_id, moved.delivery) == (8, "channel")
-    same = await store.tasks.set_result_message(task.id, 9)
+    assert await store.tasks.set_result_message(task.id, 9) is True
+    same = await store.tasks.get(task.id)
     assert same is not None and (same.result_message_id, same.delivery) == (9, "channel")
 
 
 async def test_transitions_on_missing_task_return_none(store: Store) -> None:
     assert await store.tasks.mark_submitted(404, "svc") is None
-    assert await store.tasks.set_status_message(404, 1) is None
+    assert await store.tasks.set_status_message(404, 1) is False
     assert await store.tasks.mark_failed(404, "x") is None
+
+
+async def test_updates_that_return_no_task_say_whether_they_applied(store: Store) -> None:
+    task = await store.tasks.create(**_task_params())
+    # Not delivered yet: the guarded updates of a delivered task change nothing.
+    assert await store.tasks.set_result_message(task.id, 8) is False
+    assert await store.tasks.mark_removed(task.id, 3001) is False
+    assert await store.tasks.get(task.id) == task
+    await store.tasks.mark_submitted(task.id, "svc")
+    await store.tasks.mark_done(task.id, [{"url": "u"}], 1)
+    await store.tasks.mark_delivered(task.id, 7)
+    assert await store.tasks.set_result_message(task.id, 8) is True
+    assert await store.tasks.mark_removed(task.id, 3001) is True
+    after = await store.tasks.get(task.id)
+    assert after is not None and (after.result_message_id, after.removed_by) == (8, 3001)
+    assert await store.tasks.set_status_message(task.id, 9) is True
+    assert await store.tasks.mark_removed(404, 3001) is False
+
+
+async def test_rows_map_to_dataclasses_without_reading_their_fields_each_time(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = await store.tasks.create(**_task_params())
+    await store.tasks.get(task.id)  # the class's field names are known from here on
+    calls = 0
+    real_fields = base.fields
+
+    def counted(cls: object) -> object:
+        nonlocal calls
+        calls += 1
+        return real_fields(cls)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(base, "fields", counted)
+    tasks = [await store.tasks.get(task.id) for _ in range(3)]
+    assert tasks == [task] * 3
+    assert calls == 0
+
+
+async def test_member_preferences_read_while_they_change_are_not_kept(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetch_all = store.db.fetch_all
+    read_back, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held_read(sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        rows = await fetch_all(sql, params)
+        if sql.startswith("SELECT * FROM member_preferences") and not go_on.is_set():
+            read_back.set()  # the rows are read; the change lands before they are returned
+            await go_on.wait()
+        return rows
+
+    monkeypatch.setattr(store.db, "fetch_all", held_read)
+    reading = asyncio.create_task(store.preferences.get(1, 2))
+    await read_back.wait()
+    assert (await store.preferences.update(1, 2, count=3)).count == 3
+    go_on.set()
+    assert (await reading).count is None  # what it read before the change
+    assert (await store.preferences.get(1, 2)).count == 3  # not what that read kept
+    await store.preferences.clear(1, 2)
+    assert (await store.preferences.get(1, 2)).empty
 
 
 async def test_concurrent_delivery_happens_exactly_once(store: Store) -> None:
@@ -539,9 +604,10 @@ async def test_concurrent_delivery_happens_exactly_once(store: Store) -> None:
     await store.tasks.mark_submitted(task.id, "svc")
     await store.tasks.mark_done(task.id, [], 1)
     results = await asyncio.gather(*(store.tasks.mark_delivered(task.id, m) for m in range(20)))
-    winners = [r for r in results if r is not None]
+    winners = [m for m, applied in enumerate(results) if applied]
     assert len(winners) == 1
-    assert (await store.tasks.get(task.id)) == winners[0]
+    delivered = await store.tasks.get(task.id)
+    assert delivered is not None and delivered.result_message_id == winners[0]
 
 
 async def test_requeue_fail_and_cancel(store: Store) -> None:
@@ -746,6 +812,25 @@ async def test_usage_counter_is_atomic_under_concurrency(store: Store) -> None:
     assert sorted(results) == list(range(1, 51))
     assert await store.usage.get(1, 2, "2024-05-01") == 50
     assert await store.usage.get(1, 3, "2024-05-01") == 0
+
+
+async def test_usage_is_charged_only_while_the_member_has_room_in_their_line(
+    store: Store,
+) -> None:
+    day = "2024-05-01"
+    first = await store.tasks.create(**_task_params())  # guild 10, member 30
+    await store.tasks.create(**_task_params(user_id=31))  # another member's
+    await store.tasks.create(**_task_params(guild_id=11))  # the member's, in another guild
+    assert await store.usage.increment_unless_busy(10, 30, day, 2, busy_at=2) == 2  # new row
+    assert await store.usage.increment_unless_busy(10, 30, day, 3, busy_at=2) == 5  # added
+    await store.tasks.mark_submitted(first.id, "svc")  # submitted counts as unfinished too
+    await store.tasks.create(**_task_params())
+    assert await store.usage.increment_unless_busy(10, 30, day, 1, busy_at=2) is None
+    assert await store.usage.increment_unless_busy(10, 30, "2024-05-02", 1, busy_at=2) is None
+    assert await store.usage.get(10, 30, day) == 5  # nothing charged
+    assert await store.usage.get(10, 30, "2024-05-02") == 0
+    await store.tasks.mark_done(first.id, [], 1)  # finished: room again
+    assert await store.usage.increment_unless_busy(10, 30, day, 1, busy_at=2) == 6
 
 
 async def test_usage_increment_by_n_refund_and_prune(store: Store) -> None:

@@ -61,36 +61,63 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
         raise BlockedWord(word=word)
 
 
-async def check_member_queue(store: Store, request: GenerationRequest, limits: Limits) -> None:
-    """Raise `QueueFull` (`UserBusy` when none may wait) when the member's line is full.
+def member_line(limits: Limits) -> int | None:
+    """How many unfinished tasks a member may have (None: no limit).
 
     A member may have `user_running` tasks at the service and `user_queued` more waiting.
     Their unfinished tasks are counted together: which of them are at the service at a
     given moment also depends on the other members and the account, not on this member.
     """
     if limits.user_running is None or limits.user_queued is None:
-        return
-    active = await store.tasks.count_active(request.guild_id, request.user_id)
-    if active < limits.user_running + limits.user_queued:
-        return
+        return None
+    return limits.user_running + limits.user_queued
+
+
+def line_full(limits: Limits) -> UserBusy | QueueFull:
+    """The refusal of a member whose line is full: `UserBusy` when none may wait."""
+    assert limits.user_running is not None and limits.user_queued is not None
     if limits.user_queued == 0:
-        raise UserBusy(count=limits.user_running)
-    raise QueueFull(count=limits.user_queued, running=limits.user_running)
+        return UserBusy(count=limits.user_running)
+    return QueueFull(count=limits.user_queued, running=limits.user_running)
+
+
+async def check_member_queue(store: Store, request: GenerationRequest, limits: Limits) -> None:
+    """Raise `QueueFull` (`UserBusy` when none may wait) when the member's line is full."""
+    line = member_line(limits)
+    if line is None:
+        return
+    if await store.tasks.count_active(request.guild_id, request.user_id) >= line:
+        raise line_full(limits)
 
 
 async def take_quota(
-    store: Store, request: GenerationRequest, limits: Limits, *, now: float
+    store: Store,
+    request: GenerationRequest,
+    limits: Limits,
+    *,
+    now: float,
+    line: int | None = None,
 ) -> str | None:
     """Count the request's images against the daily quota; return the day charged.
 
     None when there is no quota. The increment is atomic and returns the new count, so of
-    two concurrent requests competing for the last images exactly one gets them.
+    two concurrent requests competing for the last images exactly one gets them. With a
+    `line` (see `member_line`), the same statement first checks the member's line, and
+    charges nothing when it is full.
     """
     if limits.daily_quota is None:
         return None
     day = utc_day(now)
     images = max(1, request.count)
-    count = await store.usage.increment(request.guild_id, request.user_id, day, images)
+    if line is None:
+        count = await store.usage.increment(request.guild_id, request.user_id, day, images)
+    else:
+        charged = await store.usage.increment_unless_busy(
+            request.guild_id, request.user_id, day, images, busy_at=line
+        )
+        if charged is None:
+            raise line_full(limits)
+        count = charged
     if count > limits.daily_quota:
         await store.usage.increment(request.guild_id, request.user_id, day, -images)
         raise QuotaExceeded(count=limits.daily_quota, resets_at=int(next_utc_midnight(now)))
@@ -112,5 +139,8 @@ async def admit(
 ) -> str | None:
     """Run every admission check and charge the quota; return the day charged."""
     check_request(request, limits)
-    await check_member_queue(store, request, limits)
-    return await take_quota(store, request, limits, now=wall_clock())
+    if limits.daily_quota is None:
+        await check_member_queue(store, request, limits)
+        return None
+    # The member's line and the quota in one round trip: the line first, as on its own.
+    return await take_quota(store, request, limits, now=wall_clock(), line=member_line(limits))

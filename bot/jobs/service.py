@@ -550,14 +550,14 @@ class GenerationService:
             lambda: self._store.tasks.mark_delivered(task_id, posted.message_id, posted.place),
             what=f"the delivery of task {task_id}",
         )
-        if delivered is None:
+        if not delivered:
             log.warning("task %s was no longer 'done' after delivery", task_id)
             return
         log.info(
             "task %s delivered in guild %s, %.1f s after acceptance",
             task_id,
-            delivered.guild_id,
-            (delivered.delivered_at or delivered.updated_at) - delivered.created_at,
+            task.guild_id,
+            self._wall() - task.created_at,
         )
 
     async def _delivery_failed(self, task: Task) -> None:

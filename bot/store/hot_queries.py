@@ -24,6 +24,10 @@ HOT_QUERIES: dict[str, tuple[str, tuple[Any, ...]]] = {
     "admission: a member's unfinished tasks": (tasks._COUNT_ACTIVE, (_GUILD, _USER)),
     "per-guild count of unfinished tasks": (tasks._COUNT_ACTIVE, (_GUILD, None)),
     "admission: daily quota": (usage._INCREMENT, (_GUILD, _USER, _DAY, 1)),
+    "admission: a member's line and daily quota": (
+        usage._INCREMENT_UNLESS_BUSY,
+        (_GUILD, _USER, _DAY, 1, 4),
+    ),
     "command: guild settings": (settings._GET, (_GUILD,)),
     "command: member preferences": (preferences._GET, (_GUILD, _USER)),
     "command: guild account": (accounts._GET, (_GUILD,)),

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.store.base import Repo, build
-from bot.store.database import Row
+from bot.store.base import Clock, Repo, build
+from bot.store.database import Database, Row
+from bot.store.guild_cache import KeyedCache
+from bot.store.shards import EVERYTHING, ShardScope
 
 log = logging.getLogger(__name__)
 
 # The preferences a member may choose; a None value means "not chosen".
 PREFERENCE_NAMES: tuple[str, ...] = ("model", "size", "count", "negative_prompt", "delivery")
 DELIVERIES: tuple[str, ...] = ("channel", "dm")
+# Members (per guild) whose preferences are kept in memory; the least recently read go first.
+CACHED_MEMBERS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +60,31 @@ def _preferences(row: Row) -> MemberPreferences:
 
 
 class PreferencesRepo(Repo):
-    """Reads and writes `member_preferences`."""
+    """Reads and writes `member_preferences`.
+
+    Every generation command reads its member's preferences, so they are kept in memory:
+    a member changes them with a command in that guild, which reaches the process serving
+    its shard, and every change goes through `update` or `clear` here, which keep the copy
+    true (see bot/store/guild_cache.py).
+    """
+
+    def __init__(
+        self, db: Database, clock: Clock = time.time, scope: ShardScope = EVERYTHING
+    ) -> None:
+        super().__init__(db, clock, scope)
+        self._cache: KeyedCache[tuple[int, int], MemberPreferences] = KeyedCache(CACHED_MEMBERS)
 
     async def get(self, guild_id: int, user_id: int) -> MemberPreferences:
         """The member's preferences in the guild; all unset when they never chose any."""
-        row = await self._fetch_one(_GET, (guild_id, user_id))
-        return _preferences(row) if row else MemberPreferences(guild_id, user_id)
+        key = (guild_id, user_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        began = self._cache.read_began()
+        row = await self._fetch_one(_GET, key)
+        prefs = _preferences(row) if row else MemberPreferences(guild_id, user_id)
+        self._cache.keep_read(key, prefs, began)
+        return prefs
 
     async def update(self, guild_id: int, user_id: int, **changes: Any) -> MemberPreferences:
         """Change the given preferences (None unsets one; others keep theirs); return all."""
@@ -71,11 +95,15 @@ class PreferencesRepo(Repo):
             raise ValueError(f"unknown delivery: {changes['delivery']!r}")
         columns = sorted(changes)
         params = (guild_id, user_id, *(changes[c] for c in columns), self._clock())
-        row = await self._fetch_one(_upsert_sql(columns), params)
+        with self._cache.changing((guild_id, user_id)):
+            row = await self._fetch_one(_upsert_sql(columns), params)
         assert row is not None
         log.debug("Member %s of guild %s changed preferences: %s", user_id, guild_id, columns)
-        return _preferences(row)
+        prefs = _preferences(row)
+        self._cache.keep((guild_id, user_id), prefs)
+        return prefs
 
     async def clear(self, guild_id: int, user_id: int) -> bool:
         """Forget all of the member's preferences in the guild; True when any were stored."""
-        return await self._fetch_one(_CLEAR, (guild_id, user_id)) is not None
+        with self._cache.changing((guild_id, user_id)):
+            return await self._fetch_one(_CLEAR, (guild_id, user_id)) is not None

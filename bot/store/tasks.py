@@ -1,8 +1,10 @@
 """Generation tasks and their guarded state machine.
 
 Every transition is a single `UPDATE ... WHERE id = ? AND state IN (...)`: a transition
-from the wrong state changes nothing and returns None, which is what makes submission,
-completion and delivery happen exactly once even with concurrent workers or restarts.
+from the wrong state changes nothing and returns None (or False), which is what makes
+submission, completion and delivery happen exactly once even with concurrent workers or
+restarts. Only the updates whose callers use the task return it: building one costs more
+than the statement, so the others return whether they applied.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ UPDATE tasks
 SET state = 'delivered', result_message_id = ?, delivery = COALESCE(?, delivery),
     delivered_at = ?, updated_at = ?
 WHERE id = ? AND state = 'done'
-RETURNING *
+RETURNING id
 """
 
 _MARK_FAILED = """
@@ -165,19 +167,21 @@ WHERE id = ? AND state IN ('queued', 'submitted')
 RETURNING *
 """
 
+# The statements below return only the id: their callers need to know whether they applied,
+# not the whole task (building a Task costs more than the statement itself).
 _SET_STATUS_MESSAGE = """
-UPDATE tasks SET status_message_id = ?, updated_at = ? WHERE id = ? RETURNING *
+UPDATE tasks SET status_message_id = ?, updated_at = ? WHERE id = ? RETURNING id
 """
 
 _MARK_REMOVED = """
 UPDATE tasks SET removed_by = ?, updated_at = ? WHERE id = ? AND state = 'delivered'
-RETURNING *
+RETURNING id
 """
 
 _SET_RESULT_MESSAGE = """
 UPDATE tasks SET result_message_id = ?, delivery = COALESCE(?, delivery), updated_at = ?
 WHERE id = ? AND state = 'delivered'
-RETURNING *
+RETURNING id
 """
 
 
@@ -314,13 +318,11 @@ class TaskRepo(Repo):
 
     async def mark_delivered(
         self, task_id: int, result_message_id: int, place: str | None = None
-    ) -> Task | None:
+    ) -> bool:
         """done -> delivered, recording the message that carries the result and its place
-        ('channel' or 'dm'; None: the place asked for)."""
+        ('channel' or 'dm'; None: the place asked for); False when the task was not done."""
         now = self._clock()
-        return await self._transition(
-            _MARK_DELIVERED, (result_message_id, place, now, now, task_id)
-        )
+        return await self._applied(_MARK_DELIVERED, (result_message_id, place, now, now, task_id))
 
     async def mark_failed(self, task_id: int, error: str, detail: str = "") -> Task | None:
         """queued/submitted/done -> failed with a reason code and a detail text."""
@@ -338,21 +340,21 @@ class TaskRepo(Repo):
         """
         return await self._transition(_REQUEUE, (not_before, self._clock(), task_id))
 
-    async def set_status_message(self, task_id: int, message_id: int) -> Task | None:
-        """Remember the progress message of the task."""
-        return await self._transition(_SET_STATUS_MESSAGE, (message_id, self._clock(), task_id))
+    async def set_status_message(self, task_id: int, message_id: int) -> bool:
+        """Remember the progress message of the task; False when there is no such task."""
+        return await self._applied(_SET_STATUS_MESSAGE, (message_id, self._clock(), task_id))
 
     async def set_result_message(
         self, task_id: int, message_id: int, place: str | None = None
-    ) -> Task | None:
-        """Record where a delivered task's result was posted again (None: the same place)."""
-        return await self._transition(
-            _SET_RESULT_MESSAGE, (message_id, place, self._clock(), task_id)
-        )
+    ) -> bool:
+        """Record where a delivered task's result was posted again (None: the same place);
+        False when the task is not (or no longer) delivered."""
+        return await self._applied(_SET_RESULT_MESSAGE, (message_id, place, self._clock(), task_id))
 
-    async def mark_removed(self, task_id: int, moderator_id: int) -> Task | None:
-        """Remember that a moderator deleted a delivered task's result, so it stays gone."""
-        return await self._transition(_MARK_REMOVED, (moderator_id, self._clock(), task_id))
+    async def mark_removed(self, task_id: int, moderator_id: int) -> bool:
+        """Remember that a moderator deleted a delivered task's result, so it stays gone;
+        False when the task is not delivered."""
+        return await self._applied(_MARK_REMOVED, (moderator_id, self._clock(), task_id))
 
     async def list_by_state(self, *states: str) -> list[Task]:
         """Return this process's tasks (its shards' guilds) in any of the given states,
@@ -410,3 +412,10 @@ class TaskRepo(Repo):
             log.debug("Task update skipped (id %s absent or in another state)", params[-1])
             return None
         return _task(row)
+
+    async def _applied(self, sql: str, params: tuple[Any, ...]) -> bool:
+        """Run an update that returns the id only; whether it changed the task."""
+        if await self._fetch_one(sql, params) is None:
+            log.debug("Task update skipped (id %s absent or in another state)", params[-1])
+            return False
+        return True
