@@ -18,7 +18,7 @@ import pytest
 
 from bot.store.database import Database, Row
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, MEMBER_A2, Harness
-from tests.genutil import FAST_POLLING, imagine, task_id_of
+from tests.genutil import FAST_POLLING, imagine, is_accepted, task_id_of
 from tests.helpers import answer_text
 
 pytestmark = pytest.mark.backends()
@@ -97,7 +97,7 @@ class CommandPath:
     async def imagine(self, h: Harness, **options: Any) -> tuple[int, list[str]]:
         """Run one /imagine; its task id and the statements its answer waited for."""
         text = await answer_text(await imagine(h, **options))
-        assert "Accepted as task #" in text, text
+        assert is_accepted(text), text
         await h.settled()
         return task_id_of(text), self.log.run_by(self.handlers[-1])
 
