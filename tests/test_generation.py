@@ -558,3 +558,20 @@ async def test_a_single_image_is_shown_inside_the_result_embed(gen):
     result = await wait_result(gen, task_id)
     (attachment,) = result["attachments"]
     assert result["embeds"][0]["image"]["url"] == f"attachment://{attachment['filename']}"
+
+
+async def test_a_status_change_after_the_board_closed_sends_nothing(gen):
+    # At shutdown the board flushes its edits before discord.py's session closes; a change
+    # coming later (a task finishing as the bot stops) must not start a request, or a timer
+    # firing into the closed session.
+    task_id = await accepted(await imagine(gen, count=1))
+    await wait_result(gen, task_id)
+    await gen.idle()
+    task = await gen.bot.store.tasks.get(task_id)
+    board = gen.bot.delivery.status
+    await board.close()
+    before = len(gen.fake.requests)
+    board.show_soon(task, "too late", final=True)
+    await board.show(task, "later still", final=True)
+    await gen.idle()
+    assert len(gen.fake.requests) == before and len(board) == 0

@@ -56,6 +56,34 @@ async def test_a_refused_edit_is_sent_again_with_the_next_update_and_flush_sends
     assert message.sent == ["a", "a", "b"] and not throttled.waiting
 
 
+async def test_flush_waits_for_a_delayed_edit_already_under_way() -> None:
+    # At shutdown the status board flushes every message before discord.py closes its
+    # session: a delayed edit that already fired and is waiting for Discord must be waited
+    # for, not left running into the closed session.
+    now = [0.0]
+    release = asyncio.Event()
+    under_way = asyncio.Event()
+    sent: list[str] = []
+
+    async def slow_send(text: str) -> bool:
+        under_way.set()
+        await release.wait()
+        sent.append(text)
+        return True
+
+    throttled = ThrottledMessage(slow_send, interval=0.01, clock=lambda: now[0])
+    throttled.sent("a")
+    await throttled.update("b")  # within the interval: a delayed edit
+    now[0] = 1.0
+    await asyncio.wait_for(under_way.wait(), 5)  # it fired and is sending
+    flushing = asyncio.create_task(throttled.flush())
+    await asyncio.sleep(0.05)
+    assert not flushing.done()  # still waiting for the edit under way
+    release.set()
+    await asyncio.wait_for(flushing, 5)
+    assert sent == ["b"]
+
+
 async def test_a_delayed_edit_builds_its_text_when_it_is_sent() -> None:
     now = [0.0]
     message = Recorder()

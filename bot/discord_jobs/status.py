@@ -64,6 +64,7 @@ class StatusBoard:
         self._on_answer: dict[int, Callable[[], None]] = {}  # what `accepted` runs after it
         # Interactions whose public answer will be the status message of the task they create.
         self._answering: set[int] = set()
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._entries) + len(self._pending)
@@ -78,8 +79,8 @@ class StatusBoard:
     ) -> None:
         """Make the task's status message say `text` (posting it if there is none yet);
         `urgent`: ahead of other tasks' status edits when requests wait for Discord."""
-        if task.id in self._finished and not final:
-            return
+        if self._closed or (task.id in self._finished and not final):
+            return  # closed: its requests could only meet a closed session
         if final:
             self._finished[task.id] = None
             while len(self._finished) > FINISHED_MEMORY:
@@ -189,9 +190,10 @@ class StatusBoard:
             then()
 
     async def close(self) -> None:
-        """Send pending edits now and stop the timers."""
+        """Send pending edits now and stop the timers; nothing is shown after it."""
         if self._pending:
             await asyncio.wait(set(self._pending))
+        self._closed = True  # a change from now on would start a timer firing after the end
         for entry in list(self._entries.values()):
             await entry.message.flush()
         self._entries.clear()

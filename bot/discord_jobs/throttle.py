@@ -83,13 +83,13 @@ class ThrottledMessage:
         await self._deliver()
 
     async def flush(self) -> None:
-        """Stop the delayed send and send what it would have sent, now."""
+        """Stop the delayed send and send what it would have sent, now; a send already under
+        way (a delayed one that fired) is waited for, so none is left running after it."""
         timer, self._timer = self._timer, None
-        if timer is None:
-            return
-        timer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await timer
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
         async with self.lock:
             await self._deliver()
 
