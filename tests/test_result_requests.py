@@ -121,6 +121,26 @@ async def delivered(h: Harness, task_id: int) -> Task:
     return task
 
 
+def one_image_embed(description: str, *, seed: int, footer: str) -> dict[str, Any]:
+    """The embed of task 1's single-image result, as Discord receives it."""
+    return {
+        "footer": {"text": footer},
+        "image": {"url": "attachment://task-1-1.jpg"},
+        "fields": [
+            MODEL,
+            SIZE,
+            {"inline": True, "name": "Seed", "value": str(seed)},
+            {"inline": True, "name": "Images", "value": "1"},
+            TIME,
+        ],
+        "flags": 0,
+        "color": 7101671,
+        "type": "rich",
+        "description": description,
+        "title": "Task #1",
+    }
+
+
 async def test_a_channel_result_is_posted_with_the_body_it_always_had(gen):
     ix = await imagine(gen, "a lighthouse at dusk", count=2, seed=77, negative_prompt="fog")
     task_id = task_id_of(await answer_text(ix))
@@ -193,24 +213,7 @@ async def test_a_dm_result_is_posted_with_the_body_it_always_had(gen):
     task_id = task_id_of(await answer_text(await imagine(gen, "a quiet harbour", count=1, seed=5)))
     (dm,) = await eventually(lambda: gen.fake.dm_messages(MEMBER_A), timeout=15)
     expected = {
-        "embeds": [
-            {
-                "footer": {"text": "Task #1 · t2i"},
-                "image": {"url": "attachment://task-1-1.jpg"},
-                "fields": [
-                    MODEL,
-                    SIZE,
-                    {"inline": True, "name": "Seed", "value": "5"},
-                    {"inline": True, "name": "Images", "value": "1"},
-                    TIME,
-                ],
-                "flags": 0,
-                "color": 7101671,
-                "type": "rich",
-                "description": "a quiet harbour",
-                "title": "Task #1",
-            }
-        ],
+        "embeds": [one_image_embed("a quiet harbour", seed=5, footer="Task #1 · t2i")],
         "content": f"Your result of task #1, asked for in <#{CH_A}> on Guild A:",
         "components": buttons(1, 1),
         "nonce": "mh1dm",
@@ -238,24 +241,7 @@ async def test_a_result_the_channel_refuses_goes_by_dm_with_the_body_it_always_h
     assert nonce.isdigit()  # discord.py's random one: none was chosen for this post
     post.json["nonce"] = "<random>"
     expected = {
-        "embeds": [
-            {
-                "footer": {"text": FOOTER.format(1)},
-                "image": {"url": "attachment://task-1-1.jpg"},
-                "fields": [
-                    MODEL,
-                    SIZE,
-                    {"inline": True, "name": "Seed", "value": "5"},
-                    {"inline": True, "name": "Images", "value": "1"},
-                    TIME,
-                ],
-                "flags": 0,
-                "color": 7101671,
-                "type": "rich",
-                "description": "a red kite",
-                "title": "Task #1",
-            }
-        ],
+        "embeds": [one_image_embed("a red kite", seed=5, footer=FOOTER.format(1))],
         "content": None,
         "components": [],
         "nonce": "<random>",
@@ -275,24 +261,7 @@ async def test_a_dm_result_refused_by_closed_dms_is_posted_with_the_body_it_alwa
     task_id = task_id_of(await answer_text(await imagine(gen, "a grey heron", count=1, seed=6)))
     result = await wait_result(gen, task_id, timeout=15)
     expected = {
-        "embeds": [
-            {
-                "footer": {"text": FOOTER.format(1)},
-                "image": {"url": "attachment://task-1-1.jpg"},
-                "fields": [
-                    MODEL,
-                    SIZE,
-                    {"inline": True, "name": "Seed", "value": "6"},
-                    {"inline": True, "name": "Images", "value": "1"},
-                    TIME,
-                ],
-                "flags": 0,
-                "color": 7101671,
-                "type": "rich",
-                "description": "a grey heron",
-                "title": "Task #1",
-            }
-        ],
+        "embeds": [one_image_embed("a grey heron", seed=6, footer=FOOTER.format(1))],
         "content": f"<@{MEMBER_A}> {t('delivery.dm_refused', 'en-US')}",
         "components": buttons(1, 1),
         "nonce": "mh1d",

@@ -120,12 +120,8 @@ def drive(strategy: AdaptiveInterval, durations: list[float]) -> None:
             at += strategy.next_interval(task, 0, polls, at)  # type: ignore[arg-type]
 
 
-def test_the_strategy_chooses_the_factor_of_the_search_over_the_whole_window() -> None:
-    # A service at 2 s a run, then 6 s, 1 s and 12 s, against a prior of 3 s: the factor
-    # moves far and often, and every completion's choice is the reference's, to the bit.
-    rng = random.Random(7)
-    durations = [mean * rng.uniform(0.8, 1.2) for mean in (2, 6, 1, 12) for _ in range(150)]
-    strategy = AdaptiveInterval(base_seconds=3.0)
+def record_choices(strategy: AdaptiveInterval) -> list[tuple[float, float]]:
+    """From now on, each factor the strategy learns beside the whole-window search's."""
     window: deque[tuple[float, float]] = deque(maxlen=AdaptiveInterval.SAMPLES)
     chosen: list[tuple[float, float]] = []
     add = strategy._runs.add
@@ -138,6 +134,16 @@ def test_the_strategy_chooses_the_factor_of_the_search_over_the_whole_window() -
         return factor
 
     strategy._runs.add = checked_add  # type: ignore[method-assign]
+    return chosen
+
+
+def test_the_strategy_chooses_the_factor_of_the_search_over_the_whole_window() -> None:
+    # A service at 2 s a run, then 6 s, 1 s and 12 s, against a prior of 3 s: the factor
+    # moves far and often, and every completion's choice is the reference's, to the bit.
+    rng = random.Random(7)
+    durations = [mean * rng.uniform(0.8, 1.2) for mean in (2, 6, 1, 12) for _ in range(150)]
+    strategy = AdaptiveInterval(base_seconds=3.0)
+    chosen = record_choices(strategy)
     drive(strategy, durations)
     assert len(chosen) > 500  # nearly every task taught it something
     assert all(factor == reference for factor, reference in chosen)
@@ -195,18 +201,7 @@ async def test_the_bot_learns_the_factor_of_the_search_over_the_whole_window(har
     )
     strategy = h.bot.generation.poller.strategy
     assert isinstance(strategy, AdaptiveInterval)
-    window: deque[tuple[float, float]] = deque(maxlen=AdaptiveInterval.SAMPLES)
-    chosen: list[tuple[float, float]] = []
-    add = strategy._runs.add
-
-    def checked_add(shortest: float, longest: float) -> float:
-        before = strategy._factor
-        window.append((shortest, longest))
-        factor = add(shortest, longest)
-        chosen.append((factor, reference_factor(window, before)))
-        return factor
-
-    strategy._runs.add = checked_add  # type: ignore[method-assign]
+    chosen = record_choices(strategy)
     for _ in range(2):  # two rounds of four tasks at once
         answers = [await imagine(h, count=1) for _ in range(4)]
         for answer in answers:
