@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, Harness
-from tests.helpers import message_text
+from tests.helpers import answer, message_text
 
 # Poll the emulator quickly so results arrive in a fraction of a second.
 FAST_POLLING = {"poll_strategy": "fixed", "poll_interval": 0.05}
@@ -71,6 +71,21 @@ _ACCEPTED = re.compile(r"^(?:Accepted as task|⏳ Task|🎨 Task|🕒 Task) #\d+
 def is_accepted(text: str) -> bool:
     """Whether a command's (English) answer says its task was accepted."""
     return _ACCEPTED.match(text) is not None
+
+
+async def set_preferences(
+    harness: Harness, *, user_id: int = MEMBER_A, **options: Any
+) -> dict[str, Any]:
+    """Run `/preferences set` as a member of guild A; return its answer."""
+    ix = await harness.fake.slash(
+        "preferences",
+        subcommand="set",
+        user_id=user_id,
+        guild_id=GUILD_A,
+        channel_id=CH_A,
+        options=options,
+    )
+    return await answer(ix)
 
 
 def task_id_of(text: str) -> int:

@@ -18,7 +18,7 @@ import pytest
 
 from bot.store.database import Database, Row
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, MEMBER_A2, Harness
-from tests.genutil import FAST_POLLING, imagine, is_accepted, task_id_of
+from tests.genutil import FAST_POLLING, imagine, is_accepted, set_preferences, task_id_of
 from tests.helpers import answer_text
 
 pytestmark = pytest.mark.backends()
@@ -125,15 +125,7 @@ async def test_imagine_runs_only_the_admission_and_the_insert_once_its_reads_are
 async def test_a_preference_changed_applies_at_once_without_another_read(gen: Harness) -> None:
     path = CommandPath(gen)
     await path.imagine(gen, count=1)
-    ix = await gen.fake.slash(
-        "preferences",
-        subcommand="set",
-        user_id=MEMBER_A,
-        guild_id=GUILD_A,
-        channel_id=CH_A,
-        options={"count": 3},
-    )
-    await answer_text(ix)
+    await set_preferences(gen, count=3)
     task_id, statements = await path.imagine(gen)  # no count: the member's preference
     assert statements == ADMISSION_AND_TASK  # what the change stored is what is kept
     task = await gen.bot.store.tasks.get(task_id)

@@ -10,7 +10,15 @@ import pytest
 from bot.i18n import t
 from bot.store import Task, TaskState
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, Harness
-from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
+from tests.genutil import (
+    FAST_POLLING,
+    eventually,
+    imagine,
+    result_of,
+    set_preferences,
+    task_id_of,
+    wait_result,
+)
 from tests.helpers import answer, answer_text
 
 
@@ -79,15 +87,7 @@ async def test_a_result_the_channel_refuses_goes_by_dm_and_is_linked_there(gen):
 
 async def test_a_dm_result_refused_by_closed_dms_is_linked_in_the_channel(gen):
     gen.fake.world.dm_closed.add(MEMBER_A)
-    ix = await gen.fake.slash(
-        "preferences",
-        subcommand="set",
-        user_id=MEMBER_A,
-        guild_id=GUILD_A,
-        channel_id=CH_A,
-        options={"delivery": "dm"},
-    )
-    await answer(ix)
+    await set_preferences(gen, delivery="dm")
     assert (await gen.bot.store.preferences.get(GUILD_A, MEMBER_A)).delivery == "dm"
     task_id = task_id_of(await answer_text(await imagine(gen, count=1)))
 

@@ -26,8 +26,15 @@ from bot.i18n import t
 from bot.store import Task, TaskState
 from fakediscord.recording import RecordedRequest
 from tests.conftest import CH_A, GUILD_A, MEMBER_A, MEMBER_A2, Harness
-from tests.genutil import FAST_POLLING, eventually, imagine, task_id_of, wait_result
-from tests.helpers import answer, answer_text
+from tests.genutil import (
+    FAST_POLLING,
+    eventually,
+    imagine,
+    set_preferences,
+    task_id_of,
+    wait_result,
+)
+from tests.helpers import answer_text
 
 FOOTER = "Task #{} · t2i · 🔁 rerun · 🔂 same seed · ✉️ originals by DM · ❌ delete"
 MODEL = {"inline": True, "name": "Model", "value": "Artist\\_V0.1.3"}
@@ -100,15 +107,7 @@ def reaction_puts(h: Harness, channel_id: int) -> list[str]:
 
 
 async def delivery_by_dm(h: Harness) -> None:
-    ix = await h.fake.slash(
-        "preferences",
-        subcommand="set",
-        user_id=MEMBER_A,
-        guild_id=GUILD_A,
-        channel_id=CH_A,
-        options={"delivery": "dm"},
-    )
-    await answer(ix)
+    await set_preferences(h, delivery="dm")
 
 
 async def delivered(h: Harness, task_id: int) -> Task:
