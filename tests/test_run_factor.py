@@ -127,7 +127,7 @@ def record_choices(strategy: AdaptiveInterval) -> list[tuple[float, float]]:
     add = strategy._runs.add
 
     def checked_add(shortest: float, longest: float) -> float:
-        before = strategy._factor
+        before = strategy._runs.value
         window.append((shortest, longest))
         factor = add(shortest, longest)
         chosen.append((factor, reference_factor(window, before)))
@@ -149,7 +149,7 @@ def test_the_strategy_chooses_the_factor_of_the_search_over_the_whole_window() -
     assert all(factor == reference for factor, reference in chosen)
     factors = {round(math.log(factor) / STEP) for factor, _ in chosen}
     assert len(factors) > 30  # it did move: over 1/3 to 4 times the prior
-    assert strategy._factor == pytest.approx(4.0, rel=0.1)  # 12 s runs over a 3 s prior
+    assert strategy._runs.value == pytest.approx(4.0, rel=0.1)  # 12 s runs over a 3 s prior
 
 
 def test_a_completion_costs_a_logarithm_per_factor_in_reach_not_per_kept_run(
@@ -208,4 +208,4 @@ async def test_the_bot_learns_the_factor_of_the_search_over_the_whole_window(har
             await wait_result(h, task_id_of(await answer_text(answer)))
     assert len(chosen) >= 6  # most tasks' runs were bracketed closely enough to learn from
     assert all(factor == reference for factor, reference in chosen)
-    assert strategy._factor < 0.6  # runs take a quarter of the prior's 1.2 s
+    assert strategy._runs.value < 0.6  # runs take a quarter of the prior's 1.2 s

@@ -170,8 +170,8 @@ class AdaptiveInterval:
         self.cold_spread = max(spread, cold_spread)
         self.warm_after = warm_after
         self._found_done = 0
+        # The run-time factor (run time / prior), learned from the runs polls bracketed.
         self._runs = RunFactor(spread=spread, outliers=self.OUTLIERS, samples=self.SAMPLES)
-        self._factor = self._runs.value  # run time / prior
         self._typical_run = base_seconds  # mean expected run of the tasks submitted lately
         self._clock = clock
         # Before the service reports a queue: `workers` runs of `base_seconds` at a time.
@@ -190,7 +190,7 @@ class AdaptiveInterval:
 
     def expected(self, task: Task) -> float:
         """Return the current estimate of the mean run time of a task."""
-        return self.prior(task) * self._factor
+        return self.prior(task) * self._runs.value
 
     def memory_sizes(self) -> dict[str, int]:
         """Tasks tracked now (the learned runs are a bounded window)."""
@@ -198,7 +198,7 @@ class AdaptiveInterval:
 
     def summary(self) -> str:
         """What has been learned, for the log."""
-        return f"run-time factor x{self._factor:.2f}, {self.queue.summary()}"
+        return f"run-time factor x{self._runs.value:.2f}, {self.queue.summary()}"
 
     def _spread(self) -> float:
         return self.spread if self._found_done >= self.warm_after else self.cold_spread
@@ -365,7 +365,7 @@ class AdaptiveInterval:
         # Its run: more than since its latest start at the last poll that found it running,
         # at most since its earliest start now.
         shortest = 0.0 if track.not_done is None else max(0.0, track.not_done - latest)
-        self._factor = self._runs.add(shortest / prior, (elapsed - earliest) / prior)
+        self._runs.add(shortest / prior, (elapsed - earliest) / prior)
 
     def forget(self, task_id: int) -> None:
         """Drop the task's tracking state."""
