@@ -36,8 +36,10 @@ class _Entry:
     final: bool = False
     urgent: bool = False  # its edits go before other status edits (a failure's text)
     # Set while the task's command is being answered with its status: nothing is posted
-    # for the task until that answer is sent (or could not be, and the post is due).
+    # for the task until that answer is sent (or could not be, and the post is due); then
+    # `on_answer` runs (see `StatusBoard.accepted`).
     answer: asyncio.Future[None] | None = None
+    on_answer: Callable[[], None] | None = None
 
 
 class StatusBoard:
@@ -61,7 +63,6 @@ class StatusBoard:
         # Tasks whose final text was requested: late progress events must not overwrite it.
         self._finished: OrderedDict[int, None] = OrderedDict()
         self._pending: set[asyncio.Task[None]] = set()  # `show_soon` calls not done yet
-        self._on_answer: dict[int, Callable[[], None]] = {}  # what `accepted` runs after it
         # Interactions whose public answer will be the status message of the task they create.
         self._answering: set[int] = set()
         self._closed = False
@@ -126,8 +127,8 @@ class StatusBoard:
         entry = self._entry(task)
         entry.message.want(text)
         entry.answer = asyncio.get_running_loop().create_future()
+        entry.on_answer = then
         self._entries[task.id] = entry
-        self._on_answer[task.id] = then
 
     def answered(self, task: Task, message_id: int | None, text: str) -> None:
         """The command's answer went out as message `message_id` showing `text`: it is the
@@ -135,10 +136,10 @@ class StatusBoard:
         answer could not carry the status (deferred meanwhile, or refused), so the status
         message is posted as for any task."""
         entry = self._entries.get(task.id)
-        then = self._on_answer.pop(task.id, None)
         if entry is None or entry.answer is None:
             return
         answer, entry.answer = entry.answer, None
+        then, entry.on_answer = entry.on_answer, None
         if message_id is not None:
             entry.message_id = message_id
             entry.message.sent(text)
