@@ -1,4 +1,4 @@
-"""The SQLite backend: one autocommit aiosqlite connection in WAL mode."""
+"""The SQLite backend: one autocommit connection in WAL mode, used from the event loop."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import fcntl
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import aiosqlite
 
@@ -25,15 +27,60 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+_ITER_CHUNK_SIZE = 64  # aiosqlite's default: rows fetched per hop when iterating a cursor
+# Changes between two checkpoints of the write-ahead log. SQLite's own checkpoint would run
+# inside whichever statement crossed 1,000 pages, disk syncs included: on the loop.
+CHECKPOINT_CHANGES = 500
+# Sleeps between attempts at a statement that found the file locked, the last repeated
+# until the busy timeout has passed (what SQLite's own busy wait does, without the loop).
+_BUSY_SLEEPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+
+
+class _Locked(Exception):
+    """The file is locked by another connection; nothing was written."""
+
+    def __init__(self, error: sqlite3.OperationalError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
 
 class SqliteDatabase(Database):
-    """A SQLite file (or `:memory:`); `conn` is the aiosqlite connection itself."""
+    """A SQLite file (or `:memory:`); `conn` is its aiosqlite connection.
+
+    The bot's statements run on the event loop's own thread: they take tens of microseconds,
+    less than a hop to aiosqlite's thread and back, and under load that thread waits for the
+    interpreter lock behind the loop, so every command's statements queued behind each
+    other's. What could make the loop wait does not run there: a statement that finds the
+    file locked by another process sleeps and tries again (SQLite's busy wait would block
+    the loop), and the write-ahead log is checkpointed, disk syncs and all, on aiosqlite's
+    thread. Either keeps its place in line: statements issued meanwhile wait behind it, so
+    none overtakes another, and the two threads never use the connection at once.
+    """
 
     dialect = SQLITE
 
-    def __init__(self, conn: aiosqlite.Connection, path: str | Path = MEMORY) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        path: str | Path = MEMORY,
+        *,
+        direct: sqlite3.Connection | None = None,
+        busy_timeout_ms: int = 5000,
+    ) -> None:
         self.conn = conn
         self._path = path
+        # `conn`'s own sqlite3 connection, used from the loop (None: every statement goes
+        # through aiosqlite, as for a connection opened elsewhere).
+        self._direct = direct
+        self.busy_timeout_ms = busy_timeout_ms  # how long a statement waits for a locked file
+        self._closed = False
+        # What waits its turn behind a locked file or a checkpoint, and the task taking turns.
+        self._line: deque[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._checkpoint_at = direct.total_changes if direct is not None else 0
+        self._checkpointing: asyncio.Task[None] | None = None
         self._shard_locks: list[int] = []  # open lock files (descriptors) of claimed shards
 
     @classmethod
@@ -41,46 +88,160 @@ class SqliteDatabase(Database):
         """Open (creating if needed) the database file at `path`, configured for the bot."""
         if str(path) != MEMORY:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit: every statement is its own transaction; migrations BEGIN explicitly.
+        opened: list[sqlite3.Connection] = []
+
+        def connect() -> sqlite3.Connection:
+            # Autocommit: every statement is its own transaction; migrations BEGIN explicitly.
+            # Not bound to aiosqlite's thread: the loop uses it too, never at the same time.
+            raw = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            opened.append(raw)
+            return raw
+
         with _typed_errors():  # no file yet, and its directory cannot be written
-            conn = await aiosqlite.connect(str(path), isolation_level=None)
+            conn = await aiosqlite.Connection(connect, _ITER_CHUNK_SIZE)
         try:
             with _typed_errors():
                 conn.row_factory = aiosqlite.Row
                 await _configure(conn, busy_timeout_ms)
+                # From here on the waits are the loop's (see the class's note).
+                await conn.execute("PRAGMA busy_timeout = 0")
+                await conn.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, path)
+        return cls(conn, path, direct=opened[0], busy_timeout_ms=busy_timeout_ms)
 
     async def fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
-        # execute_fetchall runs statement and fetch in one hop on the db thread, so an
-        # INSERT/UPDATE ... RETURNING completes before any other coroutine's statement.
-        with _typed_errors():
-            return list(await self.conn.execute_fetchall(sql, tuple(params)))
+        args = tuple(params)
+        if self._direct is None:
+            # execute_fetchall runs statement and fetch in one hop on the db thread, so an
+            # INSERT/UPDATE ... RETURNING completes before any other coroutine's statement.
+            with _typed_errors():
+                return list(await self.conn.execute_fetchall(sql, args))
+        return await self._run(lambda raw: raw.execute(sql, args).fetchall())
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
-        with _typed_errors():
-            async with self.conn.execute(sql, tuple(params)) as cursor:
-                return max(cursor.rowcount, 0)
+        args = tuple(params)
+        if self._direct is None:
+            with _typed_errors():
+                async with self.conn.execute(sql, args) as cursor:
+                    return max(cursor.rowcount, 0)
+        return await self._run(lambda raw: max(raw.execute(sql, args).rowcount, 0))
 
     async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        batch = [tuple(r) for r in rows]
+        if self._direct is None:
+            with _typed_errors():
+                await self.conn.executemany(sql, batch)
+            return
+        await self._run(lambda raw: raw.executemany(sql, batch))
+
+    async def _run(self, statement: Callable[[sqlite3.Connection], T]) -> T:
+        """Run one statement on the loop: at once, unless others wait in line or the file is
+        locked; then in its turn, tried again until the busy timeout has passed."""
+        if not self._line:
+            try:
+                result = self._now(statement)
+            except _Locked:
+                pass  # nothing was written: it waits its turn like the statements behind it
+            else:
+                # Still a point where other coroutines run, as a trip to a thread was: a loop
+                # of statements (a reload, a cleanup) does not hold the loop to itself.
+                await asyncio.sleep(0)
+                return result
+        return await self._in_turn(lambda: self._when_free(statement))
+
+    def _now(self, statement: Callable[[sqlite3.Connection], T]) -> T:
+        raw = self._direct
+        if raw is None or self._closed:
+            raise ValueError("Connection closed")  # what aiosqlite says, for the same mistake
         with _typed_errors():
-            await self.conn.executemany(sql, [tuple(r) for r in rows])
+            try:
+                result = statement(raw)
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc):
+                    raise _Locked(exc) from None
+                raise
+        if raw.total_changes - self._checkpoint_at >= CHECKPOINT_CHANGES:
+            self._checkpoint_soon(raw.total_changes)
+        return result
+
+    async def _when_free(self, statement: Callable[[sqlite3.Connection], T]) -> T:
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        sleeps = iter(_BUSY_SLEEPS)
+        while True:
+            try:
+                return self._now(statement)
+            except _Locked as locked:
+                if time.monotonic() >= deadline:
+                    with _typed_errors():
+                        raise locked.error from None
+            await asyncio.sleep(next(sleeps, _BUSY_SLEEPS[-1]))
+
+    async def _in_turn(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` once everything in line before it has run; what comes later waits."""
+        turn: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._line.append((work, turn))
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return await turn
+
+    async def _drain(self) -> None:
+        # One task takes the turns: a statement whose turn comes runs at once, with no trip
+        # around the loop (hundreds of waiters each woken in turn would never catch up).
+        try:
+            while self._line:
+                work, turn = self._line[0]
+                if not turn.done():  # else its caller gave up waiting: it never runs
+                    try:
+                        result = await work()
+                    except Exception as exc:
+                        if not turn.done():
+                            turn.set_exception(exc)
+                    else:
+                        if not turn.done():
+                            turn.set_result(result)
+                self._line.popleft()
+        finally:
+            self._drainer = None
+
+    def _checkpoint_soon(self, changes: int) -> None:
+        self._checkpoint_at = changes
+        if self._checkpointing is None and str(self._path) != MEMORY:
+            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        # PASSIVE copies what it can without waiting for readers or writers (other processes
+        # on the file): nothing here waits for a lock, only for the disk.
+        try:
+            with _typed_errors():
+                await self._in_turn(
+                    lambda: self.conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                )
+        except Exception:
+            log.warning("checkpoint of the database's write-ahead log failed", exc_info=True)
+        finally:
+            self._checkpointing = None
 
     async def schema_version(self) -> int:
-        with _typed_errors():
-            rows = await self.conn.execute_fetchall("PRAGMA user_version")
-        return int(next(iter(rows))[0])
+        rows = await self.fetch_all("PRAGMA user_version")
+        return int(rows[0][0])
 
     async def apply_migration(self, migration: Migration) -> bool:
+        if self._direct is None:
+            return await self._migrate(migration)
+        return await self._in_turn(lambda: self._migrate(migration))
+
+    async def _migrate(self, migration: Migration) -> bool:
         # Statement by statement in one write transaction that reads the version again
         # under its lock: processes creating one new file together take turns, and the
         # second finds the work done. (executescript would commit before its first statement.)
         try:
             with _typed_errors():
+                await self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
                 await self.conn.execute("BEGIN IMMEDIATE")
-                if await self.schema_version() >= migration.version:
+                rows = await self.conn.execute_fetchall("PRAGMA user_version")
+                if int(next(iter(rows))[0]) >= migration.version:
                     await self.conn.execute("COMMIT")
                     return False
                 for statement in _statements(migration.sql):
@@ -91,6 +252,9 @@ class SqliteDatabase(Database):
             if self.conn.in_transaction:
                 await self.conn.rollback()
             raise
+        finally:
+            if self._direct is not None:  # the loop does the waiting (see the class's note)
+                await self.conn.execute("PRAGMA busy_timeout = 0")
         return True
 
     async def check_writable(self) -> None:
@@ -125,6 +289,12 @@ class SqliteDatabase(Database):
 
     async def close(self) -> None:
         """Close the connection (checkpointing the WAL) and give up the shards."""
+        if self._closed:
+            return
+        for pending in (self._checkpointing, self._drainer):
+            if pending is not None:
+                await pending
+        self._closed = True
         try:
             await self.conn.close()
         finally:
@@ -165,6 +335,11 @@ class SqliteDatabase(Database):
 
 
 _HAS_SEQUENCES = "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) keep the primary one in the low byte.
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _affinity(declared: str) -> type | None:
