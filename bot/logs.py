@@ -29,9 +29,10 @@ class SecretRedactor(logging.Filter):
         super().__init__()
         self._by_key: dict[str, frozenset[str]] = {}
         self._uses: Counter[str] = Counter()
-        # Replaced whole on change (never mutated), so lines logged from other threads read a
-        # consistent pair: prefix -> the secrets starting with it, and the set of prefixes.
-        self._state: tuple[dict[str, frozenset[str]], frozenset[str]] = ({}, frozenset())
+        # prefix -> the secrets starting with it. Changed in place under the lock, which
+        # lines logged from other threads take too: a change costs what it changes, not the
+        # size of the whole index (a thousand servers' accounts open one by one).
+        self._index: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def set(self, key: str, *secrets: str | None) -> None:
@@ -41,20 +42,17 @@ class SecretRedactor(logging.Filter):
             old = self._by_key.pop(key, frozenset())
             if kept:
                 self._by_key[key] = kept
-            index = dict(self._state[0])
             for secret in old - kept:
                 self._uses[secret] -= 1
                 if not self._uses[secret]:
                     del self._uses[secret]
                     prefix = secret[:SECRET_MIN_LENGTH]
-                    index[prefix] = index[prefix] - {secret}
-                    if not index[prefix]:
-                        del index[prefix]
+                    self._index[prefix].discard(secret)
+                    if not self._index[prefix]:
+                        del self._index[prefix]
             for secret in kept - old:
                 self._uses[secret] += 1
-                prefix = secret[:SECRET_MIN_LENGTH]
-                index[prefix] = index.get(prefix, frozenset()) | {secret}
-            self._state = (index, frozenset(index))
+                self._index.setdefault(secret[:SECRET_MIN_LENGTH], set()).add(secret)
 
     def discard(self, key: str) -> None:
         """Stop masking the secrets registered under `key`."""
@@ -67,28 +65,29 @@ class SecretRedactor(logging.Filter):
 
     def redact(self, text: str) -> str:
         """Return text with every registered secret replaced."""
-        index, prefixes = self._state
         size = SECRET_MIN_LENGTH
-        if not index or len(text) < size:
-            return text
-        windows = {text[i : i + size] for i in range(len(text) - size + 1)}
-        if windows.isdisjoint(prefixes):
-            return text
-        parts: list[str] = []
-        start = pos = 0
-        while pos <= len(text) - size:
-            candidates = sorted(index.get(text[pos : pos + size], ()), key=len, reverse=True)
-            found = next((s for s in candidates if text.startswith(s, pos)), None)
-            if found is None:
-                pos += 1
-                continue
-            parts += (text[start:pos], _REDACTED)
-            pos = start = pos + len(found)
-        parts.append(text[start:])
-        return "".join(parts)
+        with self._lock:
+            index = self._index
+            if not index or len(text) < size:
+                return text
+            windows = {text[i : i + size] for i in range(len(text) - size + 1)}
+            if not any(window in index for window in windows):
+                return text
+            parts: list[str] = []
+            start = pos = 0
+            while pos <= len(text) - size:
+                candidates = sorted(index.get(text[pos : pos + size], ()), key=len, reverse=True)
+                found = next((s for s in candidates if text.startswith(s, pos)), None)
+                if found is None:
+                    pos += 1
+                    continue
+                parts += (text[start:pos], _REDACTED)
+                pos = start = pos + len(found)
+            parts.append(text[start:])
+            return "".join(parts)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._state[0]:
+        if not self._index:
             return True
         message = self.redact(record.getMessage())
         record.msg, record.args = message, None
