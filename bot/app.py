@@ -15,6 +15,7 @@ from discord.ext import commands
 
 import cogs
 from bot.accounts import AccountManager
+from bot.background import Background
 from bot.config import MiaohuaSettings, Settings
 from bot.crypto import SecretBox
 from bot.demo_accounts import DemoAccounts
@@ -198,6 +199,8 @@ class MiaohuaBot(commands.Bot):
             forget_idle=self.forms.forget_idle,
         )
         await start(Step("housekeeping", _now(self.housekeeping.start), self.housekeeping.stop))
+        self.form_warmup = Background(log, "warming the servers' generation forms")
+        await start(Step("form warm-up", _now(self._warm_forms_soon), self.form_warmup.cancel))
         await self.tree.set_translator(CatalogTranslator())
         # The commands come last and go first: no new work arrives while the services stop.
         for name in cog_modules():
@@ -276,6 +279,21 @@ class MiaohuaBot(commands.Bot):
             return "store: not open"
         reason = await store_unwritable(self.store)
         return None if reason is None else f"store: {reason}"
+
+    def _warm_forms_soon(self) -> None:
+        if self.settings.miaohua.warm_forms:
+            self.form_warmup.spawn(self._warm_forms())
+
+    async def _warm_forms(self) -> None:
+        """Fetch the forms of the servers with an account, so that their first commands
+        after a start answer at once instead of waiting for one each."""
+        guilds = await self.store.accounts.guild_ids()
+        fetched = await self.forms.warm(guilds)
+        log.info(
+            "fetched the generation forms of %d of %d servers with an account",
+            fetched,
+            len(guilds),
+        )
 
     def memory_sizes(self) -> dict[str, int]:
         """Entries of the in-memory per-guild, per-member and per-task state, by structure."""

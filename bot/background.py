@@ -31,6 +31,13 @@ class Background:
         except Exception:
             self._log.exception("%s failed", self._what)
 
+    async def cancel(self) -> None:
+        """Cancel the tasks still running and wait until they have ended."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def __iter__(self) -> Iterator[asyncio.Task[None]]:
         return iter(list(self._tasks))
 

@@ -104,6 +104,7 @@ class MiaohuaSettings(_Section):
     training_poll_interval: float = Field(default=15.0, gt=0)
     training_progress_edit_interval: float = Field(default=30.0, gt=0)
     form_cache_ttl: float = Field(default=600.0, gt=0)
+    warm_forms: bool = True
     embedded: EmulatorSection = EmulatorSection()
 
     @field_validator("base_url")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Generic, Protocol, TypeVar
 
 from bot.errors import UserFacingError
@@ -12,10 +13,14 @@ from bot.v1b import GenerationForm, TrainForm
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 
 # A stale copy is kept this many TTLs for when a refresh fails; then it is dropped, so the
 # forms of guilds that stopped using the bot do not stay in memory.
 KEEP_STALE_TTLS = 10
+# Forms fetched at once when warming the cache after a start: a steady trickle, not a burst.
+WARM_AT_ONCE = 4
 # The subject of a training when the member names none, if the form offers it.
 DEFAULT_MAIN_BODY = "Style"
 
@@ -44,7 +49,11 @@ class _Kept(Generic[T]):
 
 
 class FormCache:
-    """Keeps each guild's forms for `ttl` seconds; a failed refresh serves the stale copy.
+    """Keeps each guild's forms, refreshed once `ttl` seconds old.
+
+    A command never waits for a refresh: the copy it finds stale is served while the fresh
+    one is fetched (a failed refresh keeps the stale one). Only a guild with no copy at all
+    waits, and `warm` spares that to the guilds with an account after a start.
 
     A guild's commands arriving while its form is being fetched wait for that one fetch
     rather than each asking the service (a burst after a restart would otherwise ask once
@@ -111,22 +120,43 @@ class FormCache:
             # A fetch under way may return the old account's form: later callers fetch afresh.
             kept.fetching.pop(guild_id, None)
 
+    async def warm(self, guild_ids: Iterable[int]) -> int:
+        """Fetch the generation forms of `guild_ids` that have no copy, `WARM_AT_ONCE` at a
+        time; returns how many came. A guild whose fetch fails is left to its first command,
+        which says what went wrong."""
+        waiting = iter([g for g in guild_ids if g not in self._generation.entries])
+        fetched = 0
+
+        async def fetch_in_turn() -> None:
+            nonlocal fetched
+            for guild_id in waiting:
+                try:
+                    await self.generation_form(guild_id)
+                except Exception as exc:  # the member's command reports it, if it recurs
+                    log.info("guild %s: no generation form yet (%s)", guild_id, type(exc).__name__)
+                else:
+                    fetched += 1
+
+        await asyncio.gather(*(fetch_in_turn() for _ in range(WARM_AT_ONCE)))
+        return fetched
+
     async def _cached(self, kept: _Kept[T], guild_id: int) -> T:
         entry = kept.entries.get(guild_id)
-        if entry and self._clock() - entry[0] < self._ttl:
-            return entry[1]
         task = kept.fetching.get(guild_id)
+        if entry is not None:
+            if task is None and self._clock() - entry[0] >= self._ttl:
+                self._start_fetch(kept, guild_id)  # for the next command
+            return entry[1]
         if task is None:
-            task = asyncio.create_task(self._fetch(kept, guild_id))
-            task.add_done_callback(_retrieve)
-            kept.fetching[guild_id] = task
-        try:
-            # Shielded: a caller giving up does not cancel the fetch the others wait for.
-            return await asyncio.shield(task)
-        except Exception:
-            if entry is not None:
-                return entry[1]
-            raise
+            task = self._start_fetch(kept, guild_id)
+        # Shielded: a caller giving up does not cancel the fetch the others wait for.
+        return await asyncio.shield(task)
+
+    def _start_fetch(self, kept: _Kept[T], guild_id: int) -> asyncio.Task[T]:
+        task = asyncio.create_task(self._fetch(kept, guild_id))
+        task.add_done_callback(_retrieve)
+        kept.fetching[guild_id] = task
+        return task
 
     async def _fetch(self, kept: _Kept[T], guild_id: int) -> T:
         me = asyncio.current_task()

@@ -12,7 +12,7 @@ from bot.lifecycle import Lifecycle, ShuttingDown, Step, nothing
 
 # What a running bot has started, in start order (the cogs come last: commands go first).
 SERVICES = ["store", "v1b", "accounts", "delivery", "loop lag", "generation", "training"]
-STARTED = [*SERVICES, "housekeeping", *cog_modules()]
+STARTED = [*SERVICES, "housekeeping", "form warm-up", *cog_modules()]
 
 
 def stopped_order(records: list[logging.LogRecord]) -> list[str]:

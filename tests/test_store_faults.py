@@ -154,7 +154,8 @@ async def test_training_whose_images_cannot_be_recorded_ends_once_the_database_r
     await refuse_writes(harness.bot, False)
     training = await wait_state(harness, 1, TrainingState.FAILED)
     assert training.error == "images_not_saved"
-    assert not (harness.settings.storage.staging_dir / "1").exists()
+    # Its images go once the failure is stored.
+    await eventually(lambda: not (harness.settings.storage.staging_dir / "1").exists())
     assert "#2" in await train(harness, name="Second Try", attachments=images(harness, 3))
     await wait_state(harness, 2, TrainingState.DONE, timeout=20)
 

@@ -107,6 +107,9 @@ RETURNING id
 """
 
 _RETIRED_IDS = "SELECT id FROM accounts WHERE retired_at IS NOT NULL AND {scope} ORDER BY id"
+_GUILDS_WITH_ACCOUNT = (
+    "SELECT guild_id FROM accounts WHERE retired_at IS NULL AND {scope} ORDER BY guild_id"
+)
 
 _RUNNING_TASKS = """
 SELECT COUNT(*) FROM tasks WHERE guild_id = ? AND account_id IS ? AND state = 'submitted'
@@ -198,6 +201,12 @@ class AccountRepo(Repo):
         if deleted:
             log.info("Deleted the credentials of retired account(s) %s", deleted)
         return deleted
+
+    async def guild_ids(self) -> list[int]:
+        """The guilds of this process that have an account of their own."""
+        scope, params = self._scope.where()
+        rows = await self._fetch_all(_GUILDS_WITH_ACCOUNT.format(scope=scope), params)
+        return [int(row["guild_id"]) for row in rows]
 
     async def retired_ids(self) -> list[int]:
         """Ids of retired accounts still kept for unfinished work."""
