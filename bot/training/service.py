@@ -163,10 +163,7 @@ class TrainingService:
     async def stop(self) -> None:
         """Stop polling and the running steps (each persisted step stays done)."""
         await self._rounds.cancel(ROUND)
-        pending = list(self._tasks)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.cancel()
         await self._emit(self._events.close)
         log.info("training service stopped")
 
