@@ -230,7 +230,17 @@ class SqliteDatabase(Database):
     async def apply_migration(self, migration: Migration) -> bool:
         if self._direct is None:
             return await self._migrate(migration)
-        return await self._in_turn(lambda: self._migrate(migration))
+
+        async def with_sqlites_busy_wait() -> bool:
+            # A migration runs on aiosqlite's thread: there SQLite itself may wait for a
+            # locked file (the loop does the waiting for every other statement).
+            await self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            try:
+                return await self._migrate(migration)
+            finally:
+                await self.conn.execute("PRAGMA busy_timeout = 0")
+
+        return await self._in_turn(with_sqlites_busy_wait)
 
     async def _migrate(self, migration: Migration) -> bool:
         # Statement by statement in one write transaction that reads the version again
@@ -238,7 +248,6 @@ class SqliteDatabase(Database):
         # second finds the work done. (executescript would commit before its first statement.)
         try:
             with _typed_errors():
-                await self.conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
                 await self.conn.execute("BEGIN IMMEDIATE")
                 rows = await self.conn.execute_fetchall("PRAGMA user_version")
                 if int(next(iter(rows))[0]) >= migration.version:
@@ -252,9 +261,6 @@ class SqliteDatabase(Database):
             if self.conn.in_transaction:
                 await self.conn.rollback()
             raise
-        finally:
-            if self._direct is not None:  # the loop does the waiting (see the class's note)
-                await self.conn.execute("PRAGMA busy_timeout = 0")
         return True
 
     async def check_writable(self) -> None:
