@@ -39,6 +39,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.harness_pauses import HarnessWatch
 from bench.lagged import read_samples
 from bench.processes import Child, cpu_seconds, peak_rss_mb
 from bench.report import percentile
@@ -104,6 +105,9 @@ class Window:
     lag_samples: int
     emulator_cpu_s: float = 0.0
     harness_cpu_s: float = 0.0  # this process: the fake Discord and the commands fired
+    # This process's own loop lag: a pause here would be counted in the bot's acks.
+    harness_lag_p99_ms: float = 0.0
+    harness_lag_max_ms: float = 0.0
     commands: int = 0
     ack_p50_ms: float | None = None
     ack_p99_ms: float | None = None
@@ -261,6 +265,8 @@ class _Meter:
         self.emu_root, self.emu_admin = emu_root, emu_admin
 
     async def start(self) -> None:
+        self.harness = HarnessWatch()
+        self.harness.start()
         self.pending_start = await asyncio.to_thread(_pending_in, self.db)
         self.polls_start = await _poll_calls(self.emu_root, self.emu_admin)
         self.cpu_start = cpu_seconds(self.bot.proc.pid)
@@ -278,6 +284,7 @@ class _Meter:
         emu_cpu = cpu_seconds(self.emu.proc.pid) - self.emu_cpu_start
         own_cpu = time.process_time() - self.own_cpu_start
         wall_end = time.time()
+        harness_lag_p99, harness_lag_max = await self.harness.stop()
         seconds = wall_end - self.wall_start
         polls = await _poll_calls(self.emu_root, self.emu_admin) - self.polls_start
         pending_end = await asyncio.to_thread(_pending_in, self.db)
@@ -300,6 +307,8 @@ class _Meter:
             lag_samples=len(lags),
             emulator_cpu_s=emu_cpu,
             harness_cpu_s=own_cpu,
+            harness_lag_p99_ms=harness_lag_p99,
+            harness_lag_max_ms=harness_lag_max,
             commands=len(acks) if acks is not None else 0,
             ack_p50_ms=percentile(acks, 0.5) * 1000 if acks else None,
             ack_p99_ms=percentile(acks, 0.99) * 1000 if acks else None,
@@ -480,6 +489,13 @@ def render_scale(levels: list[dict[str, Any]]) -> str:
     row(
         "ack p50 / p99 under load (ms)",
         lambda lv: f"{lv['load']['ack_p50_ms'] or 0:.1f} / {lv['load']['ack_p99_ms'] or 0:.1f}",
+    )
+    row(
+        "the harness's own loop lag under load, p99 / max (ms)",
+        lambda lv: (
+            f"{lv['load'].get('harness_lag_p99_ms', 0):.1f} / "
+            f"{lv['load'].get('harness_lag_max_ms', 0):.1f}"
+        ),
     )
     row(
         "commands fired / refused / acknowledged after Discord's 3 s",

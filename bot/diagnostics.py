@@ -91,6 +91,11 @@ class LoopLagMonitor:
         """The lag (seconds) below which `fraction` of the samples lie."""
         return self._all.percentile(fraction)
 
+    @property
+    def max_lag(self) -> float:
+        """The largest lag (seconds) seen over the whole run."""
+        return self._all.max
+
     def summary_text(self) -> str:
         """'p50 X ms, p99 Y ms, max Z ms (N samples)' over the whole run."""
         return self._all.summary_text()

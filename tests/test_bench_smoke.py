@@ -130,10 +130,14 @@ def test_scale_smoke_run(tmp_path):
         assert idle["lag_samples"] > 0 and 0 <= idle["loop_lag_p50_ms"] <= idle["loop_lag_p99_ms"]
         assert load["commands"] == 20 and load["refused"] == 0
         assert 0 < load["ack_p50_ms"] <= load["ack_p99_ms"]
+        # The harness watched its own loop, which times the acks, in both windows.
+        for window in (idle, load):
+            assert 0 <= window["harness_lag_p99_ms"] <= window["harness_lag_max_ms"]
         assert load["pending_end"] >= level["pending"]
         assert level["rss_mb"] > 0 and level["peak_rss_mb"] >= level["rss_mb"]
         assert level["query_plans"] and not level["unindexed"]
     assert "| ack p50 / p99 under load (ms) |" in result.stdout
+    assert "| the harness's own loop lag under load, p99 / max (ms) |" in result.stdout
     assert "every hot query uses an index" in result.stdout
 
 
