@@ -167,6 +167,7 @@ class MiaohuaBot(commands.Bot):
         await start(Step("accounts", self.accounts.prune, self.accounts.stop))
         self.forms = FormCache(self.accounts, ttl=m.form_cache_ttl)
         self.accounts.on_change(self.forms.invalidate)
+        await start(Step("forms", nothing, self.forms.close))  # fetches end before the client
         self.delivery = DiscordJobEvents(self, download_bytes=settings.limits.download_bytes)
         await start(Step("delivery", nothing, self.delivery.close))
         self.generation = GenerationService(

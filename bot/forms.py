@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from bot.errors import UserFacingError
 from bot.v1b import GenerationForm, TrainForm
@@ -75,6 +75,8 @@ class FormCache:
         self._clock = clock
         self._generation: _Kept[GenerationForm] = _Kept(lambda s: s.generation_form())
         self._training: _Kept[TrainForm] = _Kept(lambda s: s.train_form())
+        # Every fetch under way, invalidated ones too: none may outlive the service client.
+        self._under_way: set[asyncio.Task[Any]] = set()
 
     def __len__(self) -> int:
         return len(self._generation.entries) + len(self._training.entries)
@@ -155,8 +157,18 @@ class FormCache:
     def _start_fetch(self, kept: _Kept[T], guild_id: int) -> asyncio.Task[T]:
         task = asyncio.create_task(self._fetch(kept, guild_id))
         task.add_done_callback(_retrieve)
+        self._under_way.add(task)
+        task.add_done_callback(self._under_way.discard)
         kept.fetching[guild_id] = task
         return task
+
+    async def close(self) -> None:
+        """Cancel the fetches under way (background refreshes too) and wait until they end,
+        so none calls the service after its client is closed."""
+        tasks = list(self._under_way)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch(self, kept: _Kept[T], guild_id: int) -> T:
         me = asyncio.current_task()

@@ -74,3 +74,46 @@ async def test_a_stale_form_is_served_at_once_while_the_fresh_one_is_fetched():
     await eventually(lambda: forms._generation.entries[GUILD_A][1] == "form 2")
     assert await forms.generation_form(GUILD_A) == "form 2"
     assert fetches == 2
+
+
+async def test_closing_cancels_every_fetch_under_way_even_an_invalidated_one():
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    class Accounts:
+        async def session_for(self, guild_id: int) -> object:
+            return Session()
+
+    class Session:
+        async def train_form(self) -> str:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return "never"
+
+    forms = FormCache(Accounts())
+    waiter = asyncio.create_task(forms.train_form(GUILD_A))
+    await started.wait()
+    forms.invalidate(GUILD_A)  # the fetch is no longer the guild's, but still under way
+    await forms.close()
+    assert cancelled.is_set()
+    await asyncio.gather(waiter, return_exceptions=True)
+
+
+async def test_a_form_fetch_under_way_at_shutdown_does_not_call_the_service_afterwards(harness):
+    # A refresh in the background (an autocomplete's, a stale form's) used to outlive the
+    # service client: closed under it, the client opened a new HTTP session for the retry,
+    # and that session was never closed.
+    bot = harness.bot
+    bot.forms.invalidate(GUILD_A)
+    harness.emu.state.settings.faults.latency = 0.5
+    fetch = asyncio.create_task(bot.forms.train_form(GUILD_A))
+    calls = harness.emu.state.calls
+    await eventually(lambda: calls["get_train_form"] >= 1)
+    await harness.stop()
+    assert fetch.done()
+    asked = calls["get_train_form"]
+    await asyncio.sleep(1.5)  # the service's answer, and any retry's
+    assert calls["get_train_form"] == asked

@@ -11,7 +11,7 @@ from bot.app import cog_modules
 from bot.lifecycle import Lifecycle, ShuttingDown, Step, nothing
 
 # What a running bot has started, in start order (the cogs come last: commands go first).
-SERVICES = ["store", "v1b", "accounts", "delivery", "loop lag", "generation", "training"]
+SERVICES = ["store", "v1b", "accounts", "forms", "delivery", "loop lag", "generation", "training"]
 STARTED = [*SERVICES, "housekeeping", "form warm-up", *cog_modules()]
 
 
