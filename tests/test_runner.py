@@ -11,6 +11,7 @@ import signal
 import socket
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test: bound but never listening,
+    so no other test's server can take it meanwhile (a port merely found free could be)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
 def _operator_lines(stderr: str) -> list[str]:
     """What the operator is told: the bot's own lines, and errors."""
     return [
@@ -162,9 +172,11 @@ class _Unreachable:
 
 
 @pytest.mark.parametrize("fault", ["refused", "dns", "tls"])
-async def test_unreachable_discord_is_one_clear_line_then_bounded_retries(fake, tmp_path, fault):
+async def test_unreachable_discord_is_one_clear_line_then_bounded_retries(
+    fake, tmp_path, fault, refused_port
+):
     if fault == "refused":
-        port = _free_port()
+        port = refused_port
         target = _Unreachable(f"http://127.0.0.1:{port}/api/v10", f"127.0.0.1:{port} refused")
     elif fault == "dns":  # the reserved .invalid name never resolves
         target = _Unreachable("http://nonexistent.invalid/api/v10", "DNS lookup")
@@ -176,7 +188,9 @@ async def test_unreachable_discord_is_one_clear_line_then_bounded_retries(fake, 
     text = err.decode()
     assert proc.returncode == 1, text
     assert "Traceback" not in text and TOKEN not in text
-    first, last = _operator_lines(text)
+    lines = _operator_lines(text)
+    assert len(lines) == 2, text
+    first, last = lines
     assert first.startswith(f"miaohua-bot: cannot reach Discord at {target.api_base_url}: ")
     assert target.cause in first and "retrying for up to 2 s" in first
     attempts = re.match(r"miaohua-bot: giving up after (\d+) attempts in \d+ s: ", last)
@@ -229,8 +243,8 @@ async def test_the_bot_connects_when_discord_comes_up_within_the_retry_window(tm
     assert "reached Discord" in text
 
 
-async def test_sigterm_while_waiting_for_discord_exits_cleanly(fake, tmp_path):
-    target = _Unreachable(f"http://127.0.0.1:{_free_port()}/api/v10", "refused")
+async def test_sigterm_while_waiting_for_discord_exits_cleanly(fake, tmp_path, refused_port):
+    target = _Unreachable(f"http://127.0.0.1:{refused_port}/api/v10", "refused")
     proc = await _spawn(target, tmp_path, TOKEN, DISCORD__CONNECT_RETRY="600")
     assert proc.stderr is not None
     line = b"-"
@@ -296,9 +310,9 @@ async def test_a_guild_cannot_log_in_to_another_guilds_demo_account(tmp_path):
     assert secret_file.read_text().strip() not in log
 
 
-async def test_an_unreachable_gateway_is_one_clear_line_too(fake, tmp_path):
+async def test_an_unreachable_gateway_is_one_clear_line_too(fake, tmp_path, refused_port):
     # REST answers; the gateway's port is closed. discord.py itself would crash with a traceback.
-    port = _free_port()
+    port = refused_port
     target = _Unreachable(fake.api_base_url, f"127.0.0.1:{port} refused")
     target.gateway_url = f"ws://127.0.0.1:{port}/"
     proc = await _spawn(target, tmp_path, TOKEN, DISCORD__CONNECT_RETRY="1")
@@ -306,7 +320,9 @@ async def test_an_unreachable_gateway_is_one_clear_line_too(fake, tmp_path):
     text = err.decode()
     assert proc.returncode == 1, text
     assert "Traceback" not in text
-    first, last = _operator_lines(text)
+    lines = _operator_lines(text)
+    assert len(lines) == 2, text
+    first, last = lines
     assert first == (
         f"miaohua-bot: cannot reach Discord at ws://127.0.0.1:{port}/: "
         f"connection to 127.0.0.1:{port} refused; retrying for up to 1 s"
