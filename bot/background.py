@@ -1,10 +1,11 @@
-"""Fire-and-forget coroutines that are kept referenced until done and never fail silently."""
+"""Fire-and-forget coroutines that are kept referenced until done and never fail silently,
+and the two ways a stop ends tasks: cancelled at once, or given a grace period first."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any
 
 
@@ -33,13 +34,26 @@ class Background:
 
     async def cancel(self) -> None:
         """Cancel the tasks still running and wait until they have ended."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
 
     def __iter__(self) -> Iterator[asyncio.Task[None]]:
         return iter(list(self._tasks))
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel `tasks` and wait until each has ended; what they raise is not raised here."""
+    ending = list(tasks)
+    for task in ending:
+        task.cancel()
+    await asyncio.gather(*ending, return_exceptions=True)
+
+
+async def finish_or_cancel(tasks: Iterable[asyncio.Future[Any]], grace: float) -> None:
+    """Wait up to `grace` seconds for `tasks` to end, then cancel the rest and wait for them."""
+    running = list(tasks)
+    if running:
+        _, late = await asyncio.wait(running, timeout=grace)
+        await cancel_and_wait(late)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
+from bot.background import cancel_and_wait
 from bot.errors import UserFacingError
 from bot.v1b import GenerationForm, TrainForm
 
@@ -165,10 +166,7 @@ class FormCache:
     async def close(self) -> None:
         """Cancel the fetches under way (background refreshes too) and wait until they end,
         so none calls the service after its client is closed."""
-        tasks = list(self._under_way)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self._under_way)
 
     async def _fetch(self, kept: _Kept[T], guild_id: int) -> T:
         me = asyncio.current_task()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import discord
 
-from bot.background import Background
+from bot.background import Background, finish_or_cancel
 from bot.discord_jobs import modlog_entries as entries
 from bot.discord_jobs.host import DiscordHost
 from bot.i18n import pick_locale
@@ -122,12 +122,7 @@ class ModerationLog:
 
     async def close(self) -> None:
         """Let entries being posted finish for a moment, then give up on them."""
-        pending = list(self._posts)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=CLOSE_GRACE)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        await finish_or_cancel(self._posts, CLOSE_GRACE)
         self._entries.clear()
 
     # Posting

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from bot.background import finish_or_cancel
 from bot.jobs.errors import AccountUnreadable, NoAccount
 from bot.jobs.models import FailReason
 from bot.jobs.polling import PollStrategy
@@ -268,11 +269,7 @@ class Poller:
     async def stop(self, grace: float) -> None:
         """Stop launching polls; wait up to `grace` seconds for running ones, then cancel."""
         self._stopping = True
-        if self._groups:
-            _, running = await asyncio.wait(self._groups, timeout=grace)
-            for group in running:
-                group.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+        await finish_or_cancel(self._groups, grace)
 
     def _elapsed(self, task: Task) -> float:
         return max(0.0, self._wall() - (task.submitted_at or self._wall()))

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from bot.background import Background
+from bot.background import Background, cancel_and_wait, finish_or_cancel
 from bot.images import CheckedImage
 from bot.jobs import admission
 from bot.jobs.errors import AccountUnreadable, NoAccount, Refused
@@ -159,16 +159,10 @@ class GenerationService:
     async def stop(self) -> None:
         """Stop taking work, let running submissions and deliveries finish, stop the loops."""
         self._stopping = True
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await cancel_and_wait(self._loops)
         self._loops = []
         await self.poller.stop(self.stop_grace)
-        if self._workers:
-            _, late = await asyncio.wait(list(self._workers), timeout=self.stop_grace)
-            for worker in late:
-                worker.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        await finish_or_cancel(self._workers, self.stop_grace)
         if summary := getattr(self.poller.strategy, "summary", None):
             log.info("polling learned: %s", summary())
         log.info("generation service stopped")
