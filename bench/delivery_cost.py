@@ -1,10 +1,10 @@
 """The bot's CPU per delivered result: `python -m bench.delivery_cost [--results N] [--profile]`.
 
 Delivers N results through the bot's own delivery path (`DiscordJobEvents.deliver`: fit the
-images, render the embeds and buttons, post the message, add the 🔁 reaction) with the
-network left out: the image downloads return bytes at once, and discord.py's HTTP client
-answers each request at once with what Discord would (the created message, as the fake
-Discord builds it). What is timed (`time.process_time`) is then the bot's side of a
+images, render the embeds and buttons, post the message; default settings, so no 🔁 reaction)
+with the network left out: the image downloads return bytes at once, and discord.py's HTTP
+client answers each request at once with what Discord would (the created message, as the
+fake Discord builds it). What is timed (`time.process_time`) is then the bot's side of a
 delivery alone, without the noise of a fake Discord or an emulator sharing the process.
 The tasks have the benchmark's mix of image counts (1, 1, 1, 2, 4).
 """
@@ -86,7 +86,7 @@ class _Discord:
     async def request(self, route: discord.http.Route, **kwargs: Any) -> Any:
         self.requests[f"{route.method} {route.path}"] += 1
         if route.method != "POST":
-            return None  # the reaction: 204
+            return None  # a reaction (`discord.rerun_reaction`): 204
         form = kwargs.get("form") or []
         body = json.loads(form[0]["value"]) if form else kwargs.get("json") or {}
         self.bodies.append(body)
@@ -128,7 +128,7 @@ async def measure(results: int, profile: cProfile.Profile | None = None) -> Meas
         events.fetcher.fetch_many = fetch_many  # type: ignore[method-assign]
         for task in tasks:
             assert await events.deliver(task) is not None
-        await events.close()  # the reactions added in the background
+        await events.close()
         return discord_api
 
     await deliver_all([_task(results + 1, 1)])  # warm up: imports, caches

@@ -168,7 +168,11 @@ class MiaohuaBot(commands.Bot):
         self.forms = FormCache(self.accounts, ttl=m.form_cache_ttl)
         self.accounts.on_change(self.forms.invalidate)
         await start(Step("forms", nothing, self.forms.close))  # fetches end before the client
-        self.delivery = DiscordJobEvents(self, download_bytes=settings.limits.download_bytes)
+        self.delivery = DiscordJobEvents(
+            self,
+            download_bytes=settings.limits.download_bytes,
+            rerun_reaction=settings.discord.rerun_reaction,
+        )
         await start(Step("delivery", nothing, self.delivery.close))
         self.generation = GenerationService(
             self.store,

@@ -50,6 +50,10 @@ class DiscordSettings(_Section):
     # Bot-token REST requests per second, under Discord's global limit of 50 (per process:
     # processes sharing one token split it).
     requests_per_second: int = Field(default=45, ge=1)
+    # Add 🔁 under each posted result, so reacting to rerun is one click. Off by default:
+    # each one is a request under Discord's strictest route limit (one reaction per 0.25 s
+    # per channel), and a result already has a Rerun button and lists its reactions.
+    rerun_reaction: bool = False
 
     @field_validator("api_base_url")
     @classmethod

@@ -247,7 +247,7 @@ async def test_results_go_before_the_status_edits_waiting_for_discord(
     n, at_once = len(channels), 3
     h = await harness_factory(
         fake_setup=_channels,
-        discord={"requests_per_second": 3},
+        discord={"requests_per_second": 3, "rerun_reaction": True},
         miaohua={**FAST_POLLING, "account_concurrency": at_once},
         limits={"user_running": len(channels)},
         emulator={"workers": len(channels), "generation_time": 0.05},

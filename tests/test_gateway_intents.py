@@ -9,8 +9,8 @@ from __future__ import annotations
 import discord
 import pytest
 
-from tests.conftest import CH_A
-from tests.genutil import FAST_POLLING, eventually, imagine, task_id_of, wait_result
+from tests.conftest import GUILD_A, MEMBER_A2
+from tests.genutil import FAST_POLLING, imagine, task_id_of, wait_result
 from tests.helpers import answer_text
 
 
@@ -39,7 +39,7 @@ async def test_the_bot_reads_reaction_events_but_no_message_events_it_did_not_as
         gen.bot.add_listener(listener)
     task_id = task_id_of(await answer_text(await imagine(gen, count=1)))
     result = await wait_result(gen, task_id)  # a status message posted and edited, a result
-    await eventually(lambda: "🔁" in gen.fake.reactions(CH_A, int(result["id"])))
+    await gen.fake.react(result, "👍", user_id=MEMBER_A2, guild_id=GUILD_A)
     assert await gen.fake.delete_message(int(result["id"]))
     await gen.fake.gateway.sync()
-    assert seen == ["MESSAGE_REACTION_ADD"]  # the bot's own rerun reaction
+    assert seen == ["MESSAGE_REACTION_ADD"]  # the member's reaction

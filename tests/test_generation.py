@@ -54,7 +54,7 @@ async def delivered(h, ids: list[int]) -> list:
         await asyncio.sleep(0.02)
 
 
-async def test_one_image_is_delivered_with_mention_embed_buttons_and_reaction(gen):
+async def test_one_image_is_delivered_with_mention_embed_and_buttons(gen):
     task_id = await accepted(await imagine(gen, count=1, seed=1234, negative_prompt="blurry"))
     result = await wait_result(gen, task_id)
     assert result["content"] == f"<@{MEMBER_A}>"
@@ -76,7 +76,6 @@ async def test_one_image_is_delivered_with_mention_embed_buttons_and_reaction(ge
     )
     assert post.json["allowed_mentions"] == {"parse": [], "users": [MEMBER_A]}
     assert post.json["nonce"] and post.json["enforce_nonce"] is True
-    await eventually(lambda: "🔁" in gen.fake.reactions(CH_A, int(result["id"])))
     (task,) = await delivered(gen, [task_id])
     assert task.result_message_id == int(result["id"])
     status = gen.fake.message(task.status_message_id)
@@ -85,6 +84,23 @@ async def test_one_image_is_delivered_with_mention_embed_buttons_and_reaction(ge
     )
     status = gen.fake.message(task.status_message_id)
     assert result["id"] in status["content"]  # jump link to the result
+    await gen.idle()
+    # No reaction from the bot unless `discord.rerun_reaction` asks for it: the footer names
+    # the reactions and the Rerun button is there.
+    assert gen.fake.reactions(CH_A, int(result["id"])) == {}
+    assert "🔁 rerun" in result["embeds"][0]["footer"]["text"]
+
+
+async def test_rerun_reaction_setting_adds_one_rerun_reaction_under_each_channel_result(
+    harness_factory,
+):
+    h = await harness_factory(miaohua=FAST_POLLING, discord={"rerun_reaction": True})
+    task_id = await accepted(await imagine(h, count=1))
+    result = await wait_result(h, task_id)
+    await eventually(lambda: "🔁" in h.fake.reactions(CH_A, int(result["id"])))
+    await h.idle()
+    puts = [r.path for r in h.fake.requests if r.method == "PUT" and "/reactions/" in r.path]
+    assert puts == [f"/channels/{CH_A}/messages/{result['id']}/reactions/🔁/@me"]
 
 
 async def test_eight_images_come_as_a_gallery_of_four_and_eight_variation_buttons(gen):
@@ -542,7 +558,6 @@ async def test_status_edits_and_results_are_sent_without_building_message_object
     await gen.fake.wait_for_message(
         CH_A, lambda m: int(m["id"]) == task.status_message_id and "done" in m["content"]
     )
-    await eventually(lambda: "🔁" in gen.fake.reactions(CH_A, int(result["id"])))
     edits = [r for r in gen.fake.requests if r.path.endswith(f"/{task.status_message_id}")]
     assert edits and all(r.method == "PATCH" for r in edits)  # it was edited, to "done"
     # The status message is the command's answer: discord.py builds it once, from the answer's

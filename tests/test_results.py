@@ -21,7 +21,7 @@ async def gen(harness_factory):
     text = await answer_text(await imagine(h, "a lighthouse at dusk", count=2, seed=77))
     assert task_id_of(text) == 1
     h.result = await wait_result(h, 1)
-    await eventually(lambda: "🔁" in h.fake.reactions(CH_A, int(h.result["id"])))
+    await h.idle()  # its delivery recorded: reactions to it are acted on
     return h
 
 

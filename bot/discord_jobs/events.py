@@ -70,8 +70,10 @@ class DiscordJobEvents:
         status_interval: float = 2.0,
         download_bytes: int = 20 * 1024 * 1024,
         download_timeout: float = 30.0,
+        rerun_reaction: bool = False,
     ) -> None:
         self.bot = bot
+        self.rerun_reaction = rerun_reaction  # add 🔁 under each channel result
         self.status = StatusBoard(bot, interval=status_interval)
         self.fetcher = ImageFetcher(max_bytes=download_bytes, timeout=download_timeout)
         self.moderation = ModerationLog(bot, view=log_entry_view)
@@ -297,12 +299,13 @@ class DiscordJobEvents:
                 exc.status,
             )
             return None
-        # Added after returning: Discord allows one reaction per 0.25 s per channel, and
-        # discord.py sleeps out an exhausted bucket before it returns, so awaiting it would
-        # leave a posted result unrecorded (its reactions ignored) for that long.
-        job = asyncio.create_task(self._add_rerun_reaction(task, message))
-        self._reacting.add(job)
-        job.add_done_callback(self._reacting.discard)
+        if self.rerun_reaction:
+            # Added after returning: Discord allows one reaction per 0.25 s per channel, and
+            # discord.py sleeps out an exhausted bucket before it returns, so awaiting it would
+            # leave a posted result unrecorded (its reactions ignored) for that long.
+            job = asyncio.create_task(self._add_rerun_reaction(task, message))
+            self._reacting.add(job)
+            job.add_done_callback(self._reacting.discard)
         return message
 
     async def _add_rerun_reaction(self, task: Task, message: PostedMessage) -> None:
