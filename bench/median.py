@@ -47,6 +47,12 @@ def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged["runs"] = len(runs)
     merged["per_run"] = {
         key: [run.get(key) for run in runs]
-        for key in ("lag_p95_s", "seen_p95_s", "poll_calls_per_task", "cpu_ms_per_task")
+        for key in (
+            "lag_p95_s",
+            "seen_p95_s",
+            "poll_calls_per_task",
+            "cpu_ms_per_task",
+            "reference_loop_ms",
+        )
     }
     return merged

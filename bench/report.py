@@ -29,6 +29,8 @@ class Figures:
     peak_rss_mb: float = 0.0
     loop_lag_p99_ms: float | None = None
     load_average: float | None = None  # the machine's 1-minute load when the scenario ended
+    # The machine's speed just before the commands: bench/machine_speed.py's loop, CPU ms.
+    reference_loop_ms: float | None = None
     polling_learned: str = ""  # the bot's own account of its polling model, at shutdown
     discord_limits: bool = True
     # Of the delivery lag: time the result's channel (or the global) limit was exhausted.
@@ -156,6 +158,10 @@ ROWS = [
         "machine load average (1 min, at end)",
         lambda f: "-" if f.get("load_average") is None else f"{f['load_average']:.1f}",
     ),
+    (
+        "machine speed: a fixed Python loop, CPU (ms)",
+        lambda f: "-" if f.get("reference_loop_ms") is None else f"{f['reference_loop_ms']:.1f}",
+    ),
 ]
 
 
@@ -217,6 +223,15 @@ def render_table(scenarios: list[dict[str, Any]], recovery: dict[str, Any] | Non
             lines.append(
                 f"- {s['scenario']}: "
                 + ", ".join(f"{lag:.2f} / {seen:.2f}" for lag, seen in spread)
+            )
+        lines.append("each run's bot CPU per task (ms) / the machine's fixed loop (ms):")
+        for s in scenarios:
+            cpu = zip(
+                s["per_run"]["cpu_ms_per_task"], s["per_run"]["reference_loop_ms"], strict=True
+            )
+            lines.append(
+                f"- {s['scenario']}: "
+                + ", ".join(f"{ms:.1f} / {'-' if ref is None else f'{ref:.1f}'}" for ms, ref in cpu)
             )
     if recovery:
         lines.append(

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from bench.database import BACKENDS, BenchStorage, is_url, read_tasks, wait_finished
+from bench.machine_speed import reference_loop_ms
 from bench.median import median_figures
 from bench.processes import Child, free_port
 from bench.report import Figures, percentile, render_table
@@ -375,6 +376,7 @@ async def run_scenario(
             _say(f"{scenario.name}: bot ready, setting {work.guilds} accounts")
             await _set_accounts(fake, work)
             _say(f"{scenario.name}: firing {work.tasks} commands at {work.rate}/s")
+            reference_ms = reference_loop_ms()  # the machine's speed now (the bot is idle)
             before = await _emulator_stats(emu_root, emu_admin)
             cpu_before = bots.cpu_seconds()
             server_cpu_before = storage.server_cpu_seconds()
@@ -458,6 +460,7 @@ async def run_scenario(
             peak_rss_mb=sum(rss),
             loop_lag_p99_ms=bots.loop_lag_p99_ms(),
             load_average=round(os.getloadavg()[0], 2),
+            reference_loop_ms=round(reference_ms, 1),
             polling_learned=learned,
             discord_limits=work.discord_limits,
             discord_wait_p50_s=percentile(waits, 0.5),

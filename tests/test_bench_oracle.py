@@ -65,6 +65,7 @@ def figures(name: str, calls: float, p50: float, p95: float) -> dict[str, object
         "peak_rss_mb": 100.0,
         "loop_lag_p99_ms": None,
         "load_average": 1.5,
+        "reference_loop_ms": 52.25,
     }
 
 
@@ -76,3 +77,4 @@ def test_the_table_sets_every_scenario_against_the_oracle() -> None:
     assert "| lag p50 / p95 vs oracle (s) | +0.25 / +1.00 | +0.00 / +0.00 |" in table
     assert "| first poll that sees it, p50 / p95 vs oracle (s) | +0.12 / +0.50 |" in table
     assert "| machine load average (1 min, at end) | 1.5 | 1.5 |" in table
+    assert "| machine speed: a fixed Python loop, CPU (ms) | 52.2 | 52.2 |" in table

@@ -90,7 +90,13 @@ def test_benchmark_reports_the_median_of_several_runs(tmp_path):
             assert scenario[key] == sorted(r[key] for r in each)[1], key
         assert scenario["calls_per_task"]["task_submit"] == 1.0
         assert all(len(r["per_task"]) == r["delivered"] for r in each)
+        # The machine's speed is timed beside every run, and listed with its CPU per task.
+        references = scenario["per_run"]["reference_loop_ms"]
+        assert references == [r["reference_loop_ms"] for r in each] and min(references) > 0
+        cpu = ", ".join(f"{r['cpu_ms_per_task']:.1f} / {r['reference_loop_ms']:.1f}" for r in each)
+        assert f"- {scenario['scenario']}: {cpu}" in result.stdout
     assert "medians of 3 runs" in result.stdout
+    assert "| machine speed: a fixed Python loop, CPU (ms) |" in result.stdout
 
 
 @pytest.mark.slow
