@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.discord_jobs.status import CLOSE_GRACE
 from bot.store import TaskState
 from fakediscord import FakeDiscord
 from fakediscord.ratelimits import ROUTE_LIMITS, RateLimits, RouteLimit
@@ -224,3 +225,26 @@ async def test_a_status_edit_held_by_discord_does_not_hold_back_other_results(
     posted = [datetime.fromisoformat(m["timestamp"]).timestamp() for m in results]
     assert max(posted) < held_until, (posted, held_from, held_until)
     assert stats.limited == []
+
+
+async def test_a_stop_ends_within_its_grace_while_discord_holds_status_edits(
+    harness_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The channel may edit one message a minute: after the first, every status edit waits
+    # for Discord, and a stop must still end well within systemd's 30 s.
+    edits = RouteLimit("message-edit", "PATCH", re.compile(r"/channels/\d+/messages/\d+"), 1, 60)
+    routes = (edits, *(r for r in ROUTE_LIMITS if r.bucket != "message-edit"))
+    h = await harness_factory(
+        miaohua=FAST_POLLING,
+        limits={"user_concurrency": 3},
+        emulator={"workers": 1, "generation_time": 0.3},
+    )
+    h.bot.delivery.status.interval = 0.0  # every change is an edit, sent at once
+    h.fake.rate_limits = RateLimits(routes=routes)
+    ids = [task_id_of(await answer_text(await imagine(h, f"owl {i}", count=1))) for i in range(3)]
+    for task_id in ids:
+        await wait_result(h, task_id, timeout=60)
+    assert len(h.bot.delivery.status) > 0  # edits still wait for the channel's window
+
+    await asyncio.wait_for(h.stop(), timeout=CLOSE_GRACE + 10)
+    assert "status edits not sent: Discord held them past the stop's 5 s" in caplog.text

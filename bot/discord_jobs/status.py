@@ -15,6 +15,7 @@ import aiohttp
 import discord
 from discord.http import handle_message_parameters
 
+from bot.background import finish_or_cancel
 from bot.discord_jobs.host import DiscordHost
 from bot.discord_jobs.throttle import ThrottledMessage
 from bot.discord_pacing import Priority, paced_as, turn_first
@@ -24,6 +25,10 @@ from bot.store import StoreUnavailable, Task
 log = logging.getLogger(__name__)
 
 FINISHED_MEMORY = 10_000
+# How long a stop waits for the last status posts and edits. Discord's limits may hold them
+# far longer (one edit per channel per window), and a stop must end within the service
+# manager's timeout (30 s in deploy/miaohua-bot.service), the other services' stops included.
+CLOSE_GRACE = 5.0
 
 
 @dataclass(slots=True)
@@ -190,13 +195,20 @@ class StatusBoard:
         if then is not None:
             then()
 
-    async def close(self) -> None:
-        """Send pending edits now and stop the timers; nothing is shown after it."""
+    async def close(self, grace: float = CLOSE_GRACE) -> None:
+        """Send pending posts and edits now, for up to `grace` seconds in all (what Discord
+        holds longer is dropped), and stop the timers; nothing is shown after it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if self._pending:
-            await asyncio.wait(set(self._pending))
+            await finish_or_cancel(set(self._pending), grace)
         self._closed = True  # a change from now on would start a timer firing after the end
-        for entry in list(self._entries.values()):
-            await entry.message.flush()
+        flushes = [asyncio.create_task(e.message.flush()) for e in self._entries.values()]
+        await finish_or_cancel(flushes, max(0.0, deadline - loop.time()))
+        if dropped := sum(flush.cancelled() for flush in flushes):
+            log.warning(
+                "%d status edits not sent: Discord held them past the stop's %g s", dropped, grace
+            )
         self._entries.clear()
 
     def _entry(self, task: Task) -> _Entry:

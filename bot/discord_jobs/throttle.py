@@ -88,8 +88,9 @@ class ThrottledMessage:
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+            # Waits for it to end without raising its cancellation, so a cancellation of
+            # this flush (a stop's grace ran out) is not swallowed with it.
+            await asyncio.wait({timer})
         async with self.lock:
             await self._deliver()
 
