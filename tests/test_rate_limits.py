@@ -192,6 +192,27 @@ async def test_twelve_results_in_one_channel_are_each_posted_once_without_a_429_
     h.fake.verify_contract()
 
 
+def _edits_per(seconds: float) -> RouteLimit:
+    """Discord's message-edit bucket, allowing one edit per `seconds` in a channel."""
+    edit = re.compile(r"/channels/\d+/messages/\d+")
+    return RouteLimit("message-edit", "PATCH", edit, 1, seconds)
+
+
+async def _one_at_a_time_with(harness_factory: Any, *limits: RouteLimit) -> Any:
+    """A bot whose service generates one task at a time and whose every status change is an
+    edit sent at once, under the fake's route limits with `limits` in place of theirs."""
+    h = await harness_factory(
+        miaohua=FAST_POLLING,
+        limits={"user_concurrency": 3},
+        emulator={"workers": 1, "generation_time": 0.3},
+    )
+    h.bot.delivery.status.interval = 0.0
+    replaced = {limit.bucket for limit in limits}
+    others = (r for r in ROUTE_LIMITS if r.bucket not in replaced)
+    h.fake.rate_limits = RateLimits(routes=(*limits, *others))
+    return h
+
+
 @pytest.mark.slow
 async def test_a_status_edit_held_by_discord_does_not_hold_back_other_results(
     harness_factory: Any,
@@ -199,22 +220,9 @@ async def test_a_status_edit_held_by_discord_does_not_hold_back_other_results(
     # The channel may edit one message per 15 s: the first status edit passes, the next ones
     # wait for the window. One generation at a time, so the queued tasks' statuses change
     # (their place at the service) while the first one's result comes in.
-    edits = RouteLimit("message-edit", "PATCH", re.compile(r"/channels/\d+/messages/\d+"), 1, 15)
     creates = RouteLimit("message-create", "POST", re.compile(r"/channels/\d+/messages"), 10, 5)
-    routes = (
-        edits,
-        creates,
-        *(r for r in ROUTE_LIMITS if r.bucket not in {"message-edit", "message-create"}),
-    )
-    h = await harness_factory(
-        miaohua=FAST_POLLING,
-        limits={"user_concurrency": 3},
-        emulator={"workers": 1, "generation_time": 0.3},
-    )
-    h.bot.delivery.status.interval = 0.0  # every change is an edit, sent at once
-    h.fake.rate_limits = RateLimits(routes=routes)
-    commands = [await imagine(h, f"owl {i}", count=1) for i in range(3)]
-    ids = [task_id_of(await answer_text(ix)) for ix in commands]
+    h = await _one_at_a_time_with(harness_factory, _edits_per(15), creates)
+    ids = [task_id_of(await answer_text(await imagine(h, f"owl {i}", count=1))) for i in range(3)]
     results = [await wait_result(h, task_id, timeout=60) for task_id in ids]
 
     stats = h.fake.rate_limits.stats
@@ -232,15 +240,7 @@ async def test_a_stop_ends_within_its_grace_while_discord_holds_status_edits(
 ) -> None:
     # The channel may edit one message a minute: after the first, every status edit waits
     # for Discord, and a stop must still end well within systemd's 30 s.
-    edits = RouteLimit("message-edit", "PATCH", re.compile(r"/channels/\d+/messages/\d+"), 1, 60)
-    routes = (edits, *(r for r in ROUTE_LIMITS if r.bucket != "message-edit"))
-    h = await harness_factory(
-        miaohua=FAST_POLLING,
-        limits={"user_concurrency": 3},
-        emulator={"workers": 1, "generation_time": 0.3},
-    )
-    h.bot.delivery.status.interval = 0.0  # every change is an edit, sent at once
-    h.fake.rate_limits = RateLimits(routes=routes)
+    h = await _one_at_a_time_with(harness_factory, _edits_per(60))
     ids = [task_id_of(await answer_text(await imagine(h, f"owl {i}", count=1))) for i in range(3)]
     for task_id in ids:
         await wait_result(h, task_id, timeout=60)
