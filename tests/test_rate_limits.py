@@ -16,11 +16,12 @@ from bot.store import TaskState
 from fakediscord import FakeDiscord
 from fakediscord.ratelimits import ROUTE_LIMITS, RateLimits, RouteLimit
 from tests.conftest import CH_A
-from tests.genutil import FAST_POLLING, imagine, result_of, task_id_of, wait_result
+from tests.genutil import FAST_POLLING, eventually, imagine, result_of, task_id_of, wait_result
 from tests.helpers import answer_text
 
 TOKEN = "rate-token"
 GUILD, CHANNEL, OTHER = 10, 20, 21
+_MESSAGE = r"/channels/\d+/messages/\d+"
 AUTH = {"Authorization": f"Bot {TOKEN}", "Content-Type": "application/json"}
 
 
@@ -194,15 +195,17 @@ async def test_twelve_results_in_one_channel_are_each_posted_once_without_a_429_
 
 def _edits_per(seconds: float) -> RouteLimit:
     """Discord's message-edit bucket, allowing one edit per `seconds` in a channel."""
-    edit = re.compile(r"/channels/\d+/messages/\d+")
-    return RouteLimit("message-edit", "PATCH", edit, 1, seconds)
+    return RouteLimit("message-edit", "PATCH", re.compile(_MESSAGE), 1, seconds)
 
 
-async def _one_at_a_time_with(harness_factory: Any, *limits: RouteLimit) -> Any:
+async def _one_at_a_time_with(
+    harness_factory: Any, *limits: RouteLimit, discord: dict[str, Any] | None = None
+) -> Any:
     """A bot whose service generates one task at a time and whose every status change is an
     edit sent at once, under the fake's route limits with `limits` in place of theirs."""
     h = await harness_factory(
         miaohua=FAST_POLLING,
+        discord=discord or {},
         limits={"user_concurrency": 3},
         emulator={"workers": 1, "generation_time": 0.3},
     )
@@ -248,3 +251,22 @@ async def test_a_stop_ends_within_its_grace_while_discord_holds_status_edits(
 
     await asyncio.wait_for(h.stop(), timeout=CLOSE_GRACE + 10)
     assert "status edits not sent: Discord held them past the stop's 5 s" in caplog.text
+
+
+async def test_a_stop_ends_within_its_grace_while_discord_holds_rerun_reactions(
+    harness_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The channel may take one reaction a minute: the first result's 🔁 is added (discord.py
+    # then sleeps out the spent bucket), the next ones wait for Discord, and a stop gives up
+    # on them after its grace instead of waiting the minute.
+    reactions = RouteLimit("reaction", "*", re.compile(_MESSAGE + r"/reactions(/.*)?"), 1, 60)
+    h = await _one_at_a_time_with(harness_factory, reactions, discord={"rerun_reaction": True})
+    ids = [task_id_of(await answer_text(await imagine(h, f"owl {i}", count=1))) for i in range(3)]
+    for task_id in ids:
+        await wait_result(h, task_id, timeout=60)
+    await eventually(lambda: len(h.bot.delivery._reacting) == 3)
+
+    await asyncio.wait_for(h.stop(), timeout=2 * CLOSE_GRACE + 10)
+    assert "3 rerun reactions unconfirmed: Discord held them past the stop's 5 s" in caplog.text
+    added = [r.path for r in h.fake.requests if r.method == "PUT" and "/reactions/" in r.path]
+    assert len(added) == 1  # the other two never reached Discord

@@ -12,6 +12,7 @@ from typing import Any
 
 import discord
 
+from bot.background import finish_or_cancel
 from bot.discord_jobs import render
 from bot.discord_jobs.buttons import result_components
 from bot.discord_jobs.downloads import ImageFetcher
@@ -20,7 +21,7 @@ from bot.discord_jobs.modlog import ModerationLog
 from bot.discord_jobs.modlog_buttons import log_entry_view
 from bot.discord_jobs.payload import FittedImages, ResultImages, download_result, fit_images
 from bot.discord_jobs.posting import PostedMessage, post_message
-from bot.discord_jobs.status import StatusBoard
+from bot.discord_jobs.status import CLOSE_GRACE, StatusBoard
 from bot.discord_pacing import PacedRequest, Priority, paced_as
 from bot.jobs import BlockedWord, Delivery, GenerationRequest, Posted, Refused
 from bot.store import StoreUnavailable, Task, TaskState
@@ -80,9 +81,17 @@ class DiscordJobEvents:
         self._reacting: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
-        """Flush status edits and log entries, and close the download session."""
-        if self._reacting:
-            await asyncio.wait(set(self._reacting))
+        """Add the rerun reactions still waiting, flush status edits and log entries (each
+        for up to `CLOSE_GRACE` seconds: what Discord holds longer is dropped), and close the
+        download session."""
+        reacting = list(self._reacting)
+        await finish_or_cancel(reacting, CLOSE_GRACE)
+        if dropped := sum(job.cancelled() for job in reacting):
+            log.warning(
+                "%d rerun reactions unconfirmed: Discord held them past the stop's %g s",
+                dropped,
+                CLOSE_GRACE,
+            )
         await self.status.close()  # its last posts may still log entries
         await self.moderation.close()
         await self.fetcher.close()
