@@ -590,3 +590,41 @@ async def test_a_status_change_after_the_board_closed_sends_nothing(gen):
     await board.show(task, "later still", final=True)
     await gen.idle()
     assert len(gen.fake.requests) == before and len(board) == 0
+
+
+def _status_edits(h, task_id: int, status_message_id: int) -> list[str]:
+    """The first line of each text task `task_id`'s status message was edited to."""
+    path = f"/channels/{CH_A}/messages/{status_message_id}"
+    edits = [r.json["content"] for r in h.fake.requests if r.method == "PATCH" and r.path == path]
+    return [text.splitlines()[0].replace(f"#{task_id}", "#N") for text in edits]
+
+
+@pytest.mark.parametrize(("count_interval", "third_moves_up"), [(0.0, True), (60.0, False)])
+async def test_a_place_in_line_moving_up_waits_for_the_count_interval_a_new_state_does_not(
+    gen, count_interval, third_moves_up
+):
+    # One task at a time for the member: the second and third wait in the bot's line. When
+    # the first is done the second starts and the third moves up to place 1: a count changing
+    # only, held for the count interval; the third's start, a new state, is not held.
+    gen.emu.state.settings.generation_time = 0.3
+    await gen.bot.store.settings.update(GUILD_A, user_running=1)
+    board = gen.bot.delivery.status
+    board.interval, board.count_interval = 0.0, count_interval
+    answers = [await answer_text(await imagine(gen, f"owl {i}", count=1)) for i in range(3)]
+    assert [line.splitlines()[0].split(": ", 1)[-1] for line in answers[1:]] == [
+        "position 1 in line.",
+        "position 2 in line.",
+    ]
+    ids = [task_id_of(text) for text in answers]
+    for task_id in ids:
+        await wait_result(gen, task_id)
+    third = await gen.bot.store.tasks.get(ids[2])
+    generated, done = "🎨 Task #N is being generated…", "✅ Task #N is done"
+
+    def edits_once_done() -> list[str] | None:
+        edits = _status_edits(gen, third.id, third.status_message_id)
+        return edits if edits and edits[-1].startswith(done) else None
+
+    edits = await eventually(edits_once_done)
+    moved_up = ["⏳ Task #N is queued: position 1 in line."] if third_moves_up else []
+    assert edits[:-1] == [*moved_up, generated] and edits[-1].startswith(done)

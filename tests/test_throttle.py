@@ -39,6 +39,25 @@ async def test_sends_on_change_only_and_coalesces_changes_within_the_interval() 
     assert message.sent == ["a", "c"]  # one delayed edit, with the newest text
 
 
+async def test_a_change_asking_a_longer_interval_is_held_until_a_change_due_sooner() -> None:
+    now = [0.0]
+    message = Recorder()
+    throttled = ThrottledMessage(message.send, interval=0.01, clock=lambda: now[0])
+    await throttled.update("place 3")
+    now[0] = 1.0
+    await throttled.update("place 2", interval=60.0)  # due at 60: held
+    await throttled.update("place 1", interval=60.0)
+    assert message.sent == ["place 3"] and throttled.waiting
+    await throttled.update("started")  # due at 0.01, long past: sent now, the hold dropped
+    assert message.sent == ["place 3", "started"] and not throttled.waiting
+    now[0] = 1.001
+    message.changed.clear()
+    await throttled.update("started, 1 ahead", interval=60.0)
+    await throttled.update("done")  # due 0.01 after the last send: brought forward
+    await asyncio.wait_for(message.changed.wait(), 5)
+    assert message.sent == ["place 3", "started", "done"] and not throttled.waiting
+
+
 async def test_a_refused_edit_is_sent_again_with_the_next_update_and_flush_sends_now() -> None:
     now = [0.0]
     message = Recorder()

@@ -107,15 +107,17 @@ class DiscordJobEvents:
             task,
             render.accepted_status_text(task, position),
             then=lambda: self.moderation.accepted(task, self.status.message_id(task.id)),
+            counting=None if position is None else "queued",
         )
 
     async def task_progress(self, task: Task, position: int | None, wait_time: int | None) -> None:
         """Update the status message: queue position, or the service's wait (in the
         background, so a poll round never waits for Discord's rate limits)."""
         if position is not None and task.state == TaskState.QUEUED:
-            self.status.show_soon(task, render.queued_text(task, position))
+            self.status.show_soon(task, render.queued_text(task, position), counting="queued")
         else:
-            self.status.show_soon(task, render.running_text(task, wait_time))
+            counting = "waiting" if wait_time else None
+            self.status.show_soon(task, render.running_text(task, wait_time), counting=counting)
 
     async def task_done(self, task: Task) -> Posted | None:
         """Post the result where the requester wants it, else in the other place; say where."""

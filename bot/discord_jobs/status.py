@@ -29,6 +29,10 @@ FINISHED_MEMORY = 10_000
 # far longer (one edit per channel per window), and a stop must end within the service
 # manager's timeout (30 s in deploy/miaohua-bot.service), the other services' stops included.
 CLOSE_GRACE = 5.0
+# A count in a status (place in line, tasks ahead at the service) is updated at most this
+# often: it ticks down many times while a task waits, each tick an edit under Discord's limit
+# of five per channel per 5 s shared by every task there; a change of state is not held.
+COUNT_INTERVAL = 10.0
 
 
 @dataclass(slots=True)
@@ -40,6 +44,8 @@ class _Entry:
     message: ThrottledMessage
     final: bool = False
     urgent: bool = False  # its edits go before other status edits (a failure's text)
+    # What the newest text counts ("queued", "waiting"), None for a text without a count.
+    counting: str | None = None
     # Set while the task's command is being answered with its status: nothing is posted
     # for the task until that answer is sent (or could not be, and the post is due); then
     # `on_answer` runs (see `StatusBoard.accepted`).
@@ -51,7 +57,8 @@ class StatusBoard:
     """Posts and edits task status messages with the bot token, coalescing rapid changes.
 
     A change within `interval` seconds of the last edit is not sent at once: the newest text
-    is kept and sent by one delayed edit, so a busy task costs at most one edit per interval.
+    is kept and sent by one delayed edit, so a busy task costs at most one edit per interval;
+    a change of a count alone (its place in line moving up) waits for `count_interval`.
     """
 
     def __init__(
@@ -59,10 +66,12 @@ class StatusBoard:
         bot: DiscordHost,
         *,
         interval: float = 2.0,
+        count_interval: float = COUNT_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bot = bot
         self.interval = interval
+        self.count_interval = count_interval
         self._clock = clock
         self._entries: dict[int, _Entry] = {}
         # Tasks whose final text was requested: late progress events must not overwrite it.
@@ -81,10 +90,17 @@ class StatusBoard:
         return entry.message_id if entry else None
 
     async def show(
-        self, task: Task, text: str, *, final: bool = False, urgent: bool = False
+        self,
+        task: Task,
+        text: str,
+        *,
+        final: bool = False,
+        urgent: bool = False,
+        counting: str | None = None,
     ) -> None:
         """Make the task's status message say `text` (posting it if there is none yet);
-        `urgent`: ahead of other tasks' status edits when requests wait for Discord."""
+        `urgent`: ahead of other tasks' status edits when requests wait for Discord;
+        `counting`: what the text counts, whose mere change waits for `count_interval`."""
         if self._closed or (task.id in self._finished and not final):
             return  # closed: its requests could only meet a closed session
         if final:
@@ -98,6 +114,8 @@ class StatusBoard:
         entry.message.want(text)
         entry.final = final
         entry.urgent = urgent
+        recount = counting is not None and counting == entry.counting
+        entry.counting = counting
         async with entry.message.lock:
             if entry.answer is not None:
                 await asyncio.shield(entry.answer)  # the answer may turn out to be the message
@@ -105,7 +123,7 @@ class StatusBoard:
             if posting:
                 await self._post(task.id, entry, text)
         if not posting:
-            await entry.message.update()
+            await entry.message.update(interval=self.count_interval if recount else None)
         self._forget_if_settled(task.id, entry)
 
     @contextlib.contextmanager
@@ -121,16 +139,24 @@ class StatusBoard:
         finally:
             self._answering.discard(interaction_id)
 
-    def accepted(self, task: Task, text: str, *, then: Callable[[], None]) -> None:
+    def accepted(
+        self,
+        task: Task,
+        text: str,
+        *,
+        then: Callable[[], None],
+        counting: str | None = None,
+    ) -> None:
         """Show a newly accepted task's first status: held for its command's answer when
         that answer will carry it (see `answering`), else posted in the background. `then`
         runs once the status message is known (or is known to be missing)."""
         if task.interaction_id not in self._answering:
-            self.show_soon(task, text, then=then)
+            self.show_soon(task, text, then=then, counting=counting)
             return
         self._answering.discard(task.interaction_id)
         entry = self._entry(task)
         entry.message.want(text)
+        entry.counting = counting
         entry.answer = asyncio.get_running_loop().create_future()
         entry.on_answer = then
         self._entries[task.id] = entry
@@ -171,6 +197,7 @@ class StatusBoard:
         *,
         final: bool = False,
         then: Callable[[], None] | None = None,
+        counting: str | None = None,
     ) -> None:
         """`show` without waiting for it: the job layer reports progress from its dispatcher
         and poll rounds, and stores a delivery once posted, none of which may stall while
@@ -178,7 +205,8 @@ class StatusBoard:
         or edit back for seconds. `then` runs once it is shown (or failed to be)."""
         if final:
             self._finished[task.id] = None  # from now on, progress must not overwrite it
-        self._track(self._show_logged(task, text, final, then), f"status-{task.id}")
+        shown = self._show_logged(task, text, final, then, counting)
+        self._track(shown, f"status-{task.id}")
 
     def _track(self, work: Coroutine[object, object, None], name: str) -> None:
         job = asyncio.create_task(work, name=name)
@@ -186,10 +214,15 @@ class StatusBoard:
         job.add_done_callback(self._pending.discard)
 
     async def _show_logged(
-        self, task: Task, text: str, final: bool, then: Callable[[], None] | None
+        self,
+        task: Task,
+        text: str,
+        final: bool,
+        then: Callable[[], None] | None,
+        counting: str | None,
     ) -> None:
         try:
-            await self.show(task, text, final=final)
+            await self.show(task, text, final=final, counting=counting)
         except Exception:
             log.exception("task %s: status message not updated", task.id)
         if then is not None:

@@ -24,7 +24,9 @@ class ThrottledMessage:
     """The wanted text of one message, sent only when it differs from what the message shows.
 
     A change within `interval` seconds of the last send is held: the newest text goes out by
-    one delayed send, so a busy message costs at most one edit per interval. `send` returns
+    one delayed send, so a busy message costs at most one edit per interval. A change may ask
+    for a longer interval of its own (a count ticking down); a later change asking for a
+    shorter one brings the delayed send forward. `send` returns
     whether the message now shows the text (False: it may be tried again on the next change).
     `turn` waits for the moment the send may go: the text is rendered after that wait, so a
     send held back (by Discord's rate limits) shows the newest text, and the texts wanted
@@ -49,6 +51,7 @@ class ThrottledMessage:
         self.shown: str | None = None
         self._sent_at = float("-inf")
         self._timer: asyncio.Task[None] | None = None
+        self._due = float("inf")  # when the delayed send goes, on `clock`
         self.lock = asyncio.Lock()  # one send at a time; callers may hold it to post first
 
     @property
@@ -65,19 +68,26 @@ class ThrottledMessage:
         self.shown = text
         self._sent_at = self._clock()
 
-    async def update(self, text: Text | None = None) -> None:
-        """Show `text` (or the text last wanted): now if the interval allows, else later."""
+    async def update(self, text: Text | None = None, *, interval: float | None = None) -> None:
+        """Show `text` (or the text last wanted): now if the interval since the last send
+        allows, else later; `interval` in place of the message's own, for this change."""
         if text is not None:
             self._wanted = text
         async with self.lock:
-            await self._update_locked()
+            await self._update_locked(self.interval if interval is None else interval)
 
-    async def _update_locked(self) -> None:
+    async def _update_locked(self, interval: float) -> None:
+        due = self._sent_at + interval
         if self._timer is not None:
-            return  # the delayed send picks up the newest text
-        delay = self._sent_at + self.interval - self._clock()
+            if due >= self._due:
+                return  # the delayed send picks up the newest text
+            # Due sooner than the delayed send: it has not started (this holds the lock).
+            self._timer.cancel()
+            self._timer = None
+        delay = due - self._clock()
         if delay > 0:
             if await self._differs():
+                self._due = due
                 self._timer = asyncio.create_task(self._send_later(delay))
             return
         await self._deliver()
