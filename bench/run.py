@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import task_cpu
 from bench.database import BACKENDS, BenchStorage, is_url, read_tasks, wait_finished
 from bench.machine_speed import reference_loop_ms
 from bench.median import median_figures
@@ -326,17 +327,24 @@ def _message_times(fake: FakeDiscord, work: Workload) -> dict[int, float]:
     return times
 
 
-def _bot_modules(work: Workload, profile: Path | None, finish_log: Path | None) -> list[list[str]]:
+# What `--profiler` runs the bot under: its module, and the suffix of the file it writes.
+PROFILERS = {"cprofile": ("bench.profiled", ".prof"), "tasks": ("bench.task_cpu", ".json")}
+
+
+def _bot_modules(
+    work: Workload, profile: Path | None, finish_log: Path | None, profiler: str = "cprofile"
+) -> list[list[str]]:
     """`python -m` module and arguments of each bot process (its own profile file each)."""
     # The oracle scenario runs the bot through bench/oracle.py; it is not profiled.
     if finish_log is not None:
         return [["bench.oracle", str(finish_log)]] * work.processes
     if profile is None:
         return [["bot"]] * work.processes
+    module = PROFILERS[profiler][0]
     if work.processes == 1:
-        return [["bench.profiled", str(profile)]]
+        return [[module, str(profile)]]
     return [
-        ["bench.profiled", str(profile.with_name(f"{profile.stem}-shard{k}{profile.suffix}"))]
+        [module, str(profile.with_name(f"{profile.stem}-shard{k}{profile.suffix}"))]
         for k in range(work.processes)
     ]
 
@@ -347,6 +355,7 @@ async def run_scenario(
     emu_extra: list[str],
     profile: Path | None = None,
     storage: BenchStorage | None = None,
+    profiler: str = "cprofile",
 ) -> Figures:
     """Run the whole workload under one polling configuration (the bot under cProfile if
     given), on a fresh database of `storage` (default: a SQLite file), with
@@ -370,7 +379,7 @@ async def run_scenario(
                     config, fake, f"{emu_root}/api/v1b", scenario, work,
                     database=database, shard=shard,
                 )  # fmt: skip
-            modules = _bot_modules(work, profile, finish_log)
+            modules = _bot_modules(work, profile, finish_log, profiler)
             serving = [guild_id(k) for k in range(min(work.processes, work.guilds))]
             bots = await start_bots(configs, modules, fake, serving, _env())
             _say(f"{scenario.name}: bot ready, setting {work.guilds} accounts")
@@ -713,9 +722,16 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         metavar="FILE",
         default=None,
-        help="run the bot under cProfile (every thread) and write pstats to FILE, or to "
-        "FILE-SCENARIO.prof with several scenarios; its CPU figures then include the "
-        "profiler's overhead",
+        help="run the bot under a profiler (see --profiler) writing to FILE, or to "
+        "FILE-SCENARIO.prof (.json) with several scenarios; its CPU figures then include "
+        "the profiler's overhead",
+    )
+    parser.add_argument(
+        "--profiler",
+        choices=sorted(PROFILERS),
+        default="cprofile",
+        help="cprofile: every thread under cProfile, pstats (bench/profiled.py); tasks: each "
+        "event-loop step's CPU charged to its task, JSON and a table (bench/task_cpu.py)",
     )
     args = parser.parse_args(argv)
     if args.processes < 1:
@@ -792,10 +808,14 @@ async def _run_all(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
             for name in names:
                 of = f" (run {n + 1} of {args.runs})" if args.runs > 1 else ""
                 print(f"running {name}{of} ...", file=sys.stderr, flush=True)
-                profile = _profile_path(args.profile, name, several=len(names) > 1)
+                profile = _profile_path(args.profile, name, args.profiler, len(names) > 1)
                 figures.append(
-                    await run_scenario(SCENARIOS[name], work, args.emulator_arg, profile, storage)
+                    await run_scenario(
+                        SCENARIOS[name], work, args.emulator_arg, profile, storage, args.profiler
+                    )
                 )
+                if profile is not None and args.profiler == "tasks":
+                    print(task_cpu.table(profile, work.tasks), file=sys.stderr, flush=True)
             runs.append([asdict(f) for f in figures])
         recovery = await run_recovery(work, args.recovery, storage) if args.recovery else None
         described = storage.describe()
@@ -813,11 +833,12 @@ async def _run_all(work: Workload, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _profile_path(option: str | None, scenario: str, *, several: bool) -> Path | None:
+def _profile_path(option: str | None, scenario: str, profiler: str, several: bool) -> Path | None:
     if option is None:
         return None
     path = Path(option).resolve()  # the bot runs in a temporary directory
-    return path.with_name(f"{path.stem}-{scenario}.prof") if several else path
+    suffix = PROFILERS[profiler][1]
+    return path.with_name(f"{path.stem}-{scenario}{suffix}") if several else path
 
 
 def _machine() -> dict[str, Any]:

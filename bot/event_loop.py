@@ -15,8 +15,14 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# Off: asyncio's loop even where uvloop is installed (bench/task_cpu.py times each of the
+# loop's callbacks from Python, which uvloop runs in C).
+use_uvloop = True
+
 
 def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if not use_uvloop:
+        return None
     try:
         import uvloop
     except ImportError:  # Windows, or an install without it
