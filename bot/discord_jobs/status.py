@@ -179,7 +179,7 @@ class StatusBoard:
         if current is not None and current.cancelling():
             return  # stopping: after a restart, the task's next status is posted
         if message_id is None:
-            self.show_soon(task, text, then=then)
+            self.show_soon(task, text, then=then, counting=entry.counting)
         else:
             self._track(self._adopted(task.id, message_id, then), f"status-{task.id}")
 
