@@ -350,6 +350,29 @@ async def test_round_robin_between_users(store: Store, make_service: ServiceFact
     assert (heavy[1], 2, None) in events.progress
 
 
+async def test_a_line_moving_up_is_reported_without_reading_each_task_again(
+    store: Store, make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = Events()
+    service = await make_service(events, start=False)  # nothing is dispatched: a long line
+    queued = [(await service.enqueue(request(user=u), limits=OPEN)).id for u in range(1, 21)]
+    await wait_for(lambda: len(events.accepted) == 20)
+    reads: list[int] = []
+    read = store.tasks.get
+
+    async def counted(task_id: int) -> Task | None:
+        reads.append(task_id)
+        return await read(task_id)
+
+    monkeypatch.setattr(store.tasks, "get", counted)
+    events.progress.clear()
+    assert await service.cancel(queued[0], GUILD)
+    moved = [(task_id, place, None) for place, task_id in enumerate(queued[1:], start=1)]
+    await wait_for(lambda: len(events.progress) == len(moved))
+    assert sorted(events.progress) == sorted(moved)  # every task one place up
+    assert reads == []  # the queue's own copies: no statement per task of the line
+
+
 async def test_account_concurrency_is_respected(store: Store, make_service: ServiceFactory) -> None:
     events = Events()
     service = await make_service(events, account_concurrency=2)

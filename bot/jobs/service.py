@@ -463,16 +463,19 @@ class GenerationService:
 
     async def _report_positions(self, guild_id: int) -> None:
         queue = self._queues.get(guild_id)
-        positions = queue.positions() if queue is not None else {}
+        order = queue.order() if queue is not None else []
+        # The queued tasks as the queue holds them: nothing shown of a task changes while it
+        # waits, so a long line moving up costs no statement per task.
         changed = [
-            (task_id, position)
-            for task_id, position in positions.items()
-            if self._positions.get(task_id) != position
+            (task, position)
+            for position, task in enumerate(order, start=1)
+            if self._positions.get(task.id) != position
         ]
-        self._positions.update(changed)
-        for task_id, position in changed:
-            task = await self._store.tasks.get(task_id)
-            if task is not None and task.state == TaskState.QUEUED:
+        self._positions.update((task.id, position) for task, position in changed)
+        for task, position in changed:
+            # Dispatched, cancelled or moved again while an earlier one was reported: what
+            # happened to it since is reported by whoever changed it.
+            if self._positions.get(task.id) == position:
                 await self._emit("task_progress", task, position, None)
 
     # Poll outcomes
