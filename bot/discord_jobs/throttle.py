@@ -26,8 +26,8 @@ class ThrottledMessage:
     A change within `interval` seconds of the last send is held: the newest text goes out by
     one delayed send, so a busy message costs at most one edit per interval. A change may ask
     for a longer interval of its own (a count ticking down); a later change asking for a
-    shorter one brings the delayed send forward. `send` returns
-    whether the message now shows the text (False: it may be tried again on the next change).
+    shorter one brings the delayed send forward. `send` returns whether the message now
+    shows the text (False: it may be tried again on the next change).
     `turn` waits for the moment the send may go: the text is rendered after that wait, so a
     send held back (by Discord's rate limits) shows the newest text, and the texts wanted
     meanwhile cost nothing.
