@@ -51,9 +51,12 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     await asyncio.gather(*ending, return_exceptions=True)
 
 
-async def finish_or_cancel(tasks: Iterable[asyncio.Future[Any]], grace: float) -> None:
-    """Wait up to `grace` seconds for `tasks` to end, then cancel the rest and wait for them."""
+async def finish_or_cancel(tasks: Iterable[asyncio.Future[Any]], grace: float) -> int:
+    """Wait up to `grace` seconds for `tasks` to end, then cancel the rest and wait for them;
+    return how many had to be cancelled."""
     running = list(tasks)
-    if running:
-        _, late = await asyncio.wait(running, timeout=grace)
-        await cancel_and_wait(late)
+    if not running:
+        return 0
+    _, late = await asyncio.wait(running, timeout=grace)
+    await cancel_and_wait(late)
+    return len(late)

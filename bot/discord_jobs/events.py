@@ -84,9 +84,7 @@ class DiscordJobEvents:
         """Add the rerun reactions still waiting, flush status edits and log entries (each
         for up to `CLOSE_GRACE` seconds: what Discord holds longer is dropped), and close the
         download session."""
-        reacting = list(self._reacting)
-        await finish_or_cancel(reacting, CLOSE_GRACE)
-        if dropped := sum(job.cancelled() for job in reacting):
+        if dropped := await finish_or_cancel(self._reacting, CLOSE_GRACE):
             log.warning(
                 "%d rerun reactions unconfirmed: Discord held them past the stop's %g s",
                 dropped,

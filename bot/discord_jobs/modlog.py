@@ -23,6 +23,7 @@ import discord
 from bot.background import Background, finish_or_cancel
 from bot.discord_jobs import modlog_entries as entries
 from bot.discord_jobs.host import DiscordHost
+from bot.discord_jobs.status import CLOSE_GRACE
 from bot.i18n import pick_locale
 from bot.jobs import GenerationRequest
 from bot.replies import NO_MENTIONS
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 # Entries whose link is updated when their result arrives: the most recent ones.
 ENTRY_MEMORY = 10_000
-CLOSE_GRACE = 5.0
 # The bot's own permissions a log channel needs.
 NEEDED_PERMISSIONS = ("view_channel", "send_messages", "embed_links")
 

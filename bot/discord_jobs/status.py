@@ -25,9 +25,10 @@ from bot.store import StoreUnavailable, Task
 log = logging.getLogger(__name__)
 
 FINISHED_MEMORY = 10_000
-# How long a stop waits for the last status posts and edits. Discord's limits may hold them
-# far longer (one edit per channel per window), and a stop must end within the service
-# manager's timeout (30 s in deploy/miaohua-bot.service), the other services' stops included.
+# How long a stop waits for each kind of the bot's last sends to Discord (status posts and
+# edits, log entries, 🔁 reactions). Discord's limits may hold them far longer (one edit per
+# channel per window), and a stop must end within the service manager's timeout (30 s in
+# deploy/miaohua-bot.service), the other services' stops included.
 CLOSE_GRACE = 5.0
 # A count in a status (place in line, tasks ahead at the service) is updated at most this
 # often: it ticks down many times while a task waits, each tick an edit under Discord's limit
@@ -233,12 +234,10 @@ class StatusBoard:
         holds longer is dropped), and stop the timers; nothing is shown after it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        if self._pending:
-            await finish_or_cancel(set(self._pending), grace)
+        await finish_or_cancel(self._pending, grace)
         self._closed = True  # a change from now on would start a timer firing after the end
         flushes = [asyncio.create_task(e.message.flush()) for e in self._entries.values()]
-        await finish_or_cancel(flushes, max(0.0, deadline - loop.time()))
-        if dropped := sum(flush.cancelled() for flush in flushes):
+        if dropped := await finish_or_cancel(flushes, max(0.0, deadline - loop.time())):
             log.warning(
                 "%d status edits not sent: Discord held them past the stop's %g s", dropped, grace
             )
