@@ -20,6 +20,7 @@ from bot.config import MiaohuaSettings, Settings
 from bot.crypto import SecretBox
 from bot.demo_accounts import DemoAccounts
 from bot.diagnostics import LoopLagMonitor
+from bot.discord_buckets import one_request_per_bucket
 from bot.discord_jobs import DiscordJobEvents
 from bot.discord_jobs.requests import limits_for
 from bot.discord_pacing import GlobalPacer, pace_client, pace_requests
@@ -99,6 +100,8 @@ class MiaohuaBot(commands.Bot):
         metrics.discord_waiting.set_function(lambda: len(self.pacer))
         pace_requests(trace, self.pacer)
         super().__init__(**_bot_kwargs(settings), http_trace=trace, **kwargs)
+        # One request per bucket in flight, and the global turn taken before waiting for it.
+        one_request_per_bucket(self.http)
         pace_client(self.http, self.pacer)
         self.settings = settings
         self.metrics = metrics
