@@ -22,6 +22,7 @@ channel. The windows are fixed, starting at a bucket's first request, like Disco
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -221,7 +222,7 @@ class RateLimits:
         window: Window,
         scope: str,
     ) -> Verdict:
-        retry_after = round(max(window.reset - now, 0.001), 3)
+        retry_after = max(_ms_up(window.reset - now), 0.001)
         self.stats.limited.append(
             Limited(now, method, path, name, key.partition(":")[2], scope, retry_after)
         )
@@ -244,14 +245,20 @@ class RateLimits:
         return Verdict(headers, body)
 
 
+def _ms_up(seconds: float) -> float:
+    """`seconds` rounded up to the millisecond the headers carry. Rounded to the nearest, a
+    reset would be announced up to half a millisecond early, and a client sleeping exactly
+    that long over loopback could be refused at the edge of the window."""
+    return math.ceil(round(max(seconds, 0.0) * 1000, 6)) / 1000
+
+
 def _headers(window: Window, bucket: str, now: float) -> dict[str, str]:
-    reset_after = max(window.reset - now, 0.0)
     return {
         "Via": VIA,
         "X-RateLimit-Limit": str(window.limit),
         "X-RateLimit-Remaining": str(max(window.limit - window.used, 0)),
-        "X-RateLimit-Reset": f"{window.reset:.3f}",
-        "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+        "X-RateLimit-Reset": f"{_ms_up(window.reset):.3f}",
+        "X-RateLimit-Reset-After": f"{_ms_up(window.reset - now):.3f}",
         # Discord's bucket ids are opaque hashes, not route names.
         "X-RateLimit-Bucket": hashlib.sha1(bucket.encode()).hexdigest()[:32],
     }

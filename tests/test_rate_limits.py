@@ -100,6 +100,29 @@ async def test_a_sixth_message_in_five_seconds_gets_429_with_discords_body_and_h
     assert stats.blocked(key, start + 1, start + 4) == 3.0
 
 
+async def test_a_reset_is_never_announced_before_the_window_ends(
+    limited: tuple[FakeDiscord, Clock, aiohttp.ClientSession],
+) -> None:
+    # A client sleeping exactly Reset-After over loopback arrives within a millisecond of it:
+    # the headers round up, so that sleep always ends in the next window.
+    fake, clock, http = limited
+    status, _, headers = await post(fake, http, CHANNEL)
+    reset = clock.now + 5
+    for elapsed in (0.0004, 1.2345, 3.3337, 4.9991):
+        clock.now = reset - 5 + elapsed
+        status, _, headers = await post(fake, http, CHANNEL)
+        assert status == 200
+        assert float(headers["X-RateLimit-Reset-After"]) >= reset - clock.now
+        assert float(headers["X-RateLimit-Reset-After"]) - (reset - clock.now) < 0.001
+        assert float(headers["X-RateLimit-Reset"]) >= reset
+    clock.now = reset - 0.0004
+    status, body, headers = await post(fake, http, CHANNEL)
+    assert (status, body["retry_after"]) == (429, 0.001)
+    clock.now = reset
+    status, _, headers = await post(fake, http, CHANNEL)
+    assert (status, headers["X-RateLimit-Remaining"]) == (200, "4")
+
+
 async def test_every_response_carries_rate_limit_headers(
     limited: tuple[FakeDiscord, Clock, aiohttp.ClientSession],
 ) -> None:
