@@ -13,47 +13,25 @@ discord.py's count is Discord's. Nothing gets slower: Discord's per-channel limi
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import discord
 
+from bot.jobs.locks import KeyedLocks
+
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class _Gate:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0  # requests holding or waiting for the lock
-
-
-class BucketGates:
+class BucketGates(KeyedLocks[str]):
     """A lock per bucket, kept only while a request holds or waits for it (interaction
     routes have a bucket per interaction; keeping them would grow without end)."""
 
-    def __init__(self) -> None:
-        self._gates: dict[str, _Gate] = {}
-
-    def __len__(self) -> int:
-        """Buckets with a request in flight or waiting."""
-        return len(self._gates)
-
     async def run(self, key: str, request: Callable[[], Awaitable[T]]) -> T:
         """Make `request` once no other request of bucket `key` is in flight."""
-        gate = self._gates.get(key)
-        if gate is None:
-            gate = self._gates[key] = _Gate()
-        gate.users += 1
-        try:
-            async with gate.lock:
-                return await request()
-        finally:
-            gate.users -= 1
-            if not gate.users:
-                del self._gates[key]
+        async with self.hold(key):
+            return await request()
 
 
 def bucket_key(route: discord.http.Route) -> str:
